@@ -1,0 +1,5 @@
+import sys
+
+from gotrace.cli import main
+
+sys.exit(main())

@@ -1,0 +1,110 @@
+"""One Go executable and the facts read from it, each parsed lazily and once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+from gotrace.errors import NotGoBinaryError, UnsupportedGoError
+from gotrace.gobin.buildinfo import BuildInfo, read_buildinfo
+from gotrace.gobin.disasm import ret_sites
+from gotrace.gobin.dwarf import dwarf_struct_fields
+from gotrace.gobin.elffile import ElfImage
+from gotrace.gobin.moduledata import ModuleData, find_moduledata
+from gotrace.gobin.pclntab import Pclntab
+from gotrace.gobin.symtab import function_symbols
+from gotrace.gobin.typeinfo import TypeInfo, split_type_name
+from gotrace.versions import Version, parse_version
+
+MIN_GO = (1, 18)
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    address: int
+    end: int
+    source: str  # "symtab" or "pclntab"
+
+
+class GoBinary:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.image = ElfImage(path)
+        self.path = self.image.path
+        # Fail early, with the clearest message, on what is not a Go program we support.
+        self.pclntab = Pclntab(self.image)
+        info = read_buildinfo(self.image)
+        if info is None:
+            raise NotGoBinaryError(f"{self.path}: no Go build info; not a Go 1.18+ binary")
+        self.buildinfo: BuildInfo = info
+        version = parse_version(info.go_version)
+        if version is None or len(version) < 2:
+            raise NotGoBinaryError(f"{self.path}: unreadable Go version {info.go_version!r}")
+        if version[:2] < MIN_GO:
+            raise UnsupportedGoError(
+                f"{self.path}: built with {info.go_version}; gotrace supports Go 1.18 and later"
+            )
+        self.go_version: Version = version
+
+    def close(self) -> None:
+        self.image.close()
+
+    def __enter__(self) -> GoBinary:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def go_minor(self) -> int:
+        return self.go_version[1]
+
+    def module_version(self, module_path: str | None) -> Version | None:
+        if not module_path:
+            return None
+        text = self.buildinfo.module_version(module_path)
+        return parse_version(text) if text else None
+
+    @cached_property
+    def moduledata(self) -> ModuleData:
+        return find_moduledata(self.image, self.pclntab)
+
+    @cached_property
+    def pclntab_functions(self) -> dict[str, Function]:
+        out: dict[str, Function] = {}
+        for fn in self.pclntab.functions(self.moduledata.text):
+            out.setdefault(fn.name, Function(fn.name, fn.address, fn.end, "pclntab"))
+        return out
+
+    @cached_property
+    def symtab_functions(self) -> dict[str, Function]:
+        return {
+            name: Function(name, addr, addr + size, "symtab")
+            for name, (addr, size) in function_symbols(self.image).items()
+        }
+
+    def function(self, name: str, sources: tuple[str, ...] = ("symtab", "pclntab")
+                 ) -> Function | None:
+        for source in sources:
+            table = self.symtab_functions if source == "symtab" else self.pclntab_functions
+            fn = table.get(name)
+            if fn is not None:
+                return fn
+        return None
+
+    def rets(self, fn: Function) -> list[int]:
+        return ret_sites(self.image, fn.address, fn.end)
+
+    def has_methods(self, type_name: str) -> bool:
+        """Whether any method of the named type is linked in (from .gopclntab)."""
+        pkg, name = split_type_name(type_name)
+        prefixes = (f"{pkg}.(*{name}).", f"{pkg}.{name}.")
+        return any(n.startswith(prefixes) for n in self.pclntab_functions)
+
+    @cached_property
+    def typeinfo(self) -> TypeInfo:
+        return TypeInfo(self.image, self.moduledata, self.go_minor)
+
+    def dwarf_struct_fields(self, type_names: set[str]) -> dict[str, dict[str, int]]:
+        return dwarf_struct_fields(self.image, type_names)

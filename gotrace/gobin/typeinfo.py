@@ -1,0 +1,145 @@
+"""Struct field offsets from the runtime's own type descriptors (works on stripped binaries).
+
+Descriptors live between moduledata.types and moduledata.etypes. An abi.Type is 48 bytes:
+
+    size 0 | ptrdata 8 | hash 16 | tflag 20 | align 21 | fieldAlign 22 | kind 23 |
+    equal 24 | gcdata 32 | str (nameOff) 40 | ptrToThis (typeOff) 44
+
+A struct type follows with pkgPath (name pointer) at 48 and its fields slice at 56; each field
+is (name pointer, type pointer, offset), 24 bytes; Go 1.18 stored offset<<1|embedded. When
+tflag has the uncommon bit, an uncommonType follows the struct header (at 80) and its first
+word is the nameOff of the package path.
+
+A name is a flags byte, a uvarint length and the bytes. A named type's str is usually "*T"
+with the extra-star flag set, the string being shared with *T.
+
+We never walk all types: for each wanted type we look for its name's bytes in the types region,
+then for the descriptor whose str points at that name.
+"""
+
+from __future__ import annotations
+
+import struct
+from functools import cached_property
+
+from gotrace.errors import CorruptBinaryError
+from gotrace.gobin.elffile import ElfImage
+from gotrace.gobin.moduledata import ModuleData
+from gotrace.gobin.varint import encode_uvarint, uvarint
+
+_TYPE_SIZE = 48
+_KIND_MASK = 0x1F
+_KIND_STRUCT = 25
+_TFLAG_UNCOMMON = 1
+_TFLAG_EXTRA_STAR = 2
+_STRUCT_UNCOMMON_OFFSET = 80
+_FIELD_SIZE = 24
+
+
+def split_type_name(full: str) -> tuple[str, str]:
+    """'net/http.Request' -> ('net/http', 'Request'); 'runtime.g' -> ('runtime', 'g')."""
+    slash = full.rfind("/")
+    dot = full.find(".", slash + 1)
+    if dot < 0:
+        raise ValueError(f"not a qualified Go type name: {full!r}")
+    return full[:dot], full[dot + 1:]
+
+
+def package_matches(found: str, wanted: str) -> bool:
+    """Same package, allowing a vendored copy (…/vendor/<wanted>)."""
+    return found == wanted or found.endswith("/vendor/" + wanted)
+
+
+class TypeInfo:
+    """Looks up struct layouts by fully qualified type name."""
+
+    def __init__(self, image: ElfImage, moduledata: ModuleData, go_minor: int) -> None:
+        self.image = image
+        self.md = moduledata
+        self.embedded_bit_in_offset = go_minor <= 18
+
+    @cached_property
+    def _region(self) -> bytes:
+        return self.image.read(self.md.types, self.md.etypes - self.md.types)
+
+    def _name_at(self, vaddr: int) -> str:
+        """Decode a name (flags, uvarint length, bytes) at an address."""
+        off = vaddr - self.md.types
+        region = self._region
+        if 0 <= off < len(region) - 2:
+            return self._decode_name(region, off)
+        head = self.image.read(vaddr, 12)
+        length, pos = uvarint(head, 1)
+        return self.image.read(vaddr + pos, length).decode("utf-8", "replace")
+
+    @staticmethod
+    def _decode_name(region: bytes, off: int) -> str:
+        length, pos = uvarint(region, off + 1)
+        return region[pos: pos + length].decode("utf-8", "replace")
+
+    def _name_offsets(self, text: str) -> list[int]:
+        """Offsets (from types) of encoded names whose text is exactly `text`."""
+        region = self._region
+        raw = text.encode()
+        needle = encode_uvarint(len(raw)) + raw
+        out = []
+        pos = region.find(needle, 1)
+        while pos != -1:
+            out.append(pos - 1)  # the flags byte
+            pos = region.find(needle, pos + 1)
+        return out
+
+    def _struct_descriptors(self, name_off: int, extra_star: bool) -> list[int]:
+        """Addresses of struct descriptors whose str is name_off."""
+        region = self._region
+        needle = struct.pack("<i", name_off)
+        out = []
+        pos = region.find(needle)
+        while pos != -1:
+            start = pos - 40
+            if start >= 0 and (self.md.types + start) % 8 == 0 and start + 64 <= len(region):
+                tflag, kind = region[start + 20], region[start + 23]
+                if (kind & _KIND_MASK == _KIND_STRUCT
+                        and bool(tflag & _TFLAG_EXTRA_STAR) == extra_star):
+                    out.append(self.md.types + start)
+            pos = region.find(needle, pos + 1)
+        return out
+
+    def _package_of(self, desc: int) -> str:
+        tflag = self.image.u8(desc + 20)
+        if tflag & _TFLAG_UNCOMMON:
+            pkg_off = self.image.i32(desc + _STRUCT_UNCOMMON_OFFSET)
+            if pkg_off:
+                return self._name_at(self.md.types + pkg_off)
+        pkg_ptr = self.image.pointer(desc + 48)
+        return self._name_at(pkg_ptr) if pkg_ptr else ""
+
+    def find_struct(self, full_name: str) -> int | None:
+        """The descriptor address of a named struct type, or None if the binary has none."""
+        pkg, name = split_type_name(full_name)
+        short = f"{pkg.rsplit('/', 1)[-1]}.{name}"
+        for text, extra_star in ((f"*{short}", True), (short, False)):
+            for name_off in self._name_offsets(text):
+                for desc in self._struct_descriptors(name_off, extra_star):
+                    if package_matches(self._package_of(desc), pkg):
+                        return desc
+        return None
+
+    def struct_fields(self, full_name: str) -> dict[str, int] | None:
+        """Field name -> byte offset for a named struct type, or None if absent."""
+        desc = self.find_struct(full_name)
+        if desc is None:
+            return None
+        fields_ptr = self.image.pointer(desc + 56)
+        count = self.image.u64(desc + 64)
+        if count > 10_000:
+            raise CorruptBinaryError(f"{self.image.path}: malformed type descriptor {full_name}")
+        out: dict[str, int] = {}
+        words = self.image.words(fields_ptr, 3 * count) if count else []
+        for i in range(count):
+            name_ptr, _typ, offset = words[3 * i: 3 * i + 3]
+            if self.embedded_bit_in_offset:
+                offset >>= 1
+            out[self._name_at(name_ptr)] = offset
+        return out
+

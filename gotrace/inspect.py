@@ -1,0 +1,100 @@
+"""`gotrace inspect`: what gotrace knows about a Go binary, and where each fact came from."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from gotrace.errors import GotraceError, malformed_input_is_corrupt
+from gotrace.gobin.binary import GoBinary
+from gotrace.layout import Layout, resolve
+from gotrace.manifest import Manifest, load_manifests
+
+
+def executable_of_pid(pid: int) -> tuple[Path, str]:
+    """(a path that opens the process's executable, the name to show for it).
+
+    /proc/PID/exe opens the very file the process runs, also inside another mount namespace
+    (a container) and after the file was replaced on disk.
+    """
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        raise GotraceError(f"no process with PID {pid}")
+    exe = proc / "exe"
+    try:
+        shown = os.readlink(exe)
+    except PermissionError:
+        raise GotraceError(f"cannot read {exe}: permission denied (run as root)") from None
+    except FileNotFoundError:
+        raise GotraceError(f"process {pid} has exited or is a kernel thread") from None
+    if not os.access(exe, os.R_OK):
+        raise GotraceError(f"cannot read {exe}: permission denied (run as root)")
+    root = os.readlink(proc / "root") if (proc / "root").exists() else "/"
+    if root != "/":
+        shown = f"{shown} (in the container rooted at {root})"
+    return exe, shown
+
+
+def inspect_binary(path: Path) -> Layout:
+    manifests = load_manifests()
+    with malformed_input_is_corrupt(path), GoBinary(path) as binary:
+        return resolve(binary, manifests)
+
+
+def _hexes(values: list[int] | tuple[int, ...]) -> str:
+    return " ".join(f"{v:#x}" for v in values) or "-"
+
+
+def render_text(layout: Layout, shown_path: str, manifests: list[Manifest]) -> str:
+    lines = [shown_path]
+    s = layout.settings
+    lines.append(f"  go version   {layout.go_version}")
+    if s:
+        lines.append("  build        " + " ".join(
+            f"{k}={v}" for k, v in s.items() if k != "DefaultGODEBUG"))
+    if layout.modules:
+        for path, version in sorted(layout.modules.items()):
+            lines.append(f"  module       {path} {version}")
+    else:
+        lines.append("  modules      none recorded (GOPATH-mode build)")
+    for manifest in manifests:
+        lines.append("")
+        title = f"{manifest.library}: {manifest.description}"
+        if manifest.library in layout.absent_libraries:
+            lines.append(f"{title}: not linked into this binary")
+            continue
+        lines.append(title)
+        for spec in manifest.functions:
+            fn = layout.functions.get(spec.name)
+            if fn is None:
+                state = "n/a for this version" if spec.name in layout.not_applicable \
+                    else "MISSING"
+                lines.append(f"  func  {spec.name}  {state}")
+                continue
+            alias = f" (as {fn.found_as})" if fn.found_as != spec.name else ""
+            lines.append(f"  func  {spec.name}{alias}  addr {fn.address:#x}  entry "
+                         f"{fn.entry:#x}  rets {_hexes(fn.rets)}  [{fn.source}]")
+        for spec in manifest.fields:
+            fld = layout.fields.get(spec.name)
+            if fld is None:
+                state = "n/a for this version" if spec.name in layout.not_applicable \
+                    else "MISSING"
+                lines.append(f"  field {spec.name}  {state}")
+            else:
+                lines.append(f"  field {spec.name}  offset {fld.offset}  [{fld.source}]")
+    return "\n".join(lines)
+
+
+def run_inspect(binary: str | None, pid: int | None, as_json: bool) -> str:
+    if pid is not None:
+        path, shown = executable_of_pid(pid)
+    else:
+        assert binary is not None
+        path, shown = Path(binary), binary
+    layout = inspect_binary(path)
+    if as_json:
+        doc = layout.to_json()
+        doc["path"] = shown
+        return json.dumps(doc, indent=2)
+    return render_text(layout, shown, load_manifests())

@@ -1,0 +1,175 @@
+"""Resolve what the manifests name against one binary: the Layout the probes are built from.
+
+Functions come from the ELF symbol table when there is one, else from .gopclntab. Field
+offsets come from the runtime type metadata, then DWARF, then symbols/offsets.json. Every fact
+records where it came from.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gotrace import offsets_db
+from gotrace.gobin.binary import GoBinary
+from gotrace.gobin.typeinfo import split_type_name
+from gotrace.manifest import Manifest, Spec, load_manifests
+
+FUNCTION_SOURCES = ("symtab", "pclntab")
+FIELD_SOURCES = ("typeinfo", "dwarf", "offsets-db")
+
+
+@dataclass(frozen=True)
+class ResolvedFunction:
+    name: str  # the manifest's name
+    found_as: str  # the name in the binary (an alternative, for renamed functions)
+    address: int
+    entry: int  # file offset of the entry: where the uprobe goes
+    rets: tuple[int, ...]  # file offsets of every RET
+    source: str
+
+
+@dataclass(frozen=True)
+class ResolvedField:
+    name: str
+    offset: int
+    source: str
+
+
+@dataclass
+class Layout:
+    path: str
+    go_version: str
+    settings: dict[str, str]
+    modules: dict[str, str]
+    functions: dict[str, ResolvedFunction] = field(default_factory=dict)
+    fields: dict[str, ResolvedField] = field(default_factory=dict)
+    missing_functions: list[str] = field(default_factory=list)
+    missing_fields: list[str] = field(default_factory=list)
+    not_applicable: list[str] = field(default_factory=list)
+    absent_libraries: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "go_version": self.go_version,
+            "settings": self.settings,
+            "modules": self.modules,
+            "functions": {
+                n: {"address": f.address, "entry": f.entry, "rets": list(f.rets),
+                    "source": f.source, **({"found_as": f.found_as} if f.found_as != n else {})}
+                for n, f in self.functions.items()
+            },
+            "fields": {n: {"offset": f.offset, "source": f.source}
+                       for n, f in self.fields.items()},
+            "missing": {"functions": self.missing_functions, "fields": self.missing_fields},
+            "not_applicable": self.not_applicable,
+            "absent_libraries": self.absent_libraries,
+        }
+
+
+def _applicable(binary: GoBinary, specs: list[Spec], layout: Layout) -> list[Spec]:
+    out = []
+    for spec in specs:
+        if spec.applies_to(binary.go_version, binary.module_version(spec.module)):
+            out.append(spec)
+        else:
+            layout.not_applicable.append(spec.name)
+    return out
+
+
+def _resolve_functions(binary: GoBinary, specs: list[Spec], sources: Sequence[str],
+                       layout: Layout) -> None:
+    image = binary.image
+    for spec in specs:
+        fn = next((f for n in spec.names if (f := binary.function(n, tuple(sources)))), None)
+        if fn is None:
+            layout.missing_functions.append(spec.name)
+            continue
+        layout.functions[spec.name] = ResolvedFunction(
+            name=spec.name,
+            found_as=fn.name,
+            address=fn.address,
+            entry=image.file_offset(fn.address),
+            rets=tuple(image.file_offset(r) for r in binary.rets(fn)),
+            source=fn.source,
+        )
+
+
+def _offsets_db_key(binary: GoBinary, spec: Spec) -> str | None:
+    if spec.module:
+        version = binary.buildinfo.module_version(spec.module)
+        return version
+    return f"{binary.go_version[0]}.{binary.go_version[1]}"
+
+
+def _resolve_fields(binary: GoBinary, specs: list[Spec], sources: Sequence[str],
+                    layout: Layout) -> None:
+    # field spec name -> (type name, field name); one look-up per type.
+    wanted: dict[str, list[tuple[Spec, str]]] = defaultdict(list)
+    for spec in specs:
+        type_name, _, field_name = spec.name.rpartition(".")
+        split_type_name(type_name)  # validates the manifest's name
+        wanted[type_name].append((spec, field_name))
+
+    pending = dict(wanted)
+    for source in sources:
+        if not pending:
+            break
+        if source == "typeinfo":
+            found = {t: binary.typeinfo.struct_fields(t) for t in pending}
+        elif source == "dwarf":
+            # Parsing DWARF is slow; skip types the program does not use (no methods linked).
+            found = binary.dwarf_struct_fields({t for t in pending if binary.has_methods(t)})
+        else:
+            found = {
+                t: {f: off for s, f in items
+                    if (off := offsets_db.lookup(s.name, _offsets_db_key(binary, s))) is not None}
+                for t, items in pending.items()
+            }
+        still: dict[str, list[tuple[Spec, str]]] = {}
+        for type_name, items in pending.items():
+            fields = found.get(type_name) or {}
+            rest = []
+            for spec, field_name in items:
+                if field_name in fields:
+                    layout.fields[spec.name] = ResolvedField(spec.name, fields[field_name], source)
+                else:
+                    rest.append((spec, field_name))
+            if rest:
+                still[type_name] = rest
+        pending = still
+    for items in pending.values():
+        layout.missing_fields.extend(spec.name for spec, _ in items)
+
+
+def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,
+            function_sources: Sequence[str] = FUNCTION_SOURCES,
+            field_sources: Sequence[str] = FIELD_SOURCES) -> Layout:
+    """Resolve every function and field the manifests name."""
+    if manifests is None:
+        manifests = load_manifests()
+    info = binary.buildinfo
+    layout = Layout(
+        path=str(binary.path),
+        go_version=info.go_version,
+        settings=dict(info.settings),
+        modules={m.path: (m.replaced_by or m).version
+                 for m in ([info.main] if info.main else []) + info.deps},
+    )
+    fields: list[Spec] = []
+    for manifest in manifests:
+        before = len(layout.functions)
+        _resolve_functions(binary, _applicable(binary, manifest.functions, layout),
+                           function_sources, layout)
+        if manifest.functions and len(layout.functions) == before:
+            # None of the library's functions is linked in: the library is not used here, and
+            # its probes are simply not needed.
+            layout.absent_libraries.append(manifest.library)
+            absent = {s.name for s in manifest.functions}
+            layout.missing_functions = [n for n in layout.missing_functions if n not in absent]
+            continue
+        fields.extend(f for f in manifest.fields if f.name not in {x.name for x in fields})
+    _resolve_fields(binary, _applicable(binary, fields, layout), field_sources, layout)
+    return layout

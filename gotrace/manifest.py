@@ -1,0 +1,90 @@
+"""The symbols/ manifests: per instrumented library, the functions and fields its probes need.
+
+Looking up only what the manifests name keeps resolution fast on large binaries.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gotrace.errors import GotraceError
+from gotrace.versions import Version, check_constraint, satisfies
+
+SYMBOLS_DIR = Path(os.environ.get("GOTRACE_SYMBOLS_DIR",
+                                  Path(__file__).resolve().parent.parent / "symbols"))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One function or field a probe needs."""
+
+    name: str
+    library: str
+    alternatives: tuple[str, ...] = ()
+    go: str | None = None  # Go versions in which it exists
+    module: str | None = None
+    module_version: str | None = None
+    why: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.alternatives)
+
+    def applies_to(self, go: Version | None, module_version: Version | None) -> bool:
+        """False when the binary's versions say this cannot exist in it."""
+        if self.go and go is not None and not satisfies(go, self.go):
+            return False
+        return not (self.module_version and module_version is not None
+                    and not satisfies(module_version, self.module_version))
+
+
+@dataclass
+class Manifest:
+    library: str
+    description: str = ""
+    functions: list[Spec] = field(default_factory=list)
+    fields: list[Spec] = field(default_factory=list)
+
+
+def _spec(entry: dict, library: str, module: str | None, where: Path) -> Spec:
+    try:
+        spec = Spec(
+            name=entry["name"],
+            library=library,
+            alternatives=tuple(entry.get("alternatives", ())),
+            go=entry.get("go"),
+            module=entry.get("module", module),
+            module_version=entry.get("module_version"),
+            why=entry.get("why", ""),
+        )
+        for constraint in (spec.go, spec.module_version):
+            if constraint:
+                check_constraint(constraint)
+    except (KeyError, TypeError, ValueError) as e:
+        raise GotraceError(f"{where}: bad manifest entry {entry!r}: {e}") from None
+    return spec
+
+
+def load_manifest(path: Path) -> Manifest:
+    try:
+        data = tomllib.loads(path.read_text())
+        lib = data["library"]
+        name, module = lib["name"], lib.get("module")
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as e:
+        raise GotraceError(f"{path}: cannot read manifest: {e}") from None
+    return Manifest(
+        library=name,
+        description=lib.get("description", ""),
+        functions=[_spec(e, name, module, path) for e in data.get("function", [])],
+        fields=[_spec(e, name, module, path) for e in data.get("field", [])],
+    )
+
+
+def load_manifests(directory: Path = SYMBOLS_DIR) -> list[Manifest]:
+    paths = sorted(directory.glob("*.toml"))
+    if not paths:
+        raise GotraceError(f"no symbol manifests in {directory}")
+    return [load_manifest(p) for p in paths]
