@@ -20,6 +20,10 @@ class NotGoBinaryError(GotraceError):
 class UnsupportedGoError(GotraceError):
     """The Go program was built by a Go release gotrace does not support."""
 
+    def __init__(self, path: object, built_with: str) -> None:
+        super().__init__(f"{path}: built with {built_with}; gotrace supports binaries built "
+                         "with Go 1.18 or later")
+
 
 class CorruptBinaryError(GotraceError):
     """The file looks like a Go program but its tables do not parse."""

@@ -42,9 +42,7 @@ class GoBinary:
         if version is None or len(version) < 2:
             raise NotGoBinaryError(f"{self.path}: unreadable Go version {info.go_version!r}")
         if version[:2] < MIN_GO:
-            raise UnsupportedGoError(
-                f"{self.path}: built with {info.go_version}; gotrace supports Go 1.18 and later"
-            )
+            raise UnsupportedGoError(self.path, info.go_version)
         self.go_version: Version = version
 
     def close(self) -> None:

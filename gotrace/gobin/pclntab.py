@@ -77,10 +77,7 @@ class Pclntab:
 
     def _check_magic(self, magic: int) -> None:
         if magic in _OLD_MAGICS:
-            raise UnsupportedGoError(
-                f"{self.image.path}: built with Go {_OLD_MAGICS[magic]}; "
-                "gotrace supports binaries built with Go 1.18 or later"
-            )
+            raise UnsupportedGoError(self.image.path, f"Go {_OLD_MAGICS[magic]}")
         if magic not in (MAGIC_GO118, MAGIC_GO120):
             raise CorruptBinaryError(f"{self.image.path}: unknown pclntab magic {magic:#x}")
 

@@ -1,0 +1,59 @@
+"""Regenerate symbols/offsets.json from the test-app matrix.
+
+For every unstripped build in the matrix, the offsets of every manifest field are read from
+the type metadata, else DWARF (the tests hold the two equal), and recorded: standard-library fields under the Go release
+("1.22"), fields of a library with a module (grpc-go) under that module's version ("v1.64.0").
+The resolver uses this table only when a binary's type metadata and DWARF both lack a type.
+
+    .venv/bin/python symbols/gen_offsets.py [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gotrace.gobin.binary import GoBinary
+from gotrace.layout import resolve
+from gotrace.manifest import load_manifests
+from testapps import matrix
+
+OUT = Path(__file__).resolve().parent / "offsets.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="use the whole matrix")
+    args = parser.parse_args()
+    manifests = load_manifests()
+    module_of = {s.name: s.module for m in manifests for s in m.fields}
+    table: dict[str, dict[str, int]] = defaultdict(dict)
+    cells = matrix.full_cells() if args.full else matrix.default_cells()
+    for cell in cells:
+        if cell.variant != "plain":
+            continue
+        with GoBinary(matrix.build(cell)) as binary:
+            layout = resolve(binary, manifests, field_sources=("typeinfo", "dwarf"))
+        for name, field in layout.fields.items():
+            if module_of.get(name):
+                key = "v" + matrix.grpc_gopaths()[cell.grpc].full_version
+            else:
+                key = f"{binary.go_version[0]}.{binary.go_version[1]}"
+            previous = table[name].setdefault(key, field.offset)
+            if previous != field.offset:
+                raise SystemExit(f"{name}: {key} has offsets {previous} and {field.offset}")
+    doc = {
+        "generated_by": "symbols/gen_offsets.py",
+        "fields": {name: dict(sorted(v.items())) for name, v in sorted(table.items())},
+    }
+    OUT.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {OUT}: {len(table)} fields")
+
+
+if __name__ == "__main__":
+    main()

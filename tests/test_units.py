@@ -1,0 +1,62 @@
+"""Small pure functions: versions, varints, names, manifests."""
+
+from __future__ import annotations
+
+import pytest
+
+from gotrace.errors import GotraceError
+from gotrace.gobin.typeinfo import package_matches, split_type_name
+from gotrace.gobin.varint import encode_uvarint, uvarint
+from gotrace.manifest import load_manifest, load_manifests
+from gotrace.versions import parse_version, satisfies
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("go1.22.12", (1, 22, 12)), ("v1.64.0", (1, 64, 0)), ("1.19", (1, 19)),
+    ("go1.26rc1", (1, 26)), ("devel", None),
+])
+def test_parse_version(text, expected):
+    assert parse_version(text) == expected
+
+
+@pytest.mark.parametrize("version,constraint,ok", [
+    ((1, 23, 5), ">=1.23", True), ((1, 22, 12), ">=1.23", False),
+    ((1, 22, 0), ">=1.22,<1.26", True), ((1, 26, 1), ">=1.22,<1.26", False),
+    ((1, 69, 0), "<1.69", False), ((1, 64, 0), "<1.69", True),
+])
+def test_satisfies(version, constraint, ok):
+    assert satisfies(version, constraint) is ok
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 1 << 20, (1 << 63) - 1])
+def test_uvarint_round_trip(value):
+    encoded = encode_uvarint(value)
+    assert uvarint(encoded + b"tail", 0) == (value, len(encoded))
+
+
+def test_split_type_name():
+    assert split_type_name("net/http.Request") == ("net/http", "Request")
+    assert split_type_name("runtime.g") == ("runtime", "g")
+    assert split_type_name("google.golang.org/grpc/internal/transport.Stream") == (
+        "google.golang.org/grpc/internal/transport", "Stream")
+    with pytest.raises(ValueError):
+        split_type_name("nodot")
+
+
+def test_vendored_packages_match():
+    assert package_matches("k8s.io/x/vendor/google.golang.org/grpc", "google.golang.org/grpc")
+    assert not package_matches("example.com/google.golang.org/grpc", "google.golang.org/grpc")
+
+
+def test_shipped_manifests_load():
+    manifests = {m.library: m for m in load_manifests()}
+    assert {"runtime", "net", "nethttp_server", "nethttp_client", "grpc_server",
+            "grpc_client"} <= manifests.keys()
+    assert any(f.name == "runtime.g.goid" for f in manifests["runtime"].fields)
+
+
+def test_bad_manifest_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[library]\nname = "x"\n[[field]]\nname = "a.b.c"\ngo = "~1.2"\n')
+    with pytest.raises(GotraceError, match="bad version constraint"):
+        load_manifest(path)
