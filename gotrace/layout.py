@@ -28,6 +28,7 @@ class ResolvedFunction:
     entry: int  # file offset of the entry: where the uprobe goes
     rets: tuple[int, ...]  # file offsets of every RET
     source: str
+    ret_addresses: tuple[int, ...] = ()  # virtual addresses of the same RETs
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,15 @@ def _resolve_functions(binary: GoBinary, specs: list[Spec], sources: Sequence[st
         if fn is None:
             layout.missing_functions.append(spec.name)
             continue
+        rets = binary.rets(fn)
         layout.functions[spec.name] = ResolvedFunction(
             name=spec.name,
             found_as=fn.name,
             address=fn.address,
             entry=image.file_offset(fn.address),
-            rets=tuple(image.file_offset(r) for r in binary.rets(fn)),
+            rets=tuple(image.file_offset(r) for r in rets),
             source=fn.source,
+            ret_addresses=tuple(rets),
         )
 
 

@@ -1,0 +1,146 @@
+/* Shared by every gotrace BPF program: Go ABI access, goroutine context, span output.
+ *
+ * Offsets of Go struct fields arrive as -D macros named OFF_<field name>, resolved from the
+ * traced binary (never assumed). Go's register ABI (amd64, Go >= 1.17): arguments in
+ * RAX, RBX, RCX, RDI, RSI, R8, R9, R10, R11; the current goroutine's g in R14.
+ */
+#include <uapi/linux/ptrace.h>
+#include "record.h"
+
+#define GO_G(ctx) ((ctx)->r14)
+#define GO_ARG1(ctx) ((ctx)->ax)
+#define GO_ARG2(ctx) ((ctx)->bx)
+#define GO_ARG3(ctx) ((ctx)->cx)
+#define GO_ARG4(ctx) ((ctx)->di)
+#define GO_ARG5(ctx) ((ctx)->si)
+
+struct go_string {
+    __u64 ptr;
+    __s64 len;
+};
+
+struct go_iface {
+    __u64 tab;
+    __u64 data;
+};
+
+struct go_slice {
+    __u64 ptr;
+    __s64 len;
+    __s64 cap;
+};
+
+/* The span a goroutine works for: its own server span, or inherited from the goroutine that
+ * started it (runtime.newproc1). */
+struct trace_ctx {
+    __u8 trace_id[16];
+    __u8 span_id[8];
+    __u32 depth;  /* goroutine hops from the span's own goroutine */
+    __u32 _pad;
+};
+
+BPF_RINGBUF_OUTPUT(spans, RINGBUF_PAGES);
+/* Hits per probe program, indexed by PROBE_* ids given by the probe modules. */
+BPF_PERCPU_ARRAY(probe_hits, __u64, MAX_PROBES);
+/* Spans lost in the kernel: 0 ring buffer full, 1 in-flight table full. */
+BPF_PERCPU_ARRAY(kernel_drops, __u64, 2);
+BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
+BPF_HASH(goroutine_ctx, __u64, struct trace_ctx, MAX_GOROUTINES);
+
+static __always_inline void count_hit(__u32 probe) {
+    __u64 *n = probe_hits.lookup(&probe);
+    if (n)
+        (*n)++;
+}
+
+static __always_inline void count_drop(__u32 reason) {
+    __u64 *n = kernel_drops.lookup(&reason);
+    if (n)
+        (*n)++;
+}
+
+static __always_inline __u64 read_u64(__u64 addr) {
+    __u64 v = 0;
+    bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+    return v;
+}
+
+/* Copy the Go string stored at str_addr into dst (NUL-terminated, truncated to fit). */
+#define READ_GO_STRING(dst, str_addr)                                          \
+    ({                                                                         \
+        struct go_string __s = {};                                             \
+        bpf_probe_read_user(&__s, sizeof(__s), (void *)(str_addr));            \
+        __u64 __n = __s.len;                                                   \
+        if (__n > sizeof(dst) - 1)                                             \
+            __n = sizeof(dst) - 1;                                             \
+        if (__s.ptr && __n > 0)                                                \
+            bpf_probe_read_user((dst), __n & (sizeof(dst) - 1), (void *)__s.ptr); \
+        __s.len;                                                               \
+    })
+
+static __always_inline void random_bytes(__u8 *dst, int words) {
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (i < words) {
+            __u32 r = bpf_get_prandom_u32();
+            __builtin_memcpy(dst + 4 * i, &r, 4);
+        }
+    }
+}
+
+static __always_inline __u64 goroutine_id(__u64 g) {
+    return read_u64(g + OFF_runtime_g_goid);
+}
+
+/* Fill a record's addresses from a net.Conn interface value stored at conn_iface_addr.
+ * The dynamic type is *net.TCPConn (or any type embedding net.conn first): its data pointer
+ * points at a net.conn whose fd is a *netFD with laddr/raddr net.Addr interfaces holding
+ * *net.TCPAddr. */
+static __always_inline void read_tcp_addr(__u64 addr_iface_addr, __u8 *ip16, __u16 *port) {
+    struct go_iface addr = {};
+    bpf_probe_read_user(&addr, sizeof(addr), (void *)addr_iface_addr);
+    if (!addr.data)
+        return;
+    struct go_slice ip = {};
+    bpf_probe_read_user(&ip, sizeof(ip), (void *)(addr.data + OFF_net_TCPAddr_IP));
+    if (ip.len == 16) {
+        bpf_probe_read_user(ip16, 16, (void *)ip.ptr);
+    } else if (ip.len == 4) {
+        ip16[10] = 0xff;
+        ip16[11] = 0xff;
+        bpf_probe_read_user(ip16 + 12, 4, (void *)ip.ptr);
+    }
+    *port = (__u16)read_u64(addr.data + OFF_net_TCPAddr_Port);
+}
+
+static __always_inline void read_conn(struct span_record *rec, __u64 conn_iface_addr) {
+    struct go_iface conn = {};
+    bpf_probe_read_user(&conn, sizeof(conn), (void *)conn_iface_addr);
+    if (!conn.data)
+        return;
+    __u64 fd = read_u64(conn.data + OFF_net_conn_fd);
+    if (!fd)
+        return;
+    read_tcp_addr(fd + OFF_net_netFD_laddr, rec->local_addr, &rec->local_port);
+    read_tcp_addr(fd + OFF_net_netFD_raddr, rec->peer_addr, &rec->peer_port);
+    if (rec->local_port || rec->peer_port)
+        rec->flags |= SPAN_F_HAS_CONN;
+}
+
+/* Start a span's identity: a child of the goroutine's context when it has one. */
+static __always_inline void begin_span(struct span_record *rec, __u64 g) {
+    random_bytes(rec->span_id, 2);
+    struct trace_ctx *parent = goroutine_ctx.lookup(&g);
+    if (parent) {
+        __builtin_memcpy(rec->trace_id, parent->trace_id, 16);
+        __builtin_memcpy(rec->parent_span_id, parent->span_id, 8);
+        rec->flags |= SPAN_F_HAS_PARENT;
+    } else {
+        random_bytes(rec->trace_id, 4);
+    }
+}
+
+static __always_inline void emit(struct span_record *rec) {
+    if (spans.ringbuf_output(rec, sizeof(*rec), 0) != 0)
+        count_drop(0);
+}

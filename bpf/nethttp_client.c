@@ -1,0 +1,67 @@
+/* net/http client spans: (*Transport).roundTrip entry and RETs, plus the entry of
+ * (*persistConn).roundTrip, which names the TCP connection the request goes out on.
+ *
+ * roundTrip(t *Transport, req *Request) (*Response, error): t in RAX, req in RBX;
+ * returns the response in RAX and the error's itab in RBX.
+ * persistConn.roundTrip(pc *persistConn, req *transportRequest): pc in RAX.
+ */
+
+BPF_HASH(http_client_inflight, __u64, struct span_record, MAX_INFLIGHT);
+
+int http_client_entry(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_CLIENT_ENTRY);
+    __u64 g = GO_G(ctx);
+    __u32 zero = 0;
+    struct span_record *rec = scratch_record.lookup(&zero);
+    if (!rec)
+        return 0;
+    __builtin_memset(rec, 0, sizeof(*rec));
+    __u64 req = GO_ARG2(ctx);
+    rec->start_ns = bpf_ktime_get_ns();
+    rec->kind = SPAN_KIND_HTTP_CLIENT;
+    rec->pid = bpf_get_current_pid_tgid() >> 32;
+    rec->goid = goroutine_id(g);
+    rec->request_body_size = (__s64)read_u64(req + OFF_net_http_Request_ContentLength);
+    rec->response_body_size = -1;
+    READ_GO_STRING(rec->method, req + OFF_net_http_Request_Method);
+    __u64 url = read_u64(req + OFF_net_http_Request_URL);
+    if (url) {
+        READ_GO_STRING(rec->scheme, url + OFF_net_url_URL_Scheme);
+        READ_GO_STRING(rec->host, url + OFF_net_url_URL_Host);
+        READ_GO_STRING(rec->path, url + OFF_net_url_URL_Path);
+        if (READ_GO_STRING(rec->query, url + OFF_net_url_URL_RawQuery) > 0)
+            rec->flags |= SPAN_F_HAS_QUERY;
+    }
+    begin_span(rec, g);
+    if (http_client_inflight.update(&g, rec) != 0)
+        count_drop(1);
+    return 0;
+}
+
+int http_client_conn(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_CLIENT_CONN);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = http_client_inflight.lookup(&g);
+    if (rec)
+        read_conn(rec, GO_ARG1(ctx) + OFF_net_http_persistConn_conn);
+    return 0;
+}
+
+int http_client_return(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_CLIENT_RETURN);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = http_client_inflight.lookup(&g);
+    if (!rec)
+        return 0;
+    rec->end_ns = bpf_ktime_get_ns();
+    __u64 resp = GO_ARG1(ctx);
+    if (resp) {
+        rec->status = (__u32)read_u64(resp + OFF_net_http_Response_StatusCode);
+        rec->response_body_size = (__s64)read_u64(resp + OFF_net_http_Response_ContentLength);
+    } else if (GO_ARG2(ctx)) {
+        rec->flags |= SPAN_F_TRANSPORT_ERROR;
+    }
+    emit(rec);
+    http_client_inflight.delete(&g);
+    return 0;
+}

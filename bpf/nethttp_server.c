@@ -1,0 +1,83 @@
+/* net/http server spans: two uprobe hits per request.
+ *
+ * serverHandler.ServeHTTP(sh, w ResponseWriter, r *Request) runs once per request on the
+ * connection's goroutine: sh in RAX, w in RBX (itab) and RCX (*response), r in RDI.
+ * Entry: request facts, the connection, the span's identity, the goroutine's context.
+ * Each RET: status, body size and the matched pattern (set by ServeMux during the call),
+ * then the finished span goes out.
+ */
+
+struct http_server_inflight {
+    struct span_record rec;
+    __u64 request;
+    __u64 response;
+};
+
+BPF_HASH(http_server_inflight, __u64, struct http_server_inflight, MAX_INFLIGHT);
+BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
+
+int http_server_entry(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_SERVER_ENTRY);
+    __u64 g = GO_G(ctx);
+    __u32 zero = 0;
+    struct http_server_inflight *st = http_server_scratch.lookup(&zero);
+    if (!st)
+        return 0;
+    __builtin_memset(st, 0, sizeof(*st));
+    struct span_record *rec = &st->rec;
+    __u64 req = GO_ARG4(ctx);
+    st->request = req;
+    st->response = GO_ARG3(ctx);
+    rec->start_ns = bpf_ktime_get_ns();
+    rec->kind = SPAN_KIND_HTTP_SERVER;
+    rec->pid = bpf_get_current_pid_tgid() >> 32;
+    rec->goid = goroutine_id(g);
+    rec->request_body_size = (__s64)read_u64(req + OFF_net_http_Request_ContentLength);
+    rec->response_body_size = -1;
+    READ_GO_STRING(rec->method, req + OFF_net_http_Request_Method);
+    READ_GO_STRING(rec->host, req + OFF_net_http_Request_Host);
+    rec->proto_major = (__u8)read_u64(req + OFF_net_http_Request_ProtoMajor);
+    rec->proto_minor = (__u8)read_u64(req + OFF_net_http_Request_ProtoMinor);
+    __u64 url = read_u64(req + OFF_net_http_Request_URL);
+    if (url) {
+        READ_GO_STRING(rec->path, url + OFF_net_url_URL_Path);
+        if (READ_GO_STRING(rec->query, url + OFF_net_url_URL_RawQuery) > 0)
+            rec->flags |= SPAN_F_HAS_QUERY;
+    }
+    __u64 conn = read_u64(st->response + OFF_net_http_response_conn);
+    if (conn)
+        read_conn(rec, conn + OFF_net_http_conn_rwc);
+    begin_span(rec, g);
+#ifdef HAS_TRACEPARENT
+    read_traceparent(rec, req + OFF_net_http_Request_Header);
+#endif
+    if (http_server_inflight.update(&g, st) != 0) {
+        count_drop(1);
+        return 0;
+    }
+    struct trace_ctx own = {};
+    __builtin_memcpy(own.trace_id, rec->trace_id, 16);
+    __builtin_memcpy(own.span_id, rec->span_id, 8);
+    goroutine_ctx.update(&g, &own);
+    return 0;
+}
+
+int http_server_return(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_SERVER_RETURN);
+    __u64 g = GO_G(ctx);
+    struct http_server_inflight *st = http_server_inflight.lookup(&g);
+    if (!st)
+        return 0;
+    struct span_record *rec = &st->rec;
+    rec->end_ns = bpf_ktime_get_ns();
+    __u64 status = read_u64(st->response + OFF_net_http_response_status);
+    rec->status = status ? (__u32)status : 200; /* no WriteHeader: net/http sends 200 */
+    rec->response_body_size = (__s64)read_u64(st->response + OFF_net_http_response_written);
+#ifdef OFF_net_http_Request_Pattern
+    READ_GO_STRING(rec->route, st->request + OFF_net_http_Request_Pattern);
+#endif
+    emit(rec);
+    http_server_inflight.delete(&g);
+    goroutine_ctx.delete(&g);
+    return 0;
+}

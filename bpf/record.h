@@ -1,0 +1,55 @@
+/* The one record that crosses from the kernel to gotrace: a finished span.
+ *
+ * Shared by every probe; decoded in user space by gotrace/records.py, whose ctypes mirror is
+ * checked against this header by tests/test_records.py (compiled with gcc, offsets compared).
+ * Fixed-width types only, every field naturally aligned, no implicit padding.
+ */
+#ifndef GOTRACE_RECORD_H
+#define GOTRACE_RECORD_H
+
+#define SPAN_KIND_HTTP_SERVER 1
+#define SPAN_KIND_HTTP_CLIENT 2
+
+/* flags */
+#define SPAN_F_HAS_PARENT 1       /* parent_span_id is set */
+#define SPAN_F_REMOTE_PARENT 2    /* the parent came from an incoming traceparent */
+#define SPAN_F_TRANSPORT_ERROR 4  /* a client call ended with an error, no response */
+#define SPAN_F_HAS_CONN 8         /* the addresses below are known */
+#define SPAN_F_HAS_QUERY 16       /* the URL had a query string (not exported by default) */
+
+#define SPAN_METHOD_LEN 16
+#define SPAN_PATH_LEN 128
+#define SPAN_HOST_LEN 64
+#define SPAN_ROUTE_LEN 64
+#define SPAN_SCHEME_LEN 8
+#define SPAN_QUERY_LEN 128
+
+struct span_record {
+    __u64 start_ns;          /* CLOCK_MONOTONIC */
+    __u64 end_ns;
+    __u8 trace_id[16];
+    __u8 span_id[8];
+    __u8 parent_span_id[8];
+    __u64 goid;
+    __s64 request_body_size;   /* -1 when unknown */
+    __s64 response_body_size;  /* -1 when unknown */
+    __u32 pid;
+    __u16 kind;                /* SPAN_KIND_* */
+    __u16 flags;               /* SPAN_F_* */
+    __u32 status;              /* HTTP status code */
+    __u16 local_port;
+    __u16 peer_port;
+    __u8 local_addr[16];       /* IPv4 as ::ffff:a.b.c.d */
+    __u8 peer_addr[16];
+    __u8 proto_major;
+    __u8 proto_minor;
+    __u8 _pad[6];
+    char method[SPAN_METHOD_LEN];
+    char scheme[SPAN_SCHEME_LEN];
+    char host[SPAN_HOST_LEN];
+    char path[SPAN_PATH_LEN];
+    char route[SPAN_ROUTE_LEN];
+    char query[SPAN_QUERY_LEN];
+};
+
+#endif

@@ -1,0 +1,160 @@
+"""From a binary's Layout to a running BPF program: which probes can run, the C source with
+the resolved offsets as macros, one compilation per distinct layout, uprobe attachment.
+
+Attachment is always at function entries and at every RET site: never a uretprobe, which
+crashes Go programs when their stacks move.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gotrace.errors import GotraceError
+from gotrace.layout import Layout
+from gotrace.probes import ALL_PROBES, COMMON_FIELDS
+from gotrace.probes.base import Probe, macro_name, program_macro
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+ALL_PROGRAMS = [a.program for p in ALL_PROBES for a in p.attachments]
+PROBE_IDS = {program: i for i, program in enumerate(dict.fromkeys(ALL_PROGRAMS))}
+
+TUNABLES = {
+    "RINGBUF_PAGES": 256,  # 1 MiB of finished spans between polls
+    "MAX_INFLIGHT": 16384,  # requests in progress at once, per probe
+    "MAX_GOROUTINES": 65536,  # goroutines carrying a span context
+    "MAX_GOROUTINE_DEPTH": 4,  # goroutine hops a context follows
+}
+
+
+@dataclass
+class Plan:
+    """What runs for one layout: the probes, and the reason each other probe cannot."""
+
+    probes: list[Probe]
+    refused: dict[str, str]
+    macros: dict[str, int]
+
+    @property
+    def key(self) -> str:
+        text = repr(sorted(self.macros.items())) + repr([p.library for p in self.probes])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
+    missing_common = [f for f in COMMON_FIELDS if f not in layout.fields]
+    if missing_common:
+        raise GotraceError(f"{layout.path}: cannot resolve {', '.join(missing_common)}; "
+                           "see `gotrace inspect`")
+    probes: list[Probe] = []
+    refused: dict[str, str] = {}
+    for probe in wanted:
+        if probe.library in layout.absent_libraries:
+            continue
+        gaps = [a.function for a in probe.attachments if a.function not in layout.functions]
+        gaps += [f for f in probe.fields if f not in layout.fields]
+        if gaps:
+            refused[probe.library] = "missing " + ", ".join(dict.fromkeys(gaps))
+        else:
+            probes.append(probe)
+    if not probes:
+        raise GotraceError(f"{layout.path}: no probe can run on this binary "
+                           f"({'; '.join(f'{k}: {v}' for k, v in refused.items()) or 'no HTTP'})")
+    names = {f for p in probes for f in (*p.fields, *p.optional_fields)} | set(COMMON_FIELDS)
+    macros = {macro_name(n): layout.fields[n].offset for n in sorted(names) if n in layout.fields}
+    macros.update({program_macro(p): i for p, i in PROBE_IDS.items()})
+    macros["MAX_PROBES"] = len(PROBE_IDS)
+    macros.update(TUNABLES)
+    return Plan(probes, refused, macros)
+
+
+def _source(plan: Plan) -> str:
+    """The program text. BCC makes BPF programs only of functions in the main text (not of
+    included files), so the shared code and each probe's C are concatenated."""
+    parts = ["common.h", *(p.source_file for p in plan.probes)]
+    return "\n".join((BPF_DIR / name).read_text() for name in parts)
+
+
+RecordCallback = Callable[[bytes], None]
+
+
+@dataclass
+class Program:
+    """One compiled BPF object, shared by every process whose binary has the same layout."""
+
+    plan: Plan
+    bpf: object  # bcc.BPF
+    attached: list[tuple[str, int, int]] = field(default_factory=list)  # (path, addr, pid)
+
+    def attach(self, path: str, layout: Layout, pid: int = -1) -> int:
+        """Attach every probe of the plan to the binary at path; returns the uprobe count."""
+        count = 0
+        for probe in self.plan.probes:
+            for a in probe.attachments:
+                fn = layout.functions[a.function]
+                addrs = [fn.address] if a.where == "entry" else list(fn.ret_addresses)
+                if not addrs:
+                    raise GotraceError(f"{path}: {a.function} has no RET instruction to probe")
+                for addr in addrs:
+                    self.bpf.attach_uprobe(name=path, addr=addr, fn_name=a.program, pid=pid)
+                    self.attached.append((path, addr, pid))
+                    count += 1
+        return count
+
+    def detach(self, path: str, pid: int = -1) -> None:
+        keep = []
+        for entry in self.attached:
+            if entry[0] == path and entry[2] == pid:
+                # The process may be gone already: then there is nothing to undo.
+                with contextlib.suppress(Exception):
+                    self.bpf.detach_uprobe(name=path, addr=entry[1], pid=pid)
+            else:
+                keep.append(entry)
+        self.attached = keep
+
+    def open_ring_buffer(self, on_record: RecordCallback) -> None:
+        def callback(_ctx: object, data: int, size: int) -> int:
+            on_record(ctypes.string_at(data, size))
+            return 0
+
+        self._callback = callback  # keep a reference for as long as BCC may call it
+        self.bpf["spans"].open_ring_buffer(callback)
+
+    def poll(self, timeout_ms: int) -> None:
+        self.bpf.ring_buffer_poll(timeout_ms)
+
+    def counters(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(hits per BPF program, kernel-side drops by reason)."""
+        hits_table = self.bpf["probe_hits"]
+        hits = {prog: sum(hits_table[ctypes.c_int(i)]) for prog, i in PROBE_IDS.items()}
+        drops_table = self.bpf["kernel_drops"]
+        drops = {"ringbuf_full": sum(drops_table[ctypes.c_int(0)]),
+                 "inflight_full": sum(drops_table[ctypes.c_int(1)])}
+        return hits, drops
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def compile_program(plan: Plan) -> Program:
+    try:
+        from bcc import BPF
+    except ImportError:
+        raise GotraceError("BCC's Python module is not importable: run scripts/setup.sh "
+                           "(Debian package python3-bpfcc)") from None
+    kernel_build = Path(f"/lib/modules/{os.uname().release}/build")
+    if not kernel_build.exists():
+        raise GotraceError(f"no kernel headers at {kernel_build}: install them "
+                           "(scripts/setup.sh links Debian's when none match this kernel)")
+    cflags = [f"-I{BPF_DIR}", "-Wno-unused-function"]
+    cflags += [f"-D{k}={v}" for k, v in plan.macros.items()]
+    try:
+        bpf = BPF(text=_source(plan), cflags=cflags)
+    except Exception as e:
+        raise GotraceError(f"cannot load the BPF program: {e}") from None
+    return Program(plan, bpf)

@@ -1,0 +1,76 @@
+"""net/http client (anything through http.Transport): one CLIENT span per request."""
+
+from __future__ import annotations
+
+from gotrace.probes.base import Attachment, Probe, SpanShape
+from gotrace.probes.http_attributes import (
+    connection_attributes,
+    method_attributes,
+    redact_query,
+    span_method,
+    split_host_port,
+)
+from gotrace.records import F_HAS_QUERY, F_TRANSPORT_ERROR, SPAN_KIND_HTTP_CLIENT, SpanRecord, text
+from gotrace.spans import AttributeValue
+
+ROUND_TRIP = "net/http.(*Transport).roundTrip"
+CONN_ROUND_TRIP = "net/http.(*persistConn).roundTrip"
+
+
+def is_error(rec: SpanRecord) -> bool:
+    return bool(rec.flags & F_TRANSPORT_ERROR) or rec.status >= 400
+
+
+def attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+    scheme = text(rec.scheme) or "http"
+    hostport = text(rec.host)
+    url = f"{scheme}://{hostport}{text(rec.path)}"
+    if rec.flags & F_HAS_QUERY:
+        query = text(rec.query)
+        url += "?" + (query if with_query else redact_query(query))
+    attrs: dict[str, AttributeValue] = {
+        **method_attributes(rec),
+        "url.full": url,
+        "go.goroutine.id": rec.goid,
+    }
+    host, port = split_host_port(hostport, scheme)
+    if host:
+        attrs["server.address"] = host
+    if port is not None:
+        attrs["server.port"] = port
+    if rec.flags & F_TRANSPORT_ERROR:
+        attrs["error.type"] = "_OTHER"
+    else:
+        attrs["http.response.status_code"] = rec.status
+        if rec.status >= 400:
+            attrs["error.type"] = str(rec.status)
+        if rec.response_body_size >= 0:
+            attrs["http.response.body.size"] = rec.response_body_size
+    if rec.request_body_size > 0:
+        attrs["http.request.body.size"] = rec.request_body_size
+    attrs.update(connection_attributes(rec))
+    return attrs
+
+
+PROBE = Probe(
+    library="nethttp_client",
+    attachments=(
+        Attachment(ROUND_TRIP, "entry", "http_client_entry"),
+        Attachment(CONN_ROUND_TRIP, "entry", "http_client_conn"),
+        Attachment(ROUND_TRIP, "return", "http_client_return"),
+    ),
+    fields=(
+        "net/http.Request.Method", "net/http.Request.URL", "net/http.Request.ContentLength",
+        "net/url.URL.Scheme", "net/url.URL.Host", "net/url.URL.Path", "net/url.URL.RawQuery",
+        "net/http.Response.StatusCode", "net/http.Response.ContentLength",
+        "net/http.persistConn.conn",
+    ),
+    record_kinds={
+        SPAN_KIND_HTTP_CLIENT: SpanShape(
+            kind="CLIENT",
+            name=span_method,
+            attributes=attributes,
+            is_error=is_error,
+        )
+    },
+)

@@ -1,0 +1,91 @@
+"""net/http server: one SERVER span per request, two uprobe hits."""
+
+from __future__ import annotations
+
+from gotrace.probes.base import Attachment, Probe, SpanShape
+from gotrace.probes.http_attributes import (
+    connection_attributes,
+    method_attributes,
+    protocol_version,
+    span_method,
+    split_host_port,
+)
+from gotrace.records import (
+    F_HAS_CONN,
+    F_HAS_QUERY,
+    SPAN_KIND_HTTP_SERVER,
+    SpanRecord,
+    ip_text,
+    text,
+)
+from gotrace.spans import AttributeValue
+
+SERVE_HTTP = "net/http.serverHandler.ServeHTTP"
+
+
+def route(rec: SpanRecord) -> str:
+    """http.route from a ServeMux pattern '[METHOD ][HOST]/path': the path part."""
+    pattern = text(rec.route)
+    slash = pattern.find("/")
+    return pattern[slash:] if slash >= 0 else ""
+
+
+def span_name(rec: SpanRecord) -> str:
+    template = route(rec)
+    return f"{span_method(rec)} {template}" if template else span_method(rec)
+
+
+def attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {
+        **method_attributes(rec),
+        "url.path": text(rec.path),
+        "url.scheme": "http",
+        "http.response.status_code": rec.status,
+        "go.goroutine.id": rec.goid,
+    }
+    if template := route(rec):
+        attrs["http.route"] = template
+    if with_query and rec.flags & F_HAS_QUERY:
+        attrs["url.query"] = text(rec.query)
+    if version := protocol_version(rec):
+        attrs["network.protocol.version"] = version
+    if rec.request_body_size > 0:
+        attrs["http.request.body.size"] = rec.request_body_size
+    if rec.response_body_size >= 0:
+        attrs["http.response.body.size"] = rec.response_body_size
+    host, port = split_host_port(text(rec.host))
+    if host:
+        attrs["server.address"] = host
+    if port is None and rec.flags & F_HAS_CONN:
+        port = rec.local_port
+    if port is not None:
+        attrs["server.port"] = port
+    if rec.flags & F_HAS_CONN:
+        attrs["client.address"] = ip_text(rec.peer_addr)
+        attrs["client.port"] = rec.peer_port
+    attrs.update(connection_attributes(rec))
+    return attrs
+
+
+PROBE = Probe(
+    library="nethttp_server",
+    attachments=(
+        Attachment(SERVE_HTTP, "entry", "http_server_entry"),
+        Attachment(SERVE_HTTP, "return", "http_server_return"),
+    ),
+    fields=(
+        "net/http.Request.Method", "net/http.Request.URL", "net/http.Request.ProtoMajor",
+        "net/http.Request.ProtoMinor", "net/http.Request.ContentLength", "net/http.Request.Host",
+        "net/url.URL.Path", "net/url.URL.RawQuery", "net/http.response.conn",
+        "net/http.response.status", "net/http.response.written", "net/http.conn.rwc",
+    ),
+    optional_fields=("net/http.Request.Pattern",),
+    record_kinds={
+        SPAN_KIND_HTTP_SERVER: SpanShape(
+            kind="SERVER",
+            name=span_name,
+            attributes=attributes,
+            is_error=lambda rec: rec.status >= 500,
+        )
+    },
+)

@@ -1,0 +1,62 @@
+"""The span record from bpf/record.h, decoded in user space.
+
+The ctypes mirror below must match the C struct byte for byte; tests/test_records.py compiles
+the header with gcc and compares every field's offset and the total size.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+
+SPAN_KIND_HTTP_SERVER = 1
+SPAN_KIND_HTTP_CLIENT = 2
+
+F_HAS_PARENT = 1
+F_REMOTE_PARENT = 2
+F_TRANSPORT_ERROR = 4
+F_HAS_CONN = 8
+F_HAS_QUERY = 16
+
+
+class SpanRecord(ctypes.Structure):
+    _fields_ = [
+        ("start_ns", ctypes.c_uint64),
+        ("end_ns", ctypes.c_uint64),
+        ("trace_id", ctypes.c_uint8 * 16),
+        ("span_id", ctypes.c_uint8 * 8),
+        ("parent_span_id", ctypes.c_uint8 * 8),
+        ("goid", ctypes.c_uint64),
+        ("request_body_size", ctypes.c_int64),
+        ("response_body_size", ctypes.c_int64),
+        ("pid", ctypes.c_uint32),
+        ("kind", ctypes.c_uint16),
+        ("flags", ctypes.c_uint16),
+        ("status", ctypes.c_uint32),
+        ("local_port", ctypes.c_uint16),
+        ("peer_port", ctypes.c_uint16),
+        ("local_addr", ctypes.c_uint8 * 16),
+        ("peer_addr", ctypes.c_uint8 * 16),
+        ("proto_major", ctypes.c_uint8),
+        ("proto_minor", ctypes.c_uint8),
+        ("_pad", ctypes.c_uint8 * 6),
+        ("method", ctypes.c_char * 16),
+        ("scheme", ctypes.c_char * 8),
+        ("host", ctypes.c_char * 64),
+        ("path", ctypes.c_char * 128),
+        ("route", ctypes.c_char * 64),
+        ("query", ctypes.c_char * 128),
+    ]
+
+
+RECORD_SIZE = ctypes.sizeof(SpanRecord)
+
+
+def text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def ip_text(raw: ctypes.Array) -> str:
+    """An address stored as 16 bytes (IPv4 mapped into IPv6) as people write it."""
+    addr = ipaddress.IPv6Address(bytes(raw))
+    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
