@@ -30,6 +30,34 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("binary", nargs="?", help="path of a Go executable")
     target.add_argument("--pid", type=int, help="inspect the executable of a running process")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
+
+    from gotrace.trace_command import add_output_arguments
+
+    trace = sub.add_parser(
+        "trace",
+        help="trace running Go programs",
+        description="Attach to running Go programs and export a span per HTTP request they "
+        "serve or make. Nothing in the programs changes; they keep running when gotrace stops.",
+        epilog="examples:\n  gotrace trace --pid 4242 --console\n"
+        "  gotrace trace --exe /usr/bin/api --otlp-endpoint http://localhost:4317 "
+        "--otlp-protocol grpc\n  gotrace trace --pid 4242 --jsonl spans.jsonl --duration 60",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    trace.add_argument("--pid", type=int, action="append", metavar="PID",
+                       help="a process to trace (repeatable)")
+    trace.add_argument("--exe", action="append", metavar="PATH",
+                       help="every process of this executable, also ones started later "
+                       "(repeatable)")
+    add_output_arguments(trace)
+
+    run = sub.add_parser(
+        "run",
+        help="launch a Go program and trace it from its first request",
+        epilog="example:\n  gotrace run --console -- ./server -addr :8080",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_output_arguments(run)
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- PROGRAM ARGS...")
     return parser
 
 
@@ -40,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             from gotrace.inspect import run_inspect
 
             print(run_inspect(args.binary, args.pid, args.json))
-        return 0
+            return 0
+        from gotrace.trace_command import run_program, run_trace
+
+        return run_trace(args) if args.command == "trace" else run_program(args)
     except GotraceError as e:
         print(f"gotrace: {e}", file=sys.stderr)
         return EXIT_USAGE

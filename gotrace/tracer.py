@@ -1,0 +1,232 @@
+"""The tracing session: which processes, their binaries' layouts and BPF programs, the poll
+loop that turns ring-buffer records into spans for the export pipeline.
+
+Uprobes live on a file (an inode): attaching with a PID filter traces that process only;
+without one (--exe), every process running the file is traced, including ones started later
+and after a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gotrace.bpfprog import Plan, Program, compile_program, plan_probes
+from gotrace.decode import MonotonicClock, decode_records
+from gotrace.errors import GotraceError, malformed_input_is_corrupt
+from gotrace.export import ExportPipeline
+from gotrace.gobin.binary import GoBinary
+from gotrace.layout import Layout, resolve
+from gotrace.resource import process_resource
+from gotrace.spans import Resource
+
+ALL_PROCESSES = -1
+
+
+@dataclass
+class TracedBinary:
+    path: str  # the path uprobes are attached through
+    layout: Layout
+    program: Program
+    pids: set[int] = field(default_factory=set)  # PID filters attached (ALL_PROCESSES: all)
+
+
+def file_identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise GotraceError("tracing needs root (BPF programs and uprobes): run as root, "
+                           "e.g. with sudo")
+
+
+def pid_executable(pid: int) -> str:
+    """The path that opens a running process's executable (also inside a container)."""
+    exe = f"/proc/{pid}/exe"
+    if not os.path.exists(f"/proc/{pid}"):
+        raise GotraceError(f"no process with PID {pid}")
+    try:
+        os.readlink(exe)
+    except FileNotFoundError:
+        raise GotraceError(f"process {pid} has exited or is a kernel thread") from None
+    except PermissionError:
+        raise GotraceError(f"cannot read {exe}: permission denied (run as root)") from None
+    return exe
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it runs no code any more.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Tracer:
+    def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False) -> None:
+        self.pipeline = pipeline
+        self.with_query = with_query
+        self.clock = MonotonicClock()
+        self.programs: dict[str, Program] = {}
+        self.binaries: dict[tuple[int, int], TracedBinary] = {}
+        self.resources: dict[int, Resource] = {}
+        self.watched_exes: dict[str, tuple[int, int]] = {}
+        self.spans_decoded = 0
+        self._raw: list[bytes] = []
+        self._stop = threading.Event()
+
+    # --- attaching --------------------------------------------------------------------------
+
+    def _binary(self, path: str) -> TracedBinary:
+        key = file_identity(path)
+        traced = self.binaries.get(key)
+        if traced is not None:
+            return traced
+        with malformed_input_is_corrupt(path), GoBinary(path) as binary:
+            layout = resolve(binary)
+        plan: Plan = plan_probes(layout)
+        program = self.programs.get(plan.key)
+        if program is None:
+            program = compile_program(plan)
+            program.open_ring_buffer(self._raw.append)
+            self.programs[plan.key] = program
+        traced = TracedBinary(path, layout, program)
+        self.binaries[key] = traced
+        return traced
+
+    def _attach(self, traced: TracedBinary, pid: int) -> None:
+        if pid in traced.pids or ALL_PROCESSES in traced.pids:
+            return
+        traced.program.attach(traced.path, traced.layout, pid)
+        traced.pids.add(pid)
+
+    def attach_pid(self, pid: int) -> TracedBinary:
+        exe = pid_executable(pid)
+        traced = self._binary(exe)
+        self._attach(traced, pid)
+        self.resources[pid] = self._resource(pid, traced)
+        return traced
+
+    def attach_launch(self, path: str, pid: int) -> TracedBinary:
+        """Attach to a process that will exec the binary at path (gotrace run)."""
+        traced = self._binary(path)
+        self._attach(traced, pid)
+        self.resources[pid] = process_resource(pid, path, traced.layout.go_version)
+        return traced
+
+    def attach_exe(self, path: str) -> TracedBinary:
+        if not os.path.exists(path):
+            raise GotraceError(f"{path}: no such file")
+        real = str(Path(path).resolve())
+        traced = self._binary(real)
+        self._attach(traced, ALL_PROCESSES)
+        self.watched_exes[real] = file_identity(real)
+        return traced
+
+    def refused_probes(self) -> dict[str, str]:
+        return {lib: why for t in self.binaries.values()
+                for lib, why in t.program.plan.refused.items()}
+
+    def _resource(self, pid: int, traced: TracedBinary) -> Resource:
+        try:
+            shown = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            shown = traced.path
+        return process_resource(pid, shown, traced.layout.go_version)
+
+    def _resource_of(self, pid: int) -> Resource | None:
+        """Resources of processes seen for the first time (--exe) are built on demand."""
+        resource = self.resources.get(pid)
+        if resource is None:
+            try:
+                traced = self.binaries.get(file_identity(f"/proc/{pid}/exe"))
+            except OSError:
+                traced = None
+            if traced is None:
+                return None
+            resource = self.resources[pid] = self._resource(pid, traced)
+        return resource
+
+    # --- running ------------------------------------------------------------------------------
+
+    def stop(self, *_args: object) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+
+    def _drain(self) -> None:
+        if not self._raw:
+            return
+        batch, self._raw[:] = list(self._raw), []
+        spans = decode_records(batch, self._resource_of, self.clock, self.with_query)
+        self.spans_decoded += len(spans)
+        self.pipeline.submit(spans)
+
+    def poll_once(self, timeout_ms: int = 100) -> None:
+        programs = list(self.programs.values())
+        for program in programs:
+            program.poll(max(1, timeout_ms // len(programs)))
+        self._drain()
+
+    def _check_replaced_executables(self) -> None:
+        """--exe: a new file at the watched path (a redeploy) is traced as well."""
+        for path, identity in list(self.watched_exes.items()):
+            try:
+                current = file_identity(path)
+            except OSError:
+                continue
+            if current != identity:
+                self.watched_exes[path] = current
+                self._attach(self._binary(path), ALL_PROCESSES)
+
+    def run(self, *, duration: float | None = None, until_pids_exit: set[int] | None = None
+            ) -> None:
+        """Poll until stopped, the duration is over, or every PID in until_pids_exit is gone."""
+        deadline = None if duration is None else time.monotonic() + duration
+        last_check = time.monotonic()
+        while not self._stop.is_set():
+            self.poll_once()
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now - last_check >= 1.0:
+                last_check = now
+                self._check_replaced_executables()
+                if until_pids_exit is not None and not any(map(_alive, until_pids_exit)):
+                    break
+        self.poll_once(0)
+
+    def counters(self) -> tuple[dict[str, int], dict[str, int]]:
+        hits: dict[str, int] = {}
+        drops: dict[str, int] = {}
+        for program in self.programs.values():
+            h, d = program.counters()
+            for k, v in h.items():
+                hits[k] = hits.get(k, 0) + v
+            for k, v in d.items():
+                drops[k] = drops.get(k, 0) + v
+        return hits, drops
+
+    def close(self) -> None:
+        for traced in self.binaries.values():
+            for pid in list(traced.pids):
+                traced.program.detach(traced.path, pid)
+            traced.pids.clear()
+        for program in self.programs.values():
+            program.close()
+        self.programs.clear()
