@@ -1,8 +1,9 @@
 """Regenerate symbols/offsets.json from the test-app matrix.
 
 For every unstripped build in the matrix, the offsets of every manifest field are read from
-the type metadata, else DWARF (the tests hold the two equal), and recorded: standard-library fields under the Go release
-("1.22"), fields of a library with a module (grpc-go) under that module's version ("v1.64.0").
+the type metadata, else DWARF (the tests hold the two equal), and recorded: standard-library
+fields under the Go release ("1.22"), fields of a library with a module (grpc-go) under that
+module's version ("v1.64.0").
 The resolver uses this table only when a binary's type metadata and DWARF both lack a type.
 
     .venv/bin/python symbols/gen_offsets.py [--full]

@@ -60,3 +60,17 @@ def test_bad_manifest_is_a_clear_error(tmp_path):
     path.write_text('[library]\nname = "x"\n[[field]]\nname = "a.b.c"\ngo = "~1.2"\n')
     with pytest.raises(GotraceError, match="bad version constraint"):
         load_manifest(path)
+
+
+def test_every_probe_needs_only_what_its_manifest_names():
+    """A probe's functions and fields must be resolved for its library; the shared ones come
+    from the runtime and net manifests."""
+    from gotrace.probes import ALL_PROBES, COMMON_FIELDS
+
+    manifests = {m.library: m for m in load_manifests()}
+    shared = {f.name for lib in ("runtime", "net") for f in manifests[lib].fields}
+    assert set(COMMON_FIELDS) <= shared
+    for probe in ALL_PROBES:
+        manifest = manifests[probe.library]
+        assert {a.function for a in probe.attachments} <= {f.name for f in manifest.functions}
+        assert set(probe.fields + probe.optional_fields) <= {f.name for f in manifest.fields}

@@ -1,0 +1,135 @@
+"""End to end: real probes on real Go servers, spans checked at a real OTLP receiver."""
+
+from __future__ import annotations
+
+import http.client
+from collections import Counter
+
+import pytest
+from otlp_receiver import OtlpReceiver
+from tracing import get, go_server, gotrace, otlp_args, stop
+
+from testapps import matrix
+
+# (path, expected status, expected route on Go >= 1.23, method)
+ROUTES = [
+    ("/", 200, "/{$}"),
+    ("/hello?name=gopher", 200, "/hello"),
+    ("/notfound", 404, "/notfound"),
+    ("/error", 500, "/error"),
+    ("/users/42", 200, "/users/{id}"),
+    ("/no/such/route", 404, None),
+]
+
+
+def http_server_cells() -> list[matrix.Cell]:
+    cells = [c for c in matrix.default_cells() if c.app == "httpserver"
+             and c.variant in ("plain", "stripped")]
+    return cells
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    with OtlpReceiver() as r:
+        yield r
+
+
+def has_pattern(go: str) -> bool:
+    return tuple(map(int, go.split("."))) >= (1, 23)
+
+
+@pytest.mark.parametrize("server_cell", http_server_cells(), ids=str)
+def test_server_spans(tmp_path, receiver, server_cell):
+    receiver.clear()
+    path = matrix.build(server_cell)
+    with go_server(path) as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), *otlp_args(receiver)) as tracer:
+        conn = http.client.HTTPConnection(addr, timeout=10)
+        sent: Counter[tuple[str, int]] = Counter()
+        for i in range(200):
+            target, status, _ = ROUTES[i % len(ROUTES)]
+            assert get(addr, target, conn=conn) == status
+            sent[(target.split("?")[0], status)] += 1
+        assert get(addr, "/slow?ms=150") == 200
+        conn.close()
+        _, err = stop(tracer)
+    spans = [s for s in receiver.wait_for(201) if s["kind"] == "SERVER"]
+    assert len(spans) == 201, err
+    got = Counter((s["attributes"]["url.path"], s["attributes"]["http.response.status_code"])
+                  for s in spans if s["attributes"]["url.path"] != "/slow")
+    assert got == sent
+    host, port = addr.rsplit(":", 1)
+    routes = {t.split("?")[0]: r for t, _, r in ROUTES} | {"/slow": "/slow"}
+    for span in spans:
+        attrs = span["attributes"]
+        assert attrs["http.request.method"] == "GET"
+        assert attrs["url.scheme"] == "http"
+        assert attrs["server.address"] == host and attrs["server.port"] == int(port)
+        assert attrs["client.address"] == "127.0.0.1" and attrs["client.port"] > 0
+        assert attrs["network.peer.port"] == attrs["client.port"]
+        assert attrs["network.local.port"] == int(port)
+        assert attrs["network.protocol.version"] == "1.1"
+        assert attrs["go.goroutine.id"] > 0
+        assert span["parent_span_id"] is None and len(span["trace_id"]) == 32
+        assert span["status"] == ("ERROR" if attrs["http.response.status_code"] >= 500
+                                  else "UNSET")
+        route = routes.get(attrs["url.path"])
+        if has_pattern(server_cell.go) and route:
+            assert attrs["http.route"] == route
+            assert span["name"] == f"GET {route}"
+        else:
+            assert span["name"] == "GET"
+        assert span["resource"]["process.pid"] == server.pid
+        assert span["resource"]["process.runtime.version"].startswith(f"go{server_cell.go}")
+    slow = next(s for s in spans if s["attributes"]["url.path"] == "/slow")
+    assert slow["end_time_unix_nano"] - slow["start_time_unix_nano"] >= 150_000_000
+    assert len({s["span_id"] for s in spans}) == len(spans)
+
+
+@pytest.mark.parametrize("route", ["/proxy", "/proxy-async"])
+def test_client_call_from_handler_is_child_of_server_span(tmp_path, receiver, route):
+    receiver.clear()
+    cell = matrix.Cell("httpserver", matrix.go_versions()[-1], "stripped")
+    with go_server(matrix.build(cell)) as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), *otlp_args(receiver)) as tracer:
+        assert get(addr, f"{route}?url=http://{addr}/notfound") == 404
+        stop(tracer)
+    spans = receiver.wait_for(3)
+    by_kind: dict[str, list[dict]] = {}
+    for s in spans:
+        by_kind.setdefault(s["kind"], []).append(s)
+    outer = next(s for s in by_kind["SERVER"] if s["attributes"]["url.path"] == route)
+    inner = next(s for s in by_kind["SERVER"] if s["attributes"]["url.path"] == "/notfound")
+    (client,) = by_kind["CLIENT"]
+    assert client["trace_id"] == outer["trace_id"]
+    assert client["parent_span_id"] == outer["span_id"]
+    assert client["attributes"]["url.full"] == f"http://{addr}/notfound"
+    assert client["attributes"]["http.response.status_code"] == 404
+    assert client["attributes"]["error.type"] == "404"
+    assert client["status"] == "ERROR"
+    assert client["attributes"]["network.peer.port"] == int(addr.rsplit(":", 1)[1])
+    # The inner request is served by the same process but arrives without a traceparent
+    # (nothing injects one yet): a trace of its own.
+    assert inner["trace_id"] != outer["trace_id"]
+
+
+def test_http_client_program_spans(tmp_path, receiver):
+    receiver.clear()
+    go = matrix.go_versions()[0]
+    client_path = matrix.build(matrix.Cell("httpclient", go, "plain"))
+    server_path = matrix.build(matrix.Cell("httpserver", go, "stripped"))
+    with go_server(server_path) as (_, addr):
+        url = f"http://{addr}/hello?name=secret"
+        out = tmp_path / "spans.jsonl"
+        with gotrace(tmp_path, "run", "--jsonl", str(out), *otlp_args(receiver), "--",
+                     str(client_path), "-url", url, "-n", "5") as tracer:
+            tracer.wait(timeout=60)
+        assert tracer.returncode == 0
+    spans = receiver.wait_for(5)
+    assert len(spans) == 5
+    for span in spans:
+        assert span["kind"] == "CLIENT" and span["name"] == "GET"
+        assert span["attributes"]["url.full"] == f"http://{addr}/hello?name=REDACTED"
+        assert span["attributes"]["http.response.status_code"] == 200
+        assert span["parent_span_id"] is None
+    assert len(out.read_text().splitlines()) == 5

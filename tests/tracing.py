@@ -1,0 +1,93 @@
+"""Helpers for end-to-end tests: start test servers and a real `gotrace trace` against them."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def go_server(path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run a test server; yields (process, 'host:port')."""
+    proc = subprocess.Popen([str(path), "-addr", "127.0.0.1:0", *args], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), f"{path} did not start: {line!r}"
+        yield proc, line.split()[1]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def gotrace(tmp_path: Path, *args: str, timeout: float = 60) -> Iterator[subprocess.Popen[str]]:
+    """Run `gotrace <args> --ready-file ...` until it is attached; SIGINT and wait on exit."""
+    ready = tmp_path / f"ready-{time.monotonic_ns()}"
+    split = args.index("--") if "--" in args else len(args)
+    command = [*args[:split], "--ready-file", str(ready), *args[split:]]
+    proc = subprocess.Popen([sys.executable, "-m", "gotrace", *command],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready.exists():
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"gotrace exited with {proc.returncode}: {err}{out}")
+            assert time.monotonic() < deadline, "gotrace did not attach in time"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGINT a gotrace process and return its (stdout, stderr); it must exit 0."""
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return out, err
+
+
+def get(addr: str, path: str, headers: dict[str, str] | None = None,
+        conn: http.client.HTTPConnection | None = None) -> int:
+    """One GET (on a given keep-alive connection if any); returns the status."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection(addr, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        if own:
+            conn.close()
+
+
+def otlp_args(receiver) -> list[str]:
+    return ["--otlp-endpoint", receiver.grpc_endpoint, "--otlp-protocol", "grpc"]
+
+
+def env_without_otel() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
