@@ -1,0 +1,163 @@
+// Command grpcserver is a gRPC server for gotrace's tests, written without
+// protoc-generated code: the service descriptor for "demo.Echo" is spelled
+// out by hand below, and every message is a google.protobuf.StringValue
+// (github.com/golang/protobuf/ptypes/wrappers, which exists both in
+// golang/protobuf 1.3 and, as an alias of wrapperspb, in 1.5). It builds in
+// GOPATH mode against grpc-go 1.33, 1.64 and 1.79.
+//
+// Methods of /demo.Echo:
+//
+//	Say(StringValue) StringValue            "hello <value>"
+//	Fail(StringValue) StringValue           always status NOT_FOUND
+//	Sleep(StringValue) StringValue          sleeps <value> ms, honours cancellation
+//	Count(StringValue) stream StringValue   sends <value> messages (default 5)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/golang/protobuf/ptypes/wrappers"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// echoService is the interface grpc checks the implementation against
+// (ServiceDesc.HandlerType).
+type echoService interface {
+	Say(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error)
+	Fail(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error)
+	Sleep(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error)
+	Count(in *wrappers.StringValue, stream grpc.ServerStream) error
+}
+
+type echoServer struct{}
+
+func (echoServer) Say(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error) {
+	return &wrappers.StringValue{Value: "hello " + in.GetValue()}, nil
+}
+
+func (echoServer) Fail(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error) {
+	return nil, status.Errorf(codes.NotFound, "no such thing: %q", in.GetValue())
+}
+
+func (echoServer) Sleep(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error) {
+	ms, err := strconv.Atoi(strings.TrimSpace(in.GetValue()))
+	if err != nil || ms < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "want a number of milliseconds, got %q", in.GetValue())
+	}
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return &wrappers.StringValue{Value: fmt.Sprintf("slept %d ms", ms)}, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (echoServer) Count(in *wrappers.StringValue, stream grpc.ServerStream) error {
+	n := 5
+	if v := strings.TrimSpace(in.GetValue()); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 0 {
+			return status.Errorf(codes.InvalidArgument, "want a count, got %q", in.GetValue())
+		}
+	}
+	for i := 1; i <= n; i++ {
+		if err := stream.SendMsg(&wrappers.StringValue{Value: strconv.Itoa(i)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unary builds a grpc MethodDesc handler for one unary method, doing what
+// protoc-gen-go-grpc would generate: decode, then run through the interceptor.
+func unary(name string, call func(echoService, context.Context, *wrappers.StringValue) (*wrappers.StringValue, error)) grpc.MethodDesc {
+	full := "/demo.Echo/" + name
+	return grpc.MethodDesc{
+		MethodName: name,
+		Handler: func(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+			in := new(wrappers.StringValue)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			if interceptor == nil {
+				return call(srv.(echoService), ctx, in)
+			}
+			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: full}
+			h := func(ctx context.Context, req interface{}) (interface{}, error) {
+				return call(srv.(echoService), ctx, req.(*wrappers.StringValue))
+			}
+			return interceptor(ctx, in, info, h)
+		},
+	}
+}
+
+var echoDesc = grpc.ServiceDesc{
+	ServiceName: "demo.Echo",
+	HandlerType: (*echoService)(nil),
+	Methods: []grpc.MethodDesc{
+		unary("Say", echoService.Say),
+		unary("Fail", echoService.Fail),
+		unary("Sleep", echoService.Sleep),
+	},
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "Count",
+		ServerStreams: true,
+		Handler: func(srv interface{}, stream grpc.ServerStream) error {
+			in := new(wrappers.StringValue)
+			if err := stream.RecvMsg(in); err != nil {
+				return err
+			}
+			return srv.(echoService).Count(in, stream)
+		},
+	}},
+	Metadata: "demo/echo.proto",
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("grpcserver: ")
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	srv.RegisterService(&echoDesc, echoServer{})
+
+	// Catch the signals before announcing READY, or an early SIGTERM kills us.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Printf("READY %s\n", ln.Addr())
+
+	select {
+	case <-sigc:
+	case err := <-errc:
+		log.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+}
