@@ -85,6 +85,9 @@ class _Session:
         dropped = self.pipeline.stats().dropped_total
         if dropped:
             print(f"gotrace: {dropped} spans could not be delivered", file=sys.stderr)
+        if self.tracer.records_skipped:
+            print(f"gotrace: {self.tracer.records_skipped} spans dropped: their process could "
+                  "not be identified", file=sys.stderr)
 
 
 def run_trace(args: argparse.Namespace) -> int:

@@ -85,7 +85,8 @@ class Tracer:
         self.resources: dict[int, Resource] = {}
         self.watched_exes: dict[str, tuple[int, int]] = {}
         self.spans_decoded = 0
-        self._raw: list[bytes] = []
+        self.records_skipped = 0  # records no process could be found for (counted, not lost)
+        self._raw: dict[str, list[bytes]] = {}  # plan key -> records not decoded yet
         self._stop = threading.Event()
 
     # --- attaching --------------------------------------------------------------------------
@@ -101,7 +102,7 @@ class Tracer:
         program = self.programs.get(plan.key)
         if program is None:
             program = compile_program(plan)
-            program.open_ring_buffer(self._raw.append)
+            program.open_ring_buffer(self._raw.setdefault(plan.key, []).append)
             self.programs[plan.key] = program
         traced = TracedBinary(path, layout, program)
         self.binaries[key] = traced
@@ -147,17 +148,24 @@ class Tracer:
             shown = traced.path
         return process_resource(pid, shown, traced.layout.go_version)
 
-    def _resource_of(self, pid: int) -> Resource | None:
-        """Resources of processes seen for the first time (--exe) are built on demand."""
+    def _resource_of(self, pid: int, plan_key: str) -> Resource | None:
+        """Resources of processes seen for the first time (--exe) are built on demand.
+
+        A short-lived process may be gone before its first record is decoded: then the
+        binary its records came from (through that layout's program) names it.
+        """
         resource = self.resources.get(pid)
-        if resource is None:
-            try:
-                traced = self.binaries.get(file_identity(f"/proc/{pid}/exe"))
-            except OSError:
-                traced = None
-            if traced is None:
-                return None
-            resource = self.resources[pid] = self._resource(pid, traced)
+        if resource is not None:
+            return resource
+        candidates = [t for t in self.binaries.values() if t.program.plan.key == plan_key]
+        try:
+            identity = file_identity(f"/proc/{pid}/exe")
+            traced = self.binaries.get(identity)
+        except OSError:
+            traced = candidates[0] if len(candidates) == 1 else None
+        if traced is None:
+            return None
+        resource = self.resources[pid] = self._resource(pid, traced)
         return resource
 
     # --- running ------------------------------------------------------------------------------
@@ -170,12 +178,15 @@ class Tracer:
         signal.signal(signal.SIGTERM, self.stop)
 
     def _drain(self) -> None:
-        if not self._raw:
-            return
-        batch, self._raw[:] = list(self._raw), []
-        spans = decode_records(batch, self._resource_of, self.clock, self.with_query)
-        self.spans_decoded += len(spans)
-        self.pipeline.submit(spans)
+        for plan_key, raw in self._raw.items():
+            if not raw:
+                continue
+            batch, raw[:] = list(raw), []
+            spans = decode_records(batch, lambda pid, k=plan_key: self._resource_of(pid, k),
+                                   self.clock, self.with_query)
+            self.spans_decoded += len(spans)
+            self.records_skipped += len(batch) - len(spans)
+            self.pipeline.submit(spans)
 
     def poll_once(self, timeout_ms: int = 100) -> None:
         programs = list(self.programs.values())
