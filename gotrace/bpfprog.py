@@ -160,7 +160,12 @@ class Program:
                 if not addrs:
                     raise GotraceError(f"{path}: {a.function} has no RET instruction to probe")
                 for addr in addrs:
-                    self.bpf.attach_uprobe(name=path, addr=addr, fn_name=a.program, pid=pid)
+                    try:
+                        self.bpf.attach_uprobe(name=path, addr=addr, fn_name=a.program,
+                                               pid=pid)
+                    except Exception as e:  # BCC raises bare Exception
+                        raise GotraceError(f"cannot attach a uprobe to {path} at {addr:#x} "
+                                           f"({a.function}): {e}") from None
                     self.attached.append((path, addr, pid))
                     count += 1
         return count
@@ -206,8 +211,10 @@ def compile_program(plan: Plan) -> Program:
     except ImportError:
         raise GotraceError("BCC's Python module is not importable: run scripts/setup.sh "
                            "(Debian package python3-bpfcc)") from None
-    kernel_build = Path(f"/lib/modules/{os.uname().release}/build")
-    if not kernel_build.exists():
+    # BCC compiles against the running kernel's headers, or where BCC_KERNEL_SOURCE says.
+    kernel_build = Path(os.environ.get("BCC_KERNEL_SOURCE")
+                        or f"/lib/modules/{os.uname().release}/build")
+    if not (kernel_build / "include").exists():
         raise GotraceError(f"no kernel headers at {kernel_build}: install them "
                            "(scripts/setup.sh links Debian's when none match this kernel)")
     cflags = [f"-I{BPF_DIR}", "-Wno-unused-function"]

@@ -133,3 +133,43 @@ def test_http_client_program_spans(tmp_path, receiver):
         assert span["attributes"]["http.response.status_code"] == 200
         assert span["parent_span_id"] is None
     assert len(out.read_text().splitlines()) == 5
+
+
+def test_concurrent_keep_alive_clients_lose_mix_and_duplicate_nothing(tmp_path, receiver):
+    """50 clients, each on its own keep-alive connection, 100 requests each: every request
+    is one span, carrying its own query and its own connection's port."""
+    import threading
+
+    receiver.clear()
+    cell = matrix.Cell("httpserver", matrix.go_versions()[-1], "stripped")
+    ports: dict[int, int] = {}
+    errors: list[str] = []
+    with go_server(matrix.build(cell)) as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), "--include-query",
+                    *otlp_args(receiver)) as tracer:
+        def client(n: int) -> None:
+            conn = http.client.HTTPConnection(addr, timeout=30)
+            try:
+                for i in range(100):
+                    if get(addr, f"/hello?name=c{n}-r{i}", conn=conn) != 200:
+                        errors.append(f"c{n}-r{i}")
+                    ports[n] = conn.sock.getsockname()[1]
+            finally:
+                conn.close()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        receiver.wait_for(5000, timeout=60)
+        _, err = stop(tracer)
+    assert errors == []
+    spans = receiver.spans
+    assert len(spans) == 5000, err
+    queries = Counter(s["attributes"]["url.query"] for s in spans)
+    assert len(queries) == 5000 and set(queries.values()) == {1}
+    for span in spans:
+        n = int(span["attributes"]["url.query"].split("-")[0].removeprefix("name=c"))
+        assert span["attributes"]["client.port"] == ports[n]
+    assert len({s["span_id"] for s in spans}) == 5000
+    assert len({s["trace_id"] for s in spans}) == 5000

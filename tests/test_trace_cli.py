@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,13 @@ def test_otlp_endpoint_down_counts_drops_and_recovers(tmp_path):
     paths = [s["attributes"]["url.path"] for s in receiver.spans]
     assert paths.count("/") == 20
     assert "otlp: exported" in err
+
+
+def test_missing_kernel_headers_is_a_one_line_error(tmp_path):
+    with go_server(newest_server()) as (server, _):
+        result = subprocess.run(
+            [sys.executable, "-m", "gotrace", "trace", "--pid", str(server.pid)],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+            env={**os.environ, "BCC_KERNEL_SOURCE": str(tmp_path / "no-headers")})
+    assert_one_line_error(result, "no kernel headers")
+    assert "scripts/setup.sh" in result.stderr
