@@ -173,3 +173,46 @@ def test_concurrent_keep_alive_clients_lose_mix_and_duplicate_nothing(tmp_path, 
         assert span["attributes"]["client.port"] == ports[n]
     assert len({s["span_id"] for s in spans}) == 5000
     assert len({s["trace_id"] for s in spans}) == 5000
+
+
+def test_wall_clock_timestamps_resource_variables_and_http_protobuf(tmp_path, receiver):
+    """Span times agree with the client's clock within 1 ms; OTEL_SERVICE_NAME and
+    OTEL_RESOURCE_ATTRIBUTES reach the resource; OTLP over HTTP; --duration ends the run."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    receiver.clear()
+    cell = matrix.Cell("httpserver", matrix.go_versions()[0], "stripped")
+    ready = tmp_path / "ready"
+    env = {**os.environ, "OTEL_SERVICE_NAME": "checkout",
+           "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,team=payments"}
+    with go_server(matrix.build(cell)) as (server, addr):
+        tracer = subprocess.Popen(
+            [sys.executable, "-m", "gotrace", "trace", "--pid", str(server.pid),
+             "--otlp-endpoint", receiver.http_base, "--otlp-protocol", "http/protobuf",
+             "--duration", "6", "--ready-file", str(ready)], env=env, text=True,
+            stderr=subprocess.PIPE)
+        while not ready.exists():
+            assert tracer.poll() is None, tracer.communicate()[1]
+            time.sleep(0.05)
+        windows = []
+        for _ in range(20):
+            before = time.time_ns()
+            assert get(addr, "/slow?ms=5") == 200
+            windows.append((before, time.time_ns()))
+        _, err = tracer.communicate(timeout=60)  # --duration ends it
+        assert tracer.returncode == 0, err
+    spans = sorted(receiver.wait_for(20), key=lambda s: s["start_time_unix_nano"])
+    assert len(spans) == 20
+    for span, (before, after) in zip(spans, windows, strict=True):
+        assert before - 1_000_000 <= span["start_time_unix_nano"]
+        assert span["end_time_unix_nano"] <= after + 1_000_000
+        assert span["end_time_unix_nano"] - span["start_time_unix_nano"] >= 5_000_000
+        assert span["resource"]["service.name"] == "checkout"
+        assert span["resource"]["deployment.environment"] == "test"
+        assert span["resource"]["team"] == "payments"
+        assert span["resource"]["process.runtime.name"] == "go"
+        assert span["resource"]["host.name"]
+        assert span["resource"]["telemetry.sdk.name"] == "gotrace"
