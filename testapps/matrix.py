@@ -31,7 +31,9 @@ need.) What the sections look like:
 * internal, non-PIE: ``.gopclntab``, ``.typelink``; ``.text`` starts with Go code.
 * internal PIE, Go 1.19-1.25: ``.data.rel.ro.gopclntab``, ``.data.rel.ro.typelink``.
   Go 1.26 moved the pclntab to a read-only section named plain ``.gopclntab``
-  (``.data.rel.ro.typelink`` stays).
+  (``.data.rel.ro.typelink`` stays). Though ET_DYN, it is linked at 0x400000 (first
+  PT_LOAD vaddr, ``.text`` at 0x401000); the loader adds its random base on top.
+  External PIE is linked at 0.
 * external, non-PIE: ``.gopclntab`` and ``.typelink`` exist; ``.text`` starts with
   C start-up code (``runtime.text`` is past the section start) and the entry point is
   ``_start`` from crt1.o.
@@ -292,6 +294,16 @@ def supported_go(grpc: str, gos: Sequence[str] | None = None) -> list[str]:
         return []
     lo = _vkey(grpc_min_go(info))
     return [g for g in (gos if gos is not None else go_versions()) if _vkey(g) >= lo]
+
+
+def gopaths_current() -> bool:
+    """True when grpc_gopaths.sh has run since the apt lists last changed."""
+    stamps = list((cache_dir() / "gopath").glob("grpc-*/STAMP"))
+    try:
+        lists = Path("/var/lib/apt/lists").stat().st_mtime
+        return bool(stamps) and all(s.stat().st_mtime > lists for s in stamps)
+    except OSError:
+        return False
 
 
 def prepare_gopaths(quiet: bool = False) -> None:
@@ -594,11 +606,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             sp.add_argument(
                 "--no-prepare",
                 action="store_true",
-                help="do not run scripts/grpc_gopaths.sh first (it runs when root)",
+                help="do not run scripts/grpc_gopaths.sh first (it runs when root and"
+                " the apt lists changed since it last ran)",
             )
     args = p.parse_args(argv)
 
-    if args.cmd == "build" and not args.no_prepare and os.geteuid() == 0:
+    prepare = args.cmd == "build" and not args.no_prepare and os.geteuid() == 0
+    if prepare and not gopaths_current():
         try:
             prepare_gopaths()
         except BuildError as e:
