@@ -46,6 +46,10 @@ def _hexes(values: list[int] | tuple[int, ...]) -> str:
     return " ".join(f"{v:#x}" for v in values) or "-"
 
 
+def _unresolved(name: str, layout: Layout) -> str:
+    return "n/a for this version" if name in layout.not_applicable else "MISSING"
+
+
 def render_text(layout: Layout, shown_path: str, manifests: list[Manifest]) -> str:
     lines = [shown_path]
     s = layout.settings
@@ -68,9 +72,7 @@ def render_text(layout: Layout, shown_path: str, manifests: list[Manifest]) -> s
         for spec in manifest.functions:
             fn = layout.functions.get(spec.name)
             if fn is None:
-                state = "n/a for this version" if spec.name in layout.not_applicable \
-                    else "MISSING"
-                lines.append(f"  func  {spec.name}  {state}")
+                lines.append(f"  func  {spec.name}  {_unresolved(spec.name, layout)}")
                 continue
             alias = f" (as {fn.found_as})" if fn.found_as != spec.name else ""
             lines.append(f"  func  {spec.name}{alias}  addr {fn.address:#x}  entry "
@@ -78,9 +80,7 @@ def render_text(layout: Layout, shown_path: str, manifests: list[Manifest]) -> s
         for spec in manifest.fields:
             fld = layout.fields.get(spec.name)
             if fld is None:
-                state = "n/a for this version" if spec.name in layout.not_applicable \
-                    else "MISSING"
-                lines.append(f"  field {spec.name}  {state}")
+                lines.append(f"  field {spec.name}  {_unresolved(spec.name, layout)}")
             else:
                 lines.append(f"  field {spec.name}  offset {fld.offset}  [{fld.source}]")
     return "\n".join(lines)
