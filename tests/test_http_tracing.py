@@ -51,10 +51,17 @@ def test_server_spans(tmp_path, receiver, server_cell):
             assert get(addr, target, conn=conn) == status
             sent[(target.split("?")[0], status)] += 1
         assert get(addr, "/slow?ms=150") == 200
+        conn.request("POST", "/echo", body=b"x" * 1234)
+        assert conn.getresponse().read() == b"x" * 1234
         conn.close()
         _, err = stop(tracer)
-    spans = [s for s in receiver.wait_for(201) if s["kind"] == "SERVER"]
-    assert len(spans) == 201, err
+    spans = [s for s in receiver.wait_for(202) if s["kind"] == "SERVER"]
+    assert len(spans) == 202, err
+    (post,) = [s for s in spans if s["attributes"]["url.path"] == "/echo"]
+    assert post["attributes"]["http.request.method"] == "POST"
+    assert post["attributes"]["http.request.body.size"] == 1234
+    assert post["attributes"]["http.response.body.size"] == 1234
+    spans.remove(post)
     got = Counter((s["attributes"]["url.path"], s["attributes"]["http.response.status_code"])
                   for s in spans if s["attributes"]["url.path"] != "/slow")
     assert got == sent
@@ -63,6 +70,7 @@ def test_server_spans(tmp_path, receiver, server_cell):
     for span in spans:
         attrs = span["attributes"]
         assert attrs["http.request.method"] == "GET"
+        assert "url.query" not in attrs  # only with --include-query
         assert attrs["url.scheme"] == "http"
         assert attrs["server.address"] == host and attrs["server.port"] == int(port)
         assert attrs["client.address"] == "127.0.0.1" and attrs["client.port"] > 0
