@@ -42,8 +42,12 @@ struct trace_ctx {
 BPF_RINGBUF_OUTPUT(spans, RINGBUF_PAGES);
 /* Hits per probe program, indexed by PROBE_* ids given by the probe modules. */
 BPF_PERCPU_ARRAY(probe_hits, __u64, MAX_PROBES);
-/* Spans lost in the kernel: 0 ring buffer full, 1 in-flight table full. */
-BPF_PERCPU_ARRAY(kernel_drops, __u64, 2);
+/* Requests not turned into spans in the kernel, by reason (DROP_*). */
+#define DROP_RINGBUF_FULL 0
+#define DROP_INFLIGHT_FULL 1
+#define DROP_UNSUPPORTED_WRITER 2  /* not net/http's HTTP/1 response (e.g. HTTP/2 over TLS) */
+#define DROP_REASONS 3
+BPF_PERCPU_ARRAY(kernel_drops, __u64, DROP_REASONS);
 BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
 BPF_HASH(goroutine_ctx, __u64, struct trace_ctx, MAX_GOROUTINES);
 
@@ -142,5 +146,5 @@ static __always_inline void begin_span(struct span_record *rec, __u64 g) {
 
 static __always_inline void emit(struct span_record *rec) {
     if (spans.ringbuf_output(rec, sizeof(*rec), 0) != 0)
-        count_drop(0);
+        count_drop(DROP_RINGBUF_FULL);
 }

@@ -34,7 +34,7 @@ int http_client_entry(struct pt_regs *ctx) {
     }
     begin_span(rec, g);
     if (http_client_inflight.update(&g, rec) != 0)
-        count_drop(1);
+        count_drop(DROP_INFLIGHT_FULL);
     return 0;
 }
 

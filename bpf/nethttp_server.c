@@ -28,6 +28,12 @@ int http_server_entry(struct pt_regs *ctx) {
     __u64 req = GO_ARG4(ctx);
     st->request = req;
     st->response = GO_ARG3(ctx);
+    /* w must be net/http's HTTP/1 *response, whose req is r; HTTP/2 (over TLS) brings another
+     * writer type, whose memory we must not read as a *response. */
+    if (read_u64(st->response + OFF_net_http_response_req) != req) {
+        count_drop(DROP_UNSUPPORTED_WRITER);
+        return 0;
+    }
     rec->start_ns = bpf_ktime_get_ns();
     rec->kind = SPAN_KIND_HTTP_SERVER;
     rec->pid = bpf_get_current_pid_tgid() >> 32;
@@ -52,7 +58,7 @@ int http_server_entry(struct pt_regs *ctx) {
     read_traceparent(rec, req + OFF_net_http_Request_Header);
 #endif
     if (http_server_inflight.update(&g, st) != 0) {
-        count_drop(1);
+        count_drop(DROP_INFLIGHT_FULL);
         return 0;
     }
     struct trace_ctx own = {};

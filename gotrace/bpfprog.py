@@ -24,6 +24,9 @@ BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 ALL_PROGRAMS = [a.program for p in ALL_PROBES for a in p.attachments]
 PROBE_IDS = {program: i for i, program in enumerate(dict.fromkeys(ALL_PROGRAMS))}
 
+# The DROP_* indexes of bpf/common.h, in order.
+KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer")
+
 TUNABLES = {
     "RINGBUF_PAGES": 256,  # 1 MiB of finished spans between polls
     "MAX_INFLIGHT": 16384,  # requests in progress at once, per probe
@@ -197,8 +200,8 @@ class Program:
         hits_table = self.bpf["probe_hits"]
         hits = {prog: sum(hits_table[ctypes.c_int(i)]) for prog, i in PROBE_IDS.items()}
         drops_table = self.bpf["kernel_drops"]
-        drops = {"ringbuf_full": sum(drops_table[ctypes.c_int(0)]),
-                 "inflight_full": sum(drops_table[ctypes.c_int(1)])}
+        drops = {reason: sum(drops_table[ctypes.c_int(i)])
+                 for i, reason in enumerate(KERNEL_DROP_REASONS)}
         return hits, drops
 
     def close(self) -> None:

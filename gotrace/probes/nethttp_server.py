@@ -77,6 +77,7 @@ PROBE = Probe(
         "net/http.Request.Method", "net/http.Request.URL", "net/http.Request.ProtoMajor",
         "net/http.Request.ProtoMinor", "net/http.Request.ContentLength", "net/http.Request.Host",
         "net/url.URL.Path", "net/url.URL.RawQuery", "net/http.response.conn",
+        "net/http.response.req",
         "net/http.response.status", "net/http.response.written", "net/http.conn.rwc",
     ),
     optional_fields=("net/http.Request.Pattern",),
