@@ -9,6 +9,7 @@
 
 #define SPAN_KIND_HTTP_SERVER 1
 #define SPAN_KIND_HTTP_CLIENT 2
+#define SPAN_KIND_GRPC_SERVER 3
 
 /* flags */
 #define SPAN_F_HAS_PARENT 1       /* parent_span_id is set */
@@ -36,7 +37,7 @@ struct span_record {
     __u32 pid;
     __u16 kind;                /* SPAN_KIND_* */
     __u16 flags;               /* SPAN_F_* */
-    __u32 status;              /* HTTP status code */
+    __u32 status;              /* HTTP status code, or gRPC status code */
     __u16 local_port;
     __u16 peer_port;
     __u8 local_addr[16];       /* IPv4 as ::ffff:a.b.c.d */
@@ -47,7 +48,7 @@ struct span_record {
     char method[SPAN_METHOD_LEN];
     char scheme[SPAN_SCHEME_LEN];
     char host[SPAN_HOST_LEN];
-    char path[SPAN_PATH_LEN];
+    char path[SPAN_PATH_LEN];  /* URL path, or gRPC full method "/pkg.Service/Method" */
     char route[SPAN_ROUTE_LEN];
     char query[SPAN_QUERY_LEN];
 };

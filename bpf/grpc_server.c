@@ -1,0 +1,62 @@
+/* grpc-go server spans: two uprobe hits per RPC, unary or streaming.
+ *
+ * (*Server).handleStream(s, t ServerTransport, stream, ...) runs once per RPC on the RPC's
+ * goroutine: s in RAX, t in RBX (itab) and RCX (*http2Server), stream in RDI. The stream is a
+ * *transport.Stream, or (grpc-go >= 1.69) a *transport.ServerStream that embeds the Stream
+ * first, so the Stream's fields are at the same offsets from it.
+ * (*http2Server).WriteStatus / writeStatus(t, stream, st *status.Status) ends the RPC on the
+ * same goroutine: st in RCX; st.s is the *spb.Status with the code.
+ */
+
+BPF_HASH(grpc_server_inflight, __u64, struct span_record, MAX_INFLIGHT);
+
+int grpc_server_entry(struct pt_regs *ctx) {
+    count_hit(PROBE_GRPC_SERVER_ENTRY);
+    __u64 g = GO_G(ctx);
+    __u32 zero = 0;
+    struct span_record *rec = scratch_record.lookup(&zero);
+    if (!rec)
+        return 0;
+    __builtin_memset(rec, 0, sizeof(*rec));
+    __u64 stream = GO_ARG4(ctx);
+    rec->start_ns = bpf_ktime_get_ns();
+    rec->kind = SPAN_KIND_GRPC_SERVER;
+    rec->pid = bpf_get_current_pid_tgid() >> 32;
+    rec->goid = goroutine_id(g);
+    rec->request_body_size = -1;
+    rec->response_body_size = -1;
+    READ_GO_STRING(rec->path, stream + OFF_google_golang_org_grpc_internal_transport_Stream_method);
+    __u64 transport = GO_ARG3(ctx);
+    if (transport)
+        read_conn(rec, transport + OFF_google_golang_org_grpc_internal_transport_http2Server_conn);
+    begin_span(rec, g);
+    if (grpc_server_inflight.update(&g, rec) != 0) {
+        count_drop(DROP_INFLIGHT_FULL);
+        return 0;
+    }
+    struct trace_ctx own = {};
+    __builtin_memcpy(own.trace_id, rec->trace_id, 16);
+    __builtin_memcpy(own.span_id, rec->span_id, 8);
+    goroutine_ctx.update(&g, &own);
+    return 0;
+}
+
+int grpc_server_status(struct pt_regs *ctx) {
+    count_hit(PROBE_GRPC_SERVER_STATUS);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = grpc_server_inflight.lookup(&g);
+    if (!rec)
+        return 0;
+    rec->end_ns = bpf_ktime_get_ns();
+    __u64 st = GO_ARG3(ctx);
+    __u64 proto = st ? read_u64(st + OFF_google_golang_org_grpc_internal_status_Status_s) : 0;
+    __s32 code = 0;
+    if (proto)
+        bpf_probe_read_user(&code, sizeof(code),
+                            (void *)(proto + OFF_google_golang_org_genproto_googleapis_rpc_status_Status_Code));
+    rec->status = (__u32)code;
+    emit(rec);
+    grpc_server_inflight.delete(&g);
+    goroutine_ctx.delete(&g);
+    return 0;
+}

@@ -1,0 +1,66 @@
+"""grpc-go server: one SERVER span per RPC (unary or streaming), two uprobe hits."""
+
+from __future__ import annotations
+
+from gotrace.probes.base import Attachment, Probe, SpanShape
+from gotrace.probes.http_attributes import connection_attributes
+from gotrace.records import F_HAS_CONN, SPAN_KIND_GRPC_SERVER, SpanRecord, ip_text, text
+from gotrace.spans import AttributeValue
+
+HANDLE_STREAM = "google.golang.org/grpc.(*Server).handleStream"
+WRITE_STATUS = "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus"
+
+# Codes the RPC semantic conventions count as server errors: UNKNOWN, DEADLINE_EXCEEDED,
+# UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+SERVER_ERROR_CODES = frozenset({2, 4, 12, 13, 14, 15})
+
+
+def split_method(rec: SpanRecord) -> tuple[str, str]:
+    """'/demo.Echo/Say' -> ('demo.Echo', 'Say')."""
+    service, _, method = text(rec.path).lstrip("/").rpartition("/")
+    return service, method
+
+
+def span_name(rec: SpanRecord) -> str:
+    return text(rec.path).lstrip("/") or "grpc"
+
+
+def attributes(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
+    service, method = split_method(rec)
+    attrs: dict[str, AttributeValue] = {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": method,
+        "rpc.grpc.status_code": rec.status,
+        "go.goroutine.id": rec.goid,
+    }
+    if rec.flags & F_HAS_CONN:
+        attrs["server.address"] = ip_text(rec.local_addr)
+        attrs["server.port"] = rec.local_port
+        attrs["client.address"] = ip_text(rec.peer_addr)
+        attrs["client.port"] = rec.peer_port
+    attrs.update(connection_attributes(rec))
+    return attrs
+
+
+PROBE = Probe(
+    library="grpc_server",
+    attachments=(
+        Attachment(HANDLE_STREAM, "entry", "grpc_server_entry"),
+        Attachment(WRITE_STATUS, "entry", "grpc_server_status"),
+    ),
+    fields=(
+        "google.golang.org/grpc/internal/transport.Stream.method",
+        "google.golang.org/grpc/internal/transport.http2Server.conn",
+        "google.golang.org/grpc/internal/status.Status.s",
+        "google.golang.org/genproto/googleapis/rpc/status.Status.Code",
+    ),
+    record_kinds={
+        SPAN_KIND_GRPC_SERVER: SpanShape(
+            kind="SERVER",
+            name=span_name,
+            attributes=attributes,
+            is_error=lambda rec: rec.status in SERVER_ERROR_CODES,
+        )
+    },
+)

@@ -1,0 +1,93 @@
+"""End to end: grpc-go server spans for every grpc-go version of the matrix."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+
+import grpc
+import pytest
+from google.protobuf import wrappers_pb2
+from otlp_receiver import OtlpReceiver
+from tracing import go_server, gotrace, otlp_args, stop
+
+from testapps import matrix
+
+
+def grpc_cells() -> list[matrix.Cell]:
+    return [c for c in matrix.default_cells() if c.app == "grpcserver"]
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    with OtlpReceiver() as r:
+        yield r
+
+
+@pytest.mark.parametrize("server_cell", grpc_cells(), ids=str)
+def test_server_spans_from_go_client(tmp_path, receiver, server_cell):
+    receiver.clear()
+    client = matrix.build(matrix.Cell("grpcclient", server_cell.go, "stripped", server_cell.grpc))
+    with go_server(matrix.build(server_cell)) as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), "--stats",
+                    *otlp_args(receiver)) as tracer:
+        done = subprocess.run([str(client), "-addr", addr, "-n", "100", "-streams", "10",
+                               "-fail", "-deadline-ms", "50"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        spans = receiver.wait_for(112, timeout=30)
+        _, err = stop(tracer)
+    assert len(spans) == 112, err
+    assert "grpc_server_entry=112" in err and "grpc_server_status=112" in err
+    methods = Counter(s["name"] for s in spans)
+    assert methods == {"demo.Echo/Say": 100, "demo.Echo/Count": 10, "demo.Echo/Fail": 1,
+                       "demo.Echo/Sleep": 1}
+    host, port = addr.rsplit(":", 1)
+    for span in spans:
+        attrs = span["attributes"]
+        assert span["kind"] == "SERVER"
+        assert attrs["rpc.system"] == "grpc"
+        assert attrs["rpc.service"] == "demo.Echo"
+        assert span["name"] == f"demo.Echo/{attrs['rpc.method']}"
+        assert attrs["server.address"] == host and attrs["server.port"] == int(port)
+        assert attrs["client.address"] == "127.0.0.1" and attrs["client.port"] > 0
+        assert attrs["go.goroutine.id"] > 0
+        code = attrs["rpc.grpc.status_code"]
+        if attrs["rpc.method"] == "Fail":
+            assert code == 5 and span["status"] == "UNSET"  # NOT_FOUND: the caller's error
+        elif attrs["rpc.method"] == "Sleep":
+            # The client's deadline passed: the server saw the stream cancelled (1), or its
+            # own copy of the deadline expire (4), depending on the grpc-go version.
+            assert code in (1, 4)
+            assert span["end_time_unix_nano"] - span["start_time_unix_nano"] >= 40_000_000
+        else:
+            assert code == 0 and span["status"] == "UNSET"
+    assert len({s["span_id"] for s in spans}) == 112
+
+
+def test_server_spans_from_python_grpcio_client(tmp_path, receiver):
+    receiver.clear()
+    grpc_version = list(matrix.grpc_gopaths())[-1]
+    cell = matrix.Cell("grpcserver", matrix.supported_go(grpc_version)[-1], "stripped",
+                       grpc_version)
+    with go_server(matrix.build(cell)) as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), *otlp_args(receiver)) as tracer:
+        with grpc.insecure_channel(addr) as channel:
+            say = channel.unary_unary(
+                "/demo.Echo/Say",
+                request_serializer=wrappers_pb2.StringValue.SerializeToString,
+                response_deserializer=wrappers_pb2.StringValue.FromString)
+            fail = channel.unary_unary(
+                "/demo.Echo/Fail",
+                request_serializer=wrappers_pb2.StringValue.SerializeToString,
+                response_deserializer=wrappers_pb2.StringValue.FromString)
+            for i in range(5):
+                assert "python" in say(wrappers_pb2.StringValue(value=f"python{i}")).value
+            with pytest.raises(grpc.RpcError) as failed:
+                fail(wrappers_pb2.StringValue(value="x"))
+            assert failed.value.code() == grpc.StatusCode.NOT_FOUND
+        spans = receiver.wait_for(6, timeout=30)
+        stop(tracer)
+    assert Counter(s["name"] for s in spans) == {"demo.Echo/Say": 5, "demo.Echo/Fail": 1}
+    assert {s["attributes"]["rpc.grpc.status_code"] for s in spans
+            if s["name"] == "demo.Echo/Fail"} == {5}
