@@ -10,6 +10,7 @@
 #define SPAN_KIND_HTTP_SERVER 1
 #define SPAN_KIND_HTTP_CLIENT 2
 #define SPAN_KIND_GRPC_SERVER 3
+#define SPAN_KIND_GRPC_CLIENT 4
 
 /* flags */
 #define SPAN_F_HAS_PARENT 1       /* parent_span_id is set */

@@ -1,11 +1,12 @@
 """The probe modules. Each instruments one library; see gotrace/probes/base.py."""
 
-from gotrace.probes import grpc_server, nethttp_client, nethttp_server, runtime
+from gotrace.probes import grpc_client, grpc_server, nethttp_client, nethttp_server, runtime
 from gotrace.probes.base import Probe
 
 # runtime first: the others need the goroutine context it maintains.
 ALL_PROBES: tuple[Probe, ...] = (
     runtime.PROBE, nethttp_server.PROBE, nethttp_client.PROBE, grpc_server.PROBE,
+    grpc_client.PROBE,
 )
 
 # Fields the shared C (bpf/common.h) reads for every probe that reports a connection.
