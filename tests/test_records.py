@@ -1,0 +1,49 @@
+"""The span record is defined once in C (bpf/record.h); its ctypes mirror must match it."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+
+from gotrace import records
+from gotrace.bpfprog import BPF_DIR
+
+
+def c_layout(tmp_path) -> dict[str, int]:
+    """Offsets of every field and the size, as gcc lays the C struct out."""
+    fields = [name for name, *_ in records.SpanRecord._fields_]
+    prints = "\n".join(
+        f'    printf("{n} %zu\\n", offsetof(struct span_record, {n}));' for n in fields)
+    source = tmp_path / "layout.c"
+    source.write_text(f"""
+#include <stddef.h>
+#include <stdio.h>
+#include <linux/types.h>
+#include "record.h"
+int main(void) {{
+{prints}
+    printf("sizeof %zu\\n", sizeof(struct span_record));
+    return 0;
+}}
+""")
+    exe = tmp_path / "layout"
+    subprocess.run(["gcc", f"-I{BPF_DIR}", "-o", str(exe), str(source)], check=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
+
+
+def test_ctypes_mirror_matches_the_c_struct(tmp_path):
+    layout = c_layout(tmp_path)
+    assert layout.pop("sizeof") == ctypes.sizeof(records.SpanRecord) == records.RECORD_SIZE
+    for name, offset in layout.items():
+        assert getattr(records.SpanRecord, name).offset == offset, name
+
+
+def test_record_kinds_and_flags_match_the_header():
+    header = (BPF_DIR / "record.h").read_text()
+    for name in ("SPAN_KIND_HTTP_SERVER", "SPAN_KIND_HTTP_CLIENT", "SPAN_KIND_GRPC_SERVER",
+                 "SPAN_KIND_GRPC_CLIENT"):
+        assert f"#define {name} {getattr(records, name)}\n" in header, name
+    for flag in ("HAS_PARENT", "REMOTE_PARENT", "TRANSPORT_ERROR", "HAS_CONN", "HAS_QUERY"):
+        value = getattr(records, f"F_{flag}")
+        assert f"#define SPAN_F_{flag} {value} " in header, flag
