@@ -144,6 +144,39 @@ static __always_inline void begin_span(struct span_record *rec, __u64 g) {
     }
 }
 
+/* Stamp a zeroed record with what every span has. */
+static __always_inline void init_record(struct span_record *rec, __u16 kind, __u64 g) {
+    __builtin_memset(rec, 0, sizeof(*rec));
+    rec->start_ns = bpf_ktime_get_ns();
+    rec->kind = kind;
+    rec->pid = bpf_get_current_pid_tgid() >> 32;
+    rec->goid = goroutine_id(g);
+    rec->request_body_size = -1;
+    rec->response_body_size = -1;
+}
+
+/* A fresh record in per-CPU scratch space (a record is too big for the BPF stack). */
+static __always_inline struct span_record *new_record(__u16 kind, __u64 g) {
+    __u32 zero = 0;
+    struct span_record *rec = scratch_record.lookup(&zero);
+    if (rec)
+        init_record(rec, kind, g);
+    return rec;
+}
+
+/* The goroutine now works for this span: its calls and the goroutines it starts are
+ * children of it until end_span_context. */
+static __always_inline void enter_span_context(__u64 g, struct span_record *rec) {
+    struct trace_ctx own = {};
+    __builtin_memcpy(own.trace_id, rec->trace_id, 16);
+    __builtin_memcpy(own.span_id, rec->span_id, 8);
+    goroutine_ctx.update(&g, &own);
+}
+
+static __always_inline void end_span_context(__u64 g) {
+    goroutine_ctx.delete(&g);
+}
+
 static __always_inline void emit(struct span_record *rec) {
     if (spans.ringbuf_output(rec, sizeof(*rec), 0) != 0)
         count_drop(DROP_RINGBUF_FULL);

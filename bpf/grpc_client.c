@@ -13,17 +13,9 @@ BPF_HASH(grpc_client_inflight, __u64, struct span_record, MAX_INFLIGHT);
 int grpc_client_entry(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_CLIENT_ENTRY);
     __u64 g = GO_G(ctx);
-    __u32 zero = 0;
-    struct span_record *rec = scratch_record.lookup(&zero);
+    struct span_record *rec = new_record(SPAN_KIND_GRPC_CLIENT, g);
     if (!rec)
         return 0;
-    __builtin_memset(rec, 0, sizeof(*rec));
-    rec->start_ns = bpf_ktime_get_ns();
-    rec->kind = SPAN_KIND_GRPC_CLIENT;
-    rec->pid = bpf_get_current_pid_tgid() >> 32;
-    rec->goid = goroutine_id(g);
-    rec->request_body_size = -1;
-    rec->response_body_size = -1;
     __u64 method_len = GO_ARG5(ctx);
     if (method_len > sizeof(rec->path) - 1)
         method_len = sizeof(rec->path) - 1;

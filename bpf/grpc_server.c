@@ -13,18 +13,10 @@ BPF_HASH(grpc_server_inflight, __u64, struct span_record, MAX_INFLIGHT);
 int grpc_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
-    __u32 zero = 0;
-    struct span_record *rec = scratch_record.lookup(&zero);
+    struct span_record *rec = new_record(SPAN_KIND_GRPC_SERVER, g);
     if (!rec)
         return 0;
-    __builtin_memset(rec, 0, sizeof(*rec));
     __u64 stream = GO_ARG4(ctx);
-    rec->start_ns = bpf_ktime_get_ns();
-    rec->kind = SPAN_KIND_GRPC_SERVER;
-    rec->pid = bpf_get_current_pid_tgid() >> 32;
-    rec->goid = goroutine_id(g);
-    rec->request_body_size = -1;
-    rec->response_body_size = -1;
     READ_GO_STRING(rec->path, stream + OFF_google_golang_org_grpc_internal_transport_Stream_method);
     __u64 transport = GO_ARG3(ctx);
     if (transport)
@@ -34,10 +26,7 @@ int grpc_server_entry(struct pt_regs *ctx) {
         count_drop(DROP_INFLIGHT_FULL);
         return 0;
     }
-    struct trace_ctx own = {};
-    __builtin_memcpy(own.trace_id, rec->trace_id, 16);
-    __builtin_memcpy(own.span_id, rec->span_id, 8);
-    goroutine_ctx.update(&g, &own);
+    enter_span_context(g, rec);
     return 0;
 }
 
@@ -57,6 +46,6 @@ int grpc_server_status(struct pt_regs *ctx) {
     rec->status = (__u32)code;
     emit(rec);
     grpc_server_inflight.delete(&g);
-    goroutine_ctx.delete(&g);
+    end_span_context(g);
     return 0;
 }

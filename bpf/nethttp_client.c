@@ -11,18 +11,11 @@ BPF_HASH(http_client_inflight, __u64, struct span_record, MAX_INFLIGHT);
 int http_client_entry(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_CLIENT_ENTRY);
     __u64 g = GO_G(ctx);
-    __u32 zero = 0;
-    struct span_record *rec = scratch_record.lookup(&zero);
+    struct span_record *rec = new_record(SPAN_KIND_HTTP_CLIENT, g);
     if (!rec)
         return 0;
-    __builtin_memset(rec, 0, sizeof(*rec));
     __u64 req = GO_ARG2(ctx);
-    rec->start_ns = bpf_ktime_get_ns();
-    rec->kind = SPAN_KIND_HTTP_CLIENT;
-    rec->pid = bpf_get_current_pid_tgid() >> 32;
-    rec->goid = goroutine_id(g);
     rec->request_body_size = (__s64)read_u64(req + OFF_net_http_Request_ContentLength);
-    rec->response_body_size = -1;
     READ_GO_STRING(rec->method, req + OFF_net_http_Request_Method);
     __u64 url = read_u64(req + OFF_net_http_Request_URL);
     if (url) {

@@ -23,7 +23,6 @@ int http_server_entry(struct pt_regs *ctx) {
     struct http_server_inflight *st = http_server_scratch.lookup(&zero);
     if (!st)
         return 0;
-    __builtin_memset(st, 0, sizeof(*st));
     struct span_record *rec = &st->rec;
     __u64 req = GO_ARG4(ctx);
     st->request = req;
@@ -34,12 +33,8 @@ int http_server_entry(struct pt_regs *ctx) {
         count_drop(DROP_UNSUPPORTED_WRITER);
         return 0;
     }
-    rec->start_ns = bpf_ktime_get_ns();
-    rec->kind = SPAN_KIND_HTTP_SERVER;
-    rec->pid = bpf_get_current_pid_tgid() >> 32;
-    rec->goid = goroutine_id(g);
+    init_record(rec, SPAN_KIND_HTTP_SERVER, g);
     rec->request_body_size = (__s64)read_u64(req + OFF_net_http_Request_ContentLength);
-    rec->response_body_size = -1;
     READ_GO_STRING(rec->method, req + OFF_net_http_Request_Method);
     READ_GO_STRING(rec->host, req + OFF_net_http_Request_Host);
     rec->proto_major = (__u8)read_u64(req + OFF_net_http_Request_ProtoMajor);
@@ -61,10 +56,7 @@ int http_server_entry(struct pt_regs *ctx) {
         count_drop(DROP_INFLIGHT_FULL);
         return 0;
     }
-    struct trace_ctx own = {};
-    __builtin_memcpy(own.trace_id, rec->trace_id, 16);
-    __builtin_memcpy(own.span_id, rec->span_id, 8);
-    goroutine_ctx.update(&g, &own);
+    enter_span_context(g, rec);
     return 0;
 }
 
@@ -84,6 +76,6 @@ int http_server_return(struct pt_regs *ctx) {
 #endif
     emit(rec);
     http_server_inflight.delete(&g);
-    goroutine_ctx.delete(&g);
+    end_span_context(g);
     return 0;
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gotrace.probes.base import Attachment, Probe, SpanShape
-from gotrace.probes.grpc_server import span_name, split_method
+from gotrace.probes.grpc_server import rpc_attributes, span_name
 from gotrace.probes.http_attributes import split_host_port
 from gotrace.records import SPAN_KIND_GRPC_CLIENT, SpanRecord, text
 from gotrace.spans import AttributeValue
@@ -19,14 +19,7 @@ def server_of(target: str) -> tuple[str, int | None]:
 
 
 def attributes(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
-    service, method = split_method(rec)
-    attrs: dict[str, AttributeValue] = {
-        "rpc.system": "grpc",
-        "rpc.service": service,
-        "rpc.method": method,
-        "rpc.grpc.status_code": rec.status,
-        "go.goroutine.id": rec.goid,
-    }
+    attrs = rpc_attributes(rec)
     host, port = server_of(text(rec.host))
     if host:
         attrs["server.address"] = host

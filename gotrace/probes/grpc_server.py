@@ -25,15 +25,20 @@ def span_name(rec: SpanRecord) -> str:
     return text(rec.path).lstrip("/") or "grpc"
 
 
-def attributes(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
+def rpc_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
+    """The RPC semantic conventions' attributes, the same on both sides of a call."""
     service, method = split_method(rec)
-    attrs: dict[str, AttributeValue] = {
+    return {
         "rpc.system": "grpc",
         "rpc.service": service,
         "rpc.method": method,
         "rpc.grpc.status_code": rec.status,
         "go.goroutine.id": rec.goid,
     }
+
+
+def attributes(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
+    attrs = rpc_attributes(rec)
     if rec.flags & F_HAS_CONN:
         attrs["server.address"] = ip_text(rec.local_addr)
         attrs["server.port"] = rec.local_port
