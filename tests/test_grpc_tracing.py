@@ -124,3 +124,33 @@ def test_unary_client_spans(tmp_path, receiver, client_cell):
         assert span["attributes"]["rpc.system"] == "grpc"
         assert span["attributes"]["server.address"] == host
         assert span["attributes"]["server.port"] == int(port)
+
+
+@pytest.mark.parametrize("grpc_version", list(matrix.grpc_gopaths()))
+def test_http_route_making_a_grpc_call_is_one_trace(tmp_path, receiver, grpc_version):
+    """SERVER (HTTP) -> CLIENT (gRPC) in one trace, from an unmodified stripped binary."""
+    from tracing import get
+
+    receiver.clear()
+    go = matrix.supported_go(grpc_version)[-1]
+    front = matrix.build(matrix.Cell("httpgrpc", go, "stripped", grpc_version))
+    back = matrix.build(matrix.Cell("grpcserver", go, "stripped", grpc_version))
+    with go_server(back) as (_, back_addr), go_server(front) as (front_proc, front_addr), \
+            gotrace(tmp_path, "trace", "--pid", str(front_proc.pid),
+                    *otlp_args(receiver)) as tracer:
+        for i in range(5):
+            assert get(front_addr, f"/say?addr={back_addr}&name=n{i}") == 200
+        spans = receiver.wait_for(10, timeout=30)
+        stop(tracer)
+    servers = [s for s in spans if s["kind"] == "SERVER"]
+    clients = {s["parent_span_id"]: s for s in spans if s["kind"] == "CLIENT"}
+    assert len(servers) == 5 and len(clients) == 5
+    host, port = back_addr.rsplit(":", 1)
+    for server in servers:
+        assert server["attributes"]["url.path"] == "/say"
+        client = clients[server["span_id"]]
+        assert client["trace_id"] == server["trace_id"]
+        assert client["name"] == "demo.Echo/Say"
+        assert client["attributes"]["rpc.grpc.status_code"] == 0
+        assert client["attributes"]["server.address"] == host
+        assert client["attributes"]["server.port"] == int(port)
