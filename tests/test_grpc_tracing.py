@@ -154,3 +154,27 @@ def test_http_route_making_a_grpc_call_is_one_trace(tmp_path, receiver, grpc_ver
         assert client["attributes"]["rpc.grpc.status_code"] == 0
         assert client["attributes"]["server.address"] == host
         assert client["attributes"]["server.port"] == int(port)
+
+
+def test_multiplexed_calls_on_one_connection(tmp_path, receiver):
+    """20 concurrent callers x 500 calls over one HTTP/2 connection, both sides traced."""
+    receiver.clear()
+    grpc_version = list(matrix.grpc_gopaths())[-1]
+    go = matrix.supported_go(grpc_version)[-1]
+    server = matrix.build(matrix.Cell("grpcserver", go, "stripped", grpc_version))
+    client = matrix.build(matrix.Cell("grpcclient", go, "stripped", grpc_version))
+    with go_server(server) as (server_proc, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server_proc.pid),
+                    *otlp_args(receiver)) as server_tracer:
+        with gotrace(tmp_path, "run", *otlp_args(receiver), "--", str(client), "-addr", addr,
+                     "-n", "10000", "-concurrency", "20", "-streams", "0") as client_tracer:
+            client_tracer.wait(timeout=300)
+        assert client_tracer.returncode == 0, client_tracer.communicate()[1]
+        spans = receiver.wait_for(20000, timeout=60)
+        stop(server_tracer)
+    kinds = Counter((s["kind"], s["name"], s["attributes"]["rpc.grpc.status_code"])
+                    for s in spans)
+    assert kinds == {("SERVER", "demo.Echo/Say", 0): 10000, ("CLIENT", "demo.Echo/Say", 0): 10000}
+    assert len({s["span_id"] for s in spans}) == 20000
+    ports = {s["attributes"]["client.port"] for s in spans if s["kind"] == "SERVER"}
+    assert len(ports) == 1  # one connection carried every call
