@@ -27,6 +27,7 @@ matrix-full: setup
 bench: setup
 	$(PY) -m testapps.matrix build
 	$(PY) bench/inspect_bench.py
+	$(PY) bench/probe_hits.py
 
 lint: setup
 	.venv/bin/ruff check gotrace tests testapps bench symbols
