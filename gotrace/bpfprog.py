@@ -61,8 +61,6 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
             continue
         gaps = [a.function for a in probe.attachments if a.function not in layout.functions]
         gaps += [f for f in probe.fields if f not in layout.fields]
-        gaps += [" or ".join(group) for group in probe.one_of
-                 if not any(f in layout.fields for f in group)]
         if gaps:
             refused[probe.library] = "missing " + ", ".join(dict.fromkeys(gaps))
         else:
@@ -70,9 +68,10 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
     if not probes:
         raise GotraceError(f"{layout.path}: no probe can run on this binary "
                            f"({'; '.join(f'{k}: {v}' for k, v in refused.items()) or 'no HTTP'})")
-    names = {f for p in probes for f in (*p.fields, *p.optional_fields, *sum(p.one_of, ()))}
-    names |= set(COMMON_FIELDS)
-    macros = {macro_name(n): layout.fields[n].offset for n in sorted(names) if n in layout.fields}
+    names = {f for p in probes for f in (*p.fields, *p.optional_fields)} | set(COMMON_FIELDS)
+    # A renamed field's macro carries the name it was found as: the C can tell them apart.
+    macros = {macro_name(layout.fields[n].found_as): layout.fields[n].offset
+              for n in sorted(names) if n in layout.fields}
     macros.update({program_macro(p): i for p, i in PROBE_IDS.items()})
     macros["MAX_PROBES"] = len(PROBE_IDS)
     macros.update(TUNABLES)

@@ -7,7 +7,6 @@ records where it came from.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,9 +32,10 @@ class ResolvedFunction:
 
 @dataclass(frozen=True)
 class ResolvedField:
-    name: str
+    name: str  # the manifest's name
     offset: int
     source: str
+    found_as: str  # the field in the binary (an alternative, for renamed fields)
 
 
 @dataclass
@@ -62,8 +62,11 @@ class Layout:
                     "source": f.source, **({"found_as": f.found_as} if f.found_as != n else {})}
                 for n, f in self.functions.items()
             },
-            "fields": {n: {"offset": f.offset, "source": f.source}
-                       for n, f in self.fields.items()},
+            "fields": {
+                n: {"offset": f.offset, "source": f.source,
+                    **({"found_as": f.found_as} if f.found_as != n else {})}
+                for n, f in self.fields.items()
+            },
             "missing": {"functions": self.missing_functions, "fields": self.missing_fields},
             "not_applicable": self.not_applicable,
             "absent_libraries": self.absent_libraries,
@@ -109,42 +112,36 @@ def _offsets_db_key(binary: GoBinary, spec: Spec) -> str | None:
 
 def _resolve_fields(binary: GoBinary, specs: list[Spec], sources: Sequence[str],
                     layout: Layout) -> None:
-    # field spec name -> (type name, field name); one look-up per type.
-    wanted: dict[str, list[tuple[Spec, str]]] = defaultdict(list)
+    """Each spec's names (the first, then alternatives for renamed fields) are tried in
+    order, source by source; one look-up per struct type and source."""
     for spec in specs:
-        type_name, _, field_name = spec.name.rpartition(".")
-        split_type_name(type_name)  # validates the manifest's name
-        wanted[type_name].append((spec, field_name))
-
-    pending = dict(wanted)
+        for name in spec.names:
+            split_type_name(name.rpartition(".")[0])  # validates the manifest's names
+    pending = list(specs)
     for source in sources:
         if not pending:
             break
+        types = {name.rpartition(".")[0] for spec in pending for name in spec.names}
         if source == "typeinfo":
-            found = {t: binary.typeinfo.struct_fields(t) for t in pending}
+            found = {t: binary.typeinfo.struct_fields(t) for t in types}
         elif source == "dwarf":
             # Parsing DWARF is slow; skip types the program does not use (no methods linked).
-            found = binary.dwarf_struct_fields({t for t in pending if binary.has_methods(t)})
-        else:
-            found = {
-                t: {f: off for s, f in items
-                    if (off := offsets_db.lookup(s.name, _offsets_db_key(binary, s))) is not None}
-                for t, items in pending.items()
-            }
-        still: dict[str, list[tuple[Spec, str]]] = {}
-        for type_name, items in pending.items():
-            fields = found.get(type_name) or {}
-            rest = []
-            for spec, field_name in items:
-                if field_name in fields:
-                    layout.fields[spec.name] = ResolvedField(spec.name, fields[field_name], source)
+            found = binary.dwarf_struct_fields({t for t in types if binary.has_methods(t)})
+        still = []
+        for spec in pending:
+            for name in spec.names:
+                type_name, _, field_name = name.rpartition(".")
+                if source == "offsets-db":
+                    offset = offsets_db.lookup(name, _offsets_db_key(binary, spec))
                 else:
-                    rest.append((spec, field_name))
-            if rest:
-                still[type_name] = rest
+                    offset = (found.get(type_name) or {}).get(field_name)
+                if offset is not None:
+                    layout.fields[spec.name] = ResolvedField(spec.name, offset, source, name)
+                    break
+            else:
+                still.append(spec)
         pending = still
-    for items in pending.values():
-        layout.missing_fields.extend(spec.name for spec, _ in items)
+    layout.missing_fields.extend(spec.name for spec in pending)
 
 
 def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,

@@ -40,8 +40,10 @@ def main() -> None:
             continue
         with GoBinary(matrix.build(cell)) as binary:
             layout = resolve(binary, manifests, field_sources=("typeinfo", "dwarf"))
-        for name, field in layout.fields.items():
-            if module_of.get(name):
+        for spec_name, field in layout.fields.items():
+            # Recorded under the field's own name: a renamed field's alternatives differ.
+            name = field.found_as
+            if module_of.get(spec_name):
                 key = "v" + matrix.grpc_gopaths()[cell.grpc].full_version
             else:
                 key = f"{binary.go_version[0]}.{binary.go_version[1]}"

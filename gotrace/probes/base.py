@@ -41,7 +41,6 @@ class Probe:
     attachments: tuple[Attachment, ...]
     fields: tuple[str, ...]  # fields the C needs; without one, the probe cannot run
     optional_fields: tuple[str, ...] = ()  # read only where the binary has them
-    one_of: tuple[tuple[str, ...], ...] = ()  # fields renamed across versions: need one each
     record_kinds: dict[int, SpanShape] = field(default_factory=dict)
 
     @property

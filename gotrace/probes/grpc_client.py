@@ -38,9 +38,8 @@ PROBE = Probe(
         "google.golang.org/grpc.ClientConn.target",
         "google.golang.org/grpc/internal/status.Status.s",
         "google.golang.org/genproto/googleapis/rpc/status.Status.Code",
+        "google.golang.org/grpc/internal/status.Error.s",  # found as Error.e in grpc 1.33
     ),
-    one_of=(("google.golang.org/grpc/internal/status.Error.s",
-             "google.golang.org/grpc/internal/status.Error.e"),),
     record_kinds={
         SPAN_KIND_GRPC_CLIENT: SpanShape(
             kind="CLIENT",
