@@ -105,8 +105,7 @@ def _resolve_functions(binary: GoBinary, specs: list[Spec], sources: Sequence[st
 
 def _offsets_db_key(binary: GoBinary, spec: Spec) -> str | None:
     if spec.module:
-        version = binary.buildinfo.module_version(spec.module)
-        return version
+        return binary.buildinfo.module_version(spec.module)
     return f"{binary.go_version[0]}.{binary.go_version[1]}"
 
 

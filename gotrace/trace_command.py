@@ -110,8 +110,8 @@ def run_trace(args: argparse.Namespace) -> int:
 
 def run_program(args: argparse.Namespace) -> int:
     """Launch a program held at a gate until its probes are attached, then trace it."""
-    command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else \
-        args.command
+    # Only the separator goes; a "--" among the program's own arguments is the program's.
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise GotraceError("give the program to run after --")
     session = _Session(args)
