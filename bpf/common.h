@@ -13,6 +13,7 @@
 #define GO_ARG3(ctx) ((ctx)->cx)
 #define GO_ARG4(ctx) ((ctx)->di)
 #define GO_ARG5(ctx) ((ctx)->si)
+#define GO_ARG6(ctx) ((ctx)->r8)
 
 struct go_string {
     __u64 ptr;
@@ -46,7 +47,8 @@ BPF_PERCPU_ARRAY(probe_hits, __u64, MAX_PROBES);
 #define DROP_RINGBUF_FULL 0
 #define DROP_INFLIGHT_FULL 1
 #define DROP_UNSUPPORTED_WRITER 2  /* not net/http's HTTP/1 response (e.g. HTTP/2 over TLS) */
-#define DROP_REASONS 3
+#define DROP_END_NOT_SEEN 3        /* a call began again before its end was seen */
+#define DROP_REASONS 4
 BPF_PERCPU_ARRAY(kernel_drops, __u64, DROP_REASONS);
 BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
 BPF_HASH(goroutine_ctx, __u64, struct trace_ctx, MAX_GOROUTINES);
@@ -65,6 +67,12 @@ static __always_inline void count_drop(__u32 reason) {
 
 static __always_inline __u64 read_u64(__u64 addr) {
     __u64 v = 0;
+    bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+    return v;
+}
+
+static __always_inline __u32 read_u32(__u64 addr) {
+    __u32 v = 0;
     bpf_probe_read_user(&v, sizeof(v), (void *)addr);
     return v;
 }

@@ -6,7 +6,14 @@
  * first, so the Stream's fields are at the same offsets from it.
  * (*http2Server).WriteStatus / writeStatus(t, stream, st *status.Status) ends the RPC on the
  * same goroutine: st in RCX; st.s is the *spb.Status with the code.
+ * An incoming traceparent is in the stream's context, under metadata's incoming key.
  */
+
+#if defined(HAS_TRACEPARENT) && defined(HAS_GOCONTEXT) && \
+    defined(TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey) && \
+    defined(OFF_google_golang_org_grpc_internal_transport_Stream_ctx)
+#define GRPC_METADATA_TRACEPARENT 1
+#endif
 
 BPF_HASH(grpc_server_inflight, __u64, struct span_record, MAX_INFLIGHT);
 
@@ -21,7 +28,13 @@ int grpc_server_entry(struct pt_regs *ctx) {
     __u64 transport = GO_ARG3(ctx);
     if (transport)
         read_conn(rec, transport + OFF_google_golang_org_grpc_internal_transport_http2Server_conn);
+    rec->stream_id = read_u32(stream + OFF_google_golang_org_grpc_internal_transport_Stream_id);
     begin_span(rec, g);
+#ifdef GRPC_METADATA_TRACEPARENT
+    read_traceparent(rec, context_value(
+        stream + OFF_google_golang_org_grpc_internal_transport_Stream_ctx,
+        TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey));
+#endif
     if (grpc_server_inflight.update(&g, rec) != 0) {
         count_drop(DROP_INFLIGHT_FULL);
         return 0;

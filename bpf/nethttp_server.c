@@ -49,8 +49,8 @@ int http_server_entry(struct pt_regs *ctx) {
     if (conn)
         read_conn(rec, conn + OFF_net_http_conn_rwc);
     begin_span(rec, g);
-#ifdef HAS_TRACEPARENT
-    read_traceparent(rec, req + OFF_net_http_Request_Header);
+#if defined(HAS_TRACEPARENT) && defined(OFF_net_http_Request_Header)
+    read_traceparent(rec, read_u64(req + OFF_net_http_Request_Header));
 #endif
     if (http_server_inflight.update(&g, st) != 0) {
         count_drop(DROP_INFLIGHT_FULL);

@@ -45,7 +45,8 @@ struct span_record {
     __u8 peer_addr[16];
     __u8 proto_major;
     __u8 proto_minor;
-    __u8 _pad[6];
+    __u16 _pad;
+    __u32 stream_id;           /* HTTP/2 stream of a gRPC call, 0 when none */
     char method[SPAN_METHOD_LEN];
     char scheme[SPAN_SCHEME_LEN];
     char host[SPAN_HOST_LEN];

@@ -1,5 +1,6 @@
-/* Continue an incoming W3C trace context: look "Traceparent" up in a request's http.Header
- * (a map[string][]string) and parse the first value.
+/* Continue an incoming W3C trace context: look "traceparent" up, ignoring case, in a
+ * map[string][]string (a request's http.Header, which holds it as "Traceparent", or a gRPC
+ * stream's metadata.MD, which holds it lowercase) and parse the first value.
  *
  * gotrace/bpfprog.py concatenates this after common.h, and defines HAS_TRACEPARENT, only when
  * the traced binary's map layout is resolved. Besides the OFF_* struct fields it passes:
@@ -32,7 +33,7 @@
 #define GOMAP_MAX_GROUPS 16   /* swiss: groups visited per table (capacity up to 128) */
 #define TP_MAX_STEPS 40       /* loop steps per look-up: chunks read + tables / arrays entered */
 
-#define TP_KEY_LEN 11 /* "Traceparent", as net/http canonicalizes it */
+#define TP_KEY_LEN 11 /* "traceparent" */
 #define TP_LEN 55     /* "00-" 32 hex "-" 16 hex "-" 2 hex */
 
 #define TP_BUF_SIZE 512
@@ -66,16 +67,20 @@ struct traceparent_scratch {
 BPF_PERCPU_ARRAY(traceparent_scratch, struct traceparent_scratch, 1);
 
 #define TP_B(c, i) ((__u64)(__u8)(c) << (8 * (i)))
-/* "Tracepar" and "ent" as little-endian words. */
-#define TP_KEY_LO (TP_B('T', 0) | TP_B('r', 1) | TP_B('a', 2) | TP_B('c', 3) | \
+/* "tracepar" and "ent" as little-endian words. Setting bit 5 of every byte lowercases an
+ * ASCII letter, and only a letter's two cases become a given lowercase letter that way. */
+#define TP_KEY_LO (TP_B('t', 0) | TP_B('r', 1) | TP_B('a', 2) | TP_B('c', 3) | \
                    TP_B('e', 4) | TP_B('p', 5) | TP_B('a', 6) | TP_B('r', 7))
 #define TP_KEY_HI (TP_B('e', 0) | TP_B('n', 1) | TP_B('t', 2))
+#define TP_LOWER_8 0x2020202020202020ULL
+#define TP_LOWER_3 0x202020ULL
 
 static __always_inline int tp_key_matches(struct traceparent_scratch *s, __u64 ptr) {
     __builtin_memset(s->key, 0, sizeof(s->key));
     if (!ptr || bpf_probe_read_user(s->key, TP_KEY_LEN, (void *)ptr) != 0)
         return 0;
-    return *(__u64 *)s->key == TP_KEY_LO && *(__u64 *)(s->key + 8) == TP_KEY_HI;
+    return (*(__u64 *)s->key | TP_LOWER_8) == TP_KEY_LO &&
+           (*(__u64 *)(s->key + 8) | TP_LOWER_3) == TP_KEY_HI;
 }
 
 /* Read the bucket/group at addr and look for the key among its full slots.
@@ -236,9 +241,8 @@ static __always_inline int tp_parse(struct traceparent_scratch *s, __s64 len) {
     return 1;
 }
 
-/* header_addr: address of the http.Header field (a map pointer) in an http.Request. */
-static __always_inline void read_traceparent(struct span_record *rec, __u64 header_addr) {
-    __u64 m = read_u64(header_addr);
+/* m: a map[string][]string (the map pointer itself). */
+static __always_inline void read_traceparent(struct span_record *rec, __u64 m) {
     if (!m)
         return;
     __u32 zero = 0;

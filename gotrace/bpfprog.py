@@ -18,14 +18,14 @@ from pathlib import Path
 from gotrace.errors import GotraceError
 from gotrace.layout import Layout
 from gotrace.probes import ALL_PROBES, COMMON_FIELDS
-from gotrace.probes.base import Probe, macro_name, program_macro
+from gotrace.probes.base import Probe, macro_name, program_macro, type_hash_macro
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 ALL_PROGRAMS = [a.program for p in ALL_PROBES for a in p.attachments]
 PROBE_IDS = {program: i for i, program in enumerate(dict.fromkeys(ALL_PROGRAMS))}
 
 # The DROP_* indexes of bpf/common.h, in order.
-KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer")
+KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer", "end_not_seen")
 
 TUNABLES = {
     "RINGBUF_PAGES": 256,  # 1 MiB of finished spans between polls
@@ -61,6 +61,7 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
             continue
         gaps = [a.function for a in probe.attachments if a.function not in layout.functions]
         gaps += [f for f in probe.fields if f not in layout.fields]
+        gaps += [t for t in probe.types if t not in layout.type_hashes]
         if gaps:
             refused[probe.library] = "missing " + ", ".join(dict.fromkeys(gaps))
         else:
@@ -69,19 +70,57 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
         raise GotraceError(f"{layout.path}: no probe can run on this binary "
                            f"({'; '.join(f'{k}: {v}' for k, v in refused.items()) or 'no HTTP'})")
     names = {f for p in probes for f in (*p.fields, *p.optional_fields)} | set(COMMON_FIELDS)
-    # A renamed field's macro carries the name it was found as: the C can tell them apart.
-    macros = {macro_name(layout.fields[n].found_as): layout.fields[n].offset
-              for n in sorted(names) if n in layout.fields}
+    # A renamed field has a macro under the manifest's name and one under the name it was
+    # found as: the C can use either, or tell the versions apart.
+    macros = {}
+    for name in sorted(names & layout.fields.keys()):
+        resolved = layout.fields[name]
+        macros[macro_name(name)] = macros[macro_name(resolved.found_as)] = resolved.offset
+    types = {t for p in probes for t in (*p.types, *p.optional_types)}
+    macros.update({type_hash_macro(t): layout.type_hashes[t]
+                   for t in sorted(types & layout.type_hashes.keys())})
     macros.update({program_macro(p): i for p, i in PROBE_IDS.items()})
     macros["MAX_PROBES"] = len(PROBE_IDS)
     macros.update(TUNABLES)
-    if any(p.library == "nethttp_server" for p in probes):
-        traceparent = _traceparent_macros(layout)
-        if isinstance(traceparent, str):
-            refused["nethttp_server.traceparent"] = traceparent
-        else:
-            macros.update(traceparent)
+    readers = [p.library for p in probes if p.library in ("nethttp_server", "grpc_server")]
+    if readers:
+        macros.update(_traceparent_features(layout, readers, refused))
     return Plan(probes, refused, macros)
+
+
+def _traceparent_features(layout: Layout, readers: list[str],
+                          refused: dict[str, str]) -> dict[str, int]:
+    """Macros for continuing incoming traceparents: net/http's from the request's header map,
+    grpc-go's from the metadata map found in the stream's context. What cannot be read is
+    noted in refused as '<library>.traceparent'."""
+    maps = _traceparent_macros(layout)
+    if isinstance(maps, str):
+        refused.update({f"{library}.traceparent": maps for library in readers})
+        return {}
+    if "grpc_server" in readers:
+        context = _gocontext_macros(layout)
+        if isinstance(context, str):
+            refused["grpc_server.traceparent"] = context
+        else:
+            maps.update(context)
+    return maps
+
+GOCONTEXT_FIELDS = ("internal/abi.ITab.Hash", "internal/abi.Type.Hash",
+                    "context.valueCtx.Context", "context.valueCtx.key", "context.valueCtx.val",
+                    "context.cancelCtx.Context", "context.timerCtx.cancelCtx")
+GOCONTEXT_TYPES = ("*context.valueCtx", "*context.cancelCtx", "*context.timerCtx")
+
+
+def _gocontext_macros(layout: Layout) -> dict[str, int] | str:
+    """Macros for bpf/gocontext.h (walking a context.Context chain), or what is missing."""
+    gaps = [f for f in GOCONTEXT_FIELDS if f not in layout.fields]
+    gaps += [t for t in GOCONTEXT_TYPES if t not in layout.type_hashes]
+    if gaps:
+        return "missing " + ", ".join(gaps)
+    macros = {macro_name(f): layout.fields[f].offset for f in GOCONTEXT_FIELDS}
+    macros.update({type_hash_macro(t): layout.type_hashes[t] for t in GOCONTEXT_TYPES})
+    macros["HAS_GOCONTEXT"] = 1
+    return macros
 
 
 HMAP_FIELDS = ("runtime.hmap.flags", "runtime.hmap.B", "runtime.hmap.buckets",
@@ -93,15 +132,15 @@ MAP_SLOTS = 8  # entries per bucket (abi.MapBucketCount) / group (abi.MapGroupSl
 
 
 def _traceparent_macros(layout: Layout) -> dict[str, int] | str:
-    """Macros for bpf/traceparent.h (reading http.Header, a map[string][]string, in place),
-    or why the binary's incoming traceparent headers cannot be read."""
+    """Macros for bpf/traceparent.h (reading a map[string][]string in place), or why the
+    binary's incoming traceparents cannot be read."""
     if "swissmap" in layout.settings.get("GOEXPERIMENT", ""):
         # noswissmap (Go 1.24-1.25) keeps the old layout under a version the manifest says
         # is swiss: the resolved offsets would describe the wrong map.
         return "map layout changed by GOEXPERIMENT"
     fields = layout.fields
     swiss = SWISS_FIELDS[0] in fields
-    needed = ("net/http.Request.Header", *(SWISS_FIELDS if swiss else HMAP_FIELDS))
+    needed = SWISS_FIELDS if swiss else HMAP_FIELDS
     gaps = [f for f in needed if f not in fields]
     if gaps:
         return "missing " + ", ".join(gaps)
@@ -140,6 +179,7 @@ def _source(plan: Plan) -> str:
     """The program text. BCC makes BPF programs only of functions in the main text (not of
     included files), so the shared code and each probe's C are concatenated."""
     parts = ["common.h", *(["traceparent.h"] if "HAS_TRACEPARENT" in plan.macros else []),
+             *(["gocontext.h"] if "HAS_GOCONTEXT" in plan.macros else []),
              *(p.source_file for p in plan.probes)]
     return "\n".join((BPF_DIR / name).read_text() for name in parts)
 

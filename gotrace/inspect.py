@@ -83,6 +83,11 @@ def render_text(layout: Layout, shown_path: str, manifests: list[Manifest]) -> s
                 lines.append(f"  field {spec.name}  {_unresolved(spec.name, layout)}")
             else:
                 lines.append(f"  field {spec.name}  offset {fld.offset}  [{fld.source}]")
+        for spec in manifest.types:
+            found = layout.type_hashes.get(spec.name)
+            shown = _unresolved(spec.name, layout) if found is None else \
+                f"hash {found:#010x}  [typeinfo]"
+            lines.append(f"  type  {spec.name}  {shown}")
     return "\n".join(lines)
 
 

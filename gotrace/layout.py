@@ -1,8 +1,9 @@
 """Resolve what the manifests name against one binary: the Layout the probes are built from.
 
 Functions come from the ELF symbol table when there is one, else from .gopclntab. Field
-offsets come from the runtime type metadata, then DWARF, then symbols/offsets.json. Every fact
-records where it came from.
+offsets come from the runtime type metadata, then DWARF, then symbols/offsets.json. Type hashes
+come from the runtime type metadata only (nothing else records them). Every fact records where
+it came from.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ class Layout:
     modules: dict[str, str]
     functions: dict[str, ResolvedFunction] = field(default_factory=dict)
     fields: dict[str, ResolvedField] = field(default_factory=dict)
+    type_hashes: dict[str, int] = field(default_factory=dict)
     missing_functions: list[str] = field(default_factory=list)
     missing_fields: list[str] = field(default_factory=list)
+    missing_types: list[str] = field(default_factory=list)
     not_applicable: list[str] = field(default_factory=list)
     absent_libraries: list[str] = field(default_factory=list)
 
@@ -67,7 +70,9 @@ class Layout:
                     **({"found_as": f.found_as} if f.found_as != n else {})}
                 for n, f in self.fields.items()
             },
-            "missing": {"functions": self.missing_functions, "fields": self.missing_fields},
+            "types": {n: {"hash": h, "source": "typeinfo"} for n, h in self.type_hashes.items()},
+            "missing": {"functions": self.missing_functions, "fields": self.missing_fields,
+                        "types": self.missing_types},
             "not_applicable": self.not_applicable,
             "absent_libraries": self.absent_libraries,
         }
@@ -143,6 +148,16 @@ def _resolve_fields(binary: GoBinary, specs: list[Spec], sources: Sequence[str],
     layout.missing_fields.extend(spec.name for spec in pending)
 
 
+def _resolve_types(binary: GoBinary, specs: list[Spec], layout: Layout) -> None:
+    for spec in specs:
+        found = next((h for n in spec.names if (h := binary.typeinfo.type_hash(n)) is not None),
+                     None)
+        if found is None:
+            layout.missing_types.append(spec.name)
+        else:
+            layout.type_hashes[spec.name] = found
+
+
 def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,
             function_sources: Sequence[str] = FUNCTION_SOURCES,
             field_sources: Sequence[str] = FIELD_SOURCES) -> Layout:
@@ -158,6 +173,7 @@ def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,
                  for m in ([info.main] if info.main else []) + info.deps},
     )
     fields: list[Spec] = []
+    types: list[Spec] = []
     for manifest in manifests:
         before = len(layout.functions)
         _resolve_functions(binary, _applicable(binary, manifest.functions, layout),
@@ -170,5 +186,7 @@ def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,
             layout.missing_functions = [n for n in layout.missing_functions if n not in absent]
             continue
         fields.extend(f for f in manifest.fields if f.name not in {x.name for x in fields})
+        types.extend(t for t in manifest.types if t.name not in {x.name for x in types})
     _resolve_fields(binary, _applicable(binary, fields, layout), field_sources, layout)
+    _resolve_types(binary, _applicable(binary, types, layout), layout)
     return layout

@@ -19,7 +19,8 @@ SYMBOLS_DIR = Path(os.environ.get("GOTRACE_SYMBOLS_DIR",
 
 @dataclass(frozen=True)
 class Spec:
-    """One function or field a probe needs."""
+    """One function, struct field or type (whose runtime hash a probe compares) a probe
+    needs."""
 
     name: str
     library: str
@@ -47,6 +48,7 @@ class Manifest:
     description: str = ""
     functions: list[Spec] = field(default_factory=list)
     fields: list[Spec] = field(default_factory=list)
+    types: list[Spec] = field(default_factory=list)
 
 
 def _spec(entry: dict, library: str, module: str | None, where: Path) -> Spec:
@@ -80,6 +82,7 @@ def load_manifest(path: Path) -> Manifest:
         description=lib.get("description", ""),
         functions=[_spec(e, name, module, path) for e in data.get("function", [])],
         fields=[_spec(e, name, module, path) for e in data.get("field", [])],
+        types=[_spec(e, name, module, path) for e in data.get("type", [])],
     )
 
 

@@ -55,3 +55,46 @@ def test_offsets_db_is_right_or_silent(binary):
         assert field.offset == truth[name].offset, name
     std = {n for n in truth if not n.startswith("google.golang.org/")}
     assert std <= recorded.keys()
+
+
+def manifest_type_names() -> frozenset[str]:
+    return frozenset(spec.name for m in load_manifests() for spec in m.types)
+
+
+@functools.cache
+def dwarf_type_hashes(path: Path) -> dict[str, int]:
+    """The hash in each manifest type's runtime descriptor, found through DWARF: the linker
+    gives every Go type's DIE the descriptor's place (DW_AT_go_runtime_type), as an offset
+    from moduledata.types or, in older toolchains, as an address."""
+    go_runtime_type = 0x2904
+    wanted = set(manifest_type_names())
+    out: dict[str, int] = {}
+    with GoBinary(path) as gb:
+        types = gb.moduledata.types
+        info = gb.image.pyelftools.get_dwarf_info(relocate_dwarf_sections=False)
+        for cu in info.iter_CUs():
+            for die in cu.get_top_DIE().iter_children():
+                name = die.attributes.get("DW_AT_name")
+                where = die.attributes.get(go_runtime_type)
+                if name is None or where is None:
+                    continue
+                text = name.value.decode()
+                if text in wanted and text not in out:
+                    addr = where.value if where.value >= types else types + where.value
+                    out[text] = gb.image.u32(addr + 16)
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def test_type_hashes_equal_dwarf_runtime_types(stripped_cell, build):
+    with GoBinary(build(stripped_cell)) as gb:
+        layout = resolve(gb)
+    truth = dwarf_type_hashes(build(stripped_cell.twin()))
+    # Go 1.19 writes no DWARF for some zero-size types (metadata.mdIncomingKey).
+    compared = truth.keys() & layout.type_hashes.keys()
+    assert len(compared) >= 3, (truth, layout.type_hashes)
+    for name in compared:
+        assert layout.type_hashes[name] == truth[name], name
+    # Absent only where the program has no such type at all.
+    assert not set(layout.missing_types) & truth.keys()

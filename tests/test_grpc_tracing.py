@@ -25,54 +25,111 @@ def receiver():
         yield r
 
 
+# What the Go client makes: 100 unary Says, 10 Count streams (half of them read on another
+# goroutine), a Fail (NOT_FOUND), a Sleep past its deadline, a stream it cancels.
+CALLS = {"demo.Echo/Say": 100, "demo.Echo/Count": 11, "demo.Echo/Fail": 1, "demo.Echo/Sleep": 1}
+N_CALLS = sum(CALLS.values())
+
+
 @pytest.mark.parametrize("server_cell", grpc_cells(), ids=str)
-def test_server_spans_from_go_client(tmp_path, receiver, server_cell):
+def test_server_and_client_spans(tmp_path, receiver, server_cell):
+    """Both sides traced by one gotrace: the server by PID, the client by executable."""
     receiver.clear()
-    client = matrix.build(matrix.Cell("grpcclient", server_cell.go, "stripped", server_cell.grpc))
+    client = matrix.build(matrix.Cell("grpcclient", server_cell.go, server_cell.variant,
+                                      server_cell.grpc))
     with go_server(matrix.build(server_cell)) as (server, addr), \
-            gotrace(tmp_path, "trace", "--pid", str(server.pid), "--stats",
-                    *otlp_args(receiver)) as tracer:
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), "--exe", str(client),
+                    "--stats", *otlp_args(receiver)) as tracer:
         done = subprocess.run([str(client), "-addr", addr, "-n", "100", "-streams", "10",
-                               "-fail", "-deadline-ms", "50"], capture_output=True, text=True,
-                              timeout=120)
+                               "-fail", "-deadline-ms", "50", "-cancel-stream"],
+                              capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
-        spans = receiver.wait_for(112, timeout=30)
+        spans = receiver.wait_for(2 * N_CALLS, timeout=30)
         _, err = stop(tracer)
-    assert len(spans) == 112, err
-    # Two probe hits per RPC (an entry probe may fire twice when the stack grows first).
-    hits = {k: int(v) for k, v in re.findall(r"(grpc_server_\w+)=(\d+)", err)}
-    assert 112 <= hits["grpc_server_entry"] < 120 and 112 <= hits["grpc_server_status"] < 120
-    methods = Counter(s["name"] for s in spans)
-    assert methods == {"demo.Echo/Say": 100, "demo.Echo/Count": 10, "demo.Echo/Fail": 1,
-                       "demo.Echo/Sleep": 1}
+    assert len(spans) == 2 * N_CALLS, err
+    assert len({s["span_id"] for s in spans}) == 2 * N_CALLS
+    servers = [s for s in spans if s["kind"] == "SERVER"]
+    clients = [s for s in spans if s["kind"] == "CLIENT"]
+    assert Counter(s["name"] for s in servers) == CALLS
+    assert Counter(s["name"] for s in clients) == CALLS
+    check_probe_hits(err)
     host, port = addr.rsplit(":", 1)
     for span in spans:
         attrs = span["attributes"]
-        assert span["kind"] == "SERVER"
         assert attrs["rpc.system"] == "grpc"
         assert attrs["rpc.service"] == "demo.Echo"
         assert span["name"] == f"demo.Echo/{attrs['rpc.method']}"
         assert attrs["server.address"] == host and attrs["server.port"] == int(port)
-        assert attrs["client.address"] == "127.0.0.1" and attrs["client.port"] > 0
         assert attrs["go.goroutine.id"] > 0
+    client_port = check_server_spans(servers)
+    check_client_spans(clients, client_port)
+
+
+def check_probe_hits(err: str) -> None:
+    """Server: two hits per RPC. Client: two per unary call; a stream's three, plus its
+    second finish from grpc's context watcher. An entry probe may fire twice when the
+    goroutine's stack grows first."""
+    hits = {k: int(v) for k, v in re.findall(r"(grpc_\w+)=(\d+)", err)}
+    unary, streams = CALLS["demo.Echo/Say"] + 2, CALLS["demo.Echo/Count"]
+    assert N_CALLS <= hits["grpc_server_entry"] < N_CALLS + 8
+    assert N_CALLS <= hits["grpc_server_status"] < N_CALLS + 8
+    assert unary <= hits["grpc_client_invoke"] < unary + 8
+    assert hits["grpc_client_new_stream"] == hits["grpc_client_stream_returned"] == streams
+    assert unary + 2 * streams - 1 <= hits["grpc_client_finish"] < unary + 2 * streams + 8
+
+
+def check_server_spans(servers: list[dict]) -> int:
+    """Codes and statuses as the server saw them; returns the client's port."""
+    codes = Counter()
+    for span in servers:
+        attrs = span["attributes"]
+        assert attrs["client.address"] == "127.0.0.1" and attrs["client.port"] > 0
+        assert attrs["network.peer.port"] == attrs["client.port"]
         code = attrs["rpc.grpc.status_code"]
-        if attrs["rpc.method"] == "Fail":
-            assert code == 5 and span["status"] == "UNSET"  # NOT_FOUND: the caller's error
-        elif attrs["rpc.method"] == "Sleep":
+        if attrs["rpc.method"] == "Sleep":
             # The client's deadline passed: the server saw the stream cancelled (1), or its
             # own copy of the deadline expire (4), depending on the grpc-go version.
             assert code in (1, 4)
             assert span["end_time_unix_nano"] - span["start_time_unix_nano"] >= 40_000_000
+        elif code:
+            codes[(attrs["rpc.method"], "error")] += 1
+            assert span["status"] == ("ERROR" if code in (2, 4, 12, 13, 14, 15) else "UNSET")
         else:
-            assert code == 0 and span["status"] == "UNSET"
-    assert len({s["span_id"] for s in spans}) == 112
+            codes[(attrs["rpc.method"], "ok")] += 1
+            assert span["status"] == "UNSET"
+    assert codes == {("Say", "ok"): 100, ("Count", "ok"): 10, ("Count", "error"): 1,
+                     ("Fail", "error"): 1}
+    assert {s["attributes"]["rpc.grpc.status_code"] for s in servers
+            if s["attributes"]["rpc.method"] == "Fail"} == {5}
+    ports = {s["attributes"]["client.port"] for s in servers}
+    assert len(ports) == 1  # one ClientConn, one connection
+    return ports.pop()
 
 
-def test_server_spans_from_python_grpcio_client(tmp_path, receiver):
+def check_client_spans(clients: list[dict], client_port: int) -> None:
+    codes = Counter((s["name"], s["attributes"]["rpc.grpc.status_code"], s["status"])
+                    for s in clients)
+    assert codes == {("demo.Echo/Say", 0, "UNSET"): 100, ("demo.Echo/Count", 0, "UNSET"): 10,
+                     ("demo.Echo/Count", 1, "ERROR"): 1, ("demo.Echo/Fail", 5, "ERROR"): 1,
+                     ("demo.Echo/Sleep", 4, "ERROR"): 1}
+    for span in clients:
+        attrs = span["attributes"]
+        assert span["parent_span_id"] is None
+        assert attrs["network.local.port"] == client_port
+        assert attrs["network.peer.port"] == attrs["server.port"]
+    sleep = next(s for s in clients if s["name"] == "demo.Echo/Sleep")
+    assert 45_000_000 <= sleep["end_time_unix_nano"] - sleep["start_time_unix_nano"] < 1e9
+
+
+@pytest.mark.parametrize("grpc_version", list(matrix.grpc_gopaths()))
+def test_server_spans_from_python_grpcio_client(tmp_path, receiver, grpc_version):
+    """grpcio (C core) as the caller; its traceparent metadata is continued, with the oldest
+    Go (old map layout) for grpc-go 1.33 and the newest (swiss tables) otherwise."""
     receiver.clear()
-    grpc_version = list(matrix.grpc_gopaths())[-1]
-    cell = matrix.Cell("grpcserver", matrix.supported_go(grpc_version)[-1], "stripped",
-                       grpc_version)
+    oldest_grpc, *_ = matrix.grpc_gopaths()
+    supported = matrix.supported_go(grpc_version)
+    go = supported[0] if grpc_version == oldest_grpc else supported[-1]
+    cell = matrix.Cell("grpcserver", go, "stripped", grpc_version)
     with go_server(matrix.build(cell)) as (server, addr), \
             gotrace(tmp_path, "trace", "--pid", str(server.pid), *otlp_args(receiver)) as tracer:
         with grpc.insecure_channel(addr) as channel:
@@ -86,44 +143,28 @@ def test_server_spans_from_python_grpcio_client(tmp_path, receiver):
                 response_deserializer=wrappers_pb2.StringValue.FromString)
             for i in range(5):
                 assert "python" in say(wrappers_pb2.StringValue(value=f"python{i}")).value
+            # W3C trace context in the metadata, as grpcio's OpenTelemetry instrumentation
+            # sends it; among other metadata so the map has more than one entry.
+            for trace_id, parent in REMOTE_PARENTS:
+                say(wrappers_pb2.StringValue(value="traced"), metadata=(
+                    ("x-request-id", "r1"), ("traceparent", f"00-{trace_id}-{parent}-01"),
+                    ("tracestate", "k=v")))
             with pytest.raises(grpc.RpcError) as failed:
                 fail(wrappers_pb2.StringValue(value="x"))
             assert failed.value.code() == grpc.StatusCode.NOT_FOUND
-        spans = receiver.wait_for(6, timeout=30)
+        spans = receiver.wait_for(6 + len(REMOTE_PARENTS), timeout=30)
         stop(tracer)
-    assert Counter(s["name"] for s in spans) == {"demo.Echo/Say": 5, "demo.Echo/Fail": 1}
+    assert Counter(s["name"] for s in spans) == {"demo.Echo/Say": 5 + len(REMOTE_PARENTS),
+                                                 "demo.Echo/Fail": 1}
     assert {s["attributes"]["rpc.grpc.status_code"] for s in spans
             if s["name"] == "demo.Echo/Fail"} == {5}
+    continued = {(s["trace_id"], s["parent_span_id"]) for s in spans if s["parent_span_id"]}
+    assert continued == set(REMOTE_PARENTS)
+    assert len({s["trace_id"] for s in spans}) == len(spans)  # the others: fresh traces
 
 
-def client_cells() -> list[matrix.Cell]:
-    return [c for c in matrix.default_cells() if c.app == "grpcclient"
-            and c.variant == "stripped"]
-
-
-@pytest.mark.parametrize("client_cell", client_cells(), ids=str)
-def test_unary_client_spans(tmp_path, receiver, client_cell):
-    receiver.clear()
-    server = matrix.build(matrix.Cell("grpcserver", client_cell.go, "plain", client_cell.grpc))
-    with go_server(server) as (_, addr):
-        with gotrace(tmp_path, "run", "--stats", *otlp_args(receiver), "--",
-                     str(matrix.build(client_cell)), "-addr", addr, "-n", "100",
-                     "-streams", "0", "-fail", "-deadline-ms", "50") as tracer:
-            tracer.wait(timeout=120)
-        _, err = tracer.communicate()
-        assert tracer.returncode == 0, err
-    spans = receiver.wait_for(102, timeout=30)
-    assert len(spans) == 102, err
-    host, port = addr.rsplit(":", 1)
-    codes = Counter((s["name"], s["attributes"]["rpc.grpc.status_code"], s["status"])
-                    for s in spans)
-    assert codes == {("demo.Echo/Say", 0, "UNSET"): 100, ("demo.Echo/Fail", 5, "ERROR"): 1,
-                     ("demo.Echo/Sleep", 4, "ERROR"): 1}
-    for span in spans:
-        assert span["kind"] == "CLIENT" and span["parent_span_id"] is None
-        assert span["attributes"]["rpc.system"] == "grpc"
-        assert span["attributes"]["server.address"] == host
-        assert span["attributes"]["server.port"] == int(port)
+REMOTE_PARENTS = [("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
+                  ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")]
 
 
 @pytest.mark.parametrize("grpc_version", list(matrix.grpc_gopaths()))

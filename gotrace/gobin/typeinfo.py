@@ -30,6 +30,9 @@ from gotrace.gobin.varint import encode_uvarint, uvarint
 _TYPE_SIZE = 48
 _KIND_MASK = 0x1F
 _KIND_STRUCT = 25
+_KIND_PTR = 22
+_HASH_OFFSET = 16
+_PTR_TO_THIS_OFFSET = 44
 _TFLAG_UNCOMMON = 1
 _TFLAG_EXTRA_STAR = 2
 _STRUCT_UNCOMMON_OFFSET = 80
@@ -124,6 +127,26 @@ class TypeInfo:
                     if package_matches(self._package_of(desc), pkg):
                         return desc
         return None
+
+    def type_hash(self, type_name: str) -> int | None:
+        """The runtime's hash of a named struct type, or of a pointer to one ('*pkg.T').
+
+        An itab stores its dynamic type's hash at the same offset (16) as the type does, so a
+        probe can tell the dynamic type of an interface value, or the key of a context value,
+        by one comparison, with no per-process address (PIE) involved.
+        """
+        desc = self.find_struct(type_name.removeprefix("*"))
+        if desc is None:
+            return None
+        if type_name.startswith("*"):
+            ptr_to_this = self.image.i32(desc + _PTR_TO_THIS_OFFSET)
+            if ptr_to_this <= 0:  # *T is not linked into the program
+                return None
+            desc = self.md.types + ptr_to_this
+            if self.image.u8(desc + 23) & _KIND_MASK != _KIND_PTR:
+                raise CorruptBinaryError(f"{self.image.path}: malformed type descriptor "
+                                         f"{type_name}")
+        return self.image.u32(desc + _HASH_OFFSET)
 
     def struct_fields(self, full_name: str) -> dict[str, int] | None:
         """Field name -> byte offset for a named struct type, or None if absent."""

@@ -41,6 +41,8 @@ class Probe:
     attachments: tuple[Attachment, ...]
     fields: tuple[str, ...]  # fields the C needs; without one, the probe cannot run
     optional_fields: tuple[str, ...] = ()  # read only where the binary has them
+    types: tuple[str, ...] = ()  # types whose runtime hash the C compares (TYPEHASH_ macros)
+    optional_types: tuple[str, ...] = ()
     record_kinds: dict[int, SpanShape] = field(default_factory=dict)
 
     @property
@@ -51,6 +53,11 @@ class Probe:
 def macro_name(go_name: str) -> str:
     """'net/http.Request.Method' -> 'OFF_net_http_Request_Method'."""
     return "OFF_" + re.sub(r"[^A-Za-z0-9]", "_", go_name)
+
+
+def type_hash_macro(go_type: str) -> str:
+    """'*context.valueCtx' -> 'TYPEHASH_ptr_context_valueCtx'."""
+    return "TYPEHASH_" + re.sub(r"[^A-Za-z0-9]", "_", go_type.replace("*", "ptr_"))
 
 
 def program_macro(program: str) -> str:

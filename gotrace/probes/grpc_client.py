@@ -1,14 +1,17 @@
-"""grpc-go client: one CLIENT span per unary call made through a ClientConn, two hits."""
+"""grpc-go client: one CLIENT span per call made through a ClientConn (unary: two hits,
+streaming: three; see bpf/grpc_client.c)."""
 
 from __future__ import annotations
 
 from gotrace.probes.base import Attachment, Probe, SpanShape
 from gotrace.probes.grpc_server import rpc_attributes, span_name
-from gotrace.probes.http_attributes import split_host_port
+from gotrace.probes.http_attributes import connection_attributes, split_host_port
 from gotrace.records import SPAN_KIND_GRPC_CLIENT, SpanRecord, text
 from gotrace.spans import AttributeValue
 
 INVOKE = "google.golang.org/grpc.(*ClientConn).Invoke"
+NEW_STREAM = "google.golang.org/grpc.(*ClientConn).NewStream"
+FINISH = "google.golang.org/grpc.(*clientStream).finish"
 
 
 def server_of(target: str) -> tuple[str, int | None]:
@@ -25,21 +28,32 @@ def attributes(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
         attrs["server.address"] = host
     if port is not None:
         attrs["server.port"] = port
+    attrs.update(connection_attributes(rec))
     return attrs
 
 
 PROBE = Probe(
     library="grpc_client",
     attachments=(
-        Attachment(INVOKE, "entry", "grpc_client_entry"),
-        Attachment(INVOKE, "return", "grpc_client_return"),
+        Attachment(INVOKE, "entry", "grpc_client_invoke"),
+        Attachment(NEW_STREAM, "entry", "grpc_client_new_stream"),
+        Attachment(NEW_STREAM, "return", "grpc_client_stream_returned"),
+        Attachment(FINISH, "entry", "grpc_client_finish"),
     ),
     fields=(
         "google.golang.org/grpc.ClientConn.target",
+        "google.golang.org/grpc.clientStream.attempt",
+        "google.golang.org/grpc.csAttempt.t",  # csAttempt.transport in grpc-go 1.69+
+        "google.golang.org/grpc.csAttempt.s",  # csAttempt.transportStream in grpc-go 1.69+
+        "google.golang.org/grpc/internal/transport.http2Client.conn",
+        "google.golang.org/grpc/internal/transport.Stream.id",
         "google.golang.org/grpc/internal/status.Status.s",
         "google.golang.org/genproto/googleapis/rpc/status.Status.Code",
         "google.golang.org/grpc/internal/status.Error.s",  # found as Error.e in grpc 1.33
+        "errors.errorString.s",
+        "internal/abi.ITab.Hash",
     ),
+    types=("*google.golang.org/grpc/internal/status.Error", "*errors.errorString"),
     record_kinds={
         SPAN_KIND_GRPC_CLIENT: SpanShape(
             kind="CLIENT",

@@ -59,7 +59,10 @@ PROBE = Probe(
         "google.golang.org/grpc/internal/transport.http2Server.conn",
         "google.golang.org/grpc/internal/status.Status.s",
         "google.golang.org/genproto/googleapis/rpc/status.Status.Code",
+        "google.golang.org/grpc/internal/transport.Stream.id",
     ),
+    optional_fields=("google.golang.org/grpc/internal/transport.Stream.ctx",),
+    optional_types=("google.golang.org/grpc/metadata.mdIncomingKey",),
     record_kinds={
         SPAN_KIND_GRPC_SERVER: SpanShape(
             kind="SERVER",

@@ -80,7 +80,7 @@ PROBE = Probe(
         "net/http.response.req",
         "net/http.response.status", "net/http.response.written", "net/http.conn.rwc",
     ),
-    optional_fields=("net/http.Request.Pattern",),
+    optional_fields=("net/http.Request.Pattern", "net/http.Request.Header"),
     record_kinds={
         SPAN_KIND_HTTP_SERVER: SpanShape(
             kind="SERVER",

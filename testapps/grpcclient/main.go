@@ -10,7 +10,12 @@
 //	DONE ok=<n> failed=<n>
 //
 // An expected error (NOT_FOUND from Fail, DEADLINE_EXCEEDED from the
-// -deadline-ms Sleep call) counts as ok. Exit status 1 if anything failed.
+// -deadline-ms Sleep call, CANCELLED from the -cancel-stream stream) counts as
+// ok. Exit status 1 if anything failed.
+//
+// Odd-numbered Count streams are read on a goroutine other than the one that
+// opened them, and the cancelled stream ends on grpc's own context watcher:
+// a stream's end is not always on its creator's goroutine.
 package main
 
 import (
@@ -57,6 +62,7 @@ func main() {
 	concurrency := flag.Int("concurrency", 1, "calls in flight at once")
 	deadlineMs := flag.Int("deadline-ms", 0, "also call Sleep with this deadline, expecting DEADLINE_EXCEEDED (0 = no)")
 	fail := flag.Bool("fail", false, "also call Fail once, expecting NOT_FOUND")
+	cancelStream := flag.Bool("cancel-stream", false, "also open a Count stream and cancel it after one message, expecting CANCELLED")
 	verbose := flag.Bool("v", false, "print one line per call")
 	flag.Parse()
 	log.SetFlags(0)
@@ -108,15 +114,22 @@ func main() {
 	if *deadlineMs > 0 {
 		total++
 	}
+	if *cancelStream {
+		total++
+	}
 	for k := 0; k < total; k++ {
 		var job func()
 		switch i := k; {
 		case i < *n:
 			job = func() { c.result(*verbose, fmt.Sprintf("Say %d", i), say(conn, i)) }
 		case i < *n+*streams:
-			job = func() { c.result(*verbose, fmt.Sprintf("Count %d", i-*n), countStream(conn, *count)) }
+			job = func() {
+				c.result(*verbose, fmt.Sprintf("Count %d", i-*n), countStream(conn, *count, (i-*n)%2 == 1))
+			}
 		case *fail && i == *n+*streams:
 			job = func() { c.result(*verbose, "Fail", expectCode(callFail(conn), codes.NotFound)) }
+		case *cancelStream && i == total-1:
+			job = func() { c.result(*verbose, "Count cancelled", expectCode(cancelledStream(conn), codes.Canceled)) }
 		default:
 			job = func() {
 				err := sleepPastDeadline(conn, *deadlineMs)
@@ -150,19 +163,55 @@ func say(conn *grpc.ClientConn, i int) error {
 	return nil
 }
 
-func countStream(conn *grpc.ClientConn, count int) error {
+// countStream asks for count messages and reads them, on this goroutine or
+// (elsewhere) on another one.
+func countStream(conn *grpc.ClientConn, count int, elsewhere bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := conn.NewStream(ctx, countDesc, "/demo.Echo/Count")
+	cs, err := openCount(ctx, conn, count)
 	if err != nil {
 		return err
 	}
+	if !elsewhere {
+		return readCount(cs, count)
+	}
+	result := make(chan error)
+	go func() { result <- readCount(cs, count) }()
+	return <-result
+}
+
+func openCount(ctx context.Context, conn *grpc.ClientConn, count int) (grpc.ClientStream, error) {
+	cs, err := conn.NewStream(ctx, countDesc, "/demo.Echo/Count")
+	if err != nil {
+		return nil, err
+	}
 	if err := cs.SendMsg(&wrappers.StringValue{Value: strconv.Itoa(count)}); err != nil {
+		return nil, err
+	}
+	return cs, cs.CloseSend()
+}
+
+// cancelledStream asks for far more messages than it reads, then cancels the
+// stream and reads until the error.
+func cancelledStream(conn *grpc.ClientConn) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cs, err := openCount(ctx, conn, 1_000_000_000)
+	if err != nil {
 		return err
 	}
-	if err := cs.CloseSend(); err != nil {
+	if err := cs.RecvMsg(new(wrappers.StringValue)); err != nil {
 		return err
 	}
+	cancel()
+	for {
+		if err := cs.RecvMsg(new(wrappers.StringValue)); err != nil {
+			return err
+		}
+	}
+}
+
+func readCount(cs grpc.ClientStream, count int) error {
 	got := 0
 	for {
 		m := new(wrappers.StringValue)

@@ -1,0 +1,49 @@
+/* Values in a context.Context chain, read in place.
+ *
+ * A Context is an interface value: its itab carries the dynamic type's hash, which tells the
+ * standard library's context types apart (TYPEHASH_* macros, resolved from the binary). A
+ * *valueCtx holds a key and a value (empty interfaces, whose first word is the type, hash
+ * included); it and *cancelCtx / *timerCtx hold their parent Context in a known field. Any
+ * other type ends the walk: its layout is unknown.
+ */
+#ifndef GOTRACE_GOCONTEXT_H
+#define GOTRACE_GOCONTEXT_H
+
+#define CTX_MAX_DEPTH 8  /* contexts visited, from the given one towards the root */
+
+/* The data word of the value stored under a key whose type hash is key_hash, in the context
+ * at ctx_iface_addr or its ancestors; 0 when none is found. */
+static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash) {
+    struct go_iface c = {};
+    bpf_probe_read_user(&c, sizeof(c), (void *)ctx_iface_addr);
+#pragma unroll
+    for (int i = 0; i < CTX_MAX_DEPTH; i++) {
+        if (!c.tab || !c.data)
+            return 0;
+        __u32 type = read_u32(c.tab + OFF_internal_abi_ITab_Hash);
+        __u64 parent;
+        if (type == TYPEHASH_ptr_context_valueCtx) {
+            struct go_iface key = {};  /* (type, data) */
+            bpf_probe_read_user(&key, sizeof(key), (void *)(c.data + OFF_context_valueCtx_key));
+            if (key.tab && read_u32(key.tab + OFF_internal_abi_Type_Hash) == key_hash) {
+                struct go_iface val = {};
+                bpf_probe_read_user(&val, sizeof(val),
+                                    (void *)(c.data + OFF_context_valueCtx_val));
+                return val.data;
+            }
+            parent = c.data + OFF_context_valueCtx_Context;
+        } else if (type == TYPEHASH_ptr_context_cancelCtx) {
+            parent = c.data + OFF_context_cancelCtx_Context;
+        } else if (type == TYPEHASH_ptr_context_timerCtx) {
+            parent = c.data + OFF_context_timerCtx_cancelCtx + OFF_context_cancelCtx_Context;
+        } else {
+            return 0;
+        }
+        c.tab = 0;
+        c.data = 0;
+        bpf_probe_read_user(&c, sizeof(c), (void *)parent);
+    }
+    return 0;
+}
+
+#endif
