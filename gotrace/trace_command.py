@@ -10,7 +10,15 @@ from pathlib import Path
 
 from gotrace.errors import GotraceError
 from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExporter, otlp_config
+from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
 from gotrace.tracer import Tracer, require_root
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port to listen on."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {text!r}")
+    return int(text)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +30,12 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      "else http/protobuf)")
     out.add_argument("--console", action="store_true", help="print each trace as a tree")
     out.add_argument("--jsonl", metavar="FILE", help="write one JSON span per line ('-': stdout)")
+    out.add_argument("--metrics-port", type=port_number, metavar="PORT",
+                     help="serve request-duration histograms and gotrace's counters for "
+                     "Prometheus at http://HOST:PORT/metrics")
+    out.add_argument("--metrics-host", default="0.0.0.0", metavar="HOST",
+                     help="address to serve metrics on (default 0.0.0.0: every IPv4 "
+                     "interface, for a Prometheus elsewhere; '::' adds IPv6)")
     run = parser.add_argument_group("session")
     run.add_argument("--duration", type=float, metavar="SECONDS",
                      help="stop after this long, flushing every finished span")
@@ -44,6 +58,8 @@ def _exporters(args: argparse.Namespace) -> dict[str, Exporter]:
         exporters["otlp"] = OtlpExporter(otlp_config(args.otlp_endpoint, args.otlp_protocol))
     if args.jsonl:
         exporters["jsonl"] = JsonlExporter(args.jsonl)
+    if args.metrics_port is not None:
+        exporters["metrics"] = MetricsExporter(args.metrics_host, args.metrics_port)
     if args.console or not exporters:
         exporters["console"] = ConsoleExporter()
     return exporters
@@ -66,8 +82,13 @@ class _Session:
     def __init__(self, args: argparse.Namespace) -> None:
         require_root()
         self.args = args
-        self.pipeline = ExportPipeline(_exporters(args))
+        exporters = _exporters(args)
+        self.pipeline = ExportPipeline(exporters)
         self.tracer = Tracer(self.pipeline, with_query=args.include_query)
+        metrics = exporters.get("metrics")
+        if isinstance(metrics, MetricsExporter):
+            metrics.add_counters(kernel_counters(self.tracer.counters),
+                                 pipeline_counters(self.pipeline.stats))
 
     def ready(self) -> None:
         for library, why in self.tracer.refused_probes().items():

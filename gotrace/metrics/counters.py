@@ -1,0 +1,46 @@
+"""gotrace's own counters as Prometheus counter families, read when Prometheus scrapes.
+
+Each source wraps a callable that returns the current numbers, so this module knows their
+shape but not the objects that keep them (the tracer, the export pipeline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from gotrace.export import PipelineStats
+from gotrace.metrics.exposition import CounterFamily
+
+CounterSource = Callable[[], Sequence[CounterFamily]]
+
+
+def kernel_counters(read: Callable[[], tuple[Mapping[str, int], Mapping[str, int]]]
+                    ) -> CounterSource:
+    """From read() -> (uprobe hits per probe, spans lost in the kernel per reason)."""
+    def families() -> Sequence[CounterFamily]:
+        hits, lost = read()
+        return (
+            CounterFamily("gotrace_probe_hits_total", "Uprobe hits, per BPF probe program.",
+                          [((("probe", probe),), n) for probe, n in sorted(hits.items())]),
+            CounterFamily("gotrace_kernel_spans_lost_total",
+                          "Spans lost in the kernel before reaching gotrace, per reason.",
+                          [((("reason", reason),), n) for reason, n in sorted(lost.items())]),
+        )
+    return families
+
+
+def pipeline_counters(read: Callable[[], PipelineStats]) -> CounterSource:
+    """From read() -> the export pipeline's statistics (per exporter)."""
+    def families() -> Sequence[CounterFamily]:
+        lanes = read().exporters
+        return (
+            CounterFamily("gotrace_spans_exported_total", "Spans delivered, per exporter.",
+                          [((("exporter", name),), lane.exported)
+                           for name, lane in lanes.items()]),
+            CounterFamily("gotrace_spans_dropped_total",
+                          "Spans an exporter could not deliver, per exporter and reason.",
+                          [((("exporter", name), ("reason", reason)), n)
+                           for name, lane in lanes.items()
+                           for reason, n in lane.dropped.items()]),
+        )
+    return families
