@@ -10,6 +10,12 @@ from gotrace.errors import GotraceError
 EXIT_USAGE = 2
 
 
+def _trace_count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number of traces: {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gotrace",
@@ -58,6 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_output_arguments(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- PROGRAM ARGS...")
+
+    from gotrace.report import DEFAULT_SLOWEST
+
+    report = sub.add_parser(
+        "report",
+        help="write an HTML report of a JSON-lines capture",
+        description="Summarise spans written by `gotrace trace --jsonl` in one self-contained "
+        "HTML file: latency percentiles, error rates and histograms per service and route, "
+        "the service dependency graph, and the slowest traces as waterfalls. The page loads "
+        "nothing from the network.",
+        epilog="examples:\n  gotrace report spans.jsonl\n"
+        "  gotrace report spans.jsonl -o /tmp/report.html --slowest 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("capture", metavar="CAPTURE.jsonl",
+                        help="spans written by gotrace trace --jsonl")
+    report.add_argument("-o", "--output", metavar="FILE",
+                        help="where to write the report (default: CAPTURE with .html)")
+    report.add_argument("--slowest", type=_trace_count, default=DEFAULT_SLOWEST, metavar="N",
+                        help="draw the N slowest traces as waterfalls (default: %(default)s)")
     return parser
 
 
@@ -68,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
             from gotrace.inspect import run_inspect
 
             print(run_inspect(args.binary, args.pid, args.json))
+            return 0
+        if args.command == "report":
+            from gotrace.report import default_output, write_report
+
+            out = write_report(args.capture, args.output or default_output(args.capture),
+                               slowest=args.slowest)
+            print(f"gotrace: wrote {out}")
             return 0
         from gotrace.trace_command import run_program, run_trace
 

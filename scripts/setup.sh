@@ -5,6 +5,8 @@
 #   - Debian suites bookworm-backports, trixie and trixie-backports, pinned below the base system
 #     so that only what we ask for by name comes from them;
 #   - BCC, kernel headers (with a fallback when none exist for the running kernel), binutils;
+#   - Prometheus: tests/test_metrics.py runs /usr/bin/prometheus itself (not the service);
+#   - Chromium: tests/test_report.py renders `gotrace report` pages in it, headless;
 #   - Go 1.19 and 1.21-1.26 side by side under /usr/lib/go-1.NN, grpc-go 1.33 (GOPATH) and the
 #     GOPATHs for grpc-go 1.64 and 1.79 (scripts/grpc_gopaths.sh);
 #   - tracefs mounted;
@@ -67,7 +69,7 @@ fi
 PACKAGES=(
     python3-bpfcc libbpfcc bpfcc-tools
     linux-headers-amd64/bookworm
-    binutils make gcc python3-venv nftables iproute2
+    binutils make gcc python3-venv nftables iproute2 prometheus chromium
     golang-1.19-go
     golang-1.21-go/bookworm-backports golang-1.22-go/bookworm-backports
     golang-1.23-go/bookworm-backports
@@ -89,6 +91,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     say "installing ${missing[*]}"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian's prometheus package starts a service on :9090; the tests run their own server.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 # --- kernel headers ------------------------------------------------------------------------
