@@ -48,7 +48,8 @@ BPF_PERCPU_ARRAY(probe_hits, __u64, MAX_PROBES);
 #define DROP_INFLIGHT_FULL 1
 #define DROP_UNSUPPORTED_WRITER 2  /* not net/http's HTTP/1 response (e.g. HTTP/2 over TLS) */
 #define DROP_END_NOT_SEEN 3        /* a call began again before its end was seen */
-#define DROP_REASONS 4
+#define DROP_INJECT_SKIPPED 4      /* --inject-traceparent: no room, or not a buffered writer */
+#define DROP_REASONS 5
 BPF_PERCPU_ARRAY(kernel_drops, __u64, DROP_REASONS);
 BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
 BPF_HASH(goroutine_ctx, __u64, struct trace_ctx, MAX_GOROUTINES);

@@ -20,16 +20,30 @@ BPF_HASH(grpc_client_streams, __u64, struct span_record, MAX_INFLIGHT);  /* by *
 
 #define GRPC_STATUS_UNKNOWN 2
 
+static __always_inline int same_path(struct span_record *a, struct span_record *b) {
+#pragma unroll
+    for (int i = 0; i < SPAN_PATH_LEN / 8; i++) {
+        if (((__u64 *)a->path)[i] != ((__u64 *)b->path)[i])
+            return 0;
+    }
+    return 1;
+}
+
 static __always_inline int grpc_call_begins(struct pt_regs *ctx, __u64 method, __u64 method_len) {
     __u64 g = GO_G(ctx);
-    if (grpc_client_calls.lookup(&g))
-        count_drop(DROP_END_NOT_SEEN);  /* the goroutine's previous call never reached finish */
     struct span_record *rec = new_record(SPAN_KIND_GRPC_CLIENT, g);
     if (!rec)
         return 0;
     if (method_len > sizeof(rec->path) - 1)
         method_len = sizeof(rec->path) - 1;
     bpf_probe_read_user(rec->path, method_len & (sizeof(rec->path) - 1), (void *)method);
+    /* The goroutine's previous call never reached finish: counted when it was another
+     * method. The same method is taken for the entry running again because the stack grew
+     * first (morestack restarts the function), so a lost call followed by the same method
+     * goes uncounted. */
+    struct span_record *previous = grpc_client_calls.lookup(&g);
+    if (previous && !same_path(previous, rec))
+        count_drop(DROP_END_NOT_SEEN);
     READ_GO_STRING(rec->host, GO_ARG1(ctx) + OFF_google_golang_org_grpc_ClientConn_target);
     begin_span(rec, g);
     if (grpc_client_calls.update(&g, rec) != 0)

@@ -20,10 +20,16 @@ BPF_HASH(grpc_server_inflight, __u64, struct span_record, MAX_INFLIGHT);
 int grpc_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
+    __u64 stream = GO_ARG4(ctx);
+    /* The entry runs again when the stack grew first (morestack restarts the function): the
+     * span began already, and must not become its own parent. */
+    struct span_record *current = grpc_server_inflight.lookup(&g);
+    if (current && current->stream_id ==
+                       read_u32(stream + OFF_google_golang_org_grpc_internal_transport_Stream_id))
+        return 0;
     struct span_record *rec = new_record(SPAN_KIND_GRPC_SERVER, g);
     if (!rec)
         return 0;
-    __u64 stream = GO_ARG4(ctx);
     READ_GO_STRING(rec->path, stream + OFF_google_golang_org_grpc_internal_transport_Stream_method);
     __u64 transport = GO_ARG3(ctx);
     if (transport)

@@ -7,6 +7,10 @@
  */
 
 BPF_HASH(http_client_inflight, __u64, struct span_record, MAX_INFLIGHT);
+#ifdef INJECT_TRACEPARENT
+/* The span context of each request handed to a connection's writer (bpf/nethttp_inject.c). */
+BPF_TABLE("lru_hash", __u64, struct trace_ctx, inject_by_request, MAX_INFLIGHT);
+#endif
 
 int http_client_entry(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_CLIENT_ENTRY);
@@ -35,8 +39,19 @@ int http_client_conn(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_CLIENT_CONN);
     __u64 g = GO_G(ctx);
     struct span_record *rec = http_client_inflight.lookup(&g);
-    if (rec)
-        read_conn(rec, GO_ARG1(ctx) + OFF_net_http_persistConn_conn);
+    if (!rec)
+        return 0;
+    read_conn(rec, GO_ARG1(ctx) + OFF_net_http_persistConn_conn);
+#ifdef INJECT_TRACEPARENT
+    /* persistConn.roundTrip(pc, req *transportRequest): req in RBX. */
+    __u64 req = read_u64(GO_ARG2(ctx) + OFF_net_http_transportRequest_Request);
+    if (req) {
+        struct trace_ctx ids = {};
+        __builtin_memcpy(ids.trace_id, rec->trace_id, 16);
+        __builtin_memcpy(ids.span_id, rec->span_id, 8);
+        inject_by_request.update(&req, &ids);
+    }
+#endif
     return 0;
 }
 

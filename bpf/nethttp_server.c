@@ -19,6 +19,11 @@ BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
 int http_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
+    /* The entry runs again when the stack grew first (morestack restarts the function): the
+     * span began already, and must not become its own parent. */
+    struct http_server_inflight *current = http_server_inflight.lookup(&g);
+    if (current && current->request == GO_ARG4(ctx))
+        return 0;
     __u32 zero = 0;
     struct http_server_inflight *st = http_server_scratch.lookup(&zero);
     if (!st)

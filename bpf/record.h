@@ -11,6 +11,11 @@
 #define SPAN_KIND_HTTP_CLIENT 2
 #define SPAN_KIND_GRPC_SERVER 3
 #define SPAN_KIND_GRPC_CLIENT 4
+/* Runtime events, not spans: what gotrace/runtime_facts.py attributes to spans. */
+#define EVENT_KIND_STW_PAUSE 100  /* a stop-the-world pause: start_ns..end_ns */
+#define EVENT_KIND_GC_CYCLE 101   /* a GC cycle began at start_ns */
+#define EVENT_KIND_TCP_RETRANSMIT 102  /* a segment of the connection resent, at start_ns */
+#define EVENT_KIND_TCP_CONNECT 103     /* the connection's handshake: start_ns..end_ns */
 
 /* flags */
 #define SPAN_F_HAS_PARENT 1       /* parent_span_id is set */

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gotrace.errors import GotraceError
 from gotrace.layout import Layout
-from gotrace.probes import ALL_PROBES, COMMON_FIELDS
+from gotrace.probes import ALL_PROBES, COMMON_FIELDS, OPT_IN_PROBES
 from gotrace.probes.base import Probe, macro_name, program_macro, type_hash_macro
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
@@ -25,7 +25,8 @@ ALL_PROGRAMS = [a.program for p in ALL_PROBES for a in p.attachments]
 PROBE_IDS = {program: i for i, program in enumerate(dict.fromkeys(ALL_PROGRAMS))}
 
 # The DROP_* indexes of bpf/common.h, in order.
-KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer", "end_not_seen")
+KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer", "end_not_seen",
+                       "inject_skipped")
 
 TUNABLES = {
     "RINGBUF_PAGES": 256,  # 1 MiB of finished spans between polls
@@ -49,7 +50,10 @@ class Plan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
+def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES, *,
+                inject_traceparent: bool = False) -> Plan:
+    """The probes that can run on the layout. Opt-in probes (OPT_IN_PROBES) run only when
+    asked for: --inject-traceparent, which also needs the HTTP client probe."""
     missing_common = [f for f in COMMON_FIELDS if f not in layout.fields]
     if missing_common:
         raise GotraceError(f"{layout.path}: cannot resolve {', '.join(missing_common)}; "
@@ -58,6 +62,8 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
     refused: dict[str, str] = {}
     for probe in wanted:
         if probe.library in layout.absent_libraries:
+            continue
+        if probe.library in OPT_IN_PROBES and not inject_traceparent:
             continue
         gaps = [a.function for a in probe.attachments if a.function not in layout.functions]
         gaps += [f for f in probe.fields if f not in layout.fields]
@@ -82,7 +88,14 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
     macros.update({program_macro(p): i for p, i in PROBE_IDS.items()})
     macros["MAX_PROBES"] = len(PROBE_IDS)
     macros.update(TUNABLES)
-    readers = [p.library for p in probes if p.library in ("nethttp_server", "grpc_server")]
+    libraries = {p.library for p in probes}
+    if "nethttp_inject" in libraries and "nethttp_client" not in libraries:
+        probes = [p for p in probes if p.library != "nethttp_inject"]
+        refused["nethttp_inject"] = "the HTTP client probe cannot run"
+    elif "nethttp_inject" in libraries:
+        macros["INJECT_TRACEPARENT"] = 1
+    readers = [p.library for p in probes
+               if p.library in ("nethttp_server", "grpc_server", "nethttp_inject")]
     if readers:
         macros.update(_traceparent_features(layout, readers, refused))
     return Plan(probes, refused, macros)
@@ -90,9 +103,9 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES) -> Plan:
 
 def _traceparent_features(layout: Layout, readers: list[str],
                           refused: dict[str, str]) -> dict[str, int]:
-    """Macros for continuing incoming traceparents: net/http's from the request's header map,
-    grpc-go's from the metadata map found in the stream's context. What cannot be read is
-    noted in refused as '<library>.traceparent'."""
+    """Macros for reading traceparents: net/http's from the request's header map (also to
+    leave an outgoing request's own alone), grpc-go's from the metadata map found in the
+    stream's context. What cannot be read is noted in refused as '<library>.traceparent'."""
     maps = _traceparent_macros(layout)
     if isinstance(maps, str):
         refused.update({f"{library}.traceparent": maps for library in readers})

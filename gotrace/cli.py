@@ -16,12 +16,14 @@ def _trace_count(text: str) -> int:
     return int(text)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line, and the parsers of the commands whose settings a --config file
+    may give."""
     parser = argparse.ArgumentParser(
         prog="gotrace",
         description="Trace unmodified Go programs with eBPF and export OpenTelemetry spans.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
     inspect = sub.add_parser(
         "inspect",
         help="show what gotrace resolves in a Go binary (functions, RET sites, field offsets)",
@@ -37,29 +39,25 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--pid", type=int, help="inspect the executable of a running process")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
 
-    from gotrace.trace_command import add_output_arguments
+    from gotrace import cli_help
+    from gotrace.trace_command import add_output_arguments, add_target_arguments
 
     trace = sub.add_parser(
         "trace",
         help="trace running Go programs",
-        description="Attach to running Go programs and export a span per HTTP request they "
-        "serve or make. Nothing in the programs changes; they keep running when gotrace stops.",
-        epilog="examples:\n  gotrace trace --pid 4242 --console\n"
-        "  gotrace trace --exe /usr/bin/api --otlp-endpoint http://localhost:4317 "
-        "--otlp-protocol grpc\n  gotrace trace --pid 4242 --jsonl spans.jsonl --duration 60",
+        description=cli_help.TRACE_DESCRIPTION,
+        epilog=cli_help.TRACE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    trace.add_argument("--pid", type=int, action="append", metavar="PID",
-                       help="a process to trace (repeatable)")
-    trace.add_argument("--exe", action="append", metavar="PATH",
-                       help="every process of this executable, also ones started later "
-                       "(repeatable)")
+    add_target_arguments(trace)
     add_output_arguments(trace)
 
     run = sub.add_parser(
         "run",
         help="launch a Go program and trace it from its first request",
-        epilog="example:\n  gotrace run --console -- ./server -addr :8080",
+        usage="%(prog)s [OPTIONS] -- PROGRAM [ARGS...]",
+        description=cli_help.RUN_DESCRIPTION,
+        epilog=cli_help.RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_output_arguments(run)
@@ -84,27 +82,30 @@ def _parser() -> argparse.ArgumentParser:
                         help="where to write the report (default: CAPTURE with .html)")
     report.add_argument("--slowest", type=_trace_count, default=DEFAULT_SLOWEST, metavar="N",
                         help="draw the N slowest traces as waterfalls (default: %(default)s)")
-    return parser
+    return parser, {"trace": trace, "run": run}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser, configurable = build_parser()
+    args = parser.parse_args(argv)
     try:
-        if args.command == "inspect":
+        if args.subcommand == "inspect":
             from gotrace.inspect import run_inspect
 
             print(run_inspect(args.binary, args.pid, args.json))
             return 0
-        if args.command == "report":
+        if args.subcommand == "report":
             from gotrace.report import default_output, write_report
 
             out = write_report(args.capture, args.output or default_output(args.capture),
                                slowest=args.slowest)
             print(f"gotrace: wrote {out}")
             return 0
+        from gotrace.config import apply_config
         from gotrace.trace_command import run_program, run_trace
 
-        return run_trace(args) if args.command == "trace" else run_program(args)
+        args = apply_config(args, configurable[args.subcommand])
+        return run_trace(args) if args.subcommand == "trace" else run_program(args)
     except GotraceError as e:
         print(f"gotrace: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -125,6 +125,9 @@ def _resolve_fields(binary: GoBinary, specs: list[Spec], sources: Sequence[str],
     for source in sources:
         if not pending:
             break
+        if source == "offsets-db":
+            pending = _resolve_from_offsets_db(binary, pending, layout)
+            continue
         types = {name.rpartition(".")[0] for spec in pending for name in spec.names}
         if source == "typeinfo":
             found = {t: binary.typeinfo.struct_fields(t) for t in types}
@@ -135,10 +138,7 @@ def _resolve_fields(binary: GoBinary, specs: list[Spec], sources: Sequence[str],
         for spec in pending:
             for name in spec.names:
                 type_name, _, field_name = name.rpartition(".")
-                if source == "offsets-db":
-                    offset = offsets_db.lookup(name, _offsets_db_key(binary, spec))
-                else:
-                    offset = (found.get(type_name) or {}).get(field_name)
+                offset = (found.get(type_name) or {}).get(field_name)
                 if offset is not None:
                     layout.fields[spec.name] = ResolvedField(spec.name, offset, source, name)
                     break
@@ -146,6 +146,18 @@ def _resolve_fields(binary: GoBinary, specs: list[Spec], sources: Sequence[str],
                 still.append(spec)
         pending = still
     layout.missing_fields.extend(spec.name for spec in pending)
+
+
+def _resolve_from_offsets_db(binary: GoBinary, specs: list[Spec], layout: Layout) -> list[Spec]:
+    """Resolve what the recorded table knows; returns the specs still unresolved."""
+    still = []
+    for spec in specs:
+        found = offsets_db.lookup(spec.names, _offsets_db_key(binary, spec))
+        if found is None:
+            still.append(spec)
+        else:
+            layout.fields[spec.name] = ResolvedField(spec.name, found[0], "offsets-db", found[1])
+    return still
 
 
 def _resolve_types(binary: GoBinary, specs: list[Spec], layout: Layout) -> None:

@@ -29,6 +29,9 @@ class Spec:
     module: str | None = None
     module_version: str | None = None
     why: str = ""
+    # A struct never converted to an interface has no runtime type descriptor: its fields
+    # come from DWARF or symbols/offsets.json only.
+    no_type_descriptor: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -61,6 +64,7 @@ def _spec(entry: dict, library: str, module: str | None, where: Path) -> Spec:
             module=entry.get("module", module),
             module_version=entry.get("module_version"),
             why=entry.get("why", ""),
+            no_type_descriptor=bool(entry.get("no_type_descriptor", False)),
         )
         for constraint in (spec.go, spec.module_version):
             if constraint:

@@ -9,6 +9,7 @@ if every recorded version agrees on it: a guess between different layouts would 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -25,12 +26,20 @@ def _load(path: Path) -> dict[str, dict[str, int]]:
         return {}
 
 
-def lookup(field: str, key: str | None, path: Path = DB_PATH) -> int | None:
-    """The recorded offset of `field` for version `key` (Go "1.22" or module "v1.64.0")."""
-    recorded = _load(path).get(field)
-    if not recorded:
+def lookup(names: Sequence[str], key: str | None,
+           path: Path = DB_PATH) -> tuple[int, str] | None:
+    """(offset, name found as) of a field for version `key` (Go "1.22" or module "v1.64.0").
+
+    `names` are the field's names across versions (a renamed field has several): for an
+    unrecorded or unknown version, every version recorded under any of them must agree.
+    """
+    fields = _load(path)
+    recorded = [(name, fields[name]) for name in names if fields.get(name)]
+    for name, versions in recorded:
+        if key is not None and key in versions:
+            return versions[key], name
+    values = {(offset, name) for name, versions in recorded for offset in versions.values()}
+    offsets = {offset for offset, _ in values}
+    if len(offsets) != 1:
         return None
-    if key is not None and key in recorded:
-        return recorded[key]
-    values = set(recorded.values())
-    return values.pop() if len(values) == 1 else None
+    return min(values, key=lambda v: names.index(v[1]))

@@ -7,7 +7,7 @@ exporter converts them to its own format.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 AttributeValue = str | int | float | bool
 SpanKind = Literal["SERVER", "CLIENT", "INTERNAL"]
@@ -25,6 +25,15 @@ class Resource:
         return tuple(sorted(self.attributes.items()))
 
 
+class Connection(NamedTuple):
+    """The TCP connection a span used, from the traced process's end."""
+
+    local_address: str
+    local_port: int
+    peer_address: str
+    peer_port: int
+
+
 @dataclass(slots=True)
 class Span:
     trace_id: bytes  # 16 bytes
@@ -38,6 +47,14 @@ class Span:
     status: StatusCode = "UNSET"
     status_message: str = ""
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    # For linking across processes (gotrace/linking.py); exporters use the attributes.
+    connection: Connection | None = None
+    stream_id: int = 0  # the HTTP/2 stream of a gRPC call
+    remote_parent: bool = False  # the parent came from an incoming traceparent
+    # The kernel's CLOCK_MONOTONIC stamps: exact between processes, unlike the wall-clock
+    # times, whose conversion is re-measured as the tracer runs.
+    monotonic_start_ns: int = 0
+    monotonic_end_ns: int = 0
 
     @property
     def duration_ns(self) -> int:

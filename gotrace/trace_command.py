@@ -6,22 +6,42 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gotrace.errors import GotraceError
 from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExporter, otlp_config
+from gotrace.linking import LinkStats
+from gotrace.listeners import pids_on_port
 from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
-from gotrace.tracer import Tracer, require_root
+from gotrace.status import StatusReporter, open_status, take_snapshot
+from gotrace.tracer import Tracer, require_root, require_user_memory_writes
+
+DEFAULT_METRICS_HOST = "0.0.0.0"
 
 
 def port_number(text: str) -> int:
-    """argparse type: a TCP port to listen on."""
+    """argparse type: a TCP port number."""
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {text!r}")
     return int(text)
 
 
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    targets = parser.add_argument_group("targets (any combination, at least one)")
+    targets.add_argument("--pid", type=int, action="append", metavar="PID",
+                         help="a process to trace (repeatable)")
+    targets.add_argument("--exe", action="append", metavar="PATH",
+                         help="every process of this executable, also ones started later "
+                         "(repeatable)")
+    targets.add_argument("--port", type=port_number, action="append", metavar="N",
+                         help="the processes listening on TCP port N when gotrace starts, "
+                         "also in other network namespaces (repeatable)")
+
+
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Outputs and session options of trace and run. Their defaults are None (switches:
+    False) so that gotrace.config can tell which were given; see there."""
     out = parser.add_argument_group("outputs (any combination; the console when none is given)")
     out.add_argument("--otlp-endpoint", metavar="URL",
                      help="send spans over OTLP (default from OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -33,10 +53,12 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--metrics-port", type=port_number, metavar="PORT",
                      help="serve request-duration histograms and gotrace's counters for "
                      "Prometheus at http://HOST:PORT/metrics")
-    out.add_argument("--metrics-host", default="0.0.0.0", metavar="HOST",
-                     help="address to serve metrics on (default 0.0.0.0: every IPv4 "
-                     "interface, for a Prometheus elsewhere; '::' adds IPv6)")
+    out.add_argument("--metrics-host", metavar="HOST",
+                     help=f"address to serve metrics on (default {DEFAULT_METRICS_HOST}: "
+                     "every IPv4 interface, for a Prometheus elsewhere; '::' adds IPv6)")
     run = parser.add_argument_group("session")
+    run.add_argument("--config", metavar="FILE",
+                     help="read settings from this YAML file (flags given here win)")
     run.add_argument("--duration", type=float, metavar="SECONDS",
                      help="stop after this long, flushing every finished span")
     run.add_argument("--ready-file", metavar="PATH",
@@ -45,6 +67,10 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      help="print probe hits, spans and drops when the session ends")
     run.add_argument("--include-query", action="store_true",
                      help="export url.query and full query strings (redacted by default)")
+    run.add_argument("--inject-traceparent", action="store_true",
+                     help="write a W3C traceparent header into outgoing HTTP/1 requests, so "
+                     "that traces continue on other hosts (changes the programs' requests; "
+                     "see README)")
 
 
 def _exporters(args: argparse.Namespace) -> dict[str, Exporter]:
@@ -59,21 +85,33 @@ def _exporters(args: argparse.Namespace) -> dict[str, Exporter]:
     if args.jsonl:
         exporters["jsonl"] = JsonlExporter(args.jsonl)
     if args.metrics_port is not None:
-        exporters["metrics"] = MetricsExporter(args.metrics_host, args.metrics_port)
+        exporters["metrics"] = MetricsExporter(args.metrics_host or DEFAULT_METRICS_HOST,
+                                               args.metrics_port)
     if args.console or not exporters:
         exporters["console"] = ConsoleExporter()
     return exporters
 
 
-def _report(counters: tuple[dict[str, int], dict[str, int]], pipeline: ExportPipeline) -> None:
+def _report(counters: tuple[dict[str, int], dict[str, int]], pipeline: ExportPipeline,
+            links: LinkStats) -> None:
     hits, drops = counters
     print(f"gotrace: {pipeline.stats().summary()}", file=sys.stderr)
+    print(f"gotrace: same-host links {links.linked}, server spans with a local peer not "
+          f"traced {links.unmatched}, released unlinked for lack of room {links.overflow}",
+          file=sys.stderr)
     print("gotrace: probe hits " + ", ".join(f"{k}={v}" for k, v in hits.items() if v),
           file=sys.stderr)
-    kernel = sum(drops.values())
-    if kernel:
+    skipped = drops.pop("inject_skipped", 0)
+    tcp_lost = drops.pop("tcp_events_lost", 0)
+    if tcp_lost:
+        print(f"gotrace: TCP events lost in the kernel {tcp_lost} (network.tcp.* undercounted)",
+              file=sys.stderr)
+    if sum(drops.values()):
         print("gotrace: spans lost in the kernel " + ", ".join(
             f"{k}={v}" for k, v in drops.items() if v), file=sys.stderr)
+    if skipped:
+        print(f"gotrace: traceparent not injected into {skipped} requests (no room in the "
+              "connection's buffer, or not a buffered writer)", file=sys.stderr)
 
 
 class _Session:
@@ -83,8 +121,13 @@ class _Session:
         require_root()
         self.args = args
         exporters = _exporters(args)
+        self.exporter_names = list(exporters)
         self.pipeline = ExportPipeline(exporters)
-        self.tracer = Tracer(self.pipeline, with_query=args.include_query)
+        self.status: StatusReporter | None = None
+        if args.inject_traceparent:
+            require_user_memory_writes()
+        self.tracer = Tracer(self.pipeline, with_query=args.include_query,
+                             inject_traceparent=args.inject_traceparent)
         metrics = exporters.get("metrics")
         if isinstance(metrics, MetricsExporter):
             metrics.add_counters(kernel_counters(self.tracer.counters),
@@ -95,13 +138,28 @@ class _Session:
             print(f"gotrace: {library} probe not attached: {why}", file=sys.stderr)
         if self.args.ready_file:
             Path(self.args.ready_file).write_text(f"{os.getpid()}\n")
+        console_on_terminal = "console" in self.exporter_names and sys.stdout.isatty()
+        self.status = open_status(sys.stderr, self.exporter_names,
+                                  console_on_terminal=console_on_terminal)
+        self.status.started(take_snapshot(self.tracer, self.pipeline), time.monotonic())
+
+    def tick(self) -> None:
+        """Called by the tracer about once a second."""
+        if self.status is not None:
+            self.status.tick(take_snapshot(self.tracer, self.pipeline), time.monotonic())
 
     def close(self) -> None:
         counters = self.tracer.counters()
         self.tracer.close()
         self.pipeline.flush()
+        if self.status is not None:
+            self.status.stopped(take_snapshot(self.tracer, self.pipeline, counters[1]))
         if self.args.stats:
-            _report(counters, self.pipeline)
+            _report(counters, self.pipeline, self.tracer.linker.stats)
+            print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
+                  file=sys.stderr)
+            for pid, totals in sorted(self.tracer.runtime.totals.items()):
+                print(f"gotrace: runtime pid {pid}: {totals.summary()}", file=sys.stderr)
         self.pipeline.shutdown()
         dropped = self.pipeline.stats().dropped_total
         if dropped:
@@ -112,18 +170,22 @@ class _Session:
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    if not args.pid and not args.exe:
-        raise GotraceError("say what to trace: --pid PID or --exe PATH")
+    if not args.pid and not args.exe and not args.port:
+        raise GotraceError("say what to trace: --pid PID, --exe PATH or --port N")
+    # Before the session starts: its metrics server must not be mistaken for a target.
+    pids = list(dict.fromkeys([*(args.pid or ()),
+                               *(pid for port in args.port or () for pid in pids_on_port(port))]))
     session = _Session(args)
     try:
-        for pid in args.pid or ():
+        for pid in pids:
             session.tracer.attach_pid(pid)
         for exe in args.exe or ():
             session.tracer.attach_exe(exe)
         session.tracer.install_signal_handlers()
         session.ready()
         session.tracer.run(duration=args.duration,
-                           until_pids_exit=set(args.pid) if args.pid and not args.exe else None)
+                           until_pids_exit=set(pids) if pids and not args.exe else None,
+                           every_second=session.tick)
     finally:
         session.close()
     return 0
@@ -152,7 +214,8 @@ def run_program(args: argparse.Namespace) -> int:
         session.tracer.install_signal_handlers()
         session.ready()
         os.write(gate_write, b"go\n")
-        session.tracer.run(duration=args.duration, until_pids_exit={proc.pid})
+        session.tracer.run(duration=args.duration, until_pids_exit={proc.pid},
+                           every_second=session.tick)
     except BaseException:
         proc.kill()
         raise

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,10 @@ from gotrace.errors import GotraceError, malformed_input_is_corrupt
 from gotrace.export import ExportPipeline
 from gotrace.gobin.binary import GoBinary
 from gotrace.layout import Layout, resolve
+from gotrace.linking import SameHostLinker
+from gotrace.network_facts import NetworkFacts, TcpEventSource
 from gotrace.resource import process_resource
+from gotrace.runtime_facts import RuntimeFacts
 from gotrace.spans import Resource
 
 ALL_PROCESSES = -1
@@ -44,6 +49,26 @@ def require_root() -> None:
     if os.geteuid() != 0:
         raise GotraceError("tracing needs root (BPF programs and uprobes): run as root, "
                            "e.g. with sudo")
+
+
+LOCKDOWN = Path("/sys/kernel/security/lockdown")
+
+
+def require_user_memory_writes() -> None:
+    """--inject-traceparent writes into the programs' memory (bpf_probe_write_user), which
+    kernel lockdown forbids in both its modes. Its state is in securityfs, mounted here when
+    nothing mounted it yet (as systemd does at boot)."""
+    if not LOCKDOWN.exists() and LOCKDOWN.parent.is_dir():
+        subprocess.run(["mount", "-t", "securityfs", "securityfs", str(LOCKDOWN.parent)],
+                       capture_output=True, check=False)
+    try:
+        mode = LOCKDOWN.read_text()
+    except OSError:
+        return  # a kernel without lockdown: nothing forbids it
+    active = mode[mode.find("[") + 1: mode.find("]")] if "[" in mode else "none"
+    if active != "none":
+        raise GotraceError(f"--inject-traceparent is impossible here: kernel lockdown is "
+                           f"'{active}', which forbids BPF writes into process memory")
 
 
 def pid_executable(pid: int) -> str:
@@ -76,9 +101,11 @@ def _alive(pid: int) -> bool:
 
 
 class Tracer:
-    def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False) -> None:
+    def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False,
+                 inject_traceparent: bool = False) -> None:
         self.pipeline = pipeline
         self.with_query = with_query
+        self.inject_traceparent = inject_traceparent
         self.clock = MonotonicClock()
         self.programs: dict[str, Program] = {}
         self.binaries: dict[tuple[int, int], TracedBinary] = {}
@@ -88,6 +115,11 @@ class Tracer:
         self.records_skipped = 0  # records no process could be found for (counted, not lost)
         self._raw: dict[str, list[bytes]] = {}  # plan key -> records not decoded yet
         self._stop = threading.Event()
+        self.linker = SameHostLinker()
+        self.runtime = RuntimeFacts()
+        self.network = NetworkFacts()
+        self.tcp: TcpEventSource | None = None  # compiled with the first program
+        self._tcp_raw: list[bytes] = []
 
     # --- attaching --------------------------------------------------------------------------
 
@@ -98,7 +130,9 @@ class Tracer:
             return traced
         with malformed_input_is_corrupt(path), GoBinary(path) as binary:
             layout = resolve(binary)
-        plan: Plan = plan_probes(layout)
+        plan: Plan = plan_probes(layout, inject_traceparent=self.inject_traceparent)
+        if self.tcp is None:
+            self.tcp = TcpEventSource(self._tcp_raw.append)
         program = self.programs.get(plan.key)
         if program is None:
             program = compile_program(plan)
@@ -178,20 +212,29 @@ class Tracer:
         signal.signal(signal.SIGTERM, self.stop)
 
     def _drain(self) -> None:
+        facts = (self.runtime, self.network)
+        # TCP events first: each one that happened before a span ended is then known.
+        decode_records(self._tcp_raw, lambda _pid: None, self.clock, facts)
+        self._tcp_raw.clear()
         for plan_key, raw in self._raw.items():
             if not raw:
                 continue
             batch, raw[:] = list(raw), []
+            events = self.runtime.events
             spans = decode_records(batch, lambda pid, k=plan_key: self._resource_of(pid, k),
-                                   self.clock, self.with_query)
+                                   self.clock, facts, self.with_query)
             self.spans_decoded += len(spans)
-            self.records_skipped += len(batch) - len(spans)
-            self.pipeline.submit(spans)
+            self.records_skipped += len(batch) - len(spans) - (self.runtime.events - events)
+            self.pipeline.submit(self.linker.add(spans, time.monotonic_ns()))
+        if self.linker.held:
+            self.pipeline.submit(self.linker.expire(time.monotonic_ns()))
 
     def poll_once(self, timeout_ms: int = 100) -> None:
         programs = list(self.programs.values())
         for program in programs:
             program.poll(max(1, timeout_ms // len(programs)))
+        if self.tcp is not None:
+            self.tcp.poll()  # after the spans' buffers: see _drain
         self._drain()
 
     def _check_replaced_executables(self) -> None:
@@ -205,9 +248,12 @@ class Tracer:
                 self.watched_exes[path] = current
                 self._attach(self._binary(path), ALL_PROCESSES)
 
-    def run(self, *, duration: float | None = None, until_pids_exit: set[int] | None = None
-            ) -> None:
-        """Poll until stopped, the duration is over, or every PID in until_pids_exit is gone."""
+    def run(self, *, duration: float | None = None, until_pids_exit: set[int] | None = None,
+            every_second: Callable[[], None] | None = None) -> None:
+        """Poll until stopped, the duration is over, or every PID in until_pids_exit is gone.
+
+        every_second is called about once a second from this thread (the status display).
+        """
         deadline = None if duration is None else time.monotonic() + duration
         last_check = time.monotonic()
         while not self._stop.is_set():
@@ -218,9 +264,12 @@ class Tracer:
             if now - last_check >= 1.0:
                 last_check = now
                 self._check_replaced_executables()
+                if every_second is not None:
+                    every_second()
                 if until_pids_exit is not None and not any(map(_alive, until_pids_exit)):
                     break
         self.poll_once(0)
+        self.pipeline.submit(self.linker.flush())
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
         hits: dict[str, int] = {}
@@ -231,6 +280,8 @@ class Tracer:
                 hits[k] = hits.get(k, 0) + v
             for k, v in d.items():
                 drops[k] = drops.get(k, 0) + v
+        if self.tcp is not None:
+            drops["tcp_events_lost"] = self.tcp.lost()
         return hits, drops
 
     def close(self) -> None:
@@ -241,3 +292,6 @@ class Tracer:
         for program in self.programs.values():
             program.close()
         self.programs.clear()
+        if self.tcp is not None:
+            self.tcp.close()
+            self.tcp = None

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TextIO
 
+from gotrace.slowdown import slowdown
 from gotrace.spans import Span
 
 # Groups of (label, attribute key): the first key of a group the span has is shown.
@@ -95,6 +96,9 @@ def span_line(span: Span, with_service: bool = True) -> str:
     """One span: kind, name, duration, status, key attributes, [service]."""
     parts = [f"{span.kind:<8}", span.name, f"{span.duration_ns / 1e6:.3f} ms", _status(span)]
     parts.extend(_key_attributes(span))
+    note = slowdown(span)
+    if note:
+        parts.append(f"<{note}>")
     if with_service:
         parts.append(f"[{_service(span)}]")
     return "  ".join(parts)

@@ -54,6 +54,7 @@ class LaneStats:
     dropped: dict[DropReason, int]
     queue_depth: int
     failing: bool  # the last export attempt failed
+    errors: int = 0  # export attempts that failed, retries included
 
     @property
     def dropped_total(self) -> int:
@@ -78,6 +79,7 @@ class ExportLane:
         self._urgent = 0  # flushes waiting: send partial batches without delay
         self._stopping = False
         self._failing = False
+        self._errors = 0
         self._backoff_s = settings.min_backoff_s
         self._thread = threading.Thread(target=self._run, name=f"gotrace-export-{name}",
                                         daemon=True)
@@ -113,7 +115,7 @@ class ExportLane:
         with self._cond:
             return LaneStats(exported=self._exported, dropped=dict(self._dropped),
                              queue_depth=len(self._queue) + self._in_flight,
-                             failing=self._failing)
+                             failing=self._failing, errors=self._errors)
 
     def start_flush(self) -> int:
         """Send queued spans without waiting for full batches; returns the target for
@@ -207,13 +209,15 @@ class ExportLane:
                     log.info("%s: export recovered", self.name)
                 self._failing = False
                 self._backoff_s = self._settings.min_backoff_s
-            elif self._failing:
+                return True
+            self._errors += 1
+            if self._failing:
                 self._backoff_s = min(self._backoff_s * 2, self._settings.max_backoff_s)
             else:
                 log.warning("%s: %s; retrying with backoff (spans queue up to %d, then drop)",
                             self.name, problem, self._settings.capacity)
                 self._failing = True
-        return delivered
+        return False
 
     def _must_give_up(self) -> bool:
         """A failed batch is abandoned once the queue behind it overflows: spans are being

@@ -46,6 +46,11 @@ class PipelineStats:
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
 
+    @property
+    def errors(self) -> int:
+        """Failed export attempts over all exporters, retries included."""
+        return sum(lane.errors for lane in self.exporters.values())
+
     def summary(self) -> str:
         """One line for the end of a run."""
         parts = [f"{self.submitted} spans"]

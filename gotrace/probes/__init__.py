@@ -1,13 +1,22 @@
 """The probe modules. Each instruments one library; see gotrace/probes/base.py."""
 
-from gotrace.probes import grpc_client, grpc_server, nethttp_client, nethttp_server, runtime
+from gotrace.probes import (
+    grpc_client,
+    grpc_server,
+    nethttp_client,
+    nethttp_inject,
+    nethttp_server,
+    runtime,
+)
 from gotrace.probes.base import Probe
 
-# runtime first: the others need the goroutine context it maintains.
+# runtime first: the others need the goroutine context it maintains. nethttp_inject after
+# nethttp_client, whose C declares the map it reads; it runs only when asked for.
 ALL_PROBES: tuple[Probe, ...] = (
-    runtime.PROBE, nethttp_server.PROBE, nethttp_client.PROBE, grpc_server.PROBE,
-    grpc_client.PROBE,
+    runtime.PROBE, nethttp_server.PROBE, nethttp_client.PROBE, nethttp_inject.PROBE,
+    grpc_server.PROBE, grpc_client.PROBE,
 )
+OPT_IN_PROBES = frozenset({nethttp_inject.PROBE.library})
 
 # Fields the shared C (bpf/common.h) reads for every probe that reports a connection.
 COMMON_FIELDS = (

@@ -9,6 +9,7 @@ from gotrace.report.markup import Markup, element, format_duration, truncate
 from gotrace.report.spaninfo import is_error, service_of
 from gotrace.report.stats import RouteStats
 from gotrace.report.traces import TraceView
+from gotrace.slowdown import slowdown
 
 # Colours told apart by most readers; services take them in name order, round robin.
 PALETTE = ("#3b6ea5", "#4f9d69", "#8c6bb1", "#d08c2f", "#2a9d8f", "#a0522d", "#6b7f99",
@@ -84,10 +85,13 @@ def waterfall(trace: TraceView, colours: dict[str, str]) -> Markup:
         offset = span.start_time_unix_nano - trace.start_ns
         indent = depth * INDENT
         room = int((LABEL_WIDTH - indent - 4) / CHAR_WIDTH)
+        note = slowdown(span)
         tooltip = (f"{service} · {span.kind} {span.name}\n{format_duration(span.duration_ns)}"
-                   f" from +{format_duration(offset)} · status {span.status}")
+                   f" from +{format_duration(offset)} · status {span.status}"
+                   + (f"\n{note}" if note else ""))
+        classes = "span-row" + (" error" if failed else "") + (" slowed" if note else "")
         rows.append(element("g", {
-            "class": "span-row error" if failed else "span-row", "data-span-id": span.span_id.hex(),
+            "class": classes, "data-span-id": span.span_id.hex(), "data-slowdown": note,
             "data-depth": depth, "data-service": service, "data-kind": span.kind,
         },
             element("title", None, tooltip),
@@ -100,7 +104,7 @@ def waterfall(trace: TraceView, colours: dict[str, str]) -> Markup:
                 "data-offset-ns": offset, "data-duration-ns": span.duration_ns,
             }),
             element("text", {"class": "span-duration", "x": BAR_X + BAR_WIDTH + 8, "y": y + 15},
-                    format_duration(span.duration_ns)),
+                    format_duration(span.duration_ns) + (f" · {note}" if note else "")),
         ))
     height = SCALE_HEIGHT + len(trace.rows) * ROW_HEIGHT
     return element("svg", {"class": "waterfall", "width": WATERFALL_WIDTH, "height": height,

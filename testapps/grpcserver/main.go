@@ -7,9 +7,13 @@
 //
 // Methods of /demo.Echo:
 //
-//	Say(StringValue) StringValue            "hello <value>"
+//	Say(StringValue) StringValue            "hello <value>"; with -backend URL, only
+//	                                        after a GET of URL?name=<value> succeeded
+//	                                        (a middle tier); values "slow-N" and "fail"
+//	                                        GET slow?ms=N and error next to URL instead
 //	Fail(StringValue) StringValue           always status NOT_FOUND
 //	Sleep(StringValue) StringValue          sleeps <value> ms, honours cancellation
+//	Work(StringValue) StringValue           burns about <value> µs of CPU (default 200)
 //	Count(StringValue) stream StringValue   sends <value> messages (default 5)
 //
 // Deadlines: from about grpc 1.66 on (so in the 1.79 builds, not 1.33/1.64) the
@@ -23,8 +27,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -44,13 +51,63 @@ type echoService interface {
 	Say(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error)
 	Fail(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error)
 	Sleep(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error)
+	Work(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error)
 	Count(in *wrappers.StringValue, stream grpc.ServerStream) error
 }
 
-type echoServer struct{}
+type echoServer struct {
+	backend string // an HTTP URL Say fetches first, or ""
+}
 
-func (echoServer) Say(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error) {
+func (e echoServer) Say(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error) {
+	if e.backend != "" {
+		if err := fetch(ctx, e.backendURL(in.GetValue())); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "backend: %v", err)
+		}
+	}
 	return &wrappers.StringValue{Value: "hello " + in.GetValue()}, nil
+}
+
+// backendURL is what Say fetches for a request: for "slow-N" the back end's /slow?ms=N
+// and for "fail" its /error (the demo's slow and failing paths; /error answers 500, so
+// Say fails with UNAVAILABLE), both resolved next to the -backend path; for any other
+// value the -backend URL with ?name=<value>.
+func (e echoServer) backendURL(value string) string {
+	var ref url.URL
+	switch {
+	case strings.HasPrefix(value, "slow-"):
+		ms := strings.TrimPrefix(value, "slow-")
+		ref = url.URL{Path: "slow", RawQuery: "ms=" + url.QueryEscape(ms)}
+	case value == "fail":
+		ref = url.URL{Path: "error"}
+	default:
+		return e.backend + "?name=" + url.QueryEscape(value)
+	}
+	base, err := url.Parse(e.backend)
+	if err != nil {
+		return e.backend // fetch reports what is wrong with it
+	}
+	return base.ResolveReference(&ref).String()
+}
+
+// fetch GETs target with the RPC's context (pooled keep-alive connections).
+func fetch(ctx context.Context, target string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 func (echoServer) Fail(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error) {
@@ -70,6 +127,17 @@ func (echoServer) Sleep(ctx context.Context, in *wrappers.StringValue) (*wrapper
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
+}
+
+func (echoServer) Work(ctx context.Context, in *wrappers.StringValue) (*wrappers.StringValue, error) {
+	us := 200
+	if v := strings.TrimSpace(in.GetValue()); v != "" {
+		var err error
+		if us, err = strconv.Atoi(v); err != nil || us < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "want microseconds, got %q", in.GetValue())
+		}
+	}
+	return &wrappers.StringValue{Value: fmt.Sprintf("worked %d us (%x)", us, busyWork(us))}, nil
 }
 
 func (echoServer) Count(in *wrappers.StringValue, stream grpc.ServerStream) error {
@@ -118,6 +186,7 @@ var echoDesc = grpc.ServiceDesc{
 		unary("Say", echoService.Say),
 		unary("Fail", echoService.Fail),
 		unary("Sleep", echoService.Sleep),
+		unary("Work", echoService.Work),
 	},
 	Streams: []grpc.StreamDesc{{
 		StreamName:    "Count",
@@ -135,6 +204,7 @@ var echoDesc = grpc.ServiceDesc{
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	backend := flag.String("backend", "", "an HTTP URL that Say fetches before it answers")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("grpcserver: ")
@@ -144,7 +214,7 @@ func main() {
 		log.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	srv.RegisterService(&echoDesc, echoServer{})
+	srv.RegisterService(&echoDesc, echoServer{backend: *backend})
 
 	// Catch the signals before announcing READY, or an early SIGTERM kills us.
 	sigc := make(chan os.Signal, 1)

@@ -12,6 +12,8 @@
 //	/error          500
 //	/echo           POST only: echoes the body, X-Body-Size header
 //	/slow?ms=N      sleeps N ms (default 200), then 200
+//	/work?us=N      burns about N µs of CPU (default 200), then 200
+//	/alloc?kb=N     allocates N KiB of short-lived garbage (default 1024), then 200
 //	/users/{id}     GET only: "user <id>"
 //	/proxy?url=U    GET U with http.DefaultClient in the handler goroutine,
 //	                answer with the upstream status code
@@ -50,6 +52,8 @@ func main() {
 	})
 	mux.HandleFunc("/echo", echo)
 	mux.HandleFunc("/slow", slow)
+	mux.HandleFunc("/work", work)
+	mux.HandleFunc("/alloc", alloc)
 	registerUsers(mux)
 	mux.HandleFunc("/proxy", proxy)
 	mux.HandleFunc("/proxy-async", proxyAsync)
@@ -136,6 +140,19 @@ func slow(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func work(w http.ResponseWriter, r *http.Request) {
+	us := 200
+	if s := r.URL.Query().Get("us"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			http.Error(w, "bad us", http.StatusBadRequest)
+			return
+		}
+		us = n
+	}
+	fmt.Fprintf(w, "worked %d us (%x)\n", us, busyWork(us))
+}
+
 func userHandler(w http.ResponseWriter, r *http.Request, id string) {
 	if id == "" {
 		http.NotFound(w, r)
@@ -192,4 +209,19 @@ func proxyAsync(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(res.code)
 	fmt.Fprintln(w, res.msg)
+}
+
+// allocSink keeps the compiler from proving the allocations dead.
+var allocSink []byte
+
+// alloc makes garbage in 4 KiB pieces, to drive the collector (with a low GOGC).
+func alloc(w http.ResponseWriter, r *http.Request) {
+	kb, err := strconv.Atoi(r.URL.Query().Get("kb"))
+	if err != nil || kb <= 0 {
+		kb = 1024
+	}
+	for i := 0; i < kb/4; i++ {
+		allocSink = make([]byte, 4096)
+	}
+	fmt.Fprintln(w, "allocated", kb, "KiB")
 }

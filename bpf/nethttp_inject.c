@@ -1,0 +1,112 @@
+/* --inject-traceparent (opt-in): continue traces across hosts by writing the CLIENT span's
+ * context into outgoing HTTP/1 requests as a "Traceparent" header line.
+ *
+ * net/http writes a request on the connection's writer goroutine, not the caller's:
+ *   persistConn.roundTrip entry (bpf/nethttp_client.c, the caller's goroutine) notes the
+ *     *Request it hands over, with the span's ids (inject_by_request);
+ *   (*Request).write entry (writer goroutine): that request is being written now, unless
+ *     it carries a traceparent of its own;
+ *   Header.writeSubset entry: the request line and Host are in the connection's
+ *     bufio.Writer, the header lines come next. The line is copied into the writer's buffer
+ *     after what is there and the writer's length advanced: the program's own memory, owned
+ *     by this goroutine at this moment, nothing allocated. Skipped (and counted) when the
+ *     buffer lacks room.
+ * Two hits per request more, only with the flag.
+ */
+
+#define TP_HEADER_LEN 70  /* "Traceparent: " 13 + 55 + "\r\n" */
+
+BPF_TABLE("lru_hash", __u64, struct trace_ctx, inject_writing, MAX_INFLIGHT);  /* by goroutine */
+
+struct inject_line {
+    char text[TP_HEADER_LEN + 2];
+};
+BPF_PERCPU_ARRAY(inject_scratch, struct inject_line, 1);
+
+int http_inject_request_write(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_INJECT_REQUEST_WRITE);
+    __u64 req = GO_ARG1(ctx);
+    struct trace_ctx *ids = inject_by_request.lookup(&req);
+    if (!ids)
+        return 0;
+    __u64 g = GO_G(ctx);
+#ifdef HAS_TRACEPARENT
+    struct span_record *probe = new_record(0, g);  /* scratch: is one there already? */
+    if (probe) {
+        read_traceparent(probe, read_u64(req + OFF_net_http_Request_Header));
+        if (probe->flags & SPAN_F_REMOTE_PARENT) {
+            inject_by_request.delete(&req);
+            return 0;  /* the program set its own: keep it */
+        }
+    }
+#endif
+    inject_writing.update(&g, ids);
+    inject_by_request.delete(&req);
+    return 0;
+}
+
+static __always_inline char hex_digit(__u8 v) {
+    return v < 10 ? '0' + v : 'a' + v - 10;
+}
+
+/* Four bytes as eight lowercase hex digits, in memory order (one store, no loop over the
+ * destination: byte stores into map memory in a loop overflow the BPF stack). */
+static __always_inline __u64 hex4(const __u8 *b) {
+    __u64 w = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        w |= (__u64)(__u8)hex_digit(b[i] >> 4) << (16 * i);
+        w |= (__u64)(__u8)hex_digit(b[i] & 0xf) << (16 * i + 8);
+    }
+    return w;
+}
+
+int http_inject_header(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_INJECT_HEADER);
+    __u64 g = GO_G(ctx);
+    struct trace_ctx *ids = inject_writing.lookup(&g);
+    if (!ids)
+        return 0;
+    __u32 zero = 0;
+    struct inject_line *line = inject_scratch.lookup(&zero);
+    if (!line) {
+        inject_writing.delete(&g);
+        return 0;
+    }
+    /* "Traceparent: 00-" as two little-endian words (no string constants in BPF). */
+    *(__u64 *)line->text = TP_B('T', 0) | TP_B('r', 1) | TP_B('a', 2) | TP_B('c', 3) |
+                           TP_B('e', 4) | TP_B('p', 5) | TP_B('a', 6) | TP_B('r', 7);
+    *(__u64 *)(line->text + 8) = TP_B('e', 0) | TP_B('n', 1) | TP_B('t', 2) | TP_B(':', 3) |
+                                 TP_B(' ', 4) | TP_B('0', 5) | TP_B('0', 6) | TP_B('-', 7);
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        *(__u64 *)(line->text + 16 + 8 * k) = hex4(ids->trace_id + 4 * k);
+    line->text[48] = '-';
+#pragma unroll
+    for (int k = 0; k < 2; k++)
+        *(__u64 *)(line->text + 49 + 8 * k) = hex4(ids->span_id + 4 * k);
+    line->text[65] = '-';
+    line->text[66] = '0';
+    line->text[67] = '1';
+    line->text[68] = '\r';
+    line->text[69] = '\n';
+    inject_writing.delete(&g);
+
+    /* writeSubset(h Header, w io.Writer, ...): h in RAX, w's itab in RBX, data in RCX. */
+    __u64 itab = GO_ARG2(ctx), bw = GO_ARG3(ctx);
+    if (!itab || read_u32(itab + OFF_internal_abi_ITab_Hash) != TYPEHASH_ptr_bufio_Writer) {
+        count_drop(DROP_INJECT_SKIPPED);
+        return 0;
+    }
+    struct go_slice buf = {};
+    bpf_probe_read_user(&buf, sizeof(buf), (void *)(bw + OFF_bufio_Writer_buf));
+    __s64 n = (__s64)read_u64(bw + OFF_bufio_Writer_n);
+    if (!buf.ptr || n < 0 || buf.len - n < TP_HEADER_LEN ||
+        bpf_probe_write_user((void *)(buf.ptr + n), line->text, TP_HEADER_LEN) != 0) {
+        count_drop(DROP_INJECT_SKIPPED);
+        return 0;
+    }
+    n += TP_HEADER_LEN;
+    bpf_probe_write_user((void *)(bw + OFF_bufio_Writer_n), &n, sizeof(n));
+    return 0;
+}

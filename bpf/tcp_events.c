@@ -1,0 +1,94 @@
+/* TCP trouble from kernel tracepoints (no uprobes, no kprobes): one program for the whole
+ * tracer, whatever the traced programs. Each event is a record of bpf/record.h's layout with
+ * the connection as the sender (retransmit) or the connecting side (connect) sees it;
+ * gotrace/network_facts.py attributes them to the spans on that connection.
+ */
+#include <uapi/linux/ptrace.h>
+#include <linux/socket.h>
+#include "record.h"
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define IPPROTO_TCP_NUM 6
+
+BPF_RINGBUF_OUTPUT(tcp_events, 64);
+BPF_PERCPU_ARRAY(tcp_scratch, struct span_record, 1);
+BPF_TABLE("lru_hash", __u64, __u64, tcp_connecting, 65536);  /* sock -> SYN_SENT time */
+BPF_ARRAY(tcp_lost, __u64, 1);  /* events the ring buffer had no room for */
+
+static __always_inline struct span_record *tcp_record(__u16 kind, __u16 family,
+                                                        const __u8 *saddr, const __u8 *daddr,
+                                                        const __u8 *saddr6, const __u8 *daddr6,
+                                                        __u16 sport, __u16 dport) {
+    __u32 zero = 0;
+    struct span_record *rec = tcp_scratch.lookup(&zero);
+    if (!rec)
+        return 0;
+    __builtin_memset(rec, 0, sizeof(*rec));
+    rec->kind = kind;
+    rec->pid = bpf_get_current_pid_tgid() >> 32;
+    rec->local_port = sport;
+    rec->peer_port = dport;
+    /* The addresses live in the tracepoint's context, which may only be read through a
+     * helper once their offsets are computed. */
+    if (family == AF_INET) {
+        rec->local_addr[10] = rec->local_addr[11] = 0xff;
+        rec->peer_addr[10] = rec->peer_addr[11] = 0xff;
+        bpf_probe_read_kernel(rec->local_addr + 12, 4, saddr);
+        bpf_probe_read_kernel(rec->peer_addr + 12, 4, daddr);
+    } else {
+        bpf_probe_read_kernel(rec->local_addr, 16, saddr6);
+        bpf_probe_read_kernel(rec->peer_addr, 16, daddr6);
+    }
+    rec->flags = SPAN_F_HAS_CONN;
+    return rec;
+}
+
+static __always_inline void tcp_emit(struct span_record *rec) {
+    if (tcp_events.ringbuf_output(rec, sizeof(*rec), 0) != 0) {
+        __u32 zero = 0;
+        __u64 *n = tcp_lost.lookup(&zero);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+    }
+}
+
+TRACEPOINT_PROBE(tcp, tcp_retransmit_skb) {
+    struct span_record *rec = tcp_record(EVENT_KIND_TCP_RETRANSMIT, args->family, args->saddr,
+                                         args->daddr, args->saddr_v6, args->daddr_v6,
+                                         args->sport, args->dport);
+    if (!rec)
+        return 0;
+    rec->start_ns = rec->end_ns = bpf_ktime_get_ns();
+    tcp_emit(rec);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state) {
+    if (args->protocol != IPPROTO_TCP_NUM)
+        return 0;
+    __u64 sk = (__u64)args->skaddr;
+    if (args->newstate == TCP_SYN_SENT) {
+        __u64 now = bpf_ktime_get_ns();
+        tcp_connecting.update(&sk, &now);
+        return 0;
+    }
+    if (args->oldstate != TCP_SYN_SENT)
+        return 0;
+    __u64 *began = tcp_connecting.lookup(&sk);
+    if (!began)
+        return 0;
+    __u64 start = *began;
+    tcp_connecting.delete(&sk);
+    if (args->newstate != TCP_ESTABLISHED)
+        return 0;
+    struct span_record *rec = tcp_record(EVENT_KIND_TCP_CONNECT, args->family, args->saddr,
+                                         args->daddr, args->saddr_v6, args->daddr_v6,
+                                         args->sport, args->dport);
+    if (!rec)
+        return 0;
+    rec->start_ns = start;
+    rec->end_ns = bpf_ktime_get_ns();
+    tcp_emit(rec);
+    return 0;
+}

@@ -1,0 +1,129 @@
+"""TCP trouble on a span's connection, from kernel tracepoints (bpf/tcp_events.c).
+
+Attributes (documented in the README):
+  network.tcp.retransmits   segments of the span's connection resent, by either end on this
+                            host, while the span ran
+  network.tcp.connect_ns    client spans whose connection was opened while they ran: the
+                            TCP handshake's duration (SYN sent to established)
+
+One BPF program serves the whole tracer. Its events are polled after the probes' ring
+buffers and decoded before their spans, so that every event that happened before a span
+ended is known when the span is decoded.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+from collections.abc import Callable
+from pathlib import Path
+
+from gotrace.errors import GotraceError
+from gotrace.records import (
+    EVENT_KIND_TCP_CONNECT,
+    EVENT_KIND_TCP_RETRANSMIT,
+    F_HAS_CONN,
+    SPAN_KIND_GRPC_CLIENT,
+    SPAN_KIND_HTTP_CLIENT,
+    SpanRecord,
+)
+from gotrace.spans import AttributeValue
+
+BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "tcp_events.c"
+EVENT_KINDS = frozenset({EVENT_KIND_TCP_RETRANSMIT, EVENT_KIND_TCP_CONNECT})
+CLIENT_KINDS = frozenset({SPAN_KIND_HTTP_CLIENT, SPAN_KIND_GRPC_CLIENT})
+KEEP_PER_CONNECTION = 1024
+MAX_CONNECTIONS = 65536
+
+Endpoint = tuple[bytes, int]
+
+
+def _endpoints(rec: SpanRecord) -> tuple[Endpoint, Endpoint]:
+    return (bytes(rec.local_addr), rec.local_port), (bytes(rec.peer_addr), rec.peer_port)
+
+
+def _connection(rec: SpanRecord) -> tuple[Endpoint, Endpoint]:
+    """The connection whichever end looks at it."""
+    a, b = _endpoints(rec)
+    return (a, b) if a <= b else (b, a)
+
+
+class NetworkFacts:
+    """Recent retransmits per connection and handshakes per (local, peer) endpoint pair."""
+
+    def __init__(self) -> None:
+        self._retransmits: collections.OrderedDict[tuple, collections.deque[int]] = \
+            collections.OrderedDict()
+        self._connects: collections.OrderedDict[tuple, tuple[int, int]] = \
+            collections.OrderedDict()
+        self.retransmits = 0
+        self.events = 0
+
+    def record(self, rec: SpanRecord) -> bool:
+        """Take a TCP event; False when the record is not one."""
+        if rec.kind not in EVENT_KINDS:
+            return False
+        self.events += 1
+        if rec.kind == EVENT_KIND_TCP_RETRANSMIT:
+            key = _connection(rec)
+            times = self._retransmits.get(key)
+            if times is None:
+                times = self._retransmits[key] = collections.deque(maxlen=KEEP_PER_CONNECTION)
+                if len(self._retransmits) > MAX_CONNECTIONS:
+                    self._retransmits.popitem(last=False)
+            times.append(rec.start_ns)
+            self.retransmits += 1
+        else:
+            self._connects[_endpoints(rec)] = (rec.start_ns, rec.end_ns)
+            if len(self._connects) > MAX_CONNECTIONS:
+                self._connects.popitem(last=False)
+        return True
+
+    def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue]:
+        if not rec.flags & F_HAS_CONN:
+            return {}
+        start, end = rec.start_ns, rec.end_ns
+        count = 0
+        for t in reversed(self._retransmits.get(_connection(rec), ())):
+            if t < start:
+                break
+            count += t <= end
+        attrs: dict[str, AttributeValue] = {"network.tcp.retransmits": count}
+        if rec.kind in CLIENT_KINDS:
+            handshake = self._connects.get(_endpoints(rec))
+            if handshake and start <= handshake[1] <= end:
+                attrs["network.tcp.connect_ns"] = handshake[1] - handshake[0]
+        return attrs
+
+
+class TcpEventSource:
+    """The tracepoint program and its ring buffer (compiled once per tracer)."""
+
+    def __init__(self, on_record: Callable[[bytes], None]) -> None:
+        try:
+            from bcc import BPF
+        except ImportError:
+            raise GotraceError("BCC's Python module is not importable: run scripts/setup.sh "
+                               "(Debian package python3-bpfcc)") from None
+        try:
+            self.bpf = BPF(text=BPF_SOURCE.read_text(),
+                           cflags=[f"-I{BPF_SOURCE.parent}", "-Wno-unused-function"])
+        except Exception as e:  # BCC raises bare Exception
+            raise GotraceError(f"cannot load the TCP tracepoint program: {e}") from None
+
+        def callback(_ctx: object, data: int, size: int) -> int:
+            on_record(ctypes.string_at(data, size))
+            return 0
+
+        self._callback = callback  # referenced for as long as BCC may call it
+        self.bpf["tcp_events"].open_ring_buffer(callback)
+
+    def poll(self) -> None:
+        self.bpf.ring_buffer_poll(0)
+
+    def lost(self) -> int:
+        """Events the ring buffer had no room for."""
+        return int(self.bpf["tcp_lost"][ctypes.c_int(0)].value)
+
+    def close(self) -> None:
+        self.bpf.cleanup()
