@@ -1,7 +1,7 @@
 # Every target sets the machine up first (idempotent; seconds when already done). Run as root.
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-full matrix matrix-full bench lint
+.PHONY: setup demo test test-full matrix matrix-full bench bench-inspect lint
 
 setup:
 	bash scripts/setup.sh
@@ -24,10 +24,14 @@ matrix: setup
 matrix-full: setup
 	$(PY) -m testapps.matrix build --full
 
+# Overhead, tracer pipeline and attach figures in one run (about 10 minutes, the first run
+# longer: it builds the programs it needs); writes bench/REPORT.md and prints it.
 bench: setup
-	$(PY) -m testapps.matrix build
+	$(PY) -m bench
+
+# `gotrace inspect` wall time and peak RSS on small, 25 MB and 100 MB-class binaries.
+bench-inspect: setup
 	$(PY) bench/inspect_bench.py
-	$(PY) bench/probe_hits.py
 
 lint: setup
 	.venv/bin/ruff check gotrace tests testapps bench symbols

@@ -2,7 +2,10 @@
 
 Real services run to 100 MB and more (tens of thousands of functions and types). This writes
 PACKAGES packages, each with TYPES struct types carrying METHODS methods, all reachable from
-main so that the linker keeps their code and type descriptors.
+main so that the linker keeps their code and type descriptors. Given a grpc-go GOPATH, the
+program also links an HTTP server and client and a gRPC server and client (run with the
+argument `serve`; never run by the benchmarks), so that every gotrace probe has something to
+attach to: a service-sized binary for measuring attach time.
 """
 
 from __future__ import annotations
@@ -39,9 +42,42 @@ def _package(index: int, types: int, methods: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_big_program(packages: int, types: int, methods: int, go: str) -> Path:
-    """Build (once, cached by parameters) a stripped big program; returns its path."""
-    key = hashlib.sha256(f"{packages}-{types}-{methods}-{go}".encode()).hexdigest()[:16]
+# main's imports and code when the program also serves HTTP and gRPC.
+_SERVE_IMPORTS = ["context", "net", "net/http", "google.golang.org/grpc"]
+_SERVE_CODE = """
+func serve() {
+\tln, err := net.Listen("tcp", "127.0.0.1:0")
+\tif err != nil {
+\t\tpanic(err)
+\t}
+\tgo grpc.NewServer().Serve(ln)
+\tconn, err := grpc.Dial(ln.Addr().String(), grpc.WithInsecure())
+\tif err == nil {
+\t\tconn.Invoke(context.Background(), "/none/None", nil, nil)
+\t\tconn.NewStream(context.Background(), &grpc.StreamDesc{}, "/none/None")
+\t}
+\thttp.Get("http://" + ln.Addr().String())
+\thttp.ListenAndServe("127.0.0.1:0", nil)
+}
+"""
+
+
+def _main(packages: int, serves: bool) -> str:
+    imports = ["fmt", "os", *(_SERVE_IMPORTS if serves else []),
+               *(f"bigprog/p{p}" for p in range(packages))]
+    runs = "\n".join(f"\tn += len(p{p}.Run(len(os.Args)))" for p in range(packages))
+    serve = '\tif len(os.Args) > 1 && os.Args[1] == "serve" {\n\t\tserve()\n\t}\n'
+    return ("package main\n\nimport (\n" + "".join(f'\t"{i}"\n' for i in imports) + ")\n\n"
+            f"func main() {{\n{serve if serves else ''}\tn := 0\n{runs}\n\tfmt.Println(n)\n}}\n"
+            + (_SERVE_CODE if serves else ""))
+
+
+def build_big_program(packages: int, types: int, methods: int, go: str,
+                      grpc_gopath: Path | None = None) -> Path:
+    """Build (once, cached by parameters) a stripped big program; returns its path. With
+    grpc_gopath (a GOPATH holding grpc-go that builds with this Go), it also serves."""
+    params = f"{packages}-{types}-{methods}-{go}" + (f"-{grpc_gopath}" if grpc_gopath else "")
+    key = hashlib.sha256(params.encode()).hexdigest()[:16]
     out = CACHE / key / "bigprog"
     if out.exists():
         return out
@@ -49,12 +85,9 @@ def build_big_program(packages: int, types: int, methods: int, go: str) -> Path:
     for p in range(packages):
         (src / f"p{p}").mkdir(parents=True, exist_ok=True)
         (src / f"p{p}" / "p.go").write_text(_package(p, types, methods))
-    imports = "\n".join(f'\t"bigprog/p{p}"' for p in range(packages))
-    runs = "\n".join(f"\tn += len(p{p}.Run(len(os.Args)))" for p in range(packages))
-    (src / "main.go").write_text(
-        f'package main\n\nimport (\n\t"fmt"\n\t"os"\n{imports}\n)\n\n'
-        f"func main() {{\n\tn := 0\n{runs}\n\tfmt.Println(n)\n}}\n")
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(CACHE / key),
+    (src / "main.go").write_text(_main(packages, grpc_gopath is not None))
+    gopath = os.pathsep.join([str(CACHE / key), *([str(grpc_gopath)] if grpc_gopath else [])])
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": gopath,
            "GOCACHE": str(CACHE / "gocache"), "GOFLAGS": ""}
     tmp = out.with_suffix(".tmp")
     subprocess.run([f"/usr/lib/go-{go}/bin/go", "build", "-ldflags=-s -w", "-o", str(tmp),

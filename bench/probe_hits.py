@@ -1,86 +1,107 @@
-"""Probe hits per span, from the probes' own counters (gotrace trace --stats).
+"""Probe hits per request, from the probes' own counters (`gotrace ... --stats`).
 
-Runs each traced workload once and prints hits per request/RPC for every probe program:
-HTTP server and client (one keep-alive connection), gRPC server and unary client. Not a test.
+Each workload runs under its own gotrace session: a server traced by PID while an untraced
+client calls it, or a client launched by `gotrace run`. Every probe program of the session
+counts, the runtime's goroutine-creation probes included: they are hits the request pays
+for too. Sessions are independent, so a few run at once (counts do not depend on timing).
+`python -m bench` takes the unary servers' counts from its overhead rounds instead, which
+trace those servers anyway.
+
+    python bench/probe_hits.py [--calls N]     prints hits per request/RPC for each workload
 """
 
 from __future__ import annotations
 
-import re
-import signal
+import argparse
+import concurrent.futures
 import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testapps import matrix
+from bench.apps import Apps, build_apps, serve
+from bench.session import Gotrace, TraceStats
 
-CALLS = 2000
-
-
-def start(path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([str(path), *args], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().split()[1]
+STREAM_MESSAGES = 5  # messages per server-streaming RPC
+HIT_WORKLOADS = ("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
+                 "gRPC client, unary", "gRPC client, streaming")
 
 
-def traced(workload: list[str], pid: int | None) -> dict[str, int]:
-    """Run the workload under gotrace (attached to pid, or launching it); return hits."""
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = Path(tmp) / "ready"
-        base = [sys.executable, "-m", "gotrace"]
-        out = ["--jsonl", str(Path(tmp) / "spans.jsonl"), "--stats", "--ready-file", str(ready)]
-        if pid is None:
-            tracer = subprocess.Popen([*base, "run", *out, "--", *workload],
-                                      stderr=subprocess.PIPE, text=True)
-            _, err = tracer.communicate(timeout=600)
-        else:
-            tracer = subprocess.Popen([*base, "trace", "--pid", str(pid), *out],
-                                      stderr=subprocess.PIPE, text=True)
-            while not ready.exists():
-                time.sleep(0.05)
-            subprocess.run(workload, check=True, stdout=subprocess.DEVNULL)
-            time.sleep(0.5)
-            tracer.send_signal(signal.SIGINT)
-            _, err = tracer.communicate(timeout=60)
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", err.split("probe hits", 1)[-1])}
+@dataclass(frozen=True)
+class HitCount:
+    label: str
+    calls: int
+    hits: dict[str, int]  # per BPF program, over all calls
+
+    @property
+    def per_call(self) -> float:
+        return sum(self.hits.values()) / self.calls
+
+    def detail(self) -> str:
+        """Hits per call by probe, those below 0.005 (run-time events such as GC) summed."""
+        per_call = {k: v / self.calls for k, v in self.hits.items() if v}
+        text = ", ".join(f"{k} {n:.2f}" for k, n in per_call.items() if n >= 0.005)
+        rare = sum(n for n in per_call.values() if n < 0.005)
+        return text + (f", other probes {rare:.3f}" if rare else "")
 
 
-def report(label: str, hits: dict[str, int], prefix: str) -> None:
-    mine = {k: v for k, v in hits.items() if k.startswith(prefix)}
-    per_call = sum(mine.values()) / CALLS
-    detail = ", ".join(f"{k} {v / CALLS:.2f}" for k, v in mine.items())
-    print(f"{label:22} {per_call:5.2f} hits per call ({detail})", flush=True)
+def _server_side(server: Path, client: Callable[[str], list[str]]) -> TraceStats:
+    """Trace the server by PID while the client program runs against it untraced."""
+    with serve(server) as srv, Gotrace(["trace", "--pid", str(srv.pid), "--jsonl",
+                                        "/dev/null"]) as session:
+        session.ready()
+        subprocess.run(client(srv.addr), check=True, stdout=subprocess.DEVNULL)
+        return session.stop()
+
+
+def _client_side(server: Path, client: Callable[[str], list[str]]) -> TraceStats:
+    """Launch the client under `gotrace run` against an untraced server."""
+    with serve(server) as srv, Gotrace(["run", "--jsonl", "/dev/null", "--",
+                                        *client(srv.addr)]) as session:
+        return session.wait()
+
+
+def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats]]]:
+    def http(addr: str) -> list[str]:
+        return [str(apps.httpclient), "-url", f"http://{addr}/hello", "-n", str(calls)]
+
+    def unary(addr: str) -> list[str]:
+        return [str(apps.grpcclient), "-addr", addr, "-n", str(calls), "-streams", "0"]
+
+    def streaming(addr: str) -> list[str]:
+        return [str(apps.grpcclient), "-addr", addr, "-n", "0", "-streams", str(calls),
+                "-count", str(STREAM_MESSAGES)]
+
+    runs = [
+        lambda: _server_side(apps.httpserver, http),
+        lambda: _client_side(apps.httpserver, http),
+        lambda: _server_side(apps.grpcserver, unary),
+        lambda: _server_side(apps.grpcserver, streaming),
+        lambda: _client_side(apps.grpcserver, unary),
+        lambda: _client_side(apps.grpcserver, streaming),
+    ]
+    return list(zip(HIT_WORKLOADS, runs, strict=True))
+
+
+def count_hits(apps: Apps, calls: int, only: Collection[str] | None = None,
+               parallel: int = 4) -> list[HitCount]:
+    """Hits per call of every workload (or of those labelled in only)."""
+    todo = [w for w in workloads(apps, calls) if only is None or w[0] in only]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+        stats = list(pool.map(lambda item: item[1](), todo))
+    return [HitCount(label, calls, s.hits) for (label, _), s in zip(todo, stats, strict=True)]
 
 
 def main() -> None:
-    go = matrix.go_versions()[-1]
-    grpc = list(matrix.grpc_gopaths())[-1]
-    grpc_go = matrix.supported_go(grpc)[-1]
-    http_server = matrix.build(matrix.Cell("httpserver", go, "stripped"))
-    http_client = matrix.build(matrix.Cell("httpclient", go, "stripped"))
-    grpc_server = matrix.build(matrix.Cell("grpcserver", grpc_go, "stripped", grpc))
-    grpc_client = matrix.build(matrix.Cell("grpcclient", grpc_go, "stripped", grpc))
-
-    server, addr = start(http_server, "-addr", "127.0.0.1:0")
-    try:
-        load = [str(http_client), "-url", f"http://{addr}/hello", "-n", str(CALLS)]
-        report("HTTP server", traced(load, server.pid), "http_server")
-        report("HTTP client", traced(load, None), "http_client")
-    finally:
-        server.terminate()
-        server.wait()
-    server, addr = start(grpc_server, "-addr", "127.0.0.1:0")
-    try:
-        load = [str(grpc_client), "-addr", addr, "-n", str(CALLS), "-streams", "0"]
-        report("gRPC server", traced(load, server.pid), "grpc_server")
-        report("gRPC client (unary)", traced(load, None), "grpc_client")
-    finally:
-        server.terminate()
-        server.wait()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    for count in count_hits(build_apps(), args.calls):
+        print(f"{count.label:24} {count.per_call:5.2f} hits per call ({count.detail()})",
+              flush=True)
 
 
 if __name__ == "__main__":

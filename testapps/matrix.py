@@ -78,10 +78,12 @@ GRPC_GOPATHS_SCRIPT = REPO_DIR / "scripts" / "grpc_gopaths.sh"
 SYSTEM_GOPATH = Path("/usr/share/gocode")
 GO_ROOTS_GLOB = "/usr/lib/go-1.*"
 
-APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc")
-# httpgrpc (an HTTP front end calling gRPC) is built on demand by the tests that need it,
-# not part of the cell sets.
-GRPC_APPS = frozenset({"grpcserver", "grpcclient", "httpgrpc"})
+APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hitloop",
+        "loadgen")
+# Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC) by
+# the tests that need it; hitloop (uprobe cost calibration) and loadgen (HTTP and gRPC load
+# generator) by the benchmark (bench/).
+GRPC_APPS = frozenset({"grpcserver", "grpcclient", "httpgrpc", "loadgen"})
 
 # variant -> (extra `go build` arguments, CGO_ENABLED)
 VARIANT_FLAGS: dict[str, tuple[tuple[str, ...], bool]] = {

@@ -1,0 +1,70 @@
+"""The Go programs the benchmark runs: which builds of the test-app matrix, and starting the
+servers."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from testapps import matrix
+
+
+@dataclass(frozen=True)
+class Apps:
+    httpserver: Path
+    httpclient: Path
+    grpcserver: Path
+    grpcclient: Path
+    loadgen: Path
+    hitloop: Path
+    go: str  # the Go the HTTP programs are built with
+    grpc: str  # the grpc-go the gRPC programs are built with
+    grpc_go: str  # ... and their Go
+
+
+def build_apps() -> Apps:
+    """Stripped builds (as services ship) with the newest Go, and the newest grpc-go with
+    the newest Go it supports; built once, then taken from the matrix cache."""
+    go = matrix.go_versions()[-1]
+    grpc = list(matrix.grpc_gopaths())[-1]
+    grpc_go = matrix.supported_go(grpc)[-1]
+
+    def plain(app: str) -> Path:
+        return matrix.build(matrix.Cell(app, go, "stripped"))
+
+    def with_grpc(app: str) -> Path:
+        return matrix.build(matrix.Cell(app, grpc_go, "stripped", grpc))
+
+    return Apps(httpserver=plain("httpserver"), httpclient=plain("httpclient"),
+                grpcserver=with_grpc("grpcserver"), grpcclient=with_grpc("grpcclient"),
+                loadgen=with_grpc("loadgen"), hitloop=plain("hitloop"), go=go, grpc=grpc,
+                grpc_go=grpc_go)
+
+
+@dataclass(frozen=True)
+class Server:
+    pid: int
+    addr: str  # host:port
+
+
+@contextlib.contextmanager
+def serve(path: Path, *args: str) -> Iterator[Server]:
+    """Run a test server on a free loopback port until the block ends."""
+    proc = subprocess.Popen([str(path), "-addr", "127.0.0.1:0", *args], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"{path} did not start: {line!r}")
+        yield Server(proc.pid, line.split()[1])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

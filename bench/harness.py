@@ -1,0 +1,137 @@
+"""One benchmark run: what it measures (a Plan), every section measured, the report written."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from bench import REPO, attach, overhead, pipeline
+from bench.apps import Apps, build_apps
+from bench.bigprog import build_big_program
+from bench.calibrate import calibrate
+from bench.loadgen import SATURATION, Connections
+from bench.otlp_sink import otlp_sink
+from bench.probe_hits import count_hits
+from bench.report import render
+from bench.results import Results
+from bench.targets import Verdict, evaluate
+from testapps import matrix
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything one run measures."""
+
+    name: str
+    loop_calls: int  # calibration loop length
+    calibration_pairs: int
+    hit_calls: int  # requests/RPCs per probe-hit workload
+    hit_workloads: tuple[str, ...]  # of bench.probe_hits (the unary servers: from overhead)
+    overhead: overhead.Settings
+    pipeline: pipeline.Settings
+    attach_runs: int
+    big_binary: bool  # attach to a generated 25 MB-class service, else to a test app
+    parallel: bool  # run the sections at once: only where the figures do not matter
+
+
+FULL = Plan(
+    name="full", loop_calls=1_000_000, calibration_pairs=2, hit_calls=10_000,
+    hit_workloads=("HTTP client", "gRPC server, streaming", "gRPC client, unary",
+                   "gRPC client, streaming"),
+    overhead=overhead.Settings(pairs=2, seconds=5, rate=2000, busy_rate=1000,
+                               conns=Connections(fixed=4, saturation=16)),
+    pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
+                               seconds=4, conns=Connections(fixed=4, saturation=16)),
+    attach_runs=3, big_binary=True, parallel=False)
+QUICK = Plan(
+    name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
+    calibration_pairs=1, hit_calls=50, hit_workloads=("HTTP client", "gRPC server, streaming"),
+    overhead=overhead.Settings(pairs=1, seconds=0.5, rate=300, busy_rate=300,
+                               conns=Connections(fixed=2, saturation=4)),
+    pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
+                               conns=Connections(fixed=2, saturation=4)),
+    attach_runs=1, big_binary=False, parallel=True)
+
+# The unary servers' hit counts come from the overhead rounds, which trace them anyway.
+HITS_FROM_OVERHEAD = {"HTTP": "HTTP server", "gRPC": "gRPC server, unary"}
+
+# The generated service: about 25 MB stripped with an HTTP and a gRPC server linked in.
+BIG_PACKAGES, BIG_TYPES, BIG_METHODS = 60, 40, 6
+
+
+def _attach_binary(apps: Apps, big: bool) -> tuple[Path, str]:
+    if not big:
+        return apps.loadgen, "testapps/loadgen (stripped; HTTP and gRPC clients)"
+    gopath = matrix.grpc_gopaths()[apps.grpc].gopath
+    path = build_big_program(BIG_PACKAGES, BIG_TYPES, BIG_METHODS, apps.grpc_go, gopath)
+    return path, "a generated HTTP + gRPC service (stripped, bench/bigprog.py)"
+
+
+def _overhead(apps: Apps, settings: overhead.Settings) -> list[overhead.ProtocolResult]:
+    with otlp_sink() as sink:
+        return [overhead.measure(name, server, apps.loadgen, sink, settings)
+                for name, server in (("HTTP", apps.httpserver), ("gRPC", apps.grpcserver))]
+
+
+def _gotrace_version() -> str:
+    """The commit measured, and whether the working tree differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" with uncommitted changes" if git("status", "--porcelain") else "")
+
+
+def _machine(apps: Apps, plan: Plan) -> dict[str, str]:
+    return {"mode": plan.name, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "gotrace": _gotrace_version(), "CPUs": str(os.cpu_count()),
+            "load average at the start": f"{os.getloadavg()[0]:.1f}",
+            "kernel": os.uname().release, "Go": apps.go,
+            "grpc-go": f"{apps.grpc} (with Go {apps.grpc_go})"}
+
+
+def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, list[Verdict]]:
+    """Measure everything, write the report to out (profiles next to it) and return it."""
+    started = time.monotonic()
+
+    def section(what: str, measure: Callable[[], T]) -> T:
+        log(f"{what}: started")
+        result = measure()
+        log(f"{what}: done")
+        return result
+
+    log("building the programs")
+    apps = build_apps()
+    attach_binary, attach_label = _attach_binary(apps, plan.big_binary)
+    machine = _machine(apps, plan)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=5 if plan.parallel else 1) as pool:
+        calibration = pool.submit(section, "calibration of one uprobe hit", lambda: calibrate(
+            apps.hitloop, calls=plan.loop_calls, pairs=plan.calibration_pairs))
+        counted = pool.submit(section, "probe hits per request", lambda: count_hits(
+            apps, plan.hit_calls, only=plan.hit_workloads))
+        protocols = pool.submit(section, "target CPU per request", lambda: _overhead(
+            apps, plan.overhead))
+        spans = pool.submit(section, "tracer pipeline", lambda: pipeline.measure(
+            apps.httpserver, apps.loadgen, plan.pipeline,
+            out.with_name(f"{out.stem}-tracer.prof")))
+        attached = pool.submit(section, "attach time and memory", lambda: attach.measure(
+            attach_binary, attach_label, plan.attach_runs,
+            out.with_name(f"{out.stem}-attach.prof")))
+    hits = [p.hit_count(HITS_FROM_OVERHEAD[p.name]) for p in protocols.result()]
+    results = Results(machine, calibration.result(), hits + counted.result(),
+                      protocols.result(), spans.result(), attached.result(),
+                      time.monotonic() - started)
+    verdicts = evaluate(results)
+    out.write_text(render(results, verdicts) + "\n")
+    return results, verdicts

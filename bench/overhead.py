@@ -1,0 +1,155 @@
+"""What tracing costs the target: its CPU per request (from /proc/PID/stat of the server, so
+the tracer's own CPU is separate), throughput and latency, untraced vs traced.
+
+One server per protocol serves every condition: a trivial handler and one burning ~200 µs of
+CPU, each at a fixed request rate and at saturation. Rounds alternate between untraced and
+traced (bench.rounds), a traced round being one gotrace session exporting over OTLP to the
+sink while every condition runs once; each figure is the median over its rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.apps import serve
+from bench.loadgen import SATURATION, Connections, LoadResult, run_load
+from bench.otlp_sink import Sink
+from bench.probe_hits import HitCount
+from bench.procstat import cpu_seconds, machine_cpu_ticks
+from bench.rounds import alternation
+from bench.session import Gotrace
+
+WORK_US = 200  # CPU the busy handler burns per request
+TRIVIAL, BUSY = "trivial", f"~{WORK_US} µs of work"
+
+
+@dataclass(frozen=True)
+class Settings:
+    pairs: int  # untraced/traced round pairs
+    seconds: float  # per condition and round
+    rate: int  # the fixed request rate of the trivial handler, per second
+    busy_rate: int  # ... of the busy one (well below what the machine can do traced)
+    conns: Connections
+
+
+@dataclass(frozen=True)
+class Sample:
+    load: LoadResult
+    target_cpu_s: float
+    tracer_cpu_s: float | None  # None untraced
+    machine_busy: float  # share of all CPUs' time that was busy during the load
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.target_cpu_s / self.load.requests * 1e6
+
+
+def _median(samples: list[Sample], value: Callable[[Sample], float]) -> float:
+    return statistics.median(value(s) for s in samples)
+
+
+@dataclass
+class ConditionResult:
+    handler: str
+    rate: int  # SATURATION or requests per second
+    untraced: list[Sample] = field(default_factory=list)
+    traced: list[Sample] = field(default_factory=list)
+
+    def cpu_us(self, traced: bool) -> float:
+        return _median(self.traced if traced else self.untraced,
+                       lambda s: s.cpu_us_per_request)
+
+    @property
+    def added_cpu_us(self) -> float:
+        return self.cpu_us(True) - self.cpu_us(False)
+
+    @property
+    def added_spread_us(self) -> float:
+        """Half the range of the rounds' own differences (traced less untraced, pair by
+        pair): how far the rounds disagree about the added CPU."""
+        added = [t.cpu_us_per_request - u.cpu_us_per_request
+                 for u, t in zip(self.untraced, self.traced, strict=True)]
+        return (max(added) - min(added)) / 2
+
+    def ratio(self, value: Callable[[LoadResult], float]) -> float:
+        """traced / untraced, of the medians."""
+        return (_median(self.traced, lambda s: value(s.load))
+                / _median(self.untraced, lambda s: value(s.load)))
+
+    def machine_busy(self, traced: bool) -> float:
+        return _median(self.traced if traced else self.untraced, lambda s: s.machine_busy)
+
+    @property
+    def tracer_cpu_us_per_request(self) -> float:
+        return _median(self.traced, lambda s: (s.tracer_cpu_s or 0) / s.load.requests * 1e6)
+
+
+@dataclass
+class ProtocolResult:
+    name: str
+    conditions: list[ConditionResult]
+    hits: dict[str, int] = field(default_factory=dict)  # over every traced round
+    traced_requests: int = 0
+    attach_s: list[float] = field(default_factory=list)
+
+    @property
+    def hits_per_request(self) -> float:
+        return sum(self.hits.values()) / self.traced_requests
+
+    def hit_count(self, label: str) -> HitCount:
+        return HitCount(label, self.traced_requests, self.hits)
+
+
+def _targets(protocol: str, addr: str) -> dict[str, list[str]]:
+    if protocol == "HTTP":
+        return {TRIVIAL: ["-url", f"http://{addr}/hello"],
+                BUSY: ["-url", f"http://{addr}/work?us={WORK_US}"]}
+    grpc = ["-grpc", addr, "-method"]
+    return {TRIVIAL: [*grpc, "/demo.Echo/Say", "-value", "bench"],
+            BUSY: [*grpc, "/demo.Echo/Work", "-value", str(WORK_US)]}
+
+
+def measure(protocol: str, server: Path, loadgen: Path, sink: Sink,
+            settings: Settings) -> ProtocolResult:
+    conditions = [ConditionResult(h, r) for h, rate in ((TRIVIAL, settings.rate),
+                                                        (BUSY, settings.busy_rate))
+                  for r in (rate, SATURATION)]
+    result = ProtocolResult(protocol, conditions)
+    with serve(server) as srv:
+        targets = _targets(protocol, srv.addr)
+        for target in targets.values():  # warm up (the busy handler measures its loop)
+            run_load(loadgen, target, rate=settings.busy_rate, conns=settings.conns,
+                     seconds=0.5)
+
+        def one_round(session: Gotrace | None) -> list[Sample]:
+            samples = []
+            for cond in conditions:
+                target_before = cpu_seconds(srv.pid)
+                tracer_before = session.cpu() if session else 0.0
+                busy_before, all_before = machine_cpu_ticks()
+                load = run_load(loadgen, targets[cond.handler], rate=cond.rate,
+                                conns=settings.conns, seconds=settings.seconds)
+                busy, all_ = machine_cpu_ticks()
+                samples.append(Sample(load, cpu_seconds(srv.pid) - target_before,
+                                      session.cpu() - tracer_before if session else None,
+                                      (busy - busy_before) / max(1, all_ - all_before)))
+            return samples
+
+        for traced in alternation(settings.pairs):
+            if not traced:
+                for cond, sample in zip(conditions, one_round(None), strict=True):
+                    cond.untraced.append(sample)
+                continue
+            with Gotrace(["trace", "--pid", str(srv.pid), *sink.otlp_args]) as session:
+                result.attach_s.append(session.ready())
+                samples = one_round(session)
+                hits = session.stop().hits
+            for cond, sample in zip(conditions, samples, strict=True):
+                cond.traced.append(sample)
+            result.traced_requests += sum(s.load.requests for s in samples)
+            for name, n in hits.items():
+                result.hits[name] = result.hits.get(name, 0) + n
+    return result

@@ -1,0 +1,115 @@
+"""The tracer's side: CPU per exported span and sustained spans per second with OTLP export to
+a receiver in another process (bench.otlp_sink), the highest rate at which nothing is
+dropped, and how much CPU head sampling (OTEL_TRACES_SAMPLER=traceidratio, 0.1) saves.
+
+Each step is a gotrace session tracing the HTTP test server by PID while the load generator
+calls its trivial handler at one rate (or flat out); the tracer's CPU is read from /proc
+between the start of the load and the moment its last spans have been exported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.apps import serve
+from bench.loadgen import SATURATION, Connections, LoadResult, run_load
+from bench.otlp_sink import Sink, otlp_sink
+from bench.session import Gotrace, TraceStats
+
+# After the load: a server span whose client is on this host but not traced (the load
+# generator) is held 1 s for its client span, then exported with the next batch (<= 0.2 s).
+SETTLE_S = 1.5
+ALWAYS_ON = {"OTEL_TRACES_SAMPLER": "always_on"}
+RATIO = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    rates: tuple[int, ...]  # requests per second of each step; SATURATION: flat out
+    sampler_rate: int  # the rate (one of rates) at which the samplers are compared
+    seconds: float
+    conns: Connections
+
+
+@dataclass(frozen=True)
+class Step:
+    rate: int
+    load: LoadResult
+    stats: TraceStats
+    tracer_cpu_s: float
+    rss_mb: float  # VmRSS at the end of the step
+    peak_rss_mb: float  # VmHWM
+
+    @property
+    def spans_per_s(self) -> float:
+        return self.stats.exported / self.load.seconds
+
+    @property
+    def cpu_us_per_span(self) -> float:
+        return self.tracer_cpu_s / max(1, self.stats.exported) * 1e6
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.tracer_cpu_s / self.load.requests * 1e6
+
+    @property
+    def exported_fraction(self) -> float:
+        return self.stats.exported / self.load.requests
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    steps: list[Step]  # always_on, one per rate
+    sampled: Step  # traceidratio 0.1 at the sampler rate
+    profiled: Step  # always_on at the highest fixed rate, under bench.profiled
+    profile: Path
+    sent_to_sink: int  # spans exported by every session of this section
+    received: int  # by the sink
+
+    def step_at(self, rate: int) -> Step:
+        return next(s for s in self.steps if s.rate == rate)
+
+    @property
+    def busiest(self) -> Step:
+        """The step that exported the most spans per second."""
+        return max(self.steps, key=lambda s: s.spans_per_s)
+
+    @property
+    def lossless(self) -> list[Step]:
+        return [s for s in self.steps if s.stats.lost == 0]
+
+
+def _step(pid: int, url: str, loadgen: Path, sink: Sink, settings: Settings, rate: int,
+          env: dict[str, str], profile: Path | None = None) -> Step:
+    with Gotrace(["trace", "--pid", str(pid), *sink.otlp_args], env=env,
+                 profile=profile) as session:
+        session.ready()
+        if profile:
+            session.restart_profile()
+        before = session.cpu()
+        load = run_load(loadgen, ["-url", url], rate=rate, conns=settings.conns,
+                        seconds=settings.seconds)
+        time.sleep(SETTLE_S)
+        cpu = session.cpu() - before
+        rss, peak = session.memory("VmRSS"), session.memory("VmHWM")
+        return Step(rate, load, session.stop(), cpu, rss, peak)
+
+
+def measure(server: Path, loadgen: Path, settings: Settings, profile: Path) -> PipelineResult:
+    with otlp_sink() as sink, serve(server) as srv:
+        url = f"http://{srv.addr}/hello"
+        run_load(loadgen, ["-url", url], rate=SATURATION, conns=settings.conns, seconds=0.5)
+        steps: list[Step] = []
+        sampled = None
+        for rate in settings.rates:
+            steps.append(_step(srv.pid, url, loadgen, sink, settings, rate, ALWAYS_ON))
+            if rate == settings.sampler_rate:  # right after its always_on twin
+                sampled = _step(srv.pid, url, loadgen, sink, settings, rate, RATIO)
+        if sampled is None:
+            raise ValueError(f"sampler rate {settings.sampler_rate} is not one of the rates")
+        highest = max(r for r in settings.rates if r != SATURATION)
+        profiled = _step(srv.pid, url, loadgen, sink, settings, highest, ALWAYS_ON, profile)
+    sent = sum(s.stats.exported for s in (*steps, sampled, profiled))
+    return PipelineResult(steps, sampled, profiled, profile, sent, sink.received)

@@ -1,0 +1,168 @@
+"""The Markdown report of one benchmark run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.loadgen import SATURATION
+from bench.overhead import ProtocolResult
+from bench.pipeline import PipelineResult, Step
+from bench.profiles import summarize
+from bench.results import Results
+from bench.targets import Verdict
+
+PROFILE_LINES = 12
+SECTIONS = ("Targets", "Calibration: one uprobe hit", "Probe hits per request",
+            "Target CPU per request", "Tracer pipeline", "Attach time and memory")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows), ""]
+
+
+def _rate(rate: int) -> str:
+    return "saturation" if rate == SATURATION else f"{rate}/s"
+
+
+def _values(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def _targets(verdicts: list[Verdict]) -> list[str]:
+    passed = sum(v.passed for v in verdicts)
+    out = [f"## {SECTIONS[0]}", "",
+           f"{passed} of {len(verdicts)} met. Ratio = measured / limit.", ""]
+    out += _table(["Target", "Limit", "Measured", "Ratio", "Result"],
+                  [(v.target, v.limit, v.measured, f"{v.ratio:.2f}",
+                    "PASS" if v.passed else "**MISS**") for v in verdicts])
+    misses = [v for v in verdicts if not v.passed]
+    if misses:
+        out += ["Misses, by how much and why:", ""]
+        out += [f"- **{v.target}**: {v.why}" for v in misses]
+        out.append("")
+    return out
+
+
+def _calibration(results: Results) -> list[str]:
+    c = results.calibration
+    return [f"## {SECTIONS[1]}", "",
+            f"testapps/hitloop calls a never-inlined function {c.calls} times per run, timing "
+            "itself; runs alternate without and with an empty BPF program on its entry.", "",
+            f"- without the probe: {_values(c.plain_ns)} ns per call",
+            f"- with the probe: {_values(c.probed_ns)} ns per call",
+            f"- **one uprobe hit costs {c.hit_us:.2f} µs** (difference of the medians)", ""]
+
+
+def _hits(results: Results) -> list[str]:
+    return [f"## {SECTIONS[2]}", "",
+            "From the probes' own counters (`--stats`), every probe program of the session "
+            "included (the runtime's goroutine-creation probes too).", "",
+            *_table(["Workload", "Calls", "Hits per call", "By probe"],
+                    [(h.label, h.calls, f"{h.per_call:.2f}", h.detail())
+                     for h in results.hits])]
+
+
+def _protocol(proto: ProtocolResult, hit_us: float) -> list[str]:
+    floor = proto.hits_per_request * hit_us
+    rows = []
+    for c in proto.conditions:
+        rows.append((
+            c.handler, _rate(c.rate), f"{c.cpu_us(False):.1f}", f"{c.cpu_us(True):.1f}",
+            f"{c.added_cpu_us:+.1f} ± {c.added_spread_us:.1f}", f"{floor:.1f}",
+            f"{c.ratio(lambda load: load.rps):.3f}", f"{c.ratio(lambda load: load.p50_us):.2f}",
+            f"{c.ratio(lambda load: load.p99_us):.2f}",
+            f"{c.tracer_cpu_us_per_request:.1f}",
+            f"{c.machine_busy(False):.0%} / {c.machine_busy(True):.0%}",
+            f"{_values([s.cpu_us_per_request for s in c.untraced])} / "
+            f"{_values([s.cpu_us_per_request for s in c.traced])}",
+            f"{_values([s.load.rps for s in c.untraced])} / "
+            f"{_values([s.load.rps for s in c.traced])}"))
+    by_probe = proto.hit_count(proto.name).detail()
+    return [f"### {proto.name}", "",
+            f"Hits per request in the traced rounds: {proto.hits_per_request:.2f} ({by_probe}); "
+            f"attach {_values(proto.attach_s)} s.", "",
+            *_table(["Handler", "Rate", "CPU µs/req untraced", "traced", "added ± rounds",
+                     "floor (hits x hit)", "throughput ratio", "p50 ratio", "p99 ratio",
+                     "tracer CPU µs/req", "machine busy (untraced / traced)",
+                     "CPU µs/req per round (untraced / traced)",
+                     "req/s per round (untraced / traced)"], rows)]
+
+
+def _overhead(results: Results) -> list[str]:
+    out = [f"## {SECTIONS[3]}", "",
+           "The server's utime+stime from /proc/PID/stat per request (the tracer's CPU is its "
+           "own), medians over alternating untraced/traced rounds; ratios are traced / "
+           "untraced. Traced rounds export over OTLP to a receiver in another process; the "
+           "tracer's CPU per request there is approximate (spans leave the tracer up to 1.2 s "
+           "after their request, so partly in the next measurement).", ""]
+    for proto in results.overhead:
+        out += _protocol(proto, results.calibration.hit_us)
+    return out
+
+
+def _step_row(label: str, s: Step) -> tuple[object, ...]:
+    return (label, f"{s.load.rps:.0f}", f"{s.spans_per_s:.0f}", f"{s.cpu_us_per_span:.1f}",
+            f"{s.cpu_us_per_request:.1f}", s.stats.dropped, sum(s.stats.kernel_lost.values()),
+            f"{s.rss_mb:.0f}", f"{s.peak_rss_mb:.0f}")
+
+
+def _profile(path: Path) -> list[str]:
+    summary = summarize(path, PROFILE_LINES)
+    return [f"{summary.total_s:.1f} s of CPU profiled over all threads (`{path.name}`, a "
+            f"pstats file). Own time by package: {summary.package_shares(PROFILE_LINES)}. "
+            "The functions with the most own time:", "",
+            *_table(["Function", "Calls", "Own s", "Own share", "With callees s"],
+                    [(f"`{p.function}`", p.calls, f"{p.own_s:.2f}",
+                      f"{p.own_s / summary.total_s:.0%}", f"{p.total_s:.2f}")
+                     for p in summary.top])]
+
+
+def _pipeline(p: PipelineResult) -> list[str]:
+    rows = [_step_row(f"{_rate(s.rate)}, always_on", s) for s in p.steps]
+    rows.append(_step_row(f"{_rate(p.sampled.rate)}, traceidratio 0.1", p.sampled))
+    rows.append(_step_row(f"{_rate(p.profiled.rate)}, under the profiler", p.profiled))
+    lossless = max(p.lossless, key=lambda s: s.spans_per_s, default=None)
+    best = p.busiest
+    return [
+        f"## {SECTIONS[4]}", "",
+        "The HTTP server's trivial handler under load, traced by PID, spans exported over "
+        "OTLP/gRPC to a counting receiver in another process. Tracer CPU from /proc/PID/stat "
+        "of the gotrace process, from the start of the load until its spans were exported.",
+        "",
+        *_table(["Load", "Req/s", "Spans exported/s", "Tracer CPU µs/span",
+                 "Tracer CPU µs/req", "Dropped", "Lost in kernel", "RSS MB", "Peak RSS MB"],
+                rows),
+        f"- sustained: {best.spans_per_s:.0f} spans/s exported at {_rate(best.rate)}, "
+        f"{best.cpu_us_per_span:.1f} µs of tracer CPU each "
+        f"({1e6 / best.cpu_us_per_span:.0f} spans/s per core)",
+        "- highest rate with nothing dropped: " + (
+            f"{lossless.spans_per_s:.0f} spans/s ({_rate(lossless.rate)})" if lossless
+            else "none (every step dropped spans)")
+        + (": nothing was dropped even at the highest load this machine generated"
+           if len(p.lossless) == len(p.steps) else ""),
+        f"- the receiver got {p.received} spans; the sessions reported {p.sent_to_sink} "
+        "exported", "",
+        f"### Profile of the tracer at {_rate(p.profiled.rate)}", "", *_profile(p.profile)]
+
+
+def _attach(results: Results) -> list[str]:
+    a = results.attach
+    return [f"## {SECTIONS[5]}", "",
+            f"`gotrace trace --exe` on {a.binary}, {a.size_mb:.1f} MB: from the command's "
+            "start to --ready-file.", "",
+            f"- attach: {_values(a.seconds)} s",
+            f"- tracer peak RSS once attached (VmHWM): {_values(a.peak_rss_mb)} MB",
+            f"- a Python process that only compiles an empty BPF program with BCC: "
+            f"{a.bare_bcc_mb:.0f} MB peak", "",
+            "### Profile of one attach and detach", "", *_profile(a.profile)]
+
+
+def render(results: Results, verdicts: list[Verdict]) -> str:
+    machine = ", ".join(f"{k} {v}" for k, v in results.machine.items())
+    lines = ["# gotrace benchmark", "",
+             f"{machine}; the run took {results.seconds:.0f} s.", "",
+             *_targets(verdicts), *_calibration(results), *_hits(results),
+             *_overhead(results), *_pipeline(results.pipeline), *_attach(results)]
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""One `gotrace trace` or `gotrace run` process with --stats: when it was ready, its CPU and
+memory while it runs, and the counters it prints when it ends."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import REPO
+from bench.procstat import cpu_seconds, memory_mb
+
+
+@dataclass(frozen=True)
+class TraceStats:
+    """What `--stats` printed: probe hits per BPF program, spans exported and dropped by
+    the export pipeline, spans lost in the kernel by reason."""
+
+    hits: dict[str, int]
+    exported: int
+    dropped: int
+    kernel_lost: dict[str, int]
+
+    @property
+    def total_hits(self) -> int:
+        return sum(self.hits.values())
+
+    @property
+    def lost(self) -> int:
+        """Every span that did not reach the exporters' destination."""
+        return self.dropped + sum(self.kernel_lost.values())
+
+
+def _pairs(text: str, marker: str) -> dict[str, int]:
+    """The name=count pairs on the line that contains marker."""
+    for line in text.splitlines():
+        if marker in line:
+            return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line.split(marker, 1)[1])}
+    return {}
+
+
+def parse_stats(stderr: str) -> TraceStats:
+    """The counters of the lines `gotrace ... --stats` ends with, e.g.
+    'gotrace: 2000 spans; otlp: exported 1990, dropped 10 (queue_full 10)',
+    'gotrace: probe hits http_server_entry=2000, http_server_return=2000',
+    'gotrace: spans lost in the kernel ringbuf_full=3'."""
+    summary = next((line for line in stderr.splitlines()
+                    if re.match(r"gotrace: \d+ spans", line)), "")
+    return TraceStats(
+        hits=_pairs(stderr, "probe hits"),
+        exported=sum(int(n) for n in re.findall(r"exported (\d+)", summary)),
+        dropped=sum(int(n) for n in re.findall(r"dropped (\d+)", summary)),
+        kernel_lost=_pairs(stderr, "spans lost in the kernel"),
+    )
+
+
+class Gotrace:
+    """Starts `gotrace ARGS --stats --ready-file ...` (optionally under bench.profiled);
+    ready() waits for the probes to be attached and returns how long that took from the
+    command's start. As a context manager, it never leaves gotrace running behind it."""
+
+    def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 profile: Path | None = None) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="gotrace-bench-")
+        self._ready = Path(self._dir.name) / "ready"
+        self._stderr = open(Path(self._dir.name) / "stderr", "w+")  # noqa: SIM115
+        command, rest = args[0], list(args[1:])
+        runner = ["-m", "bench.profiled", str(profile)] if profile else ["-m", "gotrace"]
+        self._started = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, *runner, command, "--stats", "--ready-file", str(self._ready),
+             *rest],
+            cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+            stderr=self._stderr)
+
+    def __enter__(self) -> Gotrace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._close()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ready(self, timeout: float = 120) -> float:
+        while not self._ready.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gotrace exited with {self.process.returncode}: "
+                                   f"{self._output()}")
+            if time.monotonic() - self._started > timeout:
+                self.process.kill()
+                raise RuntimeError("gotrace did not attach in time")
+            time.sleep(0.01)
+        return time.monotonic() - self._started
+
+    def restart_profile(self) -> None:
+        """Under bench.profiled: profile only from now on."""
+        self.process.send_signal(signal.SIGUSR1)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def memory(self, key: str) -> float:
+        return memory_mb(self.pid, key)
+
+    def stop(self) -> TraceStats:
+        """SIGINT (detach, flush, exit) and the counters printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.wait()
+
+    def wait(self, timeout: float = 120) -> TraceStats:
+        """Wait for gotrace to end by itself (`gotrace run` when its program exits)."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        output = self._output()
+        self._close()
+        if code != 0:
+            raise RuntimeError(f"gotrace exited with {code}: {output}")
+        return parse_stats(output)
+
+    def _close(self) -> None:
+        self._stderr.close()
+        self._dir.cleanup()
+
+    def _output(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()

@@ -1,0 +1,157 @@
+"""The targets of the performance issue, checked against one run: each as a ratio of the
+measured figure to its limit, PASS or MISS, and for a miss by how much and why."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.overhead import BUSY
+from bench.pipeline import PipelineResult
+from bench.profiles import summarize
+from bench.results import Results
+
+HITS_PER_SPAN = 2
+CPU_FLOOR_FACTOR = 1.3
+TRACER_US_PER_SPAN = 25
+SPANS_PER_CORE = 40_000
+SAMPLER_SAVING = 5
+BUSY_THROUGHPUT = 0.95
+ATTACH_S = 3
+RSS_MB = 150
+EVIDENCE_LINES = 3  # profile entries quoted in a verdict
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: str
+    limit: str
+    measured: str
+    ratio: float  # measured / limit
+    passed: bool
+    why: str = ""  # for a miss: by how much and why
+
+
+def _profile_evidence(profile: Path, what: str) -> str:
+    summary = summarize(profile, EVIDENCE_LINES)
+    top = "; ".join(f"`{p.function}` {p.own_s / summary.total_s:.0%}" for p in summary.top)
+    return (f"Profile of {what} ({summary.total_s:.1f} s of CPU over all threads): own time "
+            f"by package {summary.package_shares(EVIDENCE_LINES + 1)}; most own time in "
+            f"{top}.")
+
+
+def _at_most(target: str, limit: float, unit: str, measured: float, text: str,
+             why: str) -> Verdict:
+    ratio = measured / limit
+    passed = ratio <= 1
+    miss = f"{ratio - 1:.0%} over the limit of {limit:g}{unit}. {why}"
+    return Verdict(target, f"≤ {limit:g}{unit}", text, ratio, passed, "" if passed else miss)
+
+
+def _at_least(target: str, limit: float, unit: str, measured: float, text: str,
+              why: str) -> Verdict:
+    ratio = measured / limit
+    passed = ratio >= 1
+    miss = f"{1 - ratio:.0%} short of {limit:g}{unit}. {why}"
+    return Verdict(target, f"≥ {limit:g}{unit}", text, ratio, passed, "" if passed else miss)
+
+
+def _hits(results: Results) -> list[Verdict]:
+    """Judged at the precision shown (two decimals): a process's own start-up (goroutines
+    created before the first call) adds a few hits spread over thousands of calls."""
+    return [_at_most(f"uprobe hits per request, {h.label}", HITS_PER_SPAN, "",
+                     round(h.per_call, 2), f"{h.per_call:.2f}",
+                     f"Hits per request by probe: {h.detail()}.")
+            for h in results.hits]
+
+
+def _cpu_added(results: Results) -> list[Verdict]:
+    cost = results.calibration.hit_us
+    verdicts = []
+    for proto in results.overhead:
+        for cond in proto.conditions:
+            if cond.rate == 0:  # saturation: CPU per request also moves with throughput
+                continue
+            floor = proto.hits_per_request * cost
+            added, spread = cond.added_cpu_us, cond.added_spread_us
+            per_hit = added / proto.hits_per_request
+            noise = (f" The rounds disagree by ± {spread:.1f} µs: the miss is within the "
+                     "machine's noise." if added - spread <= CPU_FLOOR_FACTOR * floor else "")
+            verdicts.append(_at_most(
+                f"target CPU added per request, {proto.name} {cond.handler}, {cond.rate}/s",
+                CPU_FLOOR_FACTOR, " x floor", added / floor,
+                f"{added:+.1f} ± {spread:.1f} µs ({cond.cpu_us(False):.1f} → "
+                f"{cond.cpu_us(True):.1f}) = {added / floor:.2f} x floor; floor "
+                f"{floor:.1f} µs = {proto.hits_per_request:.2f} hits x {cost:.2f} µs",
+                f"Each hit costs {per_hit:.1f} µs here against {cost:.2f} µs for an empty "
+                "program: the rest is the probes' own BPF work (map updates, user-memory "
+                f"reads, ring-buffer records).{noise}"))
+    return verdicts
+
+
+def _tracer(pipeline: PipelineResult) -> list[Verdict]:
+    busiest = pipeline.busiest
+    evidence = _profile_evidence(pipeline.profile, "the tracer at "
+                                 f"{pipeline.profiled.rate}/s")
+    per_core = 1e6 / busiest.cpu_us_per_span
+    return [
+        _at_most("tracer CPU per exported span", TRACER_US_PER_SPAN, " µs",
+                 busiest.cpu_us_per_span,
+                 f"{busiest.cpu_us_per_span:.1f} µs at {busiest.spans_per_s:.0f} spans/s",
+                 evidence),
+        _at_least("spans per second on one core (1 s / CPU per span)", SPANS_PER_CORE, "",
+                  per_core, f"{per_core:.0f} (reached {busiest.spans_per_s:.0f}/s here)",
+                  evidence),
+    ]
+
+
+def _sampler(pipeline: PipelineResult) -> Verdict:
+    on = pipeline.step_at(pipeline.sampled.rate)
+    ratio = pipeline.sampled
+    saving = on.cpu_us_per_request / ratio.cpu_us_per_request
+    return _at_least(
+        "tracer CPU, always_on / traceidratio 0.1", SAMPLER_SAVING, "x", saving,
+        f"{saving:.2f}x ({on.cpu_us_per_request:.1f} vs {ratio.cpu_us_per_request:.1f} µs "
+        f"per request at {on.rate}/s)",
+        f"With traceidratio 0.1, {ratio.exported_fraction:.0%} of the requests were still "
+        "exported (a sampler deciding in the kernel would export about 10%).")
+
+
+def _throughput(results: Results) -> list[Verdict]:
+    verdicts = []
+    for proto in results.overhead:
+        cond = next(c for c in proto.conditions if c.handler == BUSY and c.rate == 0)
+        ratio = cond.ratio(lambda load: load.rps)
+        tracer_share = statistics.median((s.tracer_cpu_s or 0) / s.load.seconds
+                                         for s in cond.traced)
+        verdicts.append(_at_least(
+            f"throughput traced / untraced, {proto.name} handler with {BUSY}",
+            BUSY_THROUGHPUT, "", ratio, f"{ratio:.3f}",
+            f"At saturation the tracer used {tracer_share:.0%} of a core and the target "
+            f"{cond.added_cpu_us:+.1f} µs more CPU per request ({cond.cpu_us(False):.0f} → "
+            f"{cond.cpu_us(True):.0f} µs); the machine's CPUs, which the server, load "
+            f"generator, tracer and receiver share, were {cond.machine_busy(False):.0%} busy "
+            f"untraced and {cond.machine_busy(True):.0%} traced."))
+    return verdicts
+
+
+def _attach(results: Results) -> list[Verdict]:
+    a = results.attach
+    seconds = statistics.median(a.seconds)
+    evidence = _profile_evidence(a.profile, "one attach and detach")
+    steady = max(s.rss_mb for s in results.pipeline.steps)
+    return [
+        _at_most(f"attach time, {a.binary} ({a.size_mb:.0f} MB)", ATTACH_S, " s", seconds,
+                 f"{seconds:.2f} s", evidence),
+        _at_most("tracer RSS, steady under load", RSS_MB, " MB", steady,
+                 f"{steady:.0f} MB (peak {max(a.peak_rss_mb):.0f} MB attaching)",
+                 f"A Python process that only compiles an empty BPF program with BCC "
+                 f"(LLVM in process) already peaks at {a.bare_bcc_mb:.0f} MB."),
+    ]
+
+
+def evaluate(results: Results) -> list[Verdict]:
+    return [*_hits(results), *_cpu_added(results), *_tracer(results.pipeline),
+            _sampler(results.pipeline), *_throughput(results), *_attach(results)]
+

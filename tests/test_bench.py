@@ -1,0 +1,88 @@
+"""Smoke test of the benchmark harness: `python -m bench --quick` in-process, every piece with a
+handful of requests, then the report's sections and the sanity of its numbers. No timing is
+checked: the figures of a quick run (all sections at once on a shared machine) mean nothing."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.harness import QUICK, run
+from bench.profiles import summarize
+from bench.report import SECTIONS
+from bench.results import Results
+from bench.session import parse_stats
+from bench.targets import Verdict
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
+
+# What the issue's targets ask about; each appears in at least one verdict.
+TARGET_TOPICS = ("uprobe hits per request", "target CPU added per request",
+                 "tracer CPU per exported span", "spans per second on one core",
+                 "traceidratio", "throughput traced / untraced", "attach time", "tracer RSS")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, list[Verdict], str]:
+    out = tmp_path_factory.mktemp("bench") / "REPORT.md"
+    results, verdicts = run(QUICK, out, lambda _: None)
+    return results, verdicts, out.read_text()
+
+
+def test_stats_lines_are_parsed() -> None:
+    stats = parse_stats(
+        '{"msg": "stopped", "exported": {"otlp": 10}}\n'
+        "gotrace: 12 spans; otlp: exported 10, dropped 2 (queue_full 2)\n"
+        "gotrace: probe hits newproc_entry=3, http_server_entry=12\n"
+        "gotrace: spans lost in the kernel ringbuf_full=1\n")
+    assert (stats.exported, stats.dropped, stats.lost) == (10, 2, 3)
+    assert stats.hits == {"newproc_entry": 3, "http_server_entry": 12}
+
+
+def test_report_has_every_section(quick_run) -> None:
+    _, verdicts, text = quick_run
+    for section in SECTIONS:
+        assert f"\n## {section}\n" in text
+    for topic in TARGET_TOPICS:
+        assert any(topic in v.target for v in verdicts), topic
+    for v in verdicts:
+        assert math.isfinite(v.ratio), v  # may be negative: noise on a quick run
+        assert v.passed or v.why, v
+        assert f"| {v.target} |" in text
+
+
+def test_calibration_and_hits(quick_run) -> None:
+    results, _, _ = quick_run
+    assert results.calibration.hit_us > 0
+    assert [h.label for h in results.hits] == ["HTTP server", "gRPC server, unary",
+                                                *QUICK.hit_workloads]
+    for count in results.hits:
+        assert count.calls > 0 and count.per_call >= 2, count  # an entry and an end at least
+
+
+def test_overhead_rounds(quick_run) -> None:
+    results, _, _ = quick_run
+    assert [p.name for p in results.overhead] == ["HTTP", "gRPC"]
+    for proto in results.overhead:
+        assert len(proto.conditions) == 4 and proto.attach_s
+        for cond in proto.conditions:
+            assert len(cond.untraced) == len(cond.traced) == QUICK.overhead.pairs
+            for sample in (*cond.untraced, *cond.traced):
+                assert sample.load.requests > 0 and sample.target_cpu_s >= 0
+            assert cond.cpu_us(True) > 0 and cond.ratio(lambda load: load.rps) > 0
+
+
+def test_pipeline_and_attach(quick_run) -> None:
+    results, _, _ = quick_run
+    spans = results.pipeline
+    for step in (*spans.steps, spans.sampled, spans.profiled):
+        assert step.stats.exported > 0 and step.tracer_cpu_s > 0 and step.rss_mb > 0
+    assert spans.received == spans.sent_to_sink
+    attached = results.attach
+    assert all(s > 0 for s in attached.seconds) and attached.bare_bcc_mb > 0
+    for profile in (spans.profile, attached.profile):
+        summary = summarize(Path(profile), 5)
+        assert summary.total_s > 0 and summary.top and summary.packages
