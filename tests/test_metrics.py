@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tracing import REPO, get, go_server, gotrace, stop
+from tracing import REPO, get, go_server, gotrace, stop, terminate
 
 from gotrace.errors import GotraceError
 from gotrace.export import LaneStats, PipelineStats
@@ -421,12 +421,7 @@ def prometheus(tmp_path: Path, target: str) -> Iterator[Callable[[str], list[dic
             time.sleep(0.2)
         yield query
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout=30)
 
 
 def wait_for_total(query: Callable[[str], list[dict]], promql: str, expected: float,
