@@ -263,18 +263,29 @@ class Program:
         self.bpf.cleanup()
 
 
-def compile_program(plan: Plan) -> Program:
-    try:
-        from bcc import BPF
-    except ImportError:
-        raise GotraceError("BCC's Python module is not importable: run scripts/setup.sh "
-                           "(Debian package python3-bpfcc)") from None
-    # BCC compiles against the running kernel's headers, or where BCC_KERNEL_SOURCE says.
+def require_kernel_headers() -> None:
+    """BCC compiles against the running kernel's headers, or where BCC_KERNEL_SOURCE says;
+    without them it prints pages of compiler errors."""
     kernel_build = Path(os.environ.get("BCC_KERNEL_SOURCE")
                         or f"/lib/modules/{os.uname().release}/build")
     if not (kernel_build / "include").exists():
         raise GotraceError(f"no kernel headers at {kernel_build}: install them "
                            "(scripts/setup.sh links Debian's when none match this kernel)")
+
+
+def bcc_compiler() -> type:
+    """BCC's BPF class, once it is importable and the kernel headers are there."""
+    try:
+        from bcc import BPF
+    except ImportError:
+        raise GotraceError("BCC's Python module is not importable: run scripts/setup.sh "
+                           "(Debian package python3-bpfcc)") from None
+    require_kernel_headers()
+    return BPF
+
+
+def compile_program(plan: Plan) -> Program:
+    BPF = bcc_compiler()
     cflags = [f"-I{BPF_DIR}", "-Wno-unused-function"]
     cflags += [f"-D{k}={v}" for k, v in plan.macros.items()]
     try:

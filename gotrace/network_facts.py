@@ -18,6 +18,7 @@ import ctypes
 from collections.abc import Callable
 from pathlib import Path
 
+from gotrace.bpfprog import bcc_compiler
 from gotrace.errors import GotraceError
 from gotrace.records import (
     EVENT_KIND_TCP_CONNECT,
@@ -100,11 +101,7 @@ class TcpEventSource:
     """The tracepoint program and its ring buffer (compiled once per tracer)."""
 
     def __init__(self, on_record: Callable[[bytes], None]) -> None:
-        try:
-            from bcc import BPF
-        except ImportError:
-            raise GotraceError("BCC's Python module is not importable: run scripts/setup.sh "
-                               "(Debian package python3-bpfcc)") from None
+        BPF = bcc_compiler()
         try:
             self.bpf = BPF(text=BPF_SOURCE.read_text(),
                            cflags=[f"-I{BPF_SOURCE.parent}", "-Wno-unused-function"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from collections import Counter
 
@@ -35,8 +36,11 @@ N_CALLS = sum(CALLS.values())
 def test_server_and_client_spans(tmp_path, receiver, server_cell):
     """Both sides traced by one gotrace: the server by PID, the client by executable."""
     receiver.clear()
-    client = matrix.build(matrix.Cell("grpcclient", server_cell.go, server_cell.variant,
-                                      server_cell.grpc))
+    # A copy of its own: --exe traces every process of the file, and only this test's
+    # client must run from this one.
+    client = tmp_path / "grpcclient"
+    shutil.copy2(matrix.build(matrix.Cell("grpcclient", server_cell.go, server_cell.variant,
+                                          server_cell.grpc)), client)
     with go_server(matrix.build(server_cell)) as (server, addr), \
             gotrace(tmp_path, "trace", "--pid", str(server.pid), "--exe", str(client),
                     "--stats", *otlp_args(receiver)) as tracer:

@@ -116,9 +116,10 @@ def test_client_call_from_handler_is_child_of_server_span(tmp_path, receiver, ro
     assert client["attributes"]["error.type"] == "404"
     assert client["status"] == "ERROR"
     assert client["attributes"]["network.peer.port"] == int(addr.rsplit(":", 1)[1])
-    # The inner request is served by the same process but arrives without a traceparent
-    # (nothing injects one yet): a trace of its own.
-    assert inner["trace_id"] != outer["trace_id"]
+    # The inner request arrives without a traceparent, over a connection whose other end
+    # is the client span's: same-host linking makes it the client span's child.
+    assert inner["trace_id"] == outer["trace_id"]
+    assert inner["parent_span_id"] == client["span_id"]
 
 
 def test_http_client_program_spans(tmp_path, receiver):
