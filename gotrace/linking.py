@@ -189,11 +189,16 @@ class SameHostLinker:
         self._held_count += 1
         return held
 
-    def _release(self, trace_id: bytes) -> None:
+    def _unhold(self, trace_id: bytes) -> _HeldTrace:
+        """Take a trace out of the held ones (and its root out of the waiting ones)."""
         held = self._held.pop(trace_id)
         self._held_count -= len(held.spans)
         if held.root is not None:
             self._unwait(held.root)
+        return held
+
+    def _release(self, trace_id: bytes) -> None:
+        held = self._unhold(trace_id)
         self._remember(trace_id, trace_id)
         self._ready.extend(held.spans)
 
@@ -249,10 +254,7 @@ class SameHostLinker:
         """The server's trace becomes the client's: in it, the server span is the client
         span's child."""
         old = server.trace_id
-        held = self._held.pop(old)
-        self._held_count -= len(held.spans)
-        if held.root is not None:
-            self._unwait(held.root)
+        held = self._unhold(old)
         new = self._current_id(client.trace_id)
         for span in held.spans:
             span.trace_id = new

@@ -28,6 +28,7 @@ from gotrace.records import (
     SPAN_KIND_HTTP_CLIENT,
     SpanRecord,
 )
+from gotrace.runtime_facts import count_between
 from gotrace.spans import AttributeValue
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "tcp_events.c"
@@ -84,11 +85,7 @@ class NetworkFacts:
         if not rec.flags & F_HAS_CONN:
             return {}
         start, end = rec.start_ns, rec.end_ns
-        count = 0
-        for t in reversed(self._retransmits.get(_connection(rec), ())):
-            if t < start:
-                break
-            count += t <= end
+        count = count_between(self._retransmits.get(_connection(rec), ()), start, end)
         attrs: dict[str, AttributeValue] = {"network.tcp.retransmits": count}
         if rec.kind in CLIENT_KINDS:
             handshake = self._connects.get(_endpoints(rec))

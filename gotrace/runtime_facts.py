@@ -14,6 +14,7 @@ Attributes (documented in the README):
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gotrace.records import EVENT_KIND_GC_CYCLE, EVENT_KIND_STW_PAUSE, SpanRecord
@@ -32,6 +33,16 @@ class ProcessGcTotals:
     def summary(self) -> str:
         return (f"{self.cycles} GC cycles, {self.pauses} stop-the-world pauses, "
                 f"{self.pause_ns / 1e6:.3f} ms stopped")
+
+
+def count_between(times: Sequence[int], start: int, end: int) -> int:
+    """How many of the ascending `times` fall in [start, end], looking from the newest."""
+    count = 0
+    for t in reversed(times):
+        if t < start:
+            break
+        count += t <= end
+    return count
 
 
 class RuntimeFacts:
@@ -68,9 +79,5 @@ class RuntimeFacts:
             if p_end <= start:
                 break
             pause += max(0, min(end, p_end) - max(start, p_start))
-        cycles = 0
-        for t in reversed(self._cycles.get(rec.pid, ())):
-            if t < start:
-                break
-            cycles += t <= end
+        cycles = count_between(self._cycles.get(rec.pid, ()), start, end)
         return {"go.gc.pause_ns": pause, "go.gc.cycles": cycles}
