@@ -113,3 +113,31 @@ def measure(server: Path, loadgen: Path, settings: Settings, profile: Path) -> P
         profiled = _step(srv.pid, url, loadgen, sink, settings, highest, ALWAYS_ON, profile)
     sent = sum(s.stats.exported for s in (*steps, sampled, profiled))
     return PipelineResult(steps, sampled, profiled, profile, sent, sink.received)
+
+
+def main(argv: list[str]) -> None:
+    """One always_on step, for work on the pipeline without the whole bench (needs root):
+
+        python -m bench.pipeline [RATE [SECONDS [PROFILE.prof]]]   (RATE 0: flat out)
+    """
+    from bench.apps import build_apps
+    from bench.loadgen import Connections
+
+    rate = int(argv[0]) if argv else 4000
+    seconds = float(argv[1]) if len(argv) > 1 else 4.0
+    profile = Path(argv[2]).resolve() if len(argv) > 2 else None
+    settings = Settings(rates=(rate,), sampler_rate=rate, seconds=seconds,
+                        conns=Connections(fixed=4, saturation=16))
+    apps = build_apps()
+    with otlp_sink() as sink, serve(apps.httpserver) as srv:
+        url = f"http://{srv.addr}/hello"
+        step = _step(srv.pid, url, apps.loadgen, sink, settings, rate, ALWAYS_ON, profile)
+    print(f"rate {rate}/s: {step.stats.exported} spans exported ({step.spans_per_s:.0f}/s), "
+          f"lost {step.stats.lost}, received {sink.received}; tracer CPU "
+          f"{step.cpu_us_per_span:.1f} µs per span, RSS {step.rss_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

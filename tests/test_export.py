@@ -17,7 +17,8 @@ from itertools import count
 from typing import Any
 
 import pytest
-from otlp_receiver import OtlpReceiver
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from otlp_receiver import OtlpReceiver, flatten, plain_attributes
 
 from gotrace.errors import GotraceError
 from gotrace.export import (
@@ -27,7 +28,8 @@ from gotrace.export import (
     PipelineStats,
     otlp_config,
 )
-from gotrace.export.otlp import OtlpExporter, to_readable_span
+from gotrace.export.otlp import OtlpExporter
+from gotrace.export.otlp_wire import TraceRequestEncoder
 from gotrace.spans import Resource, Span
 
 LIVENESS_S = 15.0
@@ -244,12 +246,46 @@ def test_otlp_failure_raises_with_the_reason(receiver: OtlpReceiver) -> None:
     exporter.shutdown()
 
 
-def test_sdk_resources_are_shared_per_process() -> None:
+def decoded(payload: bytes) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest.FromString(payload)
+
+
+def test_otlp_bytes_decode_to_the_spans_grouped_by_process() -> None:
+    spans = sample_spans()
+    request = decoded(TraceRequestEncoder("gotrace", version("gotrace")).encode(spans))
+    assert by_span_id(flatten(request)) == by_span_id([expected_otlp(s) for s in spans])
+    # One ResourceSpans per process, in the order of their first spans, attributes sorted.
+    assert [dict(plain_attributes(rs.resource.attributes)) for rs in request.resource_spans] \
+        == [FRONTEND.attributes, BACKEND.attributes]
+    assert [kv.key for kv in request.resource_spans[0].resource.attributes] \
+        == sorted(FRONTEND.attributes)
+    pb_spans = [span for rs in request.resource_spans for scope in rs.scope_spans
+                for span in scope.spans]
+    assert all(span.flags == 0x100 for span in pb_spans)  # the parent is not remote
+    assert all(span.HasField("status") for span in pb_spans)
+
+
+def test_otlp_bytes_carry_every_attribute_value() -> None:
+    values = {"zero": 0, "small": 127, "two-byte": 128, "port": 65535, "negative": -5,
+              "min": -(1 << 63), "max": (1 << 63) - 1, "ratio": 0.25, "yes": True,
+              "no": False, "empty": "", "unicode": "é✓", "long": "x" * 200,
+              "longer": "y" * 20_000}
+    span = Span(T1, b"\x01" * 8, None, "n" * 300, "CLIENT", START, START + 1, FRONTEND,
+                attributes={**values, "too big": 1 << 64})
+    encoder = TraceRequestEncoder("gotrace", "1.2.3")
+    for _ in range(2):  # encoded afresh, then from what the encoder remembered
+        (received,) = flatten(decoded(encoder.encode([span])))
+        assert received["attributes"] == values  # protobuf cannot hold 2**64: left out
+        assert received["name"] == span.name
+        assert (received["scope_name"], received["scope_version"]) == ("gotrace", "1.2.3")
+
+
+def test_otlp_resources_with_equal_attributes_encode_alike() -> None:
     twin = Resource(dict(reversed(list(FRONTEND.attributes.items()))))
-    a = to_readable_span(sample_spans()[0])
-    b = to_readable_span(Span(T1, b"\x01" * 8, None, "x", "INTERNAL", 1, 2, twin))
-    assert a.resource is b.resource
-    assert dict(a.resource.attributes) == FRONTEND.attributes
+    encoder = TraceRequestEncoder("gotrace", "1")
+    one = Span(T1, b"\x01" * 8, None, "x", "INTERNAL", 1, 2, FRONTEND)
+    other = Span(T1, b"\x01" * 8, None, "x", "INTERNAL", 1, 2, twin)
+    assert encoder.encode([one]) == encoder.encode([other])
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import random
 import subprocess
 
 from gotrace import records
 from gotrace.bpfprog import BPF_DIR
+from gotrace.record_view import unpack_record
 
 
 def c_layout(tmp_path) -> dict[str, int]:
@@ -47,3 +49,30 @@ def test_record_kinds_and_flags_match_the_header():
     for flag in ("HAS_PARENT", "REMOTE_PARENT", "TRANSPORT_ERROR", "HAS_CONN", "HAS_QUERY"):
         value = getattr(records, f"F_{flag}")
         assert f"#define SPAN_F_{flag} {value} " in header, flag
+
+
+def _ctypes_value(value: object) -> object:
+    """A ctypes field value as the fast reader gives it: byte arrays as bytes, other arrays
+    as tuples."""
+    if isinstance(value, ctypes.Array):
+        return bytes(value) if value._type_ in (ctypes.c_uint8, ctypes.c_int8) else tuple(value)
+    return value
+
+
+def test_fast_reader_agrees_with_the_ctypes_mirror():
+    rng = random.Random(6)
+    for _ in range(50):
+        data = bytes(rng.getrandbits(8) for _ in range(records.RECORD_SIZE))
+        data = data.replace(b"\0", b"\1")[:200] + data[200:]  # char fields with and without NUL
+        rec = records.SpanRecord.from_buffer_copy(data)
+        fields = unpack_record(data + b"tail")  # longer records: the head is the record
+        for name, *_ in records.SpanRecord._fields_:
+            if not name.startswith("_"):
+                assert getattr(fields, name) == _ctypes_value(getattr(rec, name)), name
+
+
+def test_ip_text_writes_addresses_as_people_do():
+    mapped = bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 5])
+    assert records.ip_text(mapped) == records.ip_text(mapped) == "10.0.0.5"
+    assert records.ip_text((ctypes.c_uint8 * 16)(*mapped)) == "10.0.0.5"
+    assert records.ip_text(bytes(15) + b"\x01") == "::1"

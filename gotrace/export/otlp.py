@@ -1,7 +1,13 @@
-"""OTLP export (gRPC or HTTP/protobuf) through the OpenTelemetry SDK's own exporters.
+"""OTLP export (gRPC or HTTP/protobuf): our own protobuf encoding, the SDK's transports.
 
-Our spans are converted to SDK ReadableSpans so the SDK does the protobuf encoding and the
-transport; retries beyond the short per-call budget in OtlpConfig are the pipeline's job.
+Spans are encoded by gotrace.export.otlp_wire, not through SDK ReadableSpans (which cost
+several times the CPU of everything else per span). The bytes are sent by the OpenTelemetry
+SDK's own exporters, so channels, TLS and certificates, compression, headers, timeouts,
+in-call retries and their log messages stay exactly the SDK's and follow its OTEL_*
+variables. Two small hooks hand them bytes instead of spans; they rely on internals of the
+SDK exporters (the gRPC stub and the HTTP client object), which tests/test_export.py checks
+against a real receiver for both protocols. Retries beyond the short per-call budget in
+OtlpConfig are the pipeline's job.
 """
 
 from __future__ import annotations
@@ -9,35 +15,31 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NamedTuple
 
+import grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
 )
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as HttpSpanExporter,
 )
-from opentelemetry.sdk.resources import Resource as SdkResource
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, TraceFlags
-from opentelemetry.trace import SpanKind as SdkSpanKind
-from opentelemetry.trace.status import Status, StatusCode
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from gotrace.errors import GotraceError
 from gotrace.export.otlp_config import OtlpConfig
-from gotrace.spans import AttributeValue, Span
+from gotrace.export.otlp_wire import TraceRequestEncoder
+from gotrace.spans import Span
 
 SCOPE_NAME = "gotrace"
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_KINDS = {
-    "SERVER": SdkSpanKind.SERVER,
-    "CLIENT": SdkSpanKind.CLIENT,
-    "INTERNAL": SdkSpanKind.INTERNAL,
-}
-_STATUS_CODES = {"UNSET": StatusCode.UNSET, "OK": StatusCode.OK, "ERROR": StatusCode.ERROR}
+_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+# Where the SDK's HTTP exporter logs (and _SdkFailureLog listens).
+_http_log = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
 
 
 def _gotrace_version() -> str:
@@ -47,43 +49,48 @@ def _gotrace_version() -> str:
         return "unknown"
 
 
-SCOPE = InstrumentationScope(SCOPE_NAME, _gotrace_version())
+class EncodedBatch(NamedTuple):
+    """An ExportTraceServiceRequest already encoded, and how many spans it holds."""
+
+    payload: bytes
+    count: int
 
 
-@lru_cache(maxsize=256)
-def _sdk_resource(key: tuple[tuple[str, AttributeValue], ...]) -> SdkResource:
-    """One SDK Resource per traced process, shared by all its spans.
+class _BytesTraceStub:
+    """TraceService's Export taking the request as bytes (the generated stub serializes a
+    message object)."""
 
-    Bounded because traced processes come and go over a long run.
-    """
-    return SdkResource(dict(key))
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.Export = channel.unary_unary(
+            _EXPORT_METHOD, request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString)
 
 
-def to_readable_span(span: Span) -> ReadableSpan:
-    trace_id = int.from_bytes(span.trace_id, "big")
-    context = SpanContext(trace_id=trace_id, span_id=int.from_bytes(span.span_id, "big"),
-                          is_remote=False, trace_flags=_SAMPLED)
-    parent = None
-    if span.parent_span_id is not None:
-        parent = SpanContext(trace_id=trace_id,
-                             span_id=int.from_bytes(span.parent_span_id, "big"),
-                             is_remote=False, trace_flags=_SAMPLED)
-    code = _STATUS_CODES[span.status]
-    # The SDK only keeps a description for ERROR (and warns about any other).
-    status = Status(code, span.status_message or None) if code is StatusCode.ERROR \
-        else Status(code)
-    return ReadableSpan(
-        name=span.name,
-        context=context,
-        parent=parent,
-        resource=_sdk_resource(span.resource.key),
-        attributes=dict(span.attributes),
-        kind=_KINDS[span.kind],
-        status=status,
-        start_time=span.start_time_unix_nano,
-        end_time=span.end_time_unix_nano,
-        instrumentation_scope=SCOPE,
-    )
+class _GrpcBytesExporter(GrpcSpanExporter):
+    """The SDK's gRPC exporter (channel, retries, reconnection), sending our bytes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._stub = _BytesTraceStub  # used again when the SDK reconnects
+        self._client = _BytesTraceStub(self._channel)
+
+    def _translate_data(self, data: EncodedBatch) -> bytes:  # type: ignore[override]
+        return data.payload
+
+    def _count_data(self, data: EncodedBatch) -> int:  # type: ignore[override]
+        return data.count
+
+
+class _HttpBytesExporter(HttpSpanExporter):
+    """The SDK's HTTP exporter (session, compression, retries), sending our bytes."""
+
+    def export(self, spans: EncodedBatch) -> SpanExportResult:  # type: ignore[override]
+        if self._shutdown:
+            _http_log.warning("Exporter already shutdown, ignoring batch")
+            return SpanExportResult.FAILURE
+        if self._client.export(spans.payload).success:
+            return SpanExportResult.SUCCESS
+        return SpanExportResult.FAILURE
 
 
 class _SdkFailureLog(logging.Filter):
@@ -122,12 +129,12 @@ class _SdkFailureLog(logging.Filter):
 _FAILURES = _SdkFailureLog()
 
 
-def _sdk_exporter(config: OtlpConfig) -> SpanExporter:
+def _sdk_exporter(config: OtlpConfig) -> _GrpcBytesExporter | _HttpBytesExporter:
     if config.protocol == "grpc":
-        return GrpcSpanExporter(endpoint=config.endpoint, insecure=config.insecure,
-                                headers=dict(config.headers), timeout=config.timeout_s)
-    return HttpSpanExporter(endpoint=config.endpoint, headers=dict(config.headers),
-                            timeout=config.timeout_s)
+        return _GrpcBytesExporter(endpoint=config.endpoint, insecure=config.insecure,
+                                  headers=dict(config.headers), timeout=config.timeout_s)
+    return _HttpBytesExporter(endpoint=config.endpoint, headers=dict(config.headers),
+                              timeout=config.timeout_s)
 
 
 class OtlpExporter:
@@ -135,6 +142,7 @@ class OtlpExporter:
 
     def __init__(self, config: OtlpConfig) -> None:
         self.config = config
+        self._encoder = TraceRequestEncoder(SCOPE_NAME, _gotrace_version())
         _FAILURES.install()
         try:
             self._sdk = _sdk_exporter(config)
@@ -146,8 +154,8 @@ class OtlpExporter:
     def export(self, spans: Sequence[Span]) -> bool:
         """True when delivered; raises GotraceError with the SDK's reason when not."""
         _FAILURES.take()
-        result = self._sdk.export([to_readable_span(span) for span in spans])
-        if result is SpanExportResult.SUCCESS:
+        batch = EncodedBatch(self._encoder.encode(spans), len(spans))
+        if self._sdk.export(batch) is SpanExportResult.SUCCESS:  # type: ignore[arg-type]
             return True
         reason = _FAILURES.take() or "no reason given"
         raise GotraceError(f"OTLP export to {self.config.endpoint} failed: {reason}")

@@ -1,0 +1,200 @@
+"""Spans to the OTLP protobuf wire format (an ExportTraceServiceRequest), written directly.
+
+Encoding through the OpenTelemetry SDK (ReadableSpan objects, then protobuf message objects)
+cost several times more CPU than everything else gotrace does per span. Here every field tag
+is a constant, a process's resource and the instrumentation scope are encoded once and
+reused, and string attributes (method, route, addresses: the same few values over and over)
+are encoded once per key and value. Field numbers are those of opentelemetry-proto's
+collector/trace/v1/trace_service.proto, trace/v1/trace.proto and common/v1/common.proto.
+
+What is written matches what the SDK exporters sent: span flags say the parent is not remote,
+a status on every span (its message only on ERROR), and an attribute whose value protobuf
+cannot carry (an int beyond int64) left out.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+from gotrace.spans import AttributeValue, Resource, Span
+
+# Wire types: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32; a tag is field << 3 | type.
+_REQUEST_RESOURCE_SPANS = 0x0A  # ExportTraceServiceRequest.resource_spans = 1
+_RESOURCE_SPANS_RESOURCE = 0x0A  # ResourceSpans.resource = 1
+_RESOURCE_SPANS_SCOPE_SPANS = 0x12  # ResourceSpans.scope_spans = 2
+_RESOURCE_ATTRIBUTES = 0x0A  # Resource.attributes = 1
+_SCOPE_SPANS_SCOPE = 0x0A  # ScopeSpans.scope = 1
+_SCOPE_SPANS_SPANS = 0x12  # ScopeSpans.spans = 2
+_SCOPE_NAME, _SCOPE_VERSION = 0x0A, 0x12  # InstrumentationScope.name = 1, version = 2
+_KV_KEY, _KV_VALUE = 0x0A, 0x12  # KeyValue.key = 1, value = 2
+_ANY_STRING, _ANY_BOOL, _ANY_INT, _ANY_DOUBLE = 0x0A, 0x10, 0x18, 0x21  # AnyValue 1, 2, 3, 4
+_STATUS_MESSAGE, _STATUS_CODE = 0x12, 0x18  # Status.message = 2, code = 3
+
+# Span: trace_id = 1, span_id = 2 (fixed-size bytes, so their length bytes are constant too),
+# parent_span_id = 4, name = 5, kind = 6, start/end_time_unix_nano = 7/8 (fixed64),
+# attributes = 9, status = 15, flags = 16 (fixed32).
+_TRACE_ID = b"\x0a\x10"
+_SPAN_ID = b"\x12\x08"
+_PARENT_SPAN_ID = b"\x22\x08"
+_NAME = 0x2A
+_KINDS = {"INTERNAL": b"\x30\x01", "SERVER": b"\x30\x02", "CLIENT": b"\x30\x03"}
+_TIMES = struct.Struct("<BQBQ")  # 0x39 start, 0x41 end
+_ATTRIBUTE = 0x4A
+_ATTRIBUTE_TAG = b"\x4a"
+_STATUS = 0x7A
+_STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
+_FLAGS = b"\x85\x01" + struct.pack("<I", 0x100)  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
+_DOUBLE = struct.Struct("<d")
+
+_2_63 = 1 << 63
+_INT64 = range(-_2_63, _2_63)
+_SMALL_VARINTS = [bytes((n,)) for n in range(0x80)]
+_MAX_CACHED_STRINGS = 4096  # distinct string attributes kept encoded; then cleared
+
+
+def varint(n: int) -> bytes:
+    """An unsigned varint; a negative int64 as its 64-bit two's complement (ten bytes)."""
+    if 0 <= n < 0x80:
+        return _SMALL_VARINTS[n]
+    if 0 < n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if 0 < n < 0x200000:  # ports, goroutine ids: the common longer ones, without a loop
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def field(tag: int, payload: bytes) -> bytes:
+    """A length-delimited field (a string, bytes or an embedded message)."""
+    return bytes((tag,)) + varint(len(payload)) + payload
+
+
+def _any_value(value: AttributeValue) -> bytes | None:
+    """An AnyValue's bytes; None for what it cannot hold."""
+    if isinstance(value, bool):  # before int: bool is an int
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return bytes((_ANY_INT,)) + varint(value) if value in _INT64 else None
+    if isinstance(value, float):
+        return bytes((_ANY_DOUBLE,)) + _DOUBLE.pack(value)
+    if isinstance(value, str):
+        return field(_ANY_STRING, value.encode("utf-8", "surrogatepass"))
+    return None
+
+
+def key_value(key: str, value: AttributeValue) -> bytes | None:
+    """A KeyValue's bytes; None when the value cannot be encoded."""
+    encoded = _any_value(value)
+    if encoded is None:
+        return None
+    return field(_KV_KEY, key.encode("utf-8", "surrogatepass")) + field(_KV_VALUE, encoded)
+
+
+def _int_heads(key: str) -> tuple[bytes, ...]:
+    """What precedes a non-negative int attribute's varint, by the varint's length (1-10):
+    the attribute's tag and length, the key, and the value's AnyValue tags and length."""
+    key_field = field(_KV_KEY, key.encode("utf-8", "surrogatepass"))
+    return (b"", *(_ATTRIBUTE_TAG + varint(len(key_field) + 3 + n) + key_field
+                   + bytes((_KV_VALUE, n + 1, _ANY_INT)) for n in range(1, 11)))
+
+
+def _scope(name: str, version: str) -> bytes:
+    scope = field(_SCOPE_NAME, name.encode()) + field(_SCOPE_VERSION, version.encode())
+    return field(_SCOPE_SPANS_SCOPE, scope)
+
+
+class TraceRequestEncoder:
+    """Writes ExportTraceServiceRequest bytes for batches of spans.
+
+    One per exporter (it caches what it encoded, and is not thread-safe; an exporter is only
+    called from its own pipeline thread).
+    """
+
+    def __init__(self, scope_name: str, scope_version: str) -> None:
+        self._scope = _scope(scope_name, scope_version)
+        self._resources: dict[tuple[tuple[str, AttributeValue], ...], bytes] = {}
+        self._strings: dict[tuple[str, str], bytes] = {}
+        self._int_heads: dict[str, tuple[bytes, ...]] = {}
+
+    def encode(self, spans: Iterable[Span]) -> bytes:
+        """The request: spans grouped by resource, each group in the order of its first span."""
+        groups: dict[int, tuple[Resource, list[bytes]]] = {}
+        encode_span = self._span
+        for span in spans:
+            group = groups.get(id(span.resource))
+            if group is None:
+                group = groups[id(span.resource)] = (span.resource, [])
+            body = encode_span(span)
+            group[1].append(bytes((_SCOPE_SPANS_SPANS,)) + varint(len(body)) + body)
+        parts = []
+        for resource, encoded in groups.values():
+            scope_spans = field(_RESOURCE_SPANS_SCOPE_SPANS, self._scope + b"".join(encoded))
+            parts.append(field(_REQUEST_RESOURCE_SPANS, self._resource(resource) + scope_spans))
+        return b"".join(parts)
+
+    def _resource(self, resource: Resource) -> bytes:
+        """ResourceSpans.resource, encoded once per distinct set of attributes."""
+        key = resource.key
+        encoded = self._resources.get(key)
+        if encoded is None:
+            if len(self._resources) >= 256:  # processes come and go over a long run
+                self._resources.clear()
+            attributes = (key_value(k, v) for k, v in key)
+            encoded = self._resources[key] = field(_RESOURCE_SPANS_RESOURCE, b"".join(
+                field(_RESOURCE_ATTRIBUTES, kv) for kv in attributes if kv is not None))
+        return encoded
+
+    def _span(self, span: Span) -> bytes:
+        parts = [_TRACE_ID, span.trace_id, _SPAN_ID, span.span_id]
+        if span.parent_span_id is not None:
+            parts += (_PARENT_SPAN_ID, span.parent_span_id)
+        if span.name:
+            parts.append(field(_NAME, span.name.encode("utf-8", "surrogatepass")))
+        parts += (_KINDS[span.kind],
+                  _TIMES.pack(0x39, span.start_time_unix_nano, 0x41, span.end_time_unix_nano),
+                  self._attributes(span.attributes.items()),
+                  self._status(span), _FLAGS)
+        return b"".join(parts)
+
+    def _attributes(self, items: Iterable[tuple[str, AttributeValue]]) -> bytes:
+        strings, int_heads = self._strings, self._int_heads
+        parts: list[bytes] = []
+        for key, value in items:
+            kind = type(value)
+            if kind is str:
+                encoded = strings.get((key, value))
+                if encoded is None:
+                    if len(strings) >= _MAX_CACHED_STRINGS:
+                        strings.clear()
+                    encoded = strings[key, value] = self._attribute(key, value)
+                parts.append(encoded)
+            elif kind is int and 0 <= value < _2_63:  # type: ignore[operator]
+                heads = int_heads.get(key)
+                if heads is None:
+                    heads = int_heads[key] = _int_heads(key)
+                number = _SMALL_VARINTS[value] if value < 0x80 else varint(value)  # type: ignore[operator, arg-type]
+                parts += (heads[len(number)], number)
+            else:
+                parts.append(self._attribute(key, value))
+        return b"".join(parts)
+
+    @staticmethod
+    def _attribute(key: str, value: AttributeValue) -> bytes:
+        encoded = key_value(key, value)
+        return b"" if encoded is None else field(_ATTRIBUTE, encoded)
+
+    @staticmethod
+    def _status(span: Span) -> bytes:
+        code = _STATUS_CODES[span.status]
+        body = b"" if code == 0 else bytes((_STATUS_CODE, code))
+        if code == 2 and span.status_message:
+            body = field(_STATUS_MESSAGE, span.status_message.encode("utf-8", "surrogatepass")) \
+                + body
+        return field(_STATUS, body)
+

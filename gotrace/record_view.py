@@ -1,0 +1,86 @@
+"""Fast reading of span records: one struct unpack per record instead of a ctypes copy.
+
+The struct format is derived from the ctypes mirror (gotrace.records.SpanRecord, the one
+description of the layout): every field at its ctypes offset, so fields added to the end of
+the record are read without changes here. A record becomes a RecordFields tuple whose
+attributes have SpanRecord's names and values, except that byte arrays (ids, addresses) are
+bytes and other arrays tuples, where ctypes gives array objects; char arrays are, as in
+ctypes, their bytes up to the first NUL. Fields whose names start with "_" (padding) are
+skipped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections import namedtuple
+from typing import Any
+
+from gotrace.records import RECORD_SIZE, SpanRecord
+
+_BYTES = (ctypes.c_char, ctypes.c_uint8, ctypes.c_int8)
+
+
+_INTEGER_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}  # signed; upper case is unsigned
+
+
+def _code(ctype: Any, name: str) -> str:
+    """The struct code (standard sizes) of a ctypes scalar: ctypes' own codes are native
+    ('L' is c_uint64 on 64-bit Linux but 4 bytes in a standard-size struct)."""
+    size = ctypes.sizeof(ctype)
+    if ctype._type_ in ("f", "d", "?"):
+        return str(ctype._type_)
+    if ctype._type_ not in "bBhHiIlLqQ" or size not in _INTEGER_CODES:
+        raise TypeError(f"SpanRecord.{name}: cannot unpack {ctype.__name__}")
+    signed = ctype(-1).value == -1
+    return _INTEGER_CODES[size] if signed else _INTEGER_CODES[size].upper()
+
+
+def _layout() -> tuple[struct.Struct, list[str], tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """(the struct, field names, indexes of char fields, (index, length) of scalar arrays)."""
+    codes: list[str] = []
+    names: list[str] = []
+    texts: list[int] = []
+    arrays: list[tuple[int, int]] = []
+    position = 0  # bytes described so far
+    values = 0  # values the struct yields so far
+    for name, ctype in SpanRecord._fields_:
+        offset = getattr(SpanRecord, name).offset
+        size = ctypes.sizeof(ctype)
+        codes.append(f"{offset - position}x")
+        position = offset + size
+        if name.startswith("_"):
+            codes.append(f"{size}x")
+            continue
+        names.append(name)
+        if issubclass(ctype, ctypes.Array) and ctype._type_ in _BYTES:
+            if ctype._type_ is ctypes.c_char:
+                texts.append(len(names) - 1)
+            codes.append(f"{ctype._length_}s")
+            values += 1
+        elif issubclass(ctype, ctypes.Array):
+            codes.append(f"{ctype._length_}{_code(ctype._type_, name)}")
+            arrays.append((values, ctype._length_))
+            values += ctype._length_
+        else:
+            codes.append(_code(ctype, name))
+            values += 1
+    codes.append(f"{RECORD_SIZE - position}x")
+    layout = struct.Struct("=" + "".join(codes))
+    assert layout.size == RECORD_SIZE
+    return layout, names, tuple(texts), tuple(arrays)
+
+
+_STRUCT, _NAMES, _TEXTS, _ARRAYS = _layout()
+RecordFields = namedtuple("RecordFields", _NAMES)  # type: ignore[misc]
+_make = RecordFields._make
+
+
+def unpack_record(data: bytes) -> RecordFields:
+    """The record at the start of data (at least RECORD_SIZE bytes) as RecordFields."""
+    values = list(_STRUCT.unpack_from(data))
+    for start, length in reversed(_ARRAYS):  # from the end: indexes before stay valid
+        values[start:start + length] = [tuple(values[start:start + length])]
+    for index in _TEXTS:
+        values[index] = values[index].partition(b"\0")[0]
+    return _make(values)
