@@ -18,7 +18,7 @@ from bench.bigprog import build_big_program
 from bench.calibrate import calibrate
 from bench.loadgen import SATURATION, Connections
 from bench.otlp_sink import otlp_sink
-from bench.probe_hits import count_hits
+from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT, count_hits
 from bench.report import render
 from bench.results import Results
 from bench.targets import Verdict, evaluate
@@ -46,7 +46,7 @@ class Plan:
 FULL = Plan(
     name="full", loop_calls=1_000_000, calibration_pairs=2, hit_calls=10_000,
     hit_workloads=("HTTP client", "gRPC server, streaming", "gRPC client, unary",
-                   "gRPC client, streaming"),
+                   "gRPC client, streaming", SCHED_WAIT),
     overhead=overhead.Settings(pairs=2, seconds=5, rate=2000, busy_rate=1000,
                                conns=Connections(fixed=4, saturation=16)),
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
@@ -54,7 +54,8 @@ FULL = Plan(
     attach_runs=3, big_binary=True, parallel=False)
 QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
-    calibration_pairs=1, hit_calls=50, hit_workloads=("HTTP client", "gRPC server, streaming"),
+    calibration_pairs=1, hit_calls=50,
+    hit_workloads=("HTTP client", "gRPC server, streaming", SCHED_WAIT),
     overhead=overhead.Settings(pairs=1, seconds=0.5, rate=300, busy_rate=300,
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
@@ -129,9 +130,10 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
             attach_binary, attach_label, plan.attach_runs,
             out.with_name(f"{out.stem}-attach.prof")))
     hits = [p.hit_count(HITS_FROM_OVERHEAD[p.name]) for p in protocols.result()]
-    results = Results(machine, calibration.result(), hits + counted.result(),
-                      protocols.result(), spans.result(), attached.result(),
-                      time.monotonic() - started)
+    hits += [h for h in counted.result() if h.label not in OPT_IN_WORKLOADS]
+    opt_in = [h for h in counted.result() if h.label in OPT_IN_WORKLOADS]
+    results = Results(machine, calibration.result(), hits, protocols.result(), spans.result(),
+                      attached.result(), time.monotonic() - started, opt_in)
     verdicts = evaluate(results)
     out.write_text(render(results, verdicts) + "\n")
     return results, verdicts

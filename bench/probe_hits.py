@@ -28,6 +28,9 @@ from bench.session import Gotrace, TraceStats
 STREAM_MESSAGES = 5  # messages per server-streaming RPC
 HIT_WORKLOADS = ("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
                  "gRPC client, unary", "gRPC client, streaming")
+# What opt-in probes add, measured like the rest; reported as a cost, not judged by a target.
+SCHED_WAIT = "HTTP server, --sched-wait"
+OPT_IN_WORKLOADS = {SCHED_WAIT: "HTTP server"}  # -> the workload it adds to
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,10 @@ class HitCount:
         return text + (f", other probes {rare:.3f}" if rare else "")
 
 
-def _server_side(server: Path, client: Callable[[str], list[str]]) -> TraceStats:
+def _server_side(server: Path, client: Callable[[str], list[str]], *flags: str) -> TraceStats:
     """Trace the server by PID while the client program runs against it untraced."""
     with serve(server) as srv, Gotrace(["trace", "--pid", str(srv.pid), "--jsonl",
-                                        "/dev/null"]) as session:
+                                        "/dev/null", *flags]) as session:
         session.ready()
         subprocess.run(client(srv.addr), check=True, stdout=subprocess.DEVNULL)
         return session.stop()
@@ -83,7 +86,8 @@ def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats
         lambda: _client_side(apps.grpcserver, unary),
         lambda: _client_side(apps.grpcserver, streaming),
     ]
-    return list(zip(HIT_WORKLOADS, runs, strict=True))
+    return [*zip(HIT_WORKLOADS, runs, strict=True),
+            (SCHED_WAIT, lambda: _server_side(apps.httpserver, http, "--sched-wait"))]
 
 
 def count_hits(apps: Apps, calls: int, only: Collection[str] | None = None,

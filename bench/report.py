@@ -8,6 +8,7 @@ from pathlib import Path
 from bench.loadgen import SATURATION
 from bench.overhead import ProtocolResult
 from bench.pipeline import PipelineResult, Step
+from bench.probe_hits import OPT_IN_WORKLOADS
 from bench.profiles import summarize
 from bench.results import Results
 from bench.targets import Verdict
@@ -58,10 +59,29 @@ def _calibration(results: Results) -> list[str]:
 def _hits(results: Results) -> list[str]:
     return [f"## {SECTIONS[2]}", "",
             "From the probes' own counters (`--stats`), every probe program of the session "
-            "included (the runtime's goroutine-creation probes too).", "",
+            "included (the runtime's goroutine-creation probe too, where it runs: Go before 1.21, "
+            "or --goroutine-ancestry).", "",
             *_table(["Workload", "Calls", "Hits per call", "By probe"],
                     [(h.label, h.calls, f"{h.per_call:.2f}", h.detail())
-                     for h in results.hits])]
+                     for h in results.hits]), *_opt_in(results)]
+
+
+def _opt_in(results: Results) -> list[str]:
+    """What opt-in probes add per request: their extra hits at the calibrated hit cost."""
+    if not results.opt_in_hits:
+        return []
+    base = {h.label: h.per_call for h in results.hits}
+    hit_us = results.calibration.hit_us
+    rows = []
+    for h in results.opt_in_hits:
+        extra = h.per_call - base.get(OPT_IN_WORKLOADS[h.label], 0.0)
+        rows.append((h.label, h.calls, f"{h.per_call:.2f}", f"{extra:.2f}",
+                     f"{extra * hit_us:.1f} µs", h.detail()))
+    return ["", "### Opt-in probes", "",
+            "What they add per request, at the calibrated cost of one hit (no target: they "
+            "run only when asked for).", "",
+            *_table(["Workload", "Calls", "Hits per call", "Added hits", "Added target CPU",
+                     "By probe"], rows)]
 
 
 def _protocol(proto: ProtocolResult, hit_us: float) -> list[str]:

@@ -20,3 +20,4 @@ class Results:
     pipeline: PipelineResult
     attach: AttachResult
     seconds: float  # the whole run
+    opt_in_hits: list[HitCount]  # bench.probe_hits.OPT_IN_WORKLOADS

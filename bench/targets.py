@@ -57,12 +57,38 @@ def _at_least(target: str, limit: float, unit: str, measured: float, text: str,
     return Verdict(target, f"≥ {limit:g}{unit}", text, ratio, passed, "" if passed else miss)
 
 
+# Why a workload takes more than HITS_PER_SPAN hits, quoted in its verdict when it does.
+HITS_WHY = {
+    "HTTP client": (
+        "The third, http_client_conn at (*persistConn).roundTrip's entry, is the one place "
+        "where the request meets its TCP connection on the calling goroutine: "
+        "(*Transport).roundTrip's arguments do not name the connection, which is picked "
+        "inside it (an idle one, or one dialled on another goroutine), and its results reach "
+        "it only through the response body's reader chain, whose types depend on the "
+        "response's framing and which a response without a body (NoBody) lacks. Beginning "
+        "the span at persistConn.roundTrip instead would drop the wait for a connection and "
+        "the dial from its duration, and every request whose dial fails."),
+    "gRPC client, streaming": (
+        "A stream may end on another goroutine (its reader's, or grpc's context watcher), so "
+        "NewStream's RET moves the record from the goroutine to the *clientStream it "
+        "returns: at NewStream's entry the stream does not exist yet, and nothing known "
+        "there names it later (the caller's context may serve many streams; "
+        "context.Background() always does). grpc itself calls (*clientStream).finish twice "
+        "per stream: every stream starts a goroutine that waits for the stream's context and "
+        "then calls finish, and finish cancels that context, so the second call (which "
+        "returns at once) always comes. Ending at (*csAttempt).finish, once per attempt, "
+        "would save that hit but add one to every unary call that fails (grpc finishes the "
+        "attempt in retryLocked before the call's finish) and to every retried attempt."),
+}
+
+
 def _hits(results: Results) -> list[Verdict]:
     """Judged at the precision shown (two decimals): a process's own start-up (goroutines
     created before the first call) adds a few hits spread over thousands of calls."""
     return [_at_most(f"uprobe hits per request, {h.label}", HITS_PER_SPAN, "",
                      round(h.per_call, 2), f"{h.per_call:.2f}",
-                     f"Hits per request by probe: {h.detail()}.")
+                     f"Hits per request by probe: {h.detail()}. {HITS_WHY.get(h.label, '')}"
+                     .rstrip())
             for h in results.hits]
 
 

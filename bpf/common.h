@@ -6,6 +6,18 @@
  */
 #include <uapi/linux/ptrace.h>
 #include "record.h"
+#ifdef SCHED_WAIT
+/* In bpf/sched.h, which follows this file in the program text (BCC rewrites map calls only
+ * in the main text, so shared code is concatenated, not included). */
+static __always_inline void sched_span_begin(struct span_record *rec);
+static __always_inline void sched_span_end(struct span_record *rec);
+#else
+#define sched_span_begin(rec)
+#define sched_span_end(rec)
+#endif
+/* In bpf/sampling.h, which follows this file in the program text. */
+static __always_inline __u16 root_decision(struct span_record *rec);
+static __always_inline int sampled_out(struct span_record *rec);
 
 #define GO_G(ctx) ((ctx)->r14)
 #define GO_ARG1(ctx) ((ctx)->ax)
@@ -31,13 +43,14 @@ struct go_slice {
     __s64 cap;
 };
 
-/* The span a goroutine works for: its own server span, or inherited from the goroutine that
- * started it (runtime.newproc1). */
+/* The span a goroutine works for, keyed by goroutine id (never reused, so an entry cannot be
+ * taken over by a later goroutine): its own server span, or, with ANCESTRY_NEWPROC, inherited
+ * from the goroutine that started it (bpf/runtime.c). */
 struct trace_ctx {
     __u8 trace_id[16];
     __u8 span_id[8];
     __u32 depth;  /* goroutine hops from the span's own goroutine */
-    __u32 _pad;
+    __u32 decision;  /* the trace's SPAN_F_DECISION flags */
 };
 
 BPF_RINGBUF_OUTPUT(spans, RINGBUF_PAGES);
@@ -49,10 +62,13 @@ BPF_PERCPU_ARRAY(probe_hits, __u64, MAX_PROBES);
 #define DROP_UNSUPPORTED_WRITER 2  /* not net/http's HTTP/1 response (e.g. HTTP/2 over TLS) */
 #define DROP_END_NOT_SEEN 3        /* a call began again before its end was seen */
 #define DROP_INJECT_SKIPPED 4      /* --inject-traceparent: no room, or not a buffered writer */
-#define DROP_REASONS 5
+#define DROP_SAMPLED_OUT 5         /* not lost: the sampler said no (bpf/sampling.h) */
+#define DROP_REASONS 6
 BPF_PERCPU_ARRAY(kernel_drops, __u64, DROP_REASONS);
 BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
-BPF_HASH(goroutine_ctx, __u64, struct trace_ctx, MAX_GOROUTINES);
+/* LRU: the entry of a span whose end is never seen (a panic) goes in time; a goroutine id never
+ * comes back to overwrite it. */
+BPF_TABLE("lru_hash", __u64, struct trace_ctx, goroutine_ctx, MAX_GOROUTINES);
 
 static __always_inline void count_hit(__u32 probe) {
     __u64 *n = probe_hits.lookup(&probe);
@@ -140,16 +156,31 @@ static __always_inline void read_conn(struct span_record *rec, __u64 conn_iface_
         rec->flags |= SPAN_F_HAS_CONN;
 }
 
+/* The context a span begun on goroutine g (id goid) is a child of, if any. With
+ * ANCESTRY_PARENT_GOID (Go >= 1.21, no newproc1 probe), a goroutine without a context of its own
+ * takes its creator's, found through g.parentGoid: the span the creator works for now. */
+static __always_inline struct trace_ctx *goroutine_context(__u64 g, __u64 goid) {
+    struct trace_ctx *found = goroutine_ctx.lookup(&goid);
+#ifdef ANCESTRY_PARENT_GOID
+    if (!found) {
+        __u64 creator = read_u64(g + OFF_runtime_g_parentGoid);
+        found = goroutine_ctx.lookup(&creator);
+    }
+#endif
+    return found;
+}
+
 /* Start a span's identity: a child of the goroutine's context when it has one. */
 static __always_inline void begin_span(struct span_record *rec, __u64 g) {
     random_bytes(rec->span_id, 2);
-    struct trace_ctx *parent = goroutine_ctx.lookup(&g);
+    struct trace_ctx *parent = goroutine_context(g, rec->goid);
     if (parent) {
         __builtin_memcpy(rec->trace_id, parent->trace_id, 16);
         __builtin_memcpy(rec->parent_span_id, parent->span_id, 8);
-        rec->flags |= SPAN_F_HAS_PARENT;
+        rec->flags |= SPAN_F_HAS_PARENT | (parent->decision & SPAN_F_DECISION);
     } else {
         random_bytes(rec->trace_id, 4);
+        rec->flags |= root_decision(rec);
     }
 }
 
@@ -162,6 +193,8 @@ static __always_inline void init_record(struct span_record *rec, __u16 kind, __u
     rec->goid = goroutine_id(g);
     rec->request_body_size = -1;
     rec->response_body_size = -1;
+    if (kind < EVENT_KIND_STW_PAUSE)
+        sched_span_begin(rec);
 }
 
 /* A fresh record in per-CPU scratch space (a record is too big for the BPF stack). */
@@ -175,18 +208,25 @@ static __always_inline struct span_record *new_record(__u16 kind, __u64 g) {
 
 /* The goroutine now works for this span: its calls and the goroutines it starts are
  * children of it until end_span_context. */
-static __always_inline void enter_span_context(__u64 g, struct span_record *rec) {
+static __always_inline void enter_span_context(struct span_record *rec) {
     struct trace_ctx own = {};
     __builtin_memcpy(own.trace_id, rec->trace_id, 16);
     __builtin_memcpy(own.span_id, rec->span_id, 8);
-    goroutine_ctx.update(&g, &own);
+    own.decision = rec->flags & SPAN_F_DECISION;
+    goroutine_ctx.update(&rec->goid, &own);
 }
 
 static __always_inline void end_span_context(__u64 g) {
-    goroutine_ctx.delete(&g);
+    __u64 goid = goroutine_id(g);
+    goroutine_ctx.delete(&goid);
 }
 
 static __always_inline void emit(struct span_record *rec) {
+    if (rec->kind < EVENT_KIND_STW_PAUSE) {
+        if (sampled_out(rec))
+            return;
+        sched_span_end(rec);
+    }
     if (spans.ringbuf_output(rec, sizeof(*rec), 0) != 0)
         count_drop(DROP_RINGBUF_FULL);
 }

@@ -45,7 +45,7 @@ int grpc_server_entry(struct pt_regs *ctx) {
         count_drop(DROP_INFLIGHT_FULL);
         return 0;
     }
-    enter_span_context(g, rec);
+    enter_span_context(rec);
     return 0;
 }
 

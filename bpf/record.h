@@ -23,6 +23,14 @@
 #define SPAN_F_TRANSPORT_ERROR 4  /* a client call ended with an error, no response */
 #define SPAN_F_HAS_CONN 8         /* the addresses below are known */
 #define SPAN_F_HAS_QUERY 16       /* the URL had a query string (not exported by default) */
+#define SPAN_F_SCHED 32           /* sched_ns holds the goroutine's scheduler waits (--sched-wait) */
+/* The trace's sampling decision (bpf/sampling.h): kept; or left to gotrace, which learns the
+ * trace of a same-host caller only when it links the spans. A span with neither is a client
+ * call of an unsampled trace to this host, sent only so that its callee is linked (and
+ * dropped) alike. */
+#define SPAN_F_SAMPLED 64
+#define SPAN_F_DEFERRED 128
+#define SPAN_F_DECISION (SPAN_F_SAMPLED | SPAN_F_DEFERRED)
 
 #define SPAN_METHOD_LEN 16
 #define SPAN_PATH_LEN 128
@@ -30,6 +38,15 @@
 #define SPAN_ROUTE_LEN 64
 #define SPAN_SCHEME_LEN 8
 #define SPAN_QUERY_LEN 128
+/* sched_ns slots: time runnable but not running, then blocked by reason (bpf/sched.h). */
+#define SCHED_SLOT_RUNNABLE 0
+#define SCHED_SLOT_NETWORK 1
+#define SCHED_SLOT_CHANNEL 2
+#define SCHED_SLOT_LOCK 3
+#define SCHED_SLOT_SLEEP 4
+#define SCHED_SLOT_SYSCALL 5
+#define SCHED_SLOT_OTHER 6
+#define SCHED_SLOTS 7
 
 struct span_record {
     __u64 start_ns;          /* CLOCK_MONOTONIC */
@@ -58,6 +75,7 @@ struct span_record {
     char path[SPAN_PATH_LEN];  /* URL path, or gRPC full method "/pkg.Service/Method" */
     char route[SPAN_ROUTE_LEN];
     char query[SPAN_QUERY_LEN];
+    __u64 sched_ns[SCHED_SLOTS];  /* the span's goroutine, during the span (SPAN_F_SCHED) */
 };
 
 #endif

@@ -1,42 +1,32 @@
-/* Goroutine ancestry: a goroutine started while its creator works for a span inherits that
- * span as its context, up to MAX_GOROUTINE_DEPTH hops.
+/* Goroutine ancestry, where a goroutine's creator is not enough (bpf/common.h
+ * goroutine_context): Go < 1.21, which has no g.parentGoid, or --goroutine-ancestry, which
+ * follows up to MAX_GOROUTINE_DEPTH hops and keeps the span a goroutine was started under. One
+ * hit per goroutine creation, at newproc1's RETs; built only with ANCESTRY_NEWPROC.
  *
- * runtime.newproc1(fn, callergp *g, callerpc, ...) *g runs on the system stack, so R14 holds
- * the M's g0 there: the entry notes the creator's context under g0, each RET hands it to the
- * new g (RAX). Every goroutine creation passes the RET, so a reused g never keeps a stale
- * context.
+ * runtime.newproc1(fn, callergp *g, ...) *g runs on the system stack (every caller, Go
+ * 1.19-1.26, wraps it in systemstack), so R14 holds the M's g0 there and the M's curg is still
+ * the goroutine that called go: callergp, recovered at the RET as g0.m.curg, where the
+ * argument registers no longer hold it. The new g comes back in RAX, its goid already set.
  */
 
-BPF_HASH(newproc_pending, __u64, struct trace_ctx, 4096);
-
-int newproc_entry(struct pt_regs *ctx) {
-    count_hit(PROBE_NEWPROC_ENTRY);
-    __u64 creator = GO_ARG2(ctx);
-    struct trace_ctx *parent = goroutine_ctx.lookup(&creator);
-    __u64 g0 = GO_G(ctx);
-    if (parent && parent->depth < MAX_GOROUTINE_DEPTH) {
-        struct trace_ctx child = *parent;
-        child.depth++;
-        newproc_pending.update(&g0, &child);
-    } else {
-        newproc_pending.delete(&g0);
-    }
-    return 0;
-}
-
+#ifdef ANCESTRY_NEWPROC
 int newproc_return(struct pt_regs *ctx) {
     count_hit(PROBE_NEWPROC_RETURN);
-    __u64 g0 = GO_G(ctx);
-    __u64 newg = GO_ARG1(ctx);
-    struct trace_ctx *child = newproc_pending.lookup(&g0);
-    if (child) {
-        goroutine_ctx.update(&newg, child);
-        newproc_pending.delete(&g0);
-    } else {
-        goroutine_ctx.delete(&newg);
-    }
+    __u64 m = read_u64(GO_G(ctx) + OFF_runtime_g_m);
+    __u64 creator = m ? read_u64(m + OFF_runtime_m_curg) : 0;
+    if (!creator)
+        return 0;
+    __u64 creator_goid = goroutine_id(creator);
+    struct trace_ctx *parent = goroutine_ctx.lookup(&creator_goid);
+    if (!parent || parent->depth >= MAX_GOROUTINE_DEPTH)
+        return 0;
+    struct trace_ctx child = *parent;
+    child.depth++;
+    __u64 child_goid = goroutine_id(GO_ARG1(ctx));
+    goroutine_ctx.update(&child_goid, &child);
     return 0;
 }
+#endif
 
 /* Stop-the-world pauses and GC cycles, per process: rare, so each is a record of its own.
  * stopTheWorldWithSema and startTheWorldWithSema run on the system stack of the M that stops

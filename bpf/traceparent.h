@@ -265,6 +265,7 @@ static __always_inline void read_traceparent(struct span_record *rec, __u64 m) {
     __builtin_memcpy(rec->trace_id, s->ids, 16);
     __builtin_memcpy(rec->parent_span_id, s->ids + 16, 8);
     rec->flags |= SPAN_F_HAS_PARENT | SPAN_F_REMOTE_PARENT;
+    remote_decision(rec, tp_hex_value(s->text[54]));  /* the flags' low hex digit */
 }
 
 #endif

@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import ipaddress
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gotrace.errors import GotraceError
 from gotrace.layout import Layout
-from gotrace.probes import ALL_PROBES, COMMON_FIELDS, OPT_IN_PROBES
+from gotrace.probes import ALL_PROBES, COMMON_FIELDS, OPT_IN_PROBES, runtime
 from gotrace.probes.base import Probe, macro_name, program_macro, type_hash_macro
+from gotrace.sampling import KEEP_ALL, SamplerConfig
+from gotrace.sched_wait import wait_class_macros
+from gotrace.spans import Connection
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 ALL_PROGRAMS = [a.program for p in ALL_PROBES for a in p.attachments]
@@ -26,7 +30,7 @@ PROBE_IDS = {program: i for i, program in enumerate(dict.fromkeys(ALL_PROGRAMS))
 
 # The DROP_* indexes of bpf/common.h, in order.
 KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer", "end_not_seen",
-                       "inject_skipped")
+                       "inject_skipped", "sampled_out")
 
 TUNABLES = {
     "RINGBUF_PAGES": 256,  # 1 MiB of finished spans between polls
@@ -51,19 +55,24 @@ class Plan:
 
 
 def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES, *,
-                inject_traceparent: bool = False) -> Plan:
+                opt_in: Collection[str] = (), sampler: SamplerConfig = KEEP_ALL
+                ) -> Plan:
     """The probes that can run on the layout. Opt-in probes (OPT_IN_PROBES) run only when
-    asked for: --inject-traceparent, which also needs the HTTP client probe."""
+    their library is in opt_in: nethttp_inject (--inject-traceparent), which also needs the
+    HTTP client probe, and sched (--sched-wait). runtime.DEEP_ANCESTRY in opt_in
+    (--goroutine-ancestry) chooses the runtime probe's ancestry (runtime.for_binary). The
+    sampler's rules are compiled in (bpf/sampling.h)."""
     missing_common = [f for f in COMMON_FIELDS if f not in layout.fields]
     if missing_common:
         raise GotraceError(f"{layout.path}: cannot resolve {', '.join(missing_common)}; "
                            "see `gotrace inspect`")
     probes: list[Probe] = []
     refused: dict[str, str] = {}
-    for probe in wanted:
+    ancestry, ancestry_macros = runtime.for_binary(layout.fields, runtime.DEEP_ANCESTRY in opt_in)
+    for probe in (ancestry if p is runtime.PROBE else p for p in wanted):
         if probe.library in layout.absent_libraries:
             continue
-        if probe.library in OPT_IN_PROBES and not inject_traceparent:
+        if probe.library in OPT_IN_PROBES and probe.library not in opt_in:
             continue
         gaps = [a.function for a in probe.attachments if a.function not in layout.functions]
         gaps += [f for f in probe.fields if f not in layout.fields]
@@ -88,12 +97,22 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES, *,
     macros.update({program_macro(p): i for p, i in PROBE_IDS.items()})
     macros["MAX_PROBES"] = len(PROBE_IDS)
     macros.update(TUNABLES)
+    macros.update(sampler.kernel_macros())
+    if ancestry in probes:
+        macros.update(ancestry_macros)
     libraries = {p.library for p in probes}
     if "nethttp_inject" in libraries and "nethttp_client" not in libraries:
         probes = [p for p in probes if p.library != "nethttp_inject"]
         refused["nethttp_inject"] = "the HTTP client probe cannot run"
     elif "nethttp_inject" in libraries:
         macros["INJECT_TRACEPARENT"] = 1
+    if "sched" in libraries:
+        classes = wait_class_macros(layout.wait_reasons)
+        if classes:
+            macros.update(classes, SCHED_WAIT=1)
+        else:
+            probes = [p for p in probes if p.library != "sched"]
+            refused["sched"] = "runtime.waitReasonStrings not found"
     readers = [p.library for p in probes
                if p.library in ("nethttp_server", "grpc_server", "nethttp_inject")]
     if readers:
@@ -191,10 +210,17 @@ def _traceparent_macros(layout: Layout) -> dict[str, int] | str:
 def _source(plan: Plan) -> str:
     """The program text. BCC makes BPF programs only of functions in the main text (not of
     included files), so the shared code and each probe's C are concatenated."""
-    parts = ["common.h", *(["traceparent.h"] if "HAS_TRACEPARENT" in plan.macros else []),
+    parts = ["common.h", "sampling.h", *(["sched.h"] if "SCHED_WAIT" in plan.macros else []),
+             *(["traceparent.h"] if "HAS_TRACEPARENT" in plan.macros else []),
              *(["gocontext.h"] if "HAS_GOCONTEXT" in plan.macros else []),
              *(p.source_file for p in plan.probes)]
     return "\n".join((BPF_DIR / name).read_text() for name in parts)
+
+
+def address_bytes(address: str) -> bytes:
+    """An address as the kernel records it: 16 bytes, IPv4 mapped into IPv6."""
+    ip = ipaddress.ip_address(address)
+    return ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
 
 
 RecordCallback = Callable[[bytes], None]
@@ -247,6 +273,23 @@ class Program:
         self._callback = callback  # keep a reference for as long as BCC may call it
         self.bpf["spans"].open_ring_buffer(callback)
 
+    def set_host_addresses(self, addresses: Iterable[str]) -> None:
+        """This host's addresses, for telling same-host callers (bpf/sampling.h)."""
+        table = self.bpf["host_addresses"]
+        for address in addresses:
+            key = table.Key()
+            ctypes.memmove(key.addr, address_bytes(address), 16)
+            table[key] = ctypes.c_uint8(1)
+
+    def mark_untraced_peer(self, conn: Connection) -> None:
+        """No traced client at the other end of this server-side connection: the kernel
+        decides its traces itself from now on (bpf/sampling.h)."""
+        table = self.bpf["untraced_peers"]
+        key = table.Key()
+        ctypes.memmove(key.peer_addr, address_bytes(conn.peer_address), 16)
+        key.peer_port, key.local_port = conn.peer_port, conn.local_port
+        table[key] = ctypes.c_uint8(1)
+
     def poll(self, timeout_ms: int) -> None:
         self.bpf.ring_buffer_poll(timeout_ms)
 
@@ -284,12 +327,80 @@ def bcc_compiler() -> type:
     return BPF
 
 
-def compile_program(plan: Plan) -> Program:
+# BCC 0.26 (Debian bookworm's) reads all of /proc/kallsyms again at every call of
+# bpf_probe_read_user in the program's text, to learn whether the kernel has that helper (if
+# not, it would substitute bpf_probe_read): about 85 ms per call site here, most of a probe
+# program's compile time. The kernels gotrace runs on have it (the ring buffers need 5.8, the
+# helper 5.5), so the programs call it under another name, declared as BCC's helpers.h
+# declares it (a pointer holding the helper's number), which BCC does not look into. #line
+# keeps the line numbers of compiler errors those of the program's own text.
+_READ_USER_UNCHECKED = """\
+static long (*const gotrace_read_user)(void *dst, __u32 size, const void *src) =
+    (void *)BPF_FUNC_probe_read_user;
+#define bpf_probe_read_user gotrace_read_user
+#line 1
+"""
+
+
+def compile_bpf(text: str, macros: dict[str, int], what: str) -> object:
+    """A loaded bcc.BPF module of the C text (which may include files of bpf/), with macros
+    as -D flags; a failure is a GotraceError naming what was being compiled."""
     BPF = bcc_compiler()
-    cflags = [f"-I{BPF_DIR}", "-Wno-unused-function"]
-    cflags += [f"-D{k}={v}" for k, v in plan.macros.items()]
+    cflags = [f"-I{BPF_DIR}", "-Wno-unused-function", *(f"-D{k}={v}" for k, v in macros.items())]
     try:
-        bpf = BPF(text=_source(plan), cflags=cflags)
-    except Exception as e:
-        raise GotraceError(f"cannot load the BPF program: {e}") from None
-    return Program(plan, bpf)
+        return BPF(text=_READ_USER_UNCHECKED + text, cflags=cflags)
+    except Exception as e:  # BCC raises bare Exception
+        raise GotraceError(f"cannot load {what}: {e}") from None
+    finally:
+        _trim_heap()
+
+
+def compile_program(plan: Plan) -> Program:
+    program = Program(plan, compile_bpf(_source(plan), plan.macros, "the BPF program"))
+    _drop_compiler_code()
+    return program
+
+
+_COMPILER_LIBRARIES = ("libLLVM", "libclang")
+_MADV_DONTNEED = 4
+
+
+def _compiler_code() -> list[tuple[int, int]]:
+    """(address, length) of the executable mappings of LLVM's and clang's libraries that
+    hold no private copy of a page (/proc/self/smaps 'Anonymous: 0 kB'): pages of those
+    are the file's, and can be read again from it whenever they are needed."""
+    found: list[tuple[int, int]] = []
+    code: tuple[int, int] | None = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            key, _, value = line.partition(" ")
+            if not key.endswith(":"):  # a mapping: "start-end perms offset dev inode [path]"
+                words = line.split()
+                library = os.path.basename(words[5]) if len(words) > 5 else ""
+                code = None
+                if words[1] == "r-xp" and library.startswith(_COMPILER_LIBRARIES):
+                    start, end = (int(x, 16) for x in words[0].split("-"))
+                    code = (start, end - start)
+            elif key == "Anonymous:" and code is not None and value.split()[0] == "0":
+                found.append(code)
+    return found
+
+
+def _trim_heap() -> None:
+    """Return to the system what LLVM and clang freed (some 40 MB a compilation), which
+    glibc's malloc otherwise keeps in its heaps, one per thread that compiled."""
+    libc = ctypes.CDLL(None)
+    if hasattr(libc, "malloc_trim"):  # glibc only
+        libc.malloc_trim(0)
+
+
+def _drop_compiler_code() -> None:
+    """Take the pages of LLVM's and clang's code (80 MB) out of gotrace's memory once a probe
+    program is compiled, the last compilation of an attach (the TCP program's comes first):
+    only another compilation runs that code again, reading its pages back from the page
+    cache (MADV_DONTNEED on unmodified file pages)."""
+    libc = ctypes.CDLL(None)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    with contextlib.suppress(OSError):
+        for address, length in _compiler_code():
+            libc.madvise(address, length, _MADV_DONTNEED)

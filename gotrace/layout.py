@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from gotrace import offsets_db
 from gotrace.gobin.binary import GoBinary
 from gotrace.gobin.typeinfo import split_type_name
+from gotrace.gobin.waitreasons import wait_reason_names
 from gotrace.manifest import Manifest, Spec, load_manifests
 
 FUNCTION_SOURCES = ("symtab", "pclntab")
@@ -53,6 +54,7 @@ class Layout:
     missing_types: list[str] = field(default_factory=list)
     not_applicable: list[str] = field(default_factory=list)
     absent_libraries: list[str] = field(default_factory=list)
+    wait_reasons: list[str] = field(default_factory=list)  # runtime.waitReasonStrings
 
     def to_json(self) -> dict:
         return {
@@ -75,6 +77,7 @@ class Layout:
                         "types": self.missing_types},
             "not_applicable": self.not_applicable,
             "absent_libraries": self.absent_libraries,
+            "wait_reasons": self.wait_reasons,
         }
 
 
@@ -201,4 +204,5 @@ def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,
         types.extend(t for t in manifest.types if t.name not in {x.name for x in types})
     _resolve_fields(binary, _applicable(binary, fields, layout), field_sources, layout)
     _resolve_types(binary, _applicable(binary, types, layout), layout)
+    layout.wait_reasons = wait_reason_names(binary.image)
     return layout

@@ -21,6 +21,7 @@ spans interleave). Spans whose peer is not on this host are never held.
 from __future__ import annotations
 
 import collections
+import functools
 import ipaddress
 import itertools
 from collections.abc import Iterable
@@ -56,13 +57,21 @@ def host_addresses() -> frozenset[str]:
     return frozenset(found)
 
 
-def is_local_peer(conn: Connection, local: frozenset[str]) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _loopback(address: str) -> bool | None:
+    """Whether an address is a loopback one; None when it is no address. Remembered: every
+    server span asks, about the same few addresses."""
     try:
-        peer = ipaddress.ip_address(conn.peer_address)
+        return ipaddress.ip_address(address).is_loopback
     except ValueError:
+        return None
+
+
+def is_local_peer(conn: Connection, local: frozenset[str]) -> bool:
+    loopback = _loopback(conn.peer_address)
+    if loopback is None:
         return False
-    return peer.is_loopback or conn.peer_address == conn.local_address or \
-        conn.peer_address in local
+    return loopback or conn.peer_address == conn.local_address or conn.peer_address in local
 
 
 @dataclass
@@ -94,8 +103,13 @@ class SameHostLinker:
         self._clients: dict[tuple[ConnKey, int], list[Span]] = {}
         self._client_ages: collections.deque[tuple[int, tuple[ConnKey, int], Span]] = \
             collections.deque()
-        self._waiting: dict[tuple[ConnKey, int], list[Span]] = {}
+        # Server spans waiting for their client, by id() so one leaves in O(1) (a busy
+        # keep-alive connection from an untraced client has thousands waiting).
+        self._waiting: dict[tuple[ConnKey, int], dict[int, Span]] = {}
         self._ready: list[Span] = []
+        # Connections on which a server span waited for a client span in vain: no traced
+        # client at the other end. The tracer tells the kernel (bpf/sampling.h), then clears.
+        self.untraced_peers: list[Connection | None] = []
 
     # --- the interface ---------------------------------------------------------------------
 
@@ -112,6 +126,7 @@ class SameHostLinker:
             if held is not None and held.deadline_ns == deadline:
                 if held.root is not None:
                     self.stats.unmatched += 1
+                    self.untraced_peers.append(held.root.connection)
                 self._release(trace_id)
         while self._client_ages and self._client_ages[0][0] <= now_ns - 2 * self.wait_ns:
             _, key, client = self._client_ages.popleft()
@@ -178,7 +193,7 @@ class SameHostLinker:
             self._link(span, client)
             return
         held.root = span
-        self._waiting.setdefault(self._server_key(span), []).append(span)
+        self._waiting.setdefault(self._server_key(span), {})[id(span)] = span
 
     def _hold(self, trace_id: bytes, span: Span, now_ns: int) -> _HeldTrace:
         held = self._held.get(trace_id)
@@ -231,7 +246,7 @@ class SameHostLinker:
 
     def _index_client(self, client: Span, now_ns: int) -> None:
         key = self._client_key(client)
-        for server in self._waiting.get(key, ()):
+        for server in self._waiting.get(key, {}).values():
             if self._sent(client, server):
                 self._link(server, client)
                 break
@@ -244,11 +259,11 @@ class SameHostLinker:
 
     def _unwait(self, server: Span) -> None:
         key = self._server_key(server)
-        waiting = [s for s in self._waiting.get(key, ()) if s is not server]
-        if waiting:
-            self._waiting[key] = waiting
-        else:
-            self._waiting.pop(key, None)
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            waiting.pop(id(server), None)
+            if not waiting:
+                del self._waiting[key]
 
     def _link(self, server: Span, client: Span) -> None:
         """The server's trace becomes the client's: in it, the server span is the client

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
-from gotrace.bpfprog import bcc_compiler
-from gotrace.errors import GotraceError
+from gotrace.bpfprog import compile_bpf
 from gotrace.records import (
     EVENT_KIND_TCP_CONNECT,
     EVENT_KIND_TCP_RETRANSMIT,
@@ -98,12 +99,7 @@ class TcpEventSource:
     """The tracepoint program and its ring buffer (compiled once per tracer)."""
 
     def __init__(self, on_record: Callable[[bytes], None]) -> None:
-        BPF = bcc_compiler()
-        try:
-            self.bpf = BPF(text=BPF_SOURCE.read_text(),
-                           cflags=[f"-I{BPF_SOURCE.parent}", "-Wno-unused-function"])
-        except Exception as e:  # BCC raises bare Exception
-            raise GotraceError(f"cannot load the TCP tracepoint program: {e}") from None
+        self.bpf = compile_bpf(BPF_SOURCE.read_text(), {}, "the TCP tracepoint program")
 
         def callback(_ctx: object, data: int, size: int) -> int:
             on_record(ctypes.string_at(data, size))
@@ -111,13 +107,34 @@ class TcpEventSource:
 
         self._callback = callback  # referenced for as long as BCC may call it
         self.bpf["tcp_events"].open_ring_buffer(callback)
+        self._lost = self.bpf["tcp_lost"]
+
+    @classmethod
+    def start(cls, on_record: Callable[[bytes], None]) -> Future[TcpEventSource]:
+        """Compile and load the program in a thread of its own, so that its compilation
+        overlaps what the caller does meanwhile (resolving the first binary's layout).
+
+        libbcc keeps the maps of every module in one unsynchronised table, so two compilations
+        must not overlap: take the result before compiling anything else with BCC. A failure
+        (a GotraceError) is raised there, in the caller's thread.
+        """
+        future: Future[TcpEventSource] = Future()
+
+        def compile_and_load() -> None:
+            try:
+                future.set_result(cls(on_record))
+            except Exception as e:  # handed over to whoever takes the result
+                future.set_exception(e)
+
+        threading.Thread(target=compile_and_load, name="gotrace-tcp-compile").start()
+        return future
 
     def poll(self) -> None:
         self.bpf.ring_buffer_poll(0)
 
     def lost(self) -> int:
         """Events the ring buffer had no room for."""
-        return int(self.bpf["tcp_lost"][ctypes.c_int(0)].value)
+        return int(self._lost[ctypes.c_int(0)].value)
 
     def close(self) -> None:
         self.bpf.cleanup()

@@ -23,6 +23,12 @@ F_REMOTE_PARENT = 2
 F_TRANSPORT_ERROR = 4
 F_HAS_CONN = 8
 F_HAS_QUERY = 16
+F_SCHED = 32
+F_SAMPLED = 64  # the trace is kept (bpf/sampling.h)
+F_DEFERRED = 128  # left to gotrace (gotrace/sampling.py); neither: sent only for linking
+
+# sched_ns slots (bpf/record.h SCHED_SLOT_*), in order.
+SCHED_SLOTS = ("runnable", "network", "channel", "lock", "sleep", "syscall", "other")
 
 
 class SpanRecord(ctypes.Structure):
@@ -53,6 +59,7 @@ class SpanRecord(ctypes.Structure):
         ("path", ctypes.c_char * 128),
         ("route", ctypes.c_char * 64),
         ("query", ctypes.c_char * 128),
+        ("sched_ns", ctypes.c_uint64 * len(SCHED_SLOTS)),
     ]
 
 
@@ -63,7 +70,21 @@ def text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
 
 
-def ip_text(raw: ctypes.Array) -> str:
-    """An address stored as 16 bytes (IPv4 mapped into IPv6) as people write it."""
-    addr = ipaddress.IPv6Address(bytes(raw))
-    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
+_IP_TEXTS: dict[bytes, str] = {}
+_MAX_IP_TEXTS = 4096  # distinct addresses remembered; then forgotten all at once
+
+
+def ip_text(raw: bytes | ctypes.Array) -> str:
+    """An address stored as 16 bytes (IPv4 mapped into IPv6) as people write it.
+
+    Remembered per address: a span needs its connection's addresses several times over, and
+    a tracer sees few distinct ones.
+    """
+    key = bytes(raw)
+    found = _IP_TEXTS.get(key)
+    if found is None:
+        if len(_IP_TEXTS) >= _MAX_IP_TEXTS:
+            _IP_TEXTS.clear()
+        addr = ipaddress.IPv6Address(key)
+        found = _IP_TEXTS[key] = str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
+    return found

@@ -11,6 +11,9 @@ from typing import Literal, NamedTuple
 
 AttributeValue = str | int | float | bool
 SpanKind = Literal["SERVER", "CLIENT", "INTERNAL"]
+# The kernel's sampling decision (gotrace/sampling.py): kept, left to gotrace, or no (a span
+# sent only so that linking can find its callee).
+Sampling = Literal["sampled", "deferred", "link-only"]
 StatusCode = Literal["UNSET", "OK", "ERROR"]
 
 
@@ -55,6 +58,7 @@ class Span:
     # times, whose conversion is re-measured as the tracer runs.
     monotonic_start_ns: int = 0
     monotonic_end_ns: int = 0
+    sampling: Sampling = "sampled"
 
     @property
     def duration_ns(self) -> int:

@@ -14,6 +14,8 @@ from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExpor
 from gotrace.linking import LinkStats
 from gotrace.listeners import pids_on_port
 from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
+from gotrace.probes.runtime import DEEP_ANCESTRY
+from gotrace.sampling import sampler_config
 from gotrace.status import StatusReporter, open_status, take_snapshot
 from gotrace.tracer import Tracer, require_root, require_user_memory_writes
 
@@ -71,6 +73,23 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      help="write a W3C traceparent header into outgoing HTTP/1 requests, so "
                      "that traces continue on other hosts (changes the programs' requests; "
                      "see README)")
+    run.add_argument("--sched-wait", action="store_true",
+                     help="add go.sched.* to spans: how long the request's goroutine waited "
+                     "to run and was blocked, by reason (costs a probe hit per goroutine "
+                     "state change; see README)")
+    run.add_argument("--goroutine-ancestry", action="store_true",
+                     help="follow work through up to four levels of goroutines started by a "
+                     "request's goroutine, each keeping the request it was started under "
+                     "(costs a probe hit per goroutine creation; see README)")
+    run.add_argument("--sampler", metavar="NAME",
+                     help="which traces to keep: always_on, always_off, traceidratio, "
+                     "parentbased_always_on (default), parentbased_always_off, "
+                     "parentbased_traceidratio, or adaptive (default from "
+                     "OTEL_TRACES_SAMPLER; see README)")
+    run.add_argument("--sampler-arg", metavar="ARG",
+                     help="the sampler's argument: a ratio for *traceidratio, "
+                     "'rate=N,slow=pNN|DURATION' for adaptive (default from "
+                     "OTEL_TRACES_SAMPLER_ARG)")
 
 
 def _exporters(args: argparse.Namespace) -> dict[str, Exporter]:
@@ -93,9 +112,11 @@ def _exporters(args: argparse.Namespace) -> dict[str, Exporter]:
 
 
 def _report(counters: tuple[dict[str, int], dict[str, int]], pipeline: ExportPipeline,
-            links: LinkStats) -> None:
+            links: LinkStats, sampler: str, sampled_out: tuple[int, int]) -> None:
     hits, drops = counters
     print(f"gotrace: {pipeline.stats().summary()}", file=sys.stderr)
+    print(f"gotrace: sampler {sampler}: spans sampled out {sampled_out[0]} in the kernel, "
+          f"{sampled_out[1]} by gotrace", file=sys.stderr)
     print(f"gotrace: same-host links {links.linked}, server spans with a local peer not "
           f"traced {links.unmatched}, released unlinked for lack of room {links.overflow}",
           file=sys.stderr)
@@ -126,8 +147,13 @@ class _Session:
         self.status: StatusReporter | None = None
         if args.inject_traceparent:
             require_user_memory_writes()
-        self.tracer = Tracer(self.pipeline, with_query=args.include_query,
-                             inject_traceparent=args.inject_traceparent)
+        opt_in = {"nethttp_inject"} if args.inject_traceparent else set()
+        if args.sched_wait:
+            opt_in.add("sched")
+        if args.goroutine_ancestry:
+            opt_in.add(DEEP_ANCESTRY)
+        self.tracer = Tracer(self.pipeline, with_query=args.include_query, opt_in=opt_in,
+                             sampler=sampler_config(args.sampler, args.sampler_arg))
         metrics = exporters.get("metrics")
         if isinstance(metrics, MetricsExporter):
             metrics.add_counters(kernel_counters(self.tracer.counters),
@@ -150,12 +176,14 @@ class _Session:
 
     def close(self) -> None:
         counters = self.tracer.counters()
+        sampled_out = self.tracer.sampled_out()
         self.tracer.close()
         self.pipeline.flush()
         if self.status is not None:
             self.status.stopped(take_snapshot(self.tracer, self.pipeline, counters[1]))
         if self.args.stats:
-            _report(counters, self.pipeline, self.tracer.linker.stats)
+            _report(counters, self.pipeline, self.tracer.linker.stats,
+                    self.tracer.sampler.name, sampled_out)
             print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
                   file=sys.stderr)
             for pid, totals in sorted(self.tracer.runtime.totals.items()):

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,9 @@ from gotrace.linking import SameHostLinker
 from gotrace.network_facts import NetworkFacts, TcpEventSource
 from gotrace.resource import process_resource
 from gotrace.runtime_facts import RuntimeFacts
-from gotrace.spans import Resource
+from gotrace.sampling import KEEP_ALL, SamplerConfig, SamplingGate
+from gotrace.sched_wait import SchedWait
+from gotrace.spans import Resource, Span
 
 ALL_PROCESSES = -1
 
@@ -102,10 +104,14 @@ def _alive(pid: int) -> bool:
 
 class Tracer:
     def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False,
-                 inject_traceparent: bool = False) -> None:
+                 opt_in: Collection[str] = (), sampler: SamplerConfig = KEEP_ALL
+                 ) -> None:
+        """opt_in: the opt-in probes to run (gotrace.probes.OPT_IN_PROBES)."""
         self.pipeline = pipeline
+        self.sampler = sampler
+        self.gate = SamplingGate(sampler)
         self.with_query = with_query
-        self.inject_traceparent = inject_traceparent
+        self.opt_in = frozenset(opt_in)
         self.clock = MonotonicClock()
         self.programs: dict[str, Program] = {}
         self.binaries: dict[tuple[int, int], TracedBinary] = {}
@@ -118,8 +124,12 @@ class Tracer:
         self.linker = SameHostLinker()
         self.runtime = RuntimeFacts()
         self.network = NetworkFacts()
-        self.tcp: TcpEventSource | None = None  # compiled with the first program
+        self.sched = SchedWait()
         self._tcp_raw: list[bytes] = []
+        # Compiled while the first binary's layout is resolved; taken before the first probe
+        # program is compiled, so the TCP program is loaded before gotrace says it is ready.
+        self._tcp_loading = TcpEventSource.start(self._tcp_raw.append)
+        self.tcp: TcpEventSource | None = None
 
     # --- attaching --------------------------------------------------------------------------
 
@@ -130,12 +140,13 @@ class Tracer:
             return traced
         with malformed_input_is_corrupt(path), GoBinary(path) as binary:
             layout = resolve(binary)
-        plan: Plan = plan_probes(layout, inject_traceparent=self.inject_traceparent)
+        plan: Plan = plan_probes(layout, opt_in=self.opt_in, sampler=self.sampler)
         if self.tcp is None:
-            self.tcp = TcpEventSource(self._tcp_raw.append)
+            self.tcp = self._tcp_loading.result()
         program = self.programs.get(plan.key)
         if program is None:
             program = compile_program(plan)
+            program.set_host_addresses(self.linker.local)
             program.open_ring_buffer(self._raw.setdefault(plan.key, []).append)
             self.programs[plan.key] = program
         traced = TracedBinary(path, layout, program)
@@ -212,7 +223,7 @@ class Tracer:
         signal.signal(signal.SIGTERM, self.stop)
 
     def _drain(self) -> None:
-        facts = (self.runtime, self.network)
+        facts = (self.runtime, self.network, self.sched)
         # TCP events first: each one that happened before a span ended is then known.
         decode_records(self._tcp_raw, lambda _pid: None, self.clock, facts)
         self._tcp_raw.clear()
@@ -225,9 +236,19 @@ class Tracer:
                                    self.clock, facts, self.with_query)
             self.spans_decoded += len(spans)
             self.records_skipped += len(batch) - len(spans) - (self.runtime.events - events)
-            self.pipeline.submit(self.linker.add(spans, time.monotonic_ns()))
+            self._submit(self.linker.add(spans, time.monotonic_ns()))
         if self.linker.held:
-            self.pipeline.submit(self.linker.expire(time.monotonic_ns()))
+            self._submit(self.linker.expire(time.monotonic_ns()))
+
+    def _submit(self, released: list[Span]) -> None:
+        """What the linker released, sampled, to the exporters; and what linking learnt
+        about connections, to the kernel."""
+        for conn in self.linker.untraced_peers:
+            if conn is not None:
+                for program in self.programs.values():
+                    program.mark_untraced_peer(conn)
+        self.linker.untraced_peers.clear()
+        self.pipeline.submit(self.gate.filter(released))
 
     def poll_once(self, timeout_ms: int = 100) -> None:
         programs = list(self.programs.values())
@@ -269,7 +290,7 @@ class Tracer:
                 if until_pids_exit is not None and not any(map(_alive, until_pids_exit)):
                     break
         self.poll_once(0)
-        self.pipeline.submit(self.linker.flush())
+        self._submit(self.linker.flush())
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
         hits: dict[str, int] = {}
@@ -282,7 +303,13 @@ class Tracer:
                 drops[k] = drops.get(k, 0) + v
         if self.tcp is not None:
             drops["tcp_events_lost"] = self.tcp.lost()
+        drops.pop("sampled_out", None)  # not lost: see sampled_out
         return hits, drops
+
+    def sampled_out(self) -> tuple[int, int]:
+        """Spans the sampler dropped: (in the kernel, here)."""
+        kernel = sum(program.counters()[1]["sampled_out"] for program in self.programs.values())
+        return kernel, self.gate.dropped
 
     def close(self) -> None:
         for traced in self.binaries.values():
@@ -292,6 +319,8 @@ class Tracer:
         for program in self.programs.values():
             program.close()
         self.programs.clear()
+        if self.tcp is None and self._tcp_loading.exception() is None:
+            self.tcp = self._tcp_loading.result()  # loaded after an attach failed: unload it
         if self.tcp is not None:
             self.tcp.close()
             self.tcp = None

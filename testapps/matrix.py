@@ -79,10 +79,10 @@ SYSTEM_GOPATH = Path("/usr/share/gocode")
 GO_ROOTS_GLOB = "/usr/lib/go-1.*"
 
 APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hitloop",
-        "loadgen")
-# Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC) by
-# the tests that need it; hitloop (uprobe cost calibration) and loadgen (HTTP and gRPC load
-# generator) by the benchmark (bench/).
+        "loadgen", "schedwait")
+# Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC) and
+# schedwait (routes that wait in known ways) by the tests that need them; hitloop (uprobe
+# cost calibration) and loadgen (HTTP and gRPC load generator) by the benchmark (bench/).
 GRPC_APPS = frozenset({"grpcserver", "grpcclient", "httpgrpc", "loadgen"})
 
 # variant -> (extra `go build` arguments, CGO_ENABLED)

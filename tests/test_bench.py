@@ -36,10 +36,10 @@ def test_stats_lines_are_parsed() -> None:
     stats = parse_stats(
         '{"msg": "stopped", "exported": {"otlp": 10}}\n'
         "gotrace: 12 spans; otlp: exported 10, dropped 2 (queue_full 2)\n"
-        "gotrace: probe hits newproc_entry=3, http_server_entry=12\n"
+        "gotrace: probe hits newproc_return=3, http_server_entry=12\n"
         "gotrace: spans lost in the kernel ringbuf_full=1\n")
     assert (stats.exported, stats.dropped, stats.lost) == (10, 2, 3)
-    assert stats.hits == {"newproc_entry": 3, "http_server_entry": 12}
+    assert stats.hits == {"newproc_return": 3, "http_server_entry": 12}
 
 
 def test_report_has_every_section(quick_run) -> None:

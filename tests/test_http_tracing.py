@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 from otlp_receiver import OtlpReceiver
-from tracing import get, go_server, gotrace, otlp_args, stop
+from tracing import get, go_server, gotrace, newproc_probed, otlp_args, probe_hits, stop
 
 from testapps import matrix
 
@@ -94,14 +94,30 @@ def test_server_spans(tmp_path, receiver, server_cell):
     assert len({s["span_id"] for s in spans}) == len(spans)
 
 
+# How a goroutine the handler starts finds the request: g.parentGoid with no probe (Go >= 1.21),
+# runtime.newproc1's RET probe (older Go), or that probe asked for (--goroutine-ancestry, which
+# leaves g.parentGoid unused, so /proxy-async links only through the probe).
+ANCESTRY = {"parentGoid": (-1, ()), "newproc-go1.19": (0, ()),
+            "newproc-asked": (-1, ("--goroutine-ancestry",))}
+
+
+@pytest.mark.parametrize("ancestry", ANCESTRY)
 @pytest.mark.parametrize("route", ["/proxy", "/proxy-async"])
-def test_client_call_from_handler_is_child_of_server_span(tmp_path, receiver, route):
+def test_client_call_from_handler_is_child_of_server_span(tmp_path, receiver, route, ancestry):
     receiver.clear()
-    cell = matrix.Cell("httpserver", matrix.go_versions()[-1], "stripped")
-    with go_server(matrix.build(cell)) as (server, addr), \
-            gotrace(tmp_path, "trace", "--pid", str(server.pid), *otlp_args(receiver)) as tracer:
+    version, flags = ANCESTRY[ancestry]
+    go = matrix.go_versions()[version]
+    with go_server(matrix.build(matrix.Cell("httpserver", go, "stripped"))) as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), "--stats", *flags,
+                    *otlp_args(receiver)) as tracer:
         assert get(addr, f"{route}?url=http://{addr}/notfound") == 404
-        stop(tracer)
+        _, err = stop(tracer)
+    hits = probe_hits(err)
+    # Two server spans (the route's and /notfound's), one client span; an entry probe may
+    # fire twice when the goroutine's stack grows first, a RET probe never does.
+    assert (hits["http_server_return"], hits["http_client_conn"],
+            hits["http_client_return"]) == (2, 1, 1)
+    assert ("newproc_return" in hits) == (bool(flags) or newproc_probed(go))
     spans = receiver.wait_for(3)
     by_kind: dict[str, list[dict]] = {}
     for s in spans:

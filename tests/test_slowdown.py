@@ -21,6 +21,11 @@ def test_flags_what_explains_most_of_the_span():
     assert slowdown(span(300_000_000, **{"network.tcp.retransmits": 2,
                                          "go.gc.pause_ns": 0})) == "2 TCP retransmits"
     assert slowdown(span(10_000_000)) == ""
+    assert slowdown(span(10_000_000, **{"go.sched.runnable_ns": 7_000_000,
+                                        "go.sched.blocked.lock_ns": 1_000_000})) == \
+        "waiting for CPU 70%"
+    assert slowdown(span(10_000_000, **{"go.sched.blocked.lock_ns": 8_000_000})) == \
+        "blocked on lock 80%"
 
 
 def test_console_line_shows_it():

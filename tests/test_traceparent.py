@@ -34,6 +34,7 @@ from gotrace.records import (
     SPAN_KIND_HTTP_SERVER,
     SpanRecord,
 )
+from gotrace.sampling import SamplerConfig
 from gotrace.spans import Resource
 from testapps import matrix
 
@@ -165,6 +166,9 @@ def programs():
         compiled.prog.close()
 
 
+ALWAYS_ON = SamplerConfig("always_on")
+
+
 def _query_name(rec: SpanRecord) -> str | None:
     query = urllib.parse.parse_qs(rec.query.decode("utf-8", "replace"))
     return query.get("name", [None])[0]
@@ -176,7 +180,9 @@ def run(request, programs) -> Run:
     path = str(matrix.build(cell))
     with GoBinary(path) as gb:
         layout = resolve(gb)
-    plan = plan_probes(layout)
+    # always_on: every valid traceparent continues, its sampled flag aside (which the
+    # parent-based samplers follow: tests/test_sampling.py).
+    plan = plan_probes(layout, sampler=ALWAYS_ON)
     assert plan.macros.get("HAS_TRACEPARENT") == 1, plan.refused
     compiled = programs.get(plan.key)
     if compiled is None:

@@ -16,10 +16,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def go_server(path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run a test server; yields (process, 'host:port')."""
+def go_server(path: Path, *args: str, env: dict[str, str] | None = None
+              ) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run a test server (with env, else this process's environment); yields (process,
+    'host:port')."""
     proc = subprocess.Popen([str(path), "-addr", "127.0.0.1:0", *args], stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -73,6 +75,19 @@ def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     return out, err
+
+
+def probe_hits(err: str) -> dict[str, int]:
+    """The hits per BPF program of a `--stats` session's stderr (programs never hit left out)."""
+    line = next(line for line in err.splitlines() if line.startswith("gotrace: probe hits "))
+    pairs = (item.split("=") for item in line.removeprefix("gotrace: probe hits ").split(", "))
+    return {name: int(count) for name, count in pairs}
+
+
+def newproc_probed(go: str) -> bool:
+    """Whether goroutine ancestry needs the runtime.newproc1 probe by default: on Go releases
+    without g.parentGoid (before 1.21)."""
+    return tuple(map(int, go.split("."))) < (1, 21)
 
 
 def get(addr: str, path: str, headers: dict[str, str] | None = None,

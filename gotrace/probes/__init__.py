@@ -7,16 +7,17 @@ from gotrace.probes import (
     nethttp_inject,
     nethttp_server,
     runtime,
+    sched,
 )
 from gotrace.probes.base import Probe
 
 # runtime first: the others need the goroutine context it maintains. nethttp_inject after
-# nethttp_client, whose C declares the map it reads; it runs only when asked for.
+# nethttp_client, whose C declares the map it reads. Opt-in probes run only when asked for.
 ALL_PROBES: tuple[Probe, ...] = (
     runtime.PROBE, nethttp_server.PROBE, nethttp_client.PROBE, nethttp_inject.PROBE,
-    grpc_server.PROBE, grpc_client.PROBE,
+    grpc_server.PROBE, grpc_client.PROBE, sched.PROBE,
 )
-OPT_IN_PROBES = frozenset({nethttp_inject.PROBE.library})
+OPT_IN_PROBES = frozenset({nethttp_inject.PROBE.library, sched.PROBE.library})
 
 # Fields the shared C (bpf/common.h) reads for every probe that reports a connection.
 COMMON_FIELDS = (

@@ -1,10 +1,20 @@
 """Goroutine ancestry: work a request's goroutine hands to goroutines it starts stays in its
-trace. Two hits per goroutine creation; none per request on a keep-alive connection.
+trace. Contexts are kept by goroutine id (bpf/common.h); how a goroutine finds its creator's
+depends on the binary and on --goroutine-ancestry (see for_binary):
+  - Go >= 1.21 by default: no probe at all. The runtime records each goroutine's creator
+    (g.parentGoid); a span begun on a goroutine without a context of its own is a child of
+    the span its creator works for at that moment. One hop.
+  - Go < 1.21, or --goroutine-ancestry: one hit per goroutine creation (runtime.newproc1's
+    RETs, bpf/runtime.c) copies the creator's context to the new goroutine then, up to
+    MAX_GOROUTINE_DEPTH hops.
 
 Also the runtime's own events, attributed to spans by gotrace/runtime_facts.py:
 stop-the-world pauses (three hits per pause) and GC cycle starts (one hit per cycle)."""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
 
 from gotrace.probes.base import Attachment, Probe
 
@@ -12,16 +22,33 @@ NEWPROC1 = "runtime.newproc1"
 STOP_THE_WORLD = "runtime.stopTheWorldWithSema"
 START_THE_WORLD = "runtime.startTheWorldWithSema"
 GC_START = "runtime.(*gcControllerState).startCycle"
+PARENT_GOID = "runtime.g.parentGoid"
+NEWPROC_FIELDS = ("runtime.g.m", "runtime.m.curg")  # g0.m.curg: newproc1's caller
+DEEP_ANCESTRY = "goroutine_ancestry"  # the opt-in (gotrace.bpfprog.plan_probes) of the flag
 
+NEWPROC_RETURN = Attachment(NEWPROC1, "return", "newproc_return")
+
+# Every attachment the runtime probe may have; for_binary says which run on a binary.
 PROBE = Probe(
     library="runtime",
     attachments=(
-        Attachment(NEWPROC1, "entry", "newproc_entry"),
-        Attachment(NEWPROC1, "return", "newproc_return"),
+        NEWPROC_RETURN,
         Attachment(STOP_THE_WORLD, "entry", "stw_begin"),
         Attachment(START_THE_WORLD, "entry", "stw_restart_called"),
         Attachment(START_THE_WORLD, "return", "stw_end"),
         Attachment(GC_START, "entry", "gc_cycle"),
     ),
-    fields=("runtime.g.goid",),
+    fields=("runtime.g.goid", *NEWPROC_FIELDS),
 )
+
+
+def for_binary(fields: Collection[str], goroutine_ancestry: bool) -> tuple[Probe, dict[str, int]]:
+    """The runtime probe for a binary whose resolved fields are `fields`, and the macro that
+    tells the C which ancestry it gets: ANCESTRY_PARENT_GOID (no newproc1 probe) where the
+    runtime has g.parentGoid and deeper ancestry was not asked for, else ANCESTRY_NEWPROC."""
+    if goroutine_ancestry or PARENT_GOID not in fields:
+        return PROBE, {"ANCESTRY_NEWPROC": 1}
+    lazy = dataclasses.replace(
+        PROBE, attachments=tuple(a for a in PROBE.attachments if a is not NEWPROC_RETURN),
+        fields=("runtime.g.goid", PARENT_GOID))
+    return lazy, {"ANCESTRY_PARENT_GOID": 1}

@@ -1,0 +1,103 @@
+/* Sampling, decided in the kernel: a span of an unsampled trace costs its probe hits and
+ * nothing more. The decision is made once per trace where it begins in this process and
+ * travels with the goroutine context (struct trace_ctx.decision) to every span of the trace.
+ *
+ * SAMPLER_ROOT, for a trace that begins here: 0 never, 1 always, 2 by its id (traceidratio:
+ * kept when the trace id's last 8 bytes, read big-endian and shifted right by one, are below
+ * SAMPLER_BOUND = ratio x 2^63, the rule of OpenTelemetry's SDKs, so that every process and
+ * SDK given the same ratio decides a trace alike). SAMPLER_PARENT_BASED: an incoming
+ * traceparent's sampled flag decides (parentbased_*); without it the root rule applies to the
+ * incoming trace id.
+ *
+ * A server span whose caller is on this host may be the child of a traced client span in
+ * another process, whose decision only gotrace sees once it links the two (gotrace/linking.py):
+ * such a span is sent DEFERRED, and so is its trace here, unless gotrace has found that no
+ * traced client sits at the connection's other end (untraced_peers). Conversely, a client
+ * span of an unsampled trace to this host is still sent, without a decision, so that its
+ * callee's spans are linked and dropped with it.
+ */
+#ifndef GOTRACE_SAMPLING_H
+#define GOTRACE_SAMPLING_H
+
+struct ip_key {
+    __u8 addr[16];  /* IPv4 as ::ffff:a.b.c.d */
+};
+
+struct peer_key {
+    __u8 peer_addr[16];
+    __u16 peer_port;
+    __u16 local_port;
+    __u32 _pad;
+};
+
+/* Both filled by gotrace: this host's addresses; connections whose peer is not traced. */
+BPF_HASH(host_addresses, struct ip_key, __u8, 1024);
+BPF_TABLE("lru_hash", struct peer_key, __u8, untraced_peers, 65536);
+
+static __always_inline int trace_id_sampled(const __u8 *trace_id) {
+#if SAMPLER_ROOT == 2
+    __u64 low = 0;
+    __builtin_memcpy(&low, trace_id + 8, 8);
+    return (__builtin_bswap64(low) >> 1) < (__u64)SAMPLER_BOUND;
+#else
+    return SAMPLER_ROOT;
+#endif
+}
+
+static __always_inline int is_loopback(const __u8 *a) {
+    __u64 hi = 0, lo = 0;
+    __builtin_memcpy(&hi, a, 8);
+    __builtin_memcpy(&lo, a + 8, 8);
+    if (hi != 0)
+        return 0;
+    /* ::1, or ::ffff:127.0.0.0/8 (bytes 10-11 0xff, byte 12 127), little-endian words */
+    return lo == 0x0100000000000000ULL || (lo & 0xffffffffULL) == 0xffff0000ULL &&
+           ((lo >> 32) & 0xff) == 127;
+}
+
+static __always_inline int peer_on_this_host(struct span_record *rec) {
+    if (!(rec->flags & SPAN_F_HAS_CONN))
+        return 0;
+    if (is_loopback(rec->peer_addr))
+        return 1;
+    __u64 *peer = (__u64 *)rec->peer_addr, *local = (__u64 *)rec->local_addr;
+    if (peer[0] == local[0] && peer[1] == local[1])
+        return 1;
+    struct ip_key key = {};
+    __builtin_memcpy(key.addr, rec->peer_addr, 16);
+    return host_addresses.lookup(&key) != 0;
+}
+
+static __always_inline __u16 root_decision(struct span_record *rec) {
+    int server = rec->kind == SPAN_KIND_HTTP_SERVER || rec->kind == SPAN_KIND_GRPC_SERVER;
+    if (server && peer_on_this_host(rec)) {
+        struct peer_key key = {.peer_port = rec->peer_port, .local_port = rec->local_port};
+        __builtin_memcpy(key.peer_addr, rec->peer_addr, 16);
+        if (!untraced_peers.lookup(&key))
+            return SPAN_F_DEFERRED;
+    }
+    return trace_id_sampled(rec->trace_id) ? SPAN_F_SAMPLED : 0;
+}
+
+/* Once an incoming traceparent (flags: its last field) set the trace id and the parent. */
+static __always_inline void remote_decision(struct span_record *rec, __u8 flags) {
+#if SAMPLER_PARENT_BASED
+    int keep = flags & 1;
+#else
+    int keep = trace_id_sampled(rec->trace_id);
+#endif
+    rec->flags = (rec->flags & ~SPAN_F_DECISION) | (keep ? SPAN_F_SAMPLED : 0);
+}
+
+/* Whether a finished span goes no further (counted). */
+static __always_inline int sampled_out(struct span_record *rec) {
+    if (rec->flags & SPAN_F_DECISION)
+        return 0;
+    int client = rec->kind == SPAN_KIND_HTTP_CLIENT || rec->kind == SPAN_KIND_GRPC_CLIENT;
+    if (client && peer_on_this_host(rec))
+        return 0;
+    count_drop(DROP_SAMPLED_OUT);
+    return 1;
+}
+
+#endif
