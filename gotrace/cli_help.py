@@ -29,6 +29,9 @@ environment:
   OTEL_SERVICE_NAME              service.name of every traced process (default: the name
                                  of its executable)
   OTEL_RESOURCE_ATTRIBUTES       key=value,... added to the resource of every span
+  OTEL_TRACES_SAMPLER            which traces to keep (--sampler): parentbased_always_on
+                                 (default), traceidratio, always_off, adaptive, ...
+  OTEL_TRACES_SAMPLER_ARG        its argument (--sampler-arg), e.g. 0.1
 """
 
 _STATUS = """\

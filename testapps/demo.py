@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="gotrace-demo-"))
     out.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _interrupted)
+    # Also when started with SIGINT ignored (a background job of a non-interactive shell),
+    # which Python would otherwise leave so.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run(args.seconds, out.resolve())
     except KeyboardInterrupt:

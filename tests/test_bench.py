@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import QUICK, run
+from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT
 from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
@@ -46,6 +47,7 @@ def test_report_has_every_section(quick_run) -> None:
     _, verdicts, text = quick_run
     for section in SECTIONS:
         assert f"\n## {section}\n" in text
+    assert "\n### Opt-in probes\n" in text and f"| {SCHED_WAIT} |" in text
     for topic in TARGET_TOPICS:
         assert any(topic in v.target for v in verdicts), topic
     for v in verdicts:
@@ -57,10 +59,14 @@ def test_report_has_every_section(quick_run) -> None:
 def test_calibration_and_hits(quick_run) -> None:
     results, _, _ = quick_run
     assert results.calibration.hit_us > 0
-    assert [h.label for h in results.hits] == ["HTTP server", "gRPC server, unary",
-                                                *QUICK.hit_workloads]
-    for count in results.hits:
+    assert [h.label for h in results.hits] == [
+        "HTTP server", "gRPC server, unary",
+        *(w for w in QUICK.hit_workloads if w not in OPT_IN_WORKLOADS)]
+    assert [h.label for h in results.opt_in_hits] == [SCHED_WAIT]
+    for count in (*results.hits, *results.opt_in_hits):
         assert count.calls > 0 and count.per_call >= 2, count  # an entry and an end at least
+    # --sched-wait: a casgstatus hit for every state change of the request's goroutines.
+    assert results.opt_in_hits[0].hits.get("sched_casgstatus", 0) >= results.opt_in_hits[0].calls
 
 
 def test_overhead_rounds(quick_run) -> None:
