@@ -26,6 +26,7 @@ from bench.apps import Apps, build_apps, serve
 from bench.session import Gotrace, TraceStats
 
 STREAM_MESSAGES = 5  # messages per server-streaming RPC
+RUNTIME_EVENT_PROBES = frozenset({"stw_begin", "stw_restart_called", "stw_end", "gc_cycle"})
 HIT_WORKLOADS = ("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
                  "gRPC client, unary", "gRPC client, streaming")
 # What opt-in probes add, measured like the rest; reported as a cost, not judged by a target.
@@ -42,6 +43,17 @@ class HitCount:
     @property
     def per_call(self) -> float:
         return sum(self.hits.values()) / self.calls
+
+    @property
+    def runtime_event_hits(self) -> float:
+        """Per call, the hits of the GC probes: they fire per stop-the-world pause and GC
+        cycle, whose number follows the program's allocation, not its requests."""
+        return sum(n for k, n in self.hits.items() if k in RUNTIME_EVENT_PROBES) / self.calls
+
+    @property
+    def per_span(self) -> float:
+        """Per call, the hits of everything but the GC probes: what a request costs."""
+        return self.per_call - self.runtime_event_hits
 
     def detail(self) -> str:
         """Hits per call by probe, those below 0.005 (run-time events such as GC) summed."""

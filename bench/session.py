@@ -27,6 +27,7 @@ class TraceStats:
     exported: int
     dropped: int
     kernel_lost: dict[str, int]
+    sampled_out: tuple[int, int] = (0, 0)  # (in the kernel, in gotrace)
 
     @property
     def total_hits(self) -> int:
@@ -50,14 +51,17 @@ def parse_stats(stderr: str) -> TraceStats:
     """The counters of the lines `gotrace ... --stats` ends with, e.g.
     'gotrace: 2000 spans; otlp: exported 1990, dropped 10 (queue_full 10)',
     'gotrace: probe hits http_server_entry=2000, http_server_return=2000',
-    'gotrace: spans lost in the kernel ringbuf_full=3'."""
+    'gotrace: spans lost in the kernel ringbuf_full=3',
+    'gotrace: sampler traceidratio: spans sampled out 900 in the kernel, 80 by gotrace'."""
     summary = next((line for line in stderr.splitlines()
                     if re.match(r"gotrace: \d+ spans", line)), "")
+    sampled = re.search(r"spans sampled out (\d+) in the kernel, (\d+) by gotrace", stderr)
     return TraceStats(
         hits=_pairs(stderr, "probe hits"),
         exported=sum(int(n) for n in re.findall(r"exported (\d+)", summary)),
         dropped=sum(int(n) for n in re.findall(r"dropped (\d+)", summary)),
         kernel_lost=_pairs(stderr, "spans lost in the kernel"),
+        sampled_out=(int(sampled[1]), int(sampled[2])) if sampled else (0, 0),
     )
 
 

@@ -30,9 +30,13 @@ struct peer_key {
     __u32 _pad;
 };
 
-/* Both filled by gotrace: this host's addresses; connections whose peer is not traced. */
+/* Both filled by gotrace: this host's addresses; connections whose peer is not traced, with
+ * when a request last came on each (CLOCK_MONOTONIC). A mark idle for UNTRACED_PEER_IDLE_NS
+ * is not trusted: its 4-tuple may belong to a new connection (ports are reused once the old
+ * one's TIME_WAIT is over, 60 s on Linux), and gotrace finds out again. */
 BPF_HASH(host_addresses, struct ip_key, __u8, 1024);
-BPF_TABLE("lru_hash", struct peer_key, __u8, untraced_peers, 65536);
+BPF_TABLE("lru_hash", struct peer_key, __u64, untraced_peers, 65536);
+#define UNTRACED_PEER_IDLE_NS 10000000000ULL
 
 static __always_inline int trace_id_sampled(const __u8 *trace_id) {
 #if SAMPLER_ROOT == 2
@@ -73,8 +77,10 @@ static __always_inline __u16 root_decision(struct span_record *rec) {
     if (server && peer_on_this_host(rec)) {
         struct peer_key key = {.peer_port = rec->peer_port, .local_port = rec->local_port};
         __builtin_memcpy(key.peer_addr, rec->peer_addr, 16);
-        if (!untraced_peers.lookup(&key))
+        __u64 *seen = untraced_peers.lookup(&key);
+        if (!seen || rec->start_ns - *seen > UNTRACED_PEER_IDLE_NS)
             return SPAN_F_DEFERRED;
+        *seen = rec->start_ns;
     }
     return trace_id_sampled(rec->trace_id) ? SPAN_F_SAMPLED : 0;
 }

@@ -281,14 +281,15 @@ class Program:
             ctypes.memmove(key.addr, address_bytes(address), 16)
             table[key] = ctypes.c_uint8(1)
 
-    def mark_untraced_peer(self, conn: Connection) -> None:
-        """No traced client at the other end of this server-side connection: the kernel
-        decides its traces itself from now on (bpf/sampling.h)."""
+    def mark_untraced_peer(self, conn: Connection, seen_ns: int) -> None:
+        """No traced client at the other end of this server-side connection, whose request
+        came at seen_ns (CLOCK_MONOTONIC): the kernel decides its traces itself while
+        requests keep coming (bpf/sampling.h)."""
         table = self.bpf["untraced_peers"]
         key = table.Key()
         ctypes.memmove(key.peer_addr, address_bytes(conn.peer_address), 16)
         key.peer_port, key.local_port = conn.peer_port, conn.local_port
-        table[key] = ctypes.c_uint8(1)
+        table[key] = ctypes.c_uint64(seen_ns)
 
     def poll(self, timeout_ms: int) -> None:
         self.bpf.ring_buffer_poll(timeout_ms)
@@ -356,7 +357,34 @@ def compile_bpf(text: str, macros: dict[str, int], what: str) -> object:
 
 
 def compile_program(plan: Plan) -> Program:
-    return Program(plan, compile_bpf(_source(plan), plan.macros, "the BPF program"))
+    program = Program(plan, compile_bpf(_source(plan), plan.macros, "the BPF program"))
+    _drop_compiler_code()
+    return program
+
+
+_COMPILER_LIBRARIES = ("libLLVM", "libclang")
+_MADV_DONTNEED = 4
+
+
+def _compiler_code() -> list[tuple[int, int]]:
+    """(address, length) of the executable mappings of LLVM's and clang's libraries that
+    hold no private copy of a page (/proc/self/smaps 'Anonymous: 0 kB'): pages of those
+    are the file's, and can be read again from it whenever they are needed."""
+    found: list[tuple[int, int]] = []
+    code: tuple[int, int] | None = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            key, _, value = line.partition(" ")
+            if not key.endswith(":"):  # a mapping: "start-end perms offset dev inode [path]"
+                words = line.split()
+                library = os.path.basename(words[5]) if len(words) > 5 else ""
+                code = None
+                if words[1] == "r-xp" and library.startswith(_COMPILER_LIBRARIES):
+                    start, end = (int(x, 16) for x in words[0].split("-"))
+                    code = (start, end - start)
+            elif key == "Anonymous:" and code is not None and value.split()[0] == "0":
+                found.append(code)
+    return found
 
 
 def _trim_heap() -> None:
@@ -365,3 +393,15 @@ def _trim_heap() -> None:
     libc = ctypes.CDLL(None)
     if hasattr(libc, "malloc_trim"):  # glibc only
         libc.malloc_trim(0)
+
+
+def _drop_compiler_code() -> None:
+    """Take the pages of LLVM's and clang's code (80 MB) out of gotrace's memory once a probe
+    program is compiled, the last compilation of an attach (the TCP program's comes first):
+    only another compilation runs that code again, reading its pages back from the page
+    cache (MADV_DONTNEED on unmodified file pages)."""
+    libc = ctypes.CDLL(None)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    with contextlib.suppress(OSError):
+        for address, length in _compiler_code():
+            libc.madvise(address, length, _MADV_DONTNEED)

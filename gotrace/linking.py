@@ -15,7 +15,8 @@ that sent it finishes after it. So spans are held per trace until the trace's lo
 span without a parent in this process) has arrived and either linked or waited WAIT_NS for
 its client; a linked trace takes the client's trace id and, when the client's trace is itself
 still held, travels on with it (front -> middle -> back become one trace however the
-spans interleave). Spans whose peer is not on this host are never held.
+spans interleave). Spans whose peer is not on this host are never held, nor those of a
+connection on which a server span already waited in vain, while its requests keep coming.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from gotrace.spans import Connection, Span
 WAIT_NS = 1_000_000_000  # how long a same-host server span waits for its client span
 MAX_HELD_SPANS = 200_000  # beyond this, the oldest held traces are released unlinked
 MAX_REMEMBERED = 200_000  # released trace ids remembered for their late spans
+MAX_UNTRACED_PEERS = 65_536  # connections known to have no traced client (bpf/sampling.h)
+UNTRACED_PEER_IDLE_NS = 10_000_000_000  # ... trusted while their requests are this close
 
 ConnKey = tuple[str, int, str, int]  # (local address, port, peer address, port)
 
@@ -109,7 +112,10 @@ class SameHostLinker:
         self._ready: list[Span] = []
         # Connections on which a server span waited for a client span in vain: no traced
         # client at the other end. The tracer tells the kernel (bpf/sampling.h), then clears.
-        self.untraced_peers: list[Connection | None] = []
+        self.untraced_peers: list[tuple[Connection, int]] = []  # (connection, monotonic ns)
+        # The same, remembered here with the time of their latest request: their spans are
+        # released at once while requests keep coming (bpf/sampling.h tells why not longer).
+        self._untraced: dict[ConnKey, int] = {}
 
     # --- the interface ---------------------------------------------------------------------
 
@@ -126,7 +132,7 @@ class SameHostLinker:
             if held is not None and held.deadline_ns == deadline:
                 if held.root is not None:
                     self.stats.unmatched += 1
-                    self.untraced_peers.append(held.root.connection)
+                    self._mark_untraced(held.root)
                 self._release(trace_id)
         while self._client_ages and self._client_ages[0][0] <= now_ns - 2 * self.wait_ns:
             _, key, client = self._client_ages.popleft()
@@ -223,8 +229,22 @@ class SameHostLinker:
             self._renamed.popitem(last=False)
 
     def _linkable(self, span: Span) -> bool:
-        return span.kind == "SERVER" and not span.remote_parent and \
-            span.connection is not None and is_local_peer(span.connection, self.local)
+        if span.kind != "SERVER" or span.remote_parent or span.connection is None or \
+                not is_local_peer(span.connection, self.local):
+            return False
+        key = self._server_key(span)[0]
+        seen = self._untraced.pop(key, None)
+        if seen is None or span.monotonic_start_ns - seen > UNTRACED_PEER_IDLE_NS:
+            return True
+        self._untraced[key] = span.monotonic_start_ns  # the newest last
+        return False
+
+    def _mark_untraced(self, server: Span) -> None:
+        assert server.connection is not None
+        self._untraced[self._server_key(server)[0]] = server.monotonic_start_ns
+        if len(self._untraced) > MAX_UNTRACED_PEERS:
+            del self._untraced[next(iter(self._untraced))]
+        self.untraced_peers.append((server.connection, server.monotonic_start_ns))
 
     @staticmethod
     def _client_key(span: Span) -> tuple[ConnKey, int]:

@@ -243,10 +243,9 @@ class Tracer:
     def _submit(self, released: list[Span]) -> None:
         """What the linker released, sampled, to the exporters; and what linking learnt
         about connections, to the kernel."""
-        for conn in self.linker.untraced_peers:
-            if conn is not None:
-                for program in self.programs.values():
-                    program.mark_untraced_peer(conn)
+        for conn, seen_ns in self.linker.untraced_peers:
+            for program in self.programs.values():
+                program.mark_untraced_peer(conn, seen_ns)
         self.linker.untraced_peers.clear()
         self.pipeline.submit(self.gate.filter(released))
 

@@ -104,6 +104,20 @@ def test_unmatched_server_is_released_unlinked_after_the_wait():
     assert linker.add([late], now_ns=101) == [late]
 
 
+def test_after_waiting_in_vain_a_connection_is_not_held_while_requests_keep_coming():
+    linker = SameHostLinker(LOCAL, wait_ns=100)
+    _, first, _ = chain()
+    assert linker.add([first], now_ns=0) == []
+    assert linker.expire(now_ns=100) == [first]
+    assert linker.untraced_peers == [(first.connection, first.monotonic_start_ns)]
+    second = span("SERVER", 5_000_000_000, 5_000_000_090, conn=reverse(FRONT))
+    assert linker.add([second], now_ns=101) == [second]  # at once, unlinked
+    # Idle for longer than the kernel trusts such a mark: held again (a new connection may
+    # have the 4-tuple).
+    later = span("SERVER", 16_000_000_000, 16_000_000_090, conn=reverse(FRONT))
+    assert linker.add([later], now_ns=102) == []
+
+
 def test_a_remote_peer_is_never_held():
     linker = SameHostLinker(LOCAL)
     server = span("SERVER", 0, 10, conn=("10.0.0.1", 8080, "192.0.2.7", 5555))
