@@ -54,6 +54,8 @@ struct trace_ctx {
 };
 
 BPF_RINGBUF_OUTPUT(spans, RINGBUF_PAGES);
+#define WAKEUP_EVERY 128  /* records of one CPU: 128 x 2 CPUs x ~650 bytes is a sixth of 1 MiB */
+BPF_PERCPU_ARRAY(records_sent, __u64, 1);
 /* Hits per probe program, indexed by PROBE_* ids given by the probe modules. */
 BPF_PERCPU_ARRAY(probe_hits, __u64, MAX_PROBES);
 /* Requests not turned into spans in the kernel, by reason (DROP_*). */
@@ -227,6 +229,12 @@ static __always_inline void emit(struct span_record *rec) {
             return;
         sched_span_end(rec);
     }
-    if (spans.ringbuf_output(rec, sizeof(*rec), 0) != 0)
+    /* gotrace is not woken for every record: a wakeup is an inter-processor interrupt, which
+     * in a virtual machine costs microseconds (a VM exit). It polls every 100 ms, and is
+     * woken by every WAKEUP_EVERY-th record of a CPU, long before the buffer fills. */
+    __u32 zero = 0;
+    __u64 *sent = records_sent.lookup(&zero);
+    __u64 flags = sent && (++*sent % WAKEUP_EVERY) == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+    if (spans.ringbuf_output(rec, sizeof(*rec), flags) != 0)
         count_drop(DROP_RINGBUF_FULL);
 }

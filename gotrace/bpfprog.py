@@ -292,7 +292,11 @@ class Program:
         table[key] = ctypes.c_uint64(seen_ns)
 
     def poll(self, timeout_ms: int) -> None:
+        """Wait up to timeout_ms for a wakeup, then take every record: the probes wake
+        gotrace only now and then (bpf/common.h emit), so a wait can end with records that
+        announced nothing."""
         self.bpf.ring_buffer_poll(timeout_ms)
+        self.bpf.ring_buffer_consume()
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
         """(hits per BPF program, kernel-side drops by reason)."""

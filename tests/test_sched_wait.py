@@ -98,7 +98,9 @@ def test_blocked_time_is_told_apart_by_reason(tmp_path, go):
         assert WAIT_MS * 0.9 <= blocked <= WAIT_MS + 20, (route, span["attributes"])
         others = sum(_ms(span, name) for name in ATTRIBUTE_NAMES
                      if name != f"go.sched.blocked.{reason}_ns")
-        assert others < WAIT_MS / 3, (route, span["attributes"])
+        # What else the handler waits for (starting a goroutine, the response's write) is
+        # short, but a loaded machine stretches it.
+        assert others < WAIT_MS / 2, (route, span["attributes"])
 
 
 def test_no_sched_attributes_unless_asked(tmp_path):
