@@ -36,7 +36,7 @@ struct peer_key {
  * one's TIME_WAIT is over, 60 s on Linux), and gotrace finds out again. */
 BPF_HASH(host_addresses, struct ip_key, __u8, 1024);
 BPF_TABLE("lru_hash", struct peer_key, __u64, untraced_peers, 65536);
-#define UNTRACED_PEER_IDLE_NS 10000000000ULL
+/* UNTRACED_PEER_IDLE_NS: gotrace/linking.py's, which trusts its own marks as long. */
 
 static __always_inline int trace_id_sampled(const __u8 *trace_id) {
 #if SAMPLER_ROOT == 2
@@ -78,7 +78,7 @@ static __always_inline __u16 root_decision(struct span_record *rec) {
         struct peer_key key = {.peer_port = rec->peer_port, .local_port = rec->local_port};
         __builtin_memcpy(key.peer_addr, rec->peer_addr, 16);
         __u64 *seen = untraced_peers.lookup(&key);
-        if (!seen || rec->start_ns - *seen > UNTRACED_PEER_IDLE_NS)
+        if (!seen || rec->start_ns - *seen > (__u64)UNTRACED_PEER_IDLE_NS)
             return SPAN_F_DEFERRED;
         *seen = rec->start_ns;
     }

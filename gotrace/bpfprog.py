@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gotrace.errors import GotraceError
 from gotrace.layout import Layout
+from gotrace.linking import UNTRACED_PEER_IDLE_NS
 from gotrace.probes import ALL_PROBES, COMMON_FIELDS, OPT_IN_PROBES, runtime
 from gotrace.probes.base import Probe, macro_name, program_macro, type_hash_macro
 from gotrace.sampling import KEEP_ALL, SamplerConfig
@@ -37,6 +38,7 @@ TUNABLES = {
     "MAX_INFLIGHT": 16384,  # requests in progress at once, per probe
     "MAX_GOROUTINES": 65536,  # goroutines carrying a span context
     "MAX_GOROUTINE_DEPTH": 4,  # goroutine hops a context follows
+    "UNTRACED_PEER_IDLE_NS": UNTRACED_PEER_IDLE_NS,  # how long bpf/sampling.h trusts a mark
 }
 
 
@@ -302,10 +304,13 @@ class Program:
         """(hits per BPF program, kernel-side drops by reason)."""
         hits_table = self.bpf["probe_hits"]
         hits = {prog: sum(hits_table[ctypes.c_int(i)]) for prog, i in PROBE_IDS.items()}
-        drops_table = self.bpf["kernel_drops"]
-        drops = {reason: sum(drops_table[ctypes.c_int(i)])
-                 for i, reason in enumerate(KERNEL_DROP_REASONS)}
-        return hits, drops
+        return hits, self.drops()
+
+    def drops(self) -> dict[str, int]:
+        """Spans not sent by the kernel, by reason (KERNEL_DROP_REASONS)."""
+        table = self.bpf["kernel_drops"]
+        return {reason: sum(table[ctypes.c_int(i)])
+                for i, reason in enumerate(KERNEL_DROP_REASONS)}
 
     def close(self) -> None:
         self.bpf.cleanup()

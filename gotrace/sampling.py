@@ -19,6 +19,7 @@ the caller's trace was decided, or by the root rule when no traced caller was fo
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import re
 import time
@@ -106,7 +107,6 @@ UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_0
 
 def _adaptive_policy(arg: str) -> AdaptivePolicy:
     """'rate=10,slow=p99' / 'slow=250ms' -> the policy (unspecified parts: the defaults)."""
-    policy = AdaptivePolicy()
     settings: dict[str, object] = {}
     for item in filter(None, (part.strip() for part in arg.split(","))):
         key, _, value = item.partition("=")
@@ -126,7 +126,7 @@ def _adaptive_policy(arg: str) -> AdaptivePolicy:
         else:
             raise GotraceError(f"sampler adaptive: cannot read {item!r} (expected rate=N, "
                                "slow=pNN or slow=DURATION such as 250ms)")
-    return AdaptivePolicy(**{**policy.__dict__, **settings})
+    return dataclasses.replace(AdaptivePolicy(), **settings)
 
 
 class _Remembered(collections.OrderedDict[bytes, bool]):

@@ -307,7 +307,7 @@ class Tracer:
 
     def sampled_out(self) -> tuple[int, int]:
         """Spans the sampler dropped: (in the kernel, here)."""
-        kernel = sum(program.counters()[1]["sampled_out"] for program in self.programs.values())
+        kernel = sum(program.drops()["sampled_out"] for program in self.programs.values())
         return kernel, self.gate.dropped
 
     def close(self) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import time
 import urllib.parse
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -93,20 +95,27 @@ def check_traces(spans: list[dict], names: list[str]) -> None:
     assert sorted(seen) == sorted(names)
 
 
-def run_chain(tmp_path, receiver, cells, n_requests: int, warm: int = 0,
-              traced: tuple[bool, bool, bool] = (True, True, True),
-              rate: float | None = None) -> list[dict]:
-    """Start the chain, optionally warm its pools untraced, trace, drive, return spans."""
+@contextlib.contextmanager
+def chain_services(cells: tuple[matrix.Cell, ...]) -> Iterator[tuple[list[int], str, str]]:
+    """The chain's three servers running: their PIDs (front, middle, back), the front's
+    address and the middle's (which the front is told per request)."""
     front, middle, back = (matrix.build(c) for c in cells)
-    receiver.clear()
     with go_server(back) as (back_proc, back_addr), \
             go_server(middle, "-backend", f"http://{back_addr}/hello") as (middle_proc,
                                                                             middle_addr), \
             go_server(front) as (front_proc, front_addr):
+        yield [front_proc.pid, middle_proc.pid, back_proc.pid], front_addr, middle_addr
+
+
+def run_chain(tmp_path, receiver, cells, n_requests: int, warm: int = 0,
+              traced: tuple[bool, bool, bool] = (True, True, True),
+              rate: float | None = None) -> list[dict]:
+    """Start the chain, optionally warm its pools untraced, trace, drive, return spans."""
+    receiver.clear()
+    with chain_services(cells) as (all_pids, front_addr, middle_addr):
         if warm:
             drive(front_addr, middle_addr, [f"warm{i}" for i in range(warm)])
-        pids = [p.pid for p, on in zip((front_proc, middle_proc, back_proc), traced,
-                                       strict=True) if on]
+        pids = [pid for pid, on in zip(all_pids, traced, strict=True) if on]
         names = [f"r{i}" for i in range(n_requests)]
         with gotrace(tmp_path, "trace", *[a for pid in pids for a in ("--pid", str(pid))],
                      "--include-query", "--stats", *otlp_args(receiver)) as tracer:

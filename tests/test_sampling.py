@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 from otlp_receiver import OtlpReceiver
-from test_linking import chain_cells, check_traces, drive, name_of
+from test_linking import chain_cells, chain_services, check_traces, drive, name_of
 from tracing import go_server, gotrace, otlp_args, stop
 
 from gotrace.errors import GotraceError
@@ -62,16 +62,12 @@ def test_ratio_decided_in_the_kernel_and_consistent_across_three_processes(tmp_p
     kept whole or not at all, by OpenTelemetry's rule on its (linked) trace id; the front's
     decisions move into the kernel once linking found no traced caller on its connections."""
     ratio, n = 0.5, 300
-    front, middle, back = (matrix.build(c) for c in chain_cells((NEWEST,) * 3))
     names = [f"r{i}" for i in range(n)]
-    with (OtlpReceiver() as receiver, go_server(back) as (back_proc, back_addr),
-          go_server(middle, "-backend", f"http://{back_addr}/hello") as (middle_proc,
-                                                                          middle_addr),
-          go_server(front) as (front_proc, front_addr),
-          gotrace(tmp_path, "trace", "--pid", str(front_proc.pid), "--pid",
-                  str(middle_proc.pid), "--pid", str(back_proc.pid), "--include-query",
-                  "--stats", "--sampler", "traceidratio", "--sampler-arg", str(ratio),
-                  *otlp_args(receiver)) as tracer):
+    with (OtlpReceiver() as receiver,
+          chain_services(chain_cells((NEWEST,) * 3)) as (pids, front_addr, middle_addr),
+          gotrace(tmp_path, "trace", *[a for pid in pids for a in ("--pid", str(pid))],
+                  "--include-query", "--stats", "--sampler", "traceidratio",
+                  "--sampler-arg", str(ratio), *otlp_args(receiver)) as tracer):
         # Three seconds on the same four connections: the linker finds no traced caller on
         # each after its first second.
         drive(front_addr, middle_addr, names, concurrency=4, rate=n / 3)

@@ -222,6 +222,13 @@ class ElfImage:
         except ELFError as e:
             raise CorruptBinaryError(f"{self.path}: malformed ELF ({e})") from None
 
+    def pointers_to(self, target: int) -> list[int]:
+        """Addresses of pointer-aligned words in writable data that hold `target` once the
+        program is loaded (in a position-independent binary, by a relocation)."""
+        out = [addr for addr, value in self.relative_relocations.items() if value == target]
+        out += self.find_aligned(struct.pack("<Q", target), 8, writable_only=True)
+        return sorted(set(out))
+
     def find_aligned(self, needle: bytes, align: int, *, writable_only: bool = False,
                      skip_executable: bool = False) -> Iterator[int]:
         """Virtual addresses, multiples of `align`, where `needle` is in the file-backed image."""

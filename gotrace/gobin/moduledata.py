@@ -15,7 +15,6 @@ Word positions (pointer-sized words) of the fields we read:
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from gotrace.errors import CorruptBinaryError
@@ -45,16 +44,9 @@ def _layout(pclntab: Pclntab) -> tuple[int, int]:
     return 37, 45
 
 
-def _candidates(image: ElfImage, target: int) -> list[int]:
-    """Addresses of pointer-aligned words in writable data that hold `target`."""
-    out = [addr for addr, value in image.relative_relocations.items() if value == target]
-    out += image.find_aligned(struct.pack("<Q", target), 8, writable_only=True)
-    return sorted(set(out))
-
-
 def find_moduledata(image: ElfImage, pclntab: Pclntab) -> ModuleData:
     types_word, typelinks_word = _layout(pclntab)
-    for vaddr in _candidates(image, pclntab.vaddr):
+    for vaddr in image.pointers_to(pclntab.vaddr):
         try:
             words = image.words(vaddr, typelinks_word + 3)
         except CorruptBinaryError:
