@@ -54,7 +54,7 @@ struct trace_ctx {
 };
 
 BPF_RINGBUF_OUTPUT(spans, RINGBUF_PAGES);
-#define WAKEUP_EVERY 128  /* records of one CPU: 128 x 2 CPUs x ~650 bytes is a sixth of 1 MiB */
+#define WAKEUP_EVERY 128  /* records of one CPU: a small part of the RINGBUF_PAGES buffer */
 BPF_PERCPU_ARRAY(records_sent, __u64, 1);
 /* Hits per probe program, indexed by PROBE_* ids given by the probe modules. */
 BPF_PERCPU_ARRAY(probe_hits, __u64, MAX_PROBES);

@@ -34,7 +34,9 @@ KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer", "e
                        "inject_skipped", "sampled_out")
 
 TUNABLES = {
-    "RINGBUF_PAGES": 256,  # 1 MiB of finished spans between polls
+    # 8 MiB of finished spans (about 13,000) between polls: several seconds of a busy
+    # service, so a tracer briefly starved of CPU by its neighbours loses none of them.
+    "RINGBUF_PAGES": 2048,
     "MAX_INFLIGHT": 16384,  # requests in progress at once, per probe
     "MAX_GOROUTINES": 65536,  # goroutines carrying a span context
     "MAX_GOROUTINE_DEPTH": 4,  # goroutine hops a context follows

@@ -14,8 +14,8 @@ tear the trees); the messages still are.
 Anywhere else (a file, a pipe, a container log) every line is one JSON object with `time`,
 `level` and `msg`: "tracing" once attached, "status" every LOG_INTERVAL_S, "stopped" at the
 end, and gotrace's messages. Counters that are still zero are left out, so a record that
-names `dropped` or `errors` is one worth reading. The `--stats` lines are separate and
-unchanged.
+names `dropped` (with `dropped_by`, the count per reason) or `errors` is one worth
+reading. The `--stats` lines are separate and unchanged.
 """
 
 from __future__ import annotations
@@ -46,8 +46,12 @@ class Snapshot:
     processes: int
     spans: int  # decoded since the session started
     exported: dict[str, int]  # per exporter
-    dropped: int
+    dropped_by: dict[str, int]  # spans lost, by reason (only reasons that happened)
     errors: int
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by.values())
 
 
 def attached_processes(tracer: Tracer) -> int:
@@ -74,10 +78,10 @@ def take_snapshot(tracer: Tracer, pipeline: ExportPipeline,
     once the tracer is closed."""
     stats = pipeline.stats()
     counters = tracer.counters()[1] if kernel_lost is None else kernel_lost
-    lost = sum(n for reason, n in counters.items() if reason not in NOT_SPAN_LOSSES)
+    reasons = {**{r: n for r, n in counters.items() if r not in NOT_SPAN_LOSSES},
+               **stats.dropped, "process_unknown": tracer.records_skipped}
     return Snapshot(processes=attached_processes(tracer), spans=tracer.spans_decoded,
-                    exported=stats.exported,
-                    dropped=stats.dropped_total + lost + tracer.records_skipped,
+                    exported=stats.exported, dropped_by={r: n for r, n in reasons.items() if n},
                     errors=stats.errors)
 
 
@@ -200,8 +204,10 @@ class JsonLog:
     @staticmethod
     def _counters(snapshot: Snapshot) -> dict[str, Any]:
         fields: dict[str, Any] = {"spans": snapshot.spans, "exported": snapshot.exported}
-        fields.update({name: n for name, n in (("dropped", snapshot.dropped),
-                                               ("errors", snapshot.errors)) if n})
+        if snapshot.dropped:
+            fields.update(dropped=snapshot.dropped, dropped_by=snapshot.dropped_by)
+        if snapshot.errors:
+            fields["errors"] = snapshot.errors
         return fields
 
     def _emit(self, level: str, msg: str, **fields: Any) -> None:

@@ -215,12 +215,14 @@ def test_multiplexed_calls_on_one_connection(tmp_path, receiver):
         with gotrace(tmp_path, "run", *otlp_args(receiver), "--", str(client), "-addr", addr,
                      "-n", "10000", "-concurrency", "20", "-streams", "0") as client_tracer:
             client_tracer.wait(timeout=300)
-        assert client_tracer.returncode == 0, client_tracer.communicate()[1]
+        client_err = client_tracer.communicate()[1]
+        assert client_tracer.returncode == 0, client_err
         spans = receiver.wait_for(20000, timeout=60)
-        stop(server_tracer)
+        server_err = stop(server_tracer)[1]
     kinds = Counter((s["kind"], s["name"], s["attributes"]["rpc.grpc.status_code"])
                     for s in spans)
-    assert kinds == {("SERVER", "demo.Echo/Say", 0): 10000, ("CLIENT", "demo.Echo/Say", 0): 10000}
+    assert kinds == {("SERVER", "demo.Echo/Say", 0): 10000,
+                     ("CLIENT", "demo.Echo/Say", 0): 10000}, (server_err, client_err)
     assert len({s["span_id"] for s in spans}) == 20000
     ports = {s["attributes"]["client.port"] for s in spans if s["kind"] == "SERVER"}
     assert len(ports) == 1  # one connection carried every call

@@ -29,8 +29,9 @@ CLEAR = "\r\x1b[K"
 
 def snapshot(spans: int = 0, dropped: int = 0, errors: int = 0, processes: int = 2,
              exported: dict[str, int] | None = None) -> Snapshot:
+    """dropped: that many spans lost to a full ring buffer."""
     return Snapshot(processes=processes, spans=spans, exported=exported or {"otlp": spans},
-                    dropped=dropped, errors=errors)
+                    dropped_by={"ringbuf_full": dropped} if dropped else {}, errors=errors)
 
 
 def record(message: str, level: int = logging.WARNING) -> logging.LogRecord:
@@ -103,7 +104,8 @@ def test_json_log_records():
          "exported": {"otlp": 200}},
         {"level": "warning", "msg": "otlp: export failed", "logger": "gotrace.export.lane"},
         {"level": "info", "msg": "status", "processes": 2, "spans_per_s": 10.0, "spans": 300,
-         "exported": {"otlp": 300}, "dropped": 4, "errors": 2},
+         "exported": {"otlp": 300}, "dropped": 4, "dropped_by": {"ringbuf_full": 4},
+         "errors": 2},
         {"level": "info", "msg": "stopped", "spans": 310,
          "exported": {"jsonl": 310, "otlp": 306}, "errors": 2},
     ]
