@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gotrace.probes import ALL_PROBES
 from gotrace.probes.base import SpanShape
@@ -16,9 +18,17 @@ from gotrace.records import (
     F_REMOTE_PARENT,
     F_SAMPLED,
     RECORD_SIZE,
+    SpanRecord,
     ip_text,
 )
-from gotrace.spans import AttributeValue, Connection, Resource, Span
+from gotrace.spans import (
+    AttributeValue,
+    Connection,
+    Resource,
+    SharedAttributes,
+    Span,
+    StatusCode,
+)
 
 SHAPES: dict[int, SpanShape] = {k: s for p in ALL_PROBES for k, s in p.record_kinds.items()}
 
@@ -50,12 +60,58 @@ class FactSource(Protocol):
     """Events that are not spans (runtime, network), attributed to the spans they touched."""
 
     def record(self, rec: RecordFields) -> bool:
-        """Take the record if it is one of this source's events."""
+        """Take the record if it is one of this source's events (never offered spans)."""
         ...
 
     def attributes(self, rec: RecordFields) -> dict[str, AttributeValue]:
         """What this source knows of a span."""
         ...
+
+
+class _Endpoint(NamedTuple):
+    """What the spans of one endpoint share: worked out from the first, reused for the rest."""
+
+    name: str
+    status: StatusCode
+    shared: SharedAttributes
+    local_address: str
+    peer_address: str
+
+
+def _endpoint_key(request_fields: frozenset[str]) -> Callable[[bytes], object]:
+    """A function picking a record's bytes outside request_fields (adjacent fields as one
+    slice): equal for two records exactly when their endpoint fields are."""
+    names = {name for name, _ in SpanRecord._fields_}
+    assert request_fields <= names, f"not SpanRecord fields: {request_fields - names}"
+    ranges: list[list[int]] = []
+    for name, ctype in SpanRecord._fields_:
+        if name in request_fields:
+            continue
+        start = getattr(SpanRecord, name).offset
+        end = start + ctypes.sizeof(ctype)
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = end
+        else:
+            ranges.append([start, end])
+    return operator.itemgetter(*(slice(start, end) for start, end in ranges))
+
+
+ENDPOINT_KEYS = {kind: _endpoint_key(shape.request_fields) for kind, shape in SHAPES.items()}
+MAX_ENDPOINTS = 4096  # distinct endpoints remembered; then forgotten all at once
+_endpoints: dict[object, _Endpoint] = {}
+
+
+def _endpoint(shape: SpanShape, rec: RecordFields, key: object) -> _Endpoint:
+    if len(_endpoints) >= MAX_ENDPOINTS:
+        _endpoints.clear()
+    endpoint = _endpoints[key] = _Endpoint(
+        name=shape.name(rec),
+        status="ERROR" if shape.is_error(rec) else "UNSET",
+        shared=SharedAttributes(shape.endpoint_attributes(rec)),
+        local_address=ip_text(rec.local_addr),
+        peer_address=ip_text(rec.peer_addr),
+    )
+    return endpoint
 
 
 def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource | None],
@@ -70,29 +126,34 @@ def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource |
         if len(data) < RECORD_SIZE:
             continue
         rec = unpack_record(data)
-        if _taken_by(facts, rec):
+        kind = rec.kind
+        shape = SHAPES.get(kind)
+        if shape is None:
+            _offer(facts, rec)
             continue
-        shape = SHAPES.get(rec.kind)
         resource = resource_of(rec.pid)
-        if shape is None or resource is None:
+        if resource is None:
             continue
-        flags = rec.flags
-        attributes = shape.attributes(rec, with_query)
+        key = ENDPOINT_KEYS[kind](data)
+        endpoint = _endpoints.get(key) or _endpoint(shape, rec, key)
+        own = shape.request_attributes(rec, with_query)
         for source in facts:
-            attributes.update(source.attributes(rec))
+            own.update(source.attributes(rec))
+        flags = rec.flags
         spans.append(Span(
             trace_id=rec.trace_id,
             span_id=rec.span_id,
             parent_span_id=rec.parent_span_id if flags & F_HAS_PARENT else None,
-            name=shape.name(rec),
+            name=endpoint.name,
             kind=shape.kind,
             start_time_unix_nano=rec.start_ns + offset,
             end_time_unix_nano=rec.end_ns + offset,
             resource=resource,
-            status="ERROR" if shape.is_error(rec) else "UNSET",
-            attributes=attributes,
-            connection=Connection(ip_text(rec.local_addr), rec.local_port,
-                                  ip_text(rec.peer_addr), rec.peer_port)
+            status=endpoint.status,
+            own_attributes=own,
+            shared_attributes=endpoint.shared,
+            connection=Connection(endpoint.local_address, rec.local_port,
+                                  endpoint.peer_address, rec.peer_port)
             if flags & F_HAS_CONN else None,
             stream_id=rec.stream_id,
             remote_parent=bool(flags & F_REMOTE_PARENT),
@@ -104,9 +165,8 @@ def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource |
     return spans
 
 
-def _taken_by(facts: Sequence[FactSource], rec: RecordFields) -> bool:
-    """Whether a fact source took the record as its event (a loop: cheaper than any())."""
-    for source in facts:  # noqa: SIM110
+def _offer(facts: Sequence[FactSource], rec: RecordFields) -> None:
+    """An event to the fact source it is for (a loop: cheaper than any())."""
+    for source in facts:
         if source.record(rec):
-            return True
-    return False
+            return

@@ -86,9 +86,10 @@ class NetworkFacts:
         if not rec.flags & F_HAS_CONN:
             return {}
         start, end = rec.start_ns, rec.end_ns
-        count = count_between(self._retransmits.get(_connection(rec), ()), start, end)
+        count = count_between(self._retransmits.get(_connection(rec), ()), start, end) \
+            if self._retransmits else 0  # none seen: the common case, without a key to build
         attrs: dict[str, AttributeValue] = {"network.tcp.retransmits": count}
-        if rec.kind in CLIENT_KINDS:
+        if self._connects and rec.kind in CLIENT_KINDS:
             handshake = self._connects.get(_endpoints(rec))
             if handshake and start <= handshake[1] <= end:
                 attrs["network.tcp.connect_ns"] = handshake[1] - handshake[0]

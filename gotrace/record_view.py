@@ -4,9 +4,10 @@ The struct format is derived from the ctypes mirror (gotrace.records.SpanRecord,
 description of the layout): every field at its ctypes offset, so fields added to the end of
 the record are read without changes here. A record becomes a RecordFields tuple whose
 attributes have SpanRecord's names and values, except that byte arrays (ids, addresses) are
-bytes and other arrays tuples, where ctypes gives array objects; char arrays are, as in
-ctypes, their bytes up to the first NUL. Fields whose names start with "_" (padding) are
-skipped.
+bytes and other arrays tuples, where ctypes gives array objects; char arrays are their whole
+bytes, NUL padding included (gotrace.records.text reads them as ctypes does, up to the first
+NUL: most records need only one or two of their strings). Fields whose names start with "_"
+(padding) are skipped.
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ def _code(ctype: Any, name: str) -> str:
     return _INTEGER_CODES[size] if signed else _INTEGER_CODES[size].upper()
 
 
-def _layout() -> tuple[struct.Struct, list[str], tuple[int, ...], tuple[tuple[int, int], ...]]:
-    """(the struct, field names, indexes of char fields, (index, length) of scalar arrays)."""
+def _layout() -> tuple[struct.Struct, list[str], tuple[tuple[int, int], ...]]:
+    """(the struct, field names, (index, length) of scalar arrays)."""
     codes: list[str] = []
     names: list[str] = []
-    texts: list[int] = []
     arrays: list[tuple[int, int]] = []
     position = 0  # bytes described so far
     values = 0  # values the struct yields so far
@@ -54,8 +54,6 @@ def _layout() -> tuple[struct.Struct, list[str], tuple[int, ...], tuple[tuple[in
             continue
         names.append(name)
         if issubclass(ctype, ctypes.Array) and ctype._type_ in _BYTES:
-            if ctype._type_ is ctypes.c_char:
-                texts.append(len(names) - 1)
             codes.append(f"{ctype._length_}s")
             values += 1
         elif issubclass(ctype, ctypes.Array):
@@ -68,10 +66,10 @@ def _layout() -> tuple[struct.Struct, list[str], tuple[int, ...], tuple[tuple[in
     codes.append(f"{RECORD_SIZE - position}x")
     layout = struct.Struct("=" + "".join(codes))
     assert layout.size == RECORD_SIZE
-    return layout, names, tuple(texts), tuple(arrays)
+    return layout, names, tuple(arrays)
 
 
-_STRUCT, _NAMES, _TEXTS, _ARRAYS = _layout()
+_STRUCT, _NAMES, _ARRAYS = _layout()
 RecordFields = namedtuple("RecordFields", _NAMES)  # type: ignore[misc]
 _make = RecordFields._make
 
@@ -81,6 +79,4 @@ def unpack_record(data: bytes) -> RecordFields:
     values = list(_STRUCT.unpack_from(data))
     for start, length in reversed(_ARRAYS):  # from the end: indexes before stay valid
         values[start:start + length] = [tuple(values[start:start + length])]
-    for index in _TEXTS:
-        values[index] = values[index].partition(b"\0")[0]
     return _make(values)

@@ -67,7 +67,9 @@ RECORD_SIZE = ctypes.sizeof(SpanRecord)
 
 
 def text(value: bytes) -> str:
-    return value.decode("utf-8", "replace")
+    """A char field as text: up to its first NUL (a ctypes field has none; a RecordFields
+    one keeps its padding)."""
+    return value.partition(b"\0")[0].decode("utf-8", "replace")
 
 
 _IP_TEXTS: dict[bytes, str] = {}

@@ -6,6 +6,7 @@ exporter converts them to its own format.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -37,6 +38,21 @@ class Connection(NamedTuple):
     peer_port: int
 
 
+class SharedAttributes:
+    """Attributes that many spans carry alike (those of one endpoint of one process: method,
+    route, addresses, status), held once for all of them. An exporter may keep its encoding
+    of them in `encoded`, by format, and so encode them once rather than once per span."""
+
+    __slots__ = ("encoded", "items")
+
+    def __init__(self, items: Mapping[str, AttributeValue]) -> None:
+        self.items: dict[str, AttributeValue] = dict(items)
+        self.encoded: dict[str, bytes] = {}
+
+
+NO_SHARED_ATTRIBUTES = SharedAttributes({})
+
+
 @dataclass(slots=True)
 class Span:
     trace_id: bytes  # 16 bytes
@@ -49,7 +65,8 @@ class Span:
     resource: Resource
     status: StatusCode = "UNSET"
     status_message: str = ""
-    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    own_attributes: dict[str, AttributeValue] = field(default_factory=dict)  # this span's alone
+    shared_attributes: SharedAttributes = NO_SHARED_ATTRIBUTES  # never the same keys as own
     # For linking across processes (gotrace/linking.py); exporters use the attributes.
     connection: Connection | None = None
     stream_id: int = 0  # the HTTP/2 stream of a gRPC call
@@ -59,6 +76,13 @@ class Span:
     monotonic_start_ns: int = 0
     monotonic_end_ns: int = 0
     sampling: Sampling = "sampled"
+
+    @property
+    def attributes(self) -> dict[str, AttributeValue]:
+        """All of the span's attributes (a new dict when some are shared)."""
+        if not self.shared_attributes.items:
+            return self.own_attributes
+        return {**self.shared_attributes.items, **self.own_attributes}
 
     @property
     def duration_ns(self) -> int:

@@ -30,7 +30,7 @@ from gotrace.export import (
 )
 from gotrace.export.otlp import OtlpExporter
 from gotrace.export.otlp_wire import TraceRequestEncoder
-from gotrace.spans import Resource, Span
+from gotrace.spans import Resource, SharedAttributes, Span
 
 LIVENESS_S = 15.0
 
@@ -46,9 +46,9 @@ def sample_spans() -> list[Span]:
     """One cross-service trace four spans deep, plus a span whose parent is elsewhere."""
     root = Span(T1, bytes.fromhex("00f067aa0ba902b7"), None, "GET /users/{id}", "SERVER",
                 START, START + 25_000_000, FRONTEND, "OK", "",
-                {"http.request.method": "GET", "url.path": "/users/7",
-                 "http.response.status_code": 200, "client.address": "10.0.0.5",
-                 "client.port": 51234, "go.goroutine.id": 17})
+                {"url.path": "/users/7", "client.port": 51234, "go.goroutine.id": 17},
+                SharedAttributes({"http.request.method": "GET", "http.response.status_code": 200,
+                                  "client.address": "10.0.0.5"}))
     call = Span(T1, bytes.fromhex("b7ad6b7169203331"), root.span_id, "GET", "CLIENT",
                 START + 1_000_000, START + 21_500_000, FRONTEND, "UNSET", "",
                 {"url.full": "http://backend:8080/db", "server.address": "backend",
@@ -62,7 +62,7 @@ def sample_spans() -> list[Span]:
                  "INTERNAL", START + 3_000_000, START + 4_250_000, BACKEND)
     orphan = Span(T2, bytes.fromhex("5fb397be34d26b51"), bytes.fromhex("1111111111111111"),
                   "POST /orders", "SERVER", START + 30_000_000, START + 31_000_000, FRONTEND,
-                  attributes={"url.path": "/orders", "http.response.status_code": 201})
+                  own_attributes={"url.path": "/orders", "http.response.status_code": 201})
     return [root, call, served, query, orphan]
 
 
@@ -271,7 +271,7 @@ def test_otlp_bytes_carry_every_attribute_value() -> None:
               "no": False, "empty": "", "unicode": "é✓", "long": "x" * 200,
               "longer": "y" * 20_000}
     span = Span(T1, b"\x01" * 8, None, "n" * 300, "CLIENT", START, START + 1, FRONTEND,
-                attributes={**values, "too big": 1 << 64})
+                own_attributes={**values, "too big": 1 << 64})
     encoder = TraceRequestEncoder("gotrace", "1.2.3")
     for _ in range(2):  # encoded afresh, then from what the encoder remembered
         (received,) = flatten(decoded(encoder.encode([span])))

@@ -50,7 +50,7 @@ def make_span(kind: SpanKind, attributes: dict[str, AttributeValue], seconds: fl
     return Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, parent_span_id=None, name="op",
                 kind=kind, start_time_unix_nano=start,
                 end_time_unix_nano=start + round(seconds * 1e9),
-                resource=Resource({"service.name": service}), attributes=attributes)
+                resource=Resource({"service.name": service}), own_attributes=attributes)
 
 
 def http_server(route: str | None = "/users/{id}", status: int = 200, method: str = "GET",

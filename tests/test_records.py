@@ -8,7 +8,9 @@ import subprocess
 
 from gotrace import records
 from gotrace.bpfprog import BPF_DIR
+from gotrace.decode import SHAPES, MonotonicClock, decode_records
 from gotrace.record_view import unpack_record
+from gotrace.spans import Resource
 
 
 def c_layout(tmp_path) -> dict[str, int]:
@@ -66,9 +68,15 @@ def test_fast_reader_agrees_with_the_ctypes_mirror():
         data = data.replace(b"\0", b"\1")[:200] + data[200:]  # char fields with and without NUL
         rec = records.SpanRecord.from_buffer_copy(data)
         fields = unpack_record(data + b"tail")  # longer records: the head is the record
-        for name, *_ in records.SpanRecord._fields_:
-            if not name.startswith("_"):
-                assert getattr(fields, name) == _ctypes_value(getattr(rec, name)), name
+        for name, ctype in records.SpanRecord._fields_:
+            if name.startswith("_"):
+                continue
+            value = getattr(fields, name)
+            if getattr(ctype, "_type_", None) is ctypes.c_char:  # whole, read by text()
+                assert len(value) == ctypes.sizeof(ctype), name
+                assert records.text(value) == records.text(getattr(rec, name)), name
+            else:
+                assert value == _ctypes_value(getattr(rec, name)), name
 
 
 def test_ip_text_writes_addresses_as_people_do():
@@ -76,3 +84,59 @@ def test_ip_text_writes_addresses_as_people_do():
     assert records.ip_text(mapped) == records.ip_text(mapped) == "10.0.0.5"
     assert records.ip_text((ctypes.c_uint8 * 16)(*mapped)) == "10.0.0.5"
     assert records.ip_text(bytes(15) + b"\x01") == "::1"
+
+
+def _random_record(rng: random.Random, kind: int) -> bytearray:
+    data = bytearray(rng.getrandbits(8) for _ in range(records.RECORD_SIZE))
+    rec = records.SpanRecord.from_buffer(data)
+    rec.kind = kind
+    rec.flags = records.F_HAS_CONN | rng.choice((0, records.F_HAS_QUERY)) | \
+        rng.choice((0, records.F_TRANSPORT_ERROR))
+    rec.status = rng.choice((0, 5, 200, 404, 503))
+    rec.request_body_size = rng.choice((-1, 0, 12))
+    rec.response_body_size = rng.choice((-1, 0, 34))
+    return data
+
+
+def _with_new_request_fields(rng: random.Random, data: bytearray,
+                             request_fields: frozenset[str]) -> bytes:
+    changed = bytearray(data)
+    for name, ctype in records.SpanRecord._fields_:
+        if name in request_fields:
+            offset = getattr(records.SpanRecord, name).offset
+            changed[offset:offset + ctypes.sizeof(ctype)] = bytes(
+                rng.getrandbits(8) for _ in range(ctypes.sizeof(ctype)))
+    return bytes(changed)
+
+
+def test_endpoint_parts_read_no_request_field():
+    """What decode shares between the spans of an endpoint must not depend on what differs
+    between its requests, and the two attribute sets must not overlap."""
+    rng = random.Random(8)
+    for kind, shape in SHAPES.items():
+        for _ in range(40):
+            data = _random_record(rng, kind)
+            other = _with_new_request_fields(rng, data, shape.request_fields)
+            rec, twin = unpack_record(bytes(data)), unpack_record(other)
+            assert twin.span_id != rec.span_id
+            assert shape.name(twin) == shape.name(rec), kind
+            assert shape.is_error(twin) == shape.is_error(rec), kind
+            assert shape.endpoint_attributes(twin) == shape.endpoint_attributes(rec), kind
+            for with_query in (False, True):
+                own = shape.request_attributes(rec, with_query)
+                assert not own.keys() & shape.endpoint_attributes(rec).keys(), kind
+
+
+def test_spans_of_one_endpoint_share_its_attributes():
+    rng = random.Random(9)
+    resource = Resource({"service.name": "s"})
+    for kind, shape in SHAPES.items():
+        data = _random_record(rng, kind)
+        raw = [bytes(data), _with_new_request_fields(rng, data, shape.request_fields)]
+        first, second = decode_records(raw, lambda _pid: resource, MonotonicClock())
+        assert first.shared_attributes is second.shared_attributes
+        assert first.shared_attributes.items  # every shape has some
+        rec = unpack_record(raw[1])
+        assert second.attributes == {**shape.endpoint_attributes(rec),
+                                     **shape.request_attributes(rec, False)}
+        assert second.name == first.name and second.span_id != first.span_id

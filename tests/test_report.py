@@ -42,7 +42,7 @@ def make_span(service: str, kind: str, start_ns: int, end_ns: int, *, trace: int
         name=name, kind=kind, start_time_unix_nano=BASE_NS + start_ns,  # type: ignore[arg-type]
         end_time_unix_nano=BASE_NS + end_ns, status=status,  # type: ignore[arg-type]
         resource=Resource({"service.name": service, "process.pid": 4242}),
-        attributes=attrs or {})
+        own_attributes=attrs or {})
 
 
 def http(method: str, path: str, code: int, route: str | None = None) -> dict[str, Any]:

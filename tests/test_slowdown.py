@@ -10,7 +10,7 @@ from gotrace.spans import Resource, Span
 def span(duration_ns: int, **attributes) -> Span:
     return Span(trace_id=b"\1" * 16, span_id=b"\2" * 8, parent_span_id=None, name="GET /x",
                 kind="SERVER", start_time_unix_nano=1_000, end_time_unix_nano=1_000 + duration_ns,
-                resource=Resource({"service.name": "s"}), attributes=attributes)
+                resource=Resource({"service.name": "s"}), own_attributes=attributes)
 
 
 def test_flags_what_explains_most_of_the_span():

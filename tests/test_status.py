@@ -144,7 +144,7 @@ def test_pipeline_counts_failed_export_attempts():
 
     span = Span(trace_id=b"\1" * 16, span_id=b"\2" * 8, parent_span_id=None, name="op",
                 kind="SERVER", start_time_unix_nano=1, end_time_unix_nano=2, status="UNSET",
-                resource=Resource({}), attributes={})
+                resource=Resource({}), own_attributes={})
     pipeline = ExportPipeline({"down": Failing()}, max_attempts=3, min_backoff_s=0.01,
                               max_backoff_s=0.01)
     pipeline.submit([span])

@@ -3,9 +3,10 @@
 Encoding through the OpenTelemetry SDK (ReadableSpan objects, then protobuf message objects)
 cost several times more CPU than everything else gotrace does per span. Here every field tag
 is a constant, a process's resource and the instrumentation scope are encoded once and
-reused, and string attributes (method, route, addresses: the same few values over and over)
-are encoded once per key and value. Field numbers are those of opentelemetry-proto's
-collector/trace/v1/trace_service.proto, trace/v1/trace.proto and common/v1/common.proto.
+reused, the attributes an endpoint's spans share (Span.shared_attributes) are encoded once
+for all of them, and other string attributes are encoded once per key and value. Field
+numbers are those of opentelemetry-proto's collector/trace/v1/trace_service.proto,
+trace/v1/trace.proto and common/v1/common.proto.
 
 What is written matches what the SDK exporters sent: span flags say the parent is not remote,
 a status on every span (its message only on ERROR), and an attribute whose value protobuf
@@ -156,9 +157,13 @@ class TraceRequestEncoder:
             parts += (_PARENT_SPAN_ID, span.parent_span_id)
         if span.name:
             parts.append(field(_NAME, span.name.encode("utf-8", "surrogatepass")))
+        shared = span.shared_attributes
+        shared_encoded = shared.encoded.get("otlp")
+        if shared_encoded is None:  # the first span of its endpoint
+            shared_encoded = shared.encoded["otlp"] = self._attributes(shared.items.items())
         parts += (_KINDS[span.kind],
                   _TIMES.pack(0x39, span.start_time_unix_nano, 0x41, span.end_time_unix_nano),
-                  self._attributes(span.attributes.items()),
+                  shared_encoded, self._attributes(span.own_attributes.items()),
                   self._status(span), _FLAGS)
         return b"".join(parts)
 

@@ -25,14 +25,35 @@ class Attachment:
     program: str  # the BPF C function
 
 
+# Record fields that differ from one request to the next on the same endpoint; the rest
+# (process, kind, flags, status, addresses, method, host, route, ...) name an endpoint, and
+# their attributes are worked out once per endpoint and shared (gotrace/decode.py). Of a
+# connection's ports, the caller's changes with each connection.
+REQUEST_FIELDS = frozenset({
+    "start_ns", "end_ns", "trace_id", "span_id", "parent_span_id", "goid",
+    "request_body_size", "response_body_size", "stream_id", "sched_ns",
+})
+SERVER_REQUEST_FIELDS = REQUEST_FIELDS | {"peer_port"}
+CLIENT_REQUEST_FIELDS = REQUEST_FIELDS | {"local_port"}
+# HTTP paths carry ids (/users/42), queries anything; a gRPC path is the method.
+HTTP_REQUEST_FIELDS = frozenset({"path", "query"})
+
+
 @dataclass(frozen=True)
 class SpanShape:
-    """How one record kind becomes a span: name, kind and attributes."""
+    """How one record kind becomes a span.
+
+    name, endpoint_attributes and is_error read only the fields outside request_fields, so
+    they are computed once for all the spans of an endpoint; request_attributes reads the
+    rest. The two attribute sets never share a key (tests/test_records.py checks both).
+    """
 
     kind: Literal["SERVER", "CLIENT", "INTERNAL"]
     name: Callable[[SpanRecord], str]
-    attributes: Callable[[SpanRecord, bool], dict[str, AttributeValue]]  # (record, with_query)
+    endpoint_attributes: Callable[[SpanRecord], dict[str, AttributeValue]]
+    request_attributes: Callable[[SpanRecord, bool], dict[str, AttributeValue]]  # with_query
     is_error: Callable[[SpanRecord], bool]
+    request_fields: frozenset[str]
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,13 @@ streaming: three; see bpf/grpc_client.c)."""
 
 from __future__ import annotations
 
-from gotrace.probes.base import Attachment, Probe, SpanShape
-from gotrace.probes.grpc_server import rpc_attributes, span_name
-from gotrace.probes.http_attributes import connection_attributes, split_host_port
+from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, Probe, SpanShape
+from gotrace.probes.grpc_server import goroutine, rpc_attributes, span_name
+from gotrace.probes.http_attributes import (
+    client_connection_attributes,
+    client_connection_port,
+    split_host_port,
+)
 from gotrace.records import SPAN_KIND_GRPC_CLIENT, SpanRecord, text
 from gotrace.spans import AttributeValue
 
@@ -21,15 +25,19 @@ def server_of(target: str) -> tuple[str, int | None]:
     return host, port
 
 
-def attributes(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
+def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     attrs = rpc_attributes(rec)
     host, port = server_of(text(rec.host))
     if host:
         attrs["server.address"] = host
     if port is not None:
         attrs["server.port"] = port
-    attrs.update(connection_attributes(rec))
+    attrs.update(client_connection_attributes(rec))
     return attrs
+
+
+def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+    return {**goroutine(rec, with_query), **client_connection_port(rec)}
 
 
 PROBE = Probe(
@@ -58,8 +66,10 @@ PROBE = Probe(
         SPAN_KIND_GRPC_CLIENT: SpanShape(
             kind="CLIENT",
             name=span_name,
-            attributes=attributes,
+            endpoint_attributes=endpoint_attributes,
+            request_attributes=request_attributes,
             is_error=lambda rec: rec.status != 0,  # any non-OK status is the caller's error
+            request_fields=CLIENT_REQUEST_FIELDS,
         )
     },
 )

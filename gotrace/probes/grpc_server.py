@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from gotrace.probes.base import Attachment, Probe, SpanShape
-from gotrace.probes.http_attributes import connection_attributes
+from gotrace.probes.base import SERVER_REQUEST_FIELDS, Attachment, Probe, SpanShape
+from gotrace.probes.http_attributes import (
+    server_connection_attributes,
+    server_connection_port,
+)
 from gotrace.records import F_HAS_CONN, SPAN_KIND_GRPC_SERVER, SpanRecord, ip_text, text
 from gotrace.spans import AttributeValue
 
@@ -33,18 +36,28 @@ def rpc_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
         "rpc.service": service,
         "rpc.method": method,
         "rpc.grpc.status_code": rec.status,
-        "go.goroutine.id": rec.goid,
     }
 
 
-def attributes(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
+def goroutine(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
+    return {"go.goroutine.id": rec.goid}
+
+
+def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     attrs = rpc_attributes(rec)
     if rec.flags & F_HAS_CONN:
         attrs["server.address"] = ip_text(rec.local_addr)
         attrs["server.port"] = rec.local_port
         attrs["client.address"] = ip_text(rec.peer_addr)
+    attrs.update(server_connection_attributes(rec))
+    return attrs
+
+
+def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+    attrs = goroutine(rec, with_query)
+    if rec.flags & F_HAS_CONN:
         attrs["client.port"] = rec.peer_port
-    attrs.update(connection_attributes(rec))
+    attrs.update(server_connection_port(rec))
     return attrs
 
 
@@ -67,8 +80,10 @@ PROBE = Probe(
         SPAN_KIND_GRPC_SERVER: SpanShape(
             kind="SERVER",
             name=span_name,
-            attributes=attributes,
+            endpoint_attributes=endpoint_attributes,
+            request_attributes=request_attributes,
             is_error=lambda rec: rec.status in SERVER_ERROR_CODES,
+            request_fields=SERVER_REQUEST_FIELDS,
         )
     },
 )

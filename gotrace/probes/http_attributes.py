@@ -22,8 +22,10 @@ def span_method(rec: SpanRecord) -> str:
     return method if method in KNOWN_METHODS else "HTTP"
 
 
-def connection_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
-    """The TCP connection the span used, so a backend can join spans to network data."""
+def server_connection_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
+    """The TCP connection the span used, so a backend can join spans to network data; on a
+    server its local port is the endpoint's, its peer port the request's
+    (server_connection_port)."""
     if not rec.flags & F_HAS_CONN:
         return {}
     return {
@@ -31,8 +33,27 @@ def connection_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
         "network.local.address": ip_text(rec.local_addr),
         "network.local.port": rec.local_port,
         "network.peer.address": ip_text(rec.peer_addr),
+    }
+
+
+def server_connection_port(rec: SpanRecord) -> dict[str, AttributeValue]:
+    return {"network.peer.port": rec.peer_port} if rec.flags & F_HAS_CONN else {}
+
+
+def client_connection_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
+    """As server_connection_attributes, from the other end: the peer port is the endpoint's."""
+    if not rec.flags & F_HAS_CONN:
+        return {}
+    return {
+        "network.transport": "tcp",
+        "network.local.address": ip_text(rec.local_addr),
+        "network.peer.address": ip_text(rec.peer_addr),
         "network.peer.port": rec.peer_port,
     }
+
+
+def client_connection_port(rec: SpanRecord) -> dict[str, AttributeValue]:
+    return {"network.local.port": rec.local_port} if rec.flags & F_HAS_CONN else {}
 
 
 def split_host_port(hostport: str, scheme: str = "http") -> tuple[str, int | None]:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from gotrace.probes.base import Attachment, Probe, SpanShape
+from gotrace.probes.base import (
+    CLIENT_REQUEST_FIELDS,
+    HTTP_REQUEST_FIELDS,
+    Attachment,
+    Probe,
+    SpanShape,
+)
 from gotrace.probes.http_attributes import (
-    connection_attributes,
+    client_connection_attributes,
+    client_connection_port,
     method_attributes,
     redact_query,
     span_method,
@@ -21,19 +28,10 @@ def is_error(rec: SpanRecord) -> bool:
     return bool(rec.flags & F_TRANSPORT_ERROR) or rec.status >= 400
 
 
-def attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     scheme = text(rec.scheme) or "http"
-    hostport = text(rec.host)
-    url = f"{scheme}://{hostport}{text(rec.path)}"
-    if rec.flags & F_HAS_QUERY:
-        query = text(rec.query)
-        url += "?" + (query if with_query else redact_query(query))
-    attrs: dict[str, AttributeValue] = {
-        **method_attributes(rec),
-        "url.full": url,
-        "go.goroutine.id": rec.goid,
-    }
-    host, port = split_host_port(hostport, scheme)
+    attrs: dict[str, AttributeValue] = method_attributes(rec)
+    host, port = split_host_port(text(rec.host), scheme)
     if host:
         attrs["server.address"] = host
     if port is not None:
@@ -44,11 +42,21 @@ def attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
         attrs["http.response.status_code"] = rec.status
         if rec.status >= 400:
             attrs["error.type"] = str(rec.status)
-        if rec.response_body_size >= 0:
-            attrs["http.response.body.size"] = rec.response_body_size
+    attrs.update(client_connection_attributes(rec))
+    return attrs
+
+
+def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+    url = f"{text(rec.scheme) or 'http'}://{text(rec.host)}{text(rec.path)}"
+    if rec.flags & F_HAS_QUERY:
+        query = text(rec.query)
+        url += "?" + (query if with_query else redact_query(query))
+    attrs: dict[str, AttributeValue] = {"url.full": url, "go.goroutine.id": rec.goid}
+    if not rec.flags & F_TRANSPORT_ERROR and rec.response_body_size >= 0:
+        attrs["http.response.body.size"] = rec.response_body_size
     if rec.request_body_size > 0:
         attrs["http.request.body.size"] = rec.request_body_size
-    attrs.update(connection_attributes(rec))
+    attrs.update(client_connection_port(rec))
     return attrs
 
 
@@ -69,8 +77,10 @@ PROBE = Probe(
         SPAN_KIND_HTTP_CLIENT: SpanShape(
             kind="CLIENT",
             name=span_method,
-            attributes=attributes,
+            endpoint_attributes=endpoint_attributes,
+            request_attributes=request_attributes,
             is_error=is_error,
+            request_fields=CLIENT_REQUEST_FIELDS | HTTP_REQUEST_FIELDS,
         )
     },
 )

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from gotrace.probes.base import Attachment, Probe, SpanShape
+from gotrace.probes.base import (
+    HTTP_REQUEST_FIELDS,
+    SERVER_REQUEST_FIELDS,
+    Attachment,
+    Probe,
+    SpanShape,
+)
 from gotrace.probes.http_attributes import (
-    connection_attributes,
     method_attributes,
     protocol_version,
+    server_connection_attributes,
+    server_connection_port,
     span_method,
     split_host_port,
 )
@@ -35,24 +42,16 @@ def span_name(rec: SpanRecord) -> str:
     return f"{span_method(rec)} {template}" if template else span_method(rec)
 
 
-def attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     attrs: dict[str, AttributeValue] = {
         **method_attributes(rec),
-        "url.path": text(rec.path),
         "url.scheme": "http",
         "http.response.status_code": rec.status,
-        "go.goroutine.id": rec.goid,
     }
     if template := route(rec):
         attrs["http.route"] = template
-    if with_query and rec.flags & F_HAS_QUERY:
-        attrs["url.query"] = text(rec.query)
     if version := protocol_version(rec):
         attrs["network.protocol.version"] = version
-    if rec.request_body_size > 0:
-        attrs["http.request.body.size"] = rec.request_body_size
-    if rec.response_body_size >= 0:
-        attrs["http.response.body.size"] = rec.response_body_size
     host, port = split_host_port(text(rec.host))
     if host:
         attrs["server.address"] = host
@@ -62,8 +61,21 @@ def attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
         attrs["server.port"] = port
     if rec.flags & F_HAS_CONN:
         attrs["client.address"] = ip_text(rec.peer_addr)
+    attrs.update(server_connection_attributes(rec))
+    return attrs
+
+
+def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {"url.path": text(rec.path), "go.goroutine.id": rec.goid}
+    if with_query and rec.flags & F_HAS_QUERY:
+        attrs["url.query"] = text(rec.query)
+    if rec.request_body_size > 0:
+        attrs["http.request.body.size"] = rec.request_body_size
+    if rec.response_body_size >= 0:
+        attrs["http.response.body.size"] = rec.response_body_size
+    if rec.flags & F_HAS_CONN:
         attrs["client.port"] = rec.peer_port
-    attrs.update(connection_attributes(rec))
+    attrs.update(server_connection_port(rec))
     return attrs
 
 
@@ -85,8 +97,10 @@ PROBE = Probe(
         SPAN_KIND_HTTP_SERVER: SpanShape(
             kind="SERVER",
             name=span_name,
-            attributes=attributes,
+            endpoint_attributes=endpoint_attributes,
+            request_attributes=request_attributes,
             is_error=lambda rec: rec.status >= 500,
+            request_fields=SERVER_REQUEST_FIELDS | HTTP_REQUEST_FIELDS,
         )
     },
 )

@@ -66,7 +66,7 @@ def _span(record: Any) -> Span:
         start_time_unix_nano=start,
         end_time_unix_nano=end,
         status=_choice(record, "status", _STATUSES),
-        attributes=_field(record, "attributes", dict),
+        own_attributes=_field(record, "attributes", dict),
         resource=Resource(_field(record, "resource", dict)),
     )
 
