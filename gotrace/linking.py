@@ -36,6 +36,7 @@ MAX_HELD_SPANS = 200_000  # beyond this, the oldest held traces are released unl
 MAX_REMEMBERED = 200_000  # released trace ids remembered for their late spans
 MAX_UNTRACED_PEERS = 65_536  # connections known to have no traced client (bpf/sampling.h)
 UNTRACED_PEER_IDLE_NS = 10_000_000_000  # ... trusted while their requests are this close
+TELL_KERNEL_AGAIN_NS = 1_000_000_000  # a connection's mark is sent to the kernel this seldom
 
 ConnKey = tuple[str, int, str, int]  # (local address, port, peer address, port)
 
@@ -113,9 +114,10 @@ class SameHostLinker:
         # Connections on which a server span waited for a client span in vain: no traced
         # client at the other end. The tracer tells the kernel (bpf/sampling.h), then clears.
         self.untraced_peers: list[tuple[Connection, int]] = []  # (connection, monotonic ns)
-        # The same, remembered here with the time of their latest request: their spans are
-        # released at once while requests keep coming (bpf/sampling.h tells why not longer).
-        self._untraced: dict[ConnKey, int] = {}
+        # The same, remembered here with the times of their latest request and of the latest
+        # mark sent to the kernel: their spans are released at once while requests keep
+        # coming (bpf/sampling.h tells why not longer).
+        self._untraced: dict[ConnKey, tuple[int, int]] = {}
 
     # --- the interface ---------------------------------------------------------------------
 
@@ -233,18 +235,33 @@ class SameHostLinker:
                 not is_local_peer(span.connection, self.local):
             return False
         key = self._server_key(span)[0]
-        seen = self._untraced.pop(key, None)
-        if seen is None or span.monotonic_start_ns - seen > UNTRACED_PEER_IDLE_NS:
+        known = self._untraced.pop(key, None)
+        if known is None or span.monotonic_start_ns - known[0] > UNTRACED_PEER_IDLE_NS:
             return True
-        self._untraced[key] = span.monotonic_start_ns  # the newest last
+        told = known[1]
+        if span.sampling == "deferred":  # the kernel has not heard, or has forgotten
+            told = self._tell_kernel(span, told)
+        self._untraced[key] = (span.monotonic_start_ns, told)  # the newest last
         return False
 
     def _mark_untraced(self, server: Span) -> None:
         assert server.connection is not None
-        self._untraced[self._server_key(server)[0]] = server.monotonic_start_ns
+        key = self._server_key(server)[0]
+        known = self._untraced.pop(key, None)
+        # Roots of one connection expire in a row: the kernel is told once, not per span.
+        told = self._tell_kernel(server, known[1] if known else None)
+        self._untraced[key] = (server.monotonic_start_ns, told)
         if len(self._untraced) > MAX_UNTRACED_PEERS:
             del self._untraced[next(iter(self._untraced))]
-        self.untraced_peers.append((server.connection, server.monotonic_start_ns))
+
+    def _tell_kernel(self, server: Span, told_ns: int | None) -> int:
+        """Queue the connection's mark for the kernel unless it went lately; when it went."""
+        assert server.connection is not None
+        now = server.monotonic_start_ns
+        if told_ns is not None and now - told_ns < TELL_KERNEL_AGAIN_NS:
+            return told_ns
+        self.untraced_peers.append((server.connection, now))
+        return now
 
     @staticmethod
     def _client_key(span: Span) -> tuple[ConnKey, int]:

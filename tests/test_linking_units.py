@@ -131,3 +131,23 @@ def test_a_client_that_started_after_the_server_does_not_match():
     later_client = span("CLIENT", 95, 200, conn=FRONT)
     linker.add([server, later_client], now_ns=0)
     assert server.parent_span_id is None
+
+
+def test_the_kernel_hears_of_an_untraced_connection_once_not_per_span():
+    """Roots of one connection expire in a row; the kernel gets one mark. A deferred span on a
+    connection known to be untraced means the kernel forgot it (or the mark is on its way):
+    it is told again, at most once a second."""
+    linker = SameHostLinker(LOCAL, wait_ns=100)
+    roots = [span("SERVER", 10 * i, 10 * i + 5, conn=reverse(FRONT)) for i in range(50)]
+    assert linker.add(roots, now_ns=0) == []
+    assert len(linker.expire(now_ns=100)) == 50
+    assert linker.untraced_peers == [(roots[0].connection, roots[0].monotonic_start_ns)]
+    linker.untraced_peers.clear()
+    soon = span("SERVER", 600_000_000, 600_000_005, conn=reverse(FRONT))
+    soon.sampling = "deferred"
+    assert linker.add([soon], now_ns=101) == [soon]
+    assert linker.untraced_peers == []
+    later = span("SERVER", 1_200_000_000, 1_200_000_005, conn=reverse(FRONT))
+    later.sampling = "deferred"
+    assert linker.add([later], now_ns=102) == [later]
+    assert linker.untraced_peers == [(later.connection, later.monotonic_start_ns)]
