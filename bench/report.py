@@ -48,12 +48,21 @@ def _targets(verdicts: list[Verdict]) -> list[str]:
 
 def _calibration(results: Results) -> list[str]:
     c = results.calibration
+    s, e = c.stepped, c.emulated
     return [f"## {SECTIONS[1]}", "",
             f"testapps/hitloop calls a never-inlined function {c.calls} times per run, timing "
-            "itself; runs alternate without and with an empty BPF program on its entry.", "",
-            f"- without the probe: {_values(c.plain_ns)} ns per call",
-            f"- with the probe: {_values(c.probed_ns)} ns per call",
-            f"- **one uprobe hit costs {c.hit_us:.2f} µs** (difference of the medians)", ""]
+            "itself; runs alternate without and with an empty BPF program. On main.hit's first "
+            "instruction, which the kernel single-steps after the trap (the classic measure, "
+            "and what gotrace's RET probes cost):", "",
+            f"- without the probe: {_values(s.plain_ns)} ns per call",
+            f"- with the probe: {_values(s.probed_ns)} ns per call",
+            f"- **one uprobe hit costs {s.hit_us:.2f} µs** (difference of the medians; the "
+            "floors below use it)", "",
+            "On the branch of main.checked's stack check, which the kernel emulates (where "
+            "gotrace puts its entry probes):", "",
+            f"- without the probe: {_values(e.plain_ns)} ns per call",
+            f"- with the probe: {_values(e.probed_ns)} ns per call",
+            f"- **one uprobe hit costs {e.hit_us:.2f} µs** there", ""]
 
 
 def _hits(results: Results) -> list[str]:

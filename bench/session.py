@@ -50,7 +50,7 @@ def _pairs(text: str, marker: str) -> dict[str, int]:
 def parse_stats(stderr: str) -> TraceStats:
     """The counters of the lines `gotrace ... --stats` ends with, e.g.
     'gotrace: 2000 spans; otlp: exported 1990, dropped 10 (queue_full 10)',
-    'gotrace: probe hits http_server_entry=2000, http_server_return=2000',
+    'gotrace: probe hits http_server_entry=2000, http_server_end=2000',
     'gotrace: spans lost in the kernel ringbuf_full=3',
     'gotrace: sampler traceidratio: spans sampled out 900 in the kernel, 80 by gotrace'."""
     summary = next((line for line in stderr.splitlines()

@@ -1,10 +1,15 @@
-/* net/http server spans: two uprobe hits per request.
+/* net/http server spans: two uprobe hits per request, both on function entries.
  *
  * serverHandler.ServeHTTP(sh, w ResponseWriter, r *Request) runs once per request on the
  * connection's goroutine: sh in RAX, w in RBX (itab) and RCX (*response), r in RDI.
- * Entry: request facts, the connection, the span's identity, the goroutine's context.
- * Each RET: status, body size and the matched pattern (set by ServeMux during the call),
- * then the finished span goes out.
+ * Its entry: request facts, the connection, the span's identity, the goroutine's context.
+ *
+ * The span ends where the connection's goroutine goes on once the handler returned: at the
+ * entry of (*response).finishRequest(w), or of (*response).Hijack(w) when the handler takes
+ * the connection over (a WebSocket upgrade: the HTTP exchange ends there). There: status,
+ * body size and the matched pattern (set by ServeMux during the call), then the finished
+ * span goes out. Not at ServeHTTP's RETs: the kernel single-steps a RET under a uprobe, a
+ * second trap that costs about as much as the first (gobin/disasm.py entry_probe_site).
  */
 
 struct http_server_inflight {
@@ -65,16 +70,16 @@ int http_server_entry(struct pt_regs *ctx) {
     return 0;
 }
 
-int http_server_return(struct pt_regs *ctx) {
-    count_hit(PROBE_HTTP_SERVER_RETURN);
+static __always_inline int end_request(struct pt_regs *ctx, int hijacked) {
     __u64 g = GO_G(ctx);
     struct http_server_inflight *st = http_server_inflight.lookup(&g);
-    if (!st)
+    if (!st || st->response != GO_ARG1(ctx))
         return 0;
     struct span_record *rec = &st->rec;
     rec->end_ns = bpf_ktime_get_ns();
     __u64 status = read_u64(st->response + OFF_net_http_response_status);
-    rec->status = status ? (__u32)status : 200; /* no WriteHeader: net/http sends 200 */
+    /* No WriteHeader: net/http sends 200, unless the handler took the connection. */
+    rec->status = status || hijacked ? (__u32)status : 200;
     rec->response_body_size = (__s64)read_u64(st->response + OFF_net_http_response_written);
 #ifdef OFF_net_http_Request_Pattern
     READ_GO_STRING(rec->route, st->request + OFF_net_http_Request_Pattern);
@@ -83,4 +88,14 @@ int http_server_return(struct pt_regs *ctx) {
     http_server_inflight.delete(&g);
     end_span_context(g);
     return 0;
+}
+
+int http_server_end(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_SERVER_END);
+    return end_request(ctx, 0);
+}
+
+int http_server_hijacked(struct pt_regs *ctx) {
+    count_hit(PROBE_HTTP_SERVER_HIJACKED);
+    return end_request(ctx, 1);
 }

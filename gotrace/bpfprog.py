@@ -1,7 +1,8 @@
 """From a binary's Layout to a running BPF program: which probes can run, the C source with
 the resolved offsets as macros, one compilation per distinct layout, uprobe attachment.
 
-Attachment is always at function entries and at every RET site: never a uretprobe, which
+Attachment is always at function entries (on the stack check's branch where there is one: see
+gobin/disasm.py) and at every RET site: never a uretprobe, which
 crashes Go programs when their stacks move.
 """
 
@@ -21,6 +22,7 @@ from gotrace.layout import Layout
 from gotrace.linking import UNTRACED_PEER_IDLE_NS
 from gotrace.probes import ALL_PROBES, COMMON_FIELDS, OPT_IN_PROBES, runtime
 from gotrace.probes.base import Probe, macro_name, program_macro, type_hash_macro
+from gotrace.ringbuf import RingBuffer
 from gotrace.sampling import KEEP_ALL, SamplerConfig
 from gotrace.sched_wait import wait_class_macros
 from gotrace.spans import Connection
@@ -78,7 +80,8 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES, *,
             continue
         if probe.library in OPT_IN_PROBES and probe.library not in opt_in:
             continue
-        gaps = [a.function for a in probe.attachments if a.function not in layout.functions]
+        gaps = [a.function for a in probe.attachments
+                if a.function not in layout.functions and not a.optional]
         gaps += [f for f in probe.fields if f not in layout.fields]
         gaps += [t for t in probe.types if t not in layout.type_hashes]
         if gaps:
@@ -227,7 +230,7 @@ def address_bytes(address: str) -> bytes:
     return ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
 
 
-RecordCallback = Callable[[bytes], None]
+RecordsCallback = Callable[[list[bytes]], None]
 
 
 @dataclass
@@ -237,14 +240,18 @@ class Program:
     plan: Plan
     bpf: object  # bcc.BPF
     attached: list[tuple[str, int, int]] = field(default_factory=list)  # (path, addr, pid)
+    _ring: RingBuffer | None = None
+    _on_records: RecordsCallback | None = None
 
     def attach(self, path: str, layout: Layout, pid: int = -1) -> int:
         """Attach every probe of the plan to the binary at path; returns the uprobe count."""
         count = 0
         for probe in self.plan.probes:
             for a in probe.attachments:
-                fn = layout.functions[a.function]
-                addrs = [fn.address] if a.where == "entry" else list(fn.ret_addresses)
+                fn = layout.functions.get(a.function)
+                if fn is None:  # an optional one (plan_probes)
+                    continue
+                addrs = [fn.entry_probe] if a.where == "entry" else list(fn.ret_addresses)
                 if not addrs:
                     raise GotraceError(f"{path}: {a.function} has no RET instruction to probe")
                 for addr in addrs:
@@ -269,13 +276,10 @@ class Program:
                 keep.append(entry)
         self.attached = keep
 
-    def open_ring_buffer(self, on_record: RecordCallback) -> None:
-        def callback(_ctx: object, data: int, size: int) -> int:
-            on_record(ctypes.string_at(data, size))
-            return 0
-
-        self._callback = callback  # keep a reference for as long as BCC may call it
-        self.bpf["spans"].open_ring_buffer(callback)
+    def open_ring_buffer(self, on_records: RecordsCallback) -> None:
+        """on_records gets the spans' records, a batch per poll."""
+        self._ring = open_ring(self.bpf, "spans")
+        self._on_records = on_records
 
     def set_host_addresses(self, addresses: Iterable[str]) -> None:
         """This host's addresses, for telling same-host callers (bpf/sampling.h)."""
@@ -299,8 +303,10 @@ class Program:
         """Wait up to timeout_ms for a wakeup, then take every record: the probes wake
         gotrace only now and then (bpf/common.h emit), so a wait can end with records that
         announced nothing."""
-        self.bpf.ring_buffer_poll(timeout_ms)
-        self.bpf.ring_buffer_consume()
+        self._ring.wait(timeout_ms)
+        records = self._ring.take()
+        if records:
+            self._on_records(records)
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
         """(hits per BPF program, kernel-side drops by reason)."""
@@ -315,7 +321,16 @@ class Program:
                 for i, reason in enumerate(KERNEL_DROP_REASONS)}
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         self.bpf.cleanup()
+
+
+def open_ring(bpf: object, name: str) -> RingBuffer:
+    """The reader of a BPF_RINGBUF_OUTPUT map of a compiled program."""
+    table = bpf[name]  # type: ignore[index]
+    return RingBuffer(table.map_fd, table.max_entries)
 
 
 def require_kernel_headers() -> None:

@@ -75,8 +75,10 @@ def render_text(layout: Layout, shown_path: str, manifests: list[Manifest]) -> s
                 lines.append(f"  func  {spec.name}  {_unresolved(spec.name, layout)}")
                 continue
             alias = f" (as {fn.found_as})" if fn.found_as != spec.name else ""
+            probe = f" (probe +{fn.entry_probe - fn.address:#x})" \
+                if fn.entry_probe != fn.address else ""
             lines.append(f"  func  {spec.name}{alias}  addr {fn.address:#x}  entry "
-                         f"{fn.entry:#x}  rets {_hexes(fn.rets)}  [{fn.source}]")
+                         f"{fn.entry:#x}{probe}  rets {_hexes(fn.rets)}  [{fn.source}]")
         for spec in manifest.fields:
             fld = layout.fields.get(spec.name)
             if fld is None:

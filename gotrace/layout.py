@@ -30,6 +30,7 @@ class ResolvedFunction:
     rets: tuple[int, ...]  # file offsets of every RET
     source: str
     ret_addresses: tuple[int, ...] = ()  # virtual addresses of the same RETs
+    entry_probe: int = 0  # virtual address of the entry uprobe (gobin.disasm.entry_probe_site)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Layout:
             "modules": self.modules,
             "functions": {
                 n: {"address": f.address, "entry": f.entry, "rets": list(f.rets),
-                    "source": f.source, **({"found_as": f.found_as} if f.found_as != n else {})}
+                    "entry_probe": f.entry_probe, "source": f.source,
+                    **({"found_as": f.found_as} if f.found_as != n else {})}
                 for n, f in self.functions.items()
             },
             "fields": {
@@ -108,6 +110,7 @@ def _resolve_functions(binary: GoBinary, specs: list[Spec], sources: Sequence[st
             rets=tuple(image.file_offset(r) for r in rets),
             source=fn.source,
             ret_addresses=tuple(rets),
+            entry_probe=binary.entry_probe(fn),
         )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
-from gotrace.bpfprog import compile_bpf
+from gotrace.bpfprog import compile_bpf, open_ring
 from gotrace.records import (
     EVENT_KIND_TCP_CONNECT,
     EVENT_KIND_TCP_RETRANSMIT,
@@ -99,19 +99,14 @@ class NetworkFacts:
 class TcpEventSource:
     """The tracepoint program and its ring buffer (compiled once per tracer)."""
 
-    def __init__(self, on_record: Callable[[bytes], None]) -> None:
+    def __init__(self, on_records: Callable[[list[bytes]], None]) -> None:
         self.bpf = compile_bpf(BPF_SOURCE.read_text(), {}, "the TCP tracepoint program")
-
-        def callback(_ctx: object, data: int, size: int) -> int:
-            on_record(ctypes.string_at(data, size))
-            return 0
-
-        self._callback = callback  # referenced for as long as BCC may call it
-        self.bpf["tcp_events"].open_ring_buffer(callback)
+        self._ring = open_ring(self.bpf, "tcp_events")
+        self._on_records = on_records
         self._lost = self.bpf["tcp_lost"]
 
     @classmethod
-    def start(cls, on_record: Callable[[bytes], None]) -> Future[TcpEventSource]:
+    def start(cls, on_records: Callable[[list[bytes]], None]) -> Future[TcpEventSource]:
         """Compile and load the program in a thread of its own, so that its compilation
         overlaps what the caller does meanwhile (resolving the first binary's layout).
 
@@ -123,7 +118,7 @@ class TcpEventSource:
 
         def compile_and_load() -> None:
             try:
-                future.set_result(cls(on_record))
+                future.set_result(cls(on_records))
             except Exception as e:  # handed over to whoever takes the result
                 future.set_exception(e)
 
@@ -131,11 +126,14 @@ class TcpEventSource:
         return future
 
     def poll(self) -> None:
-        self.bpf.ring_buffer_poll(0)
+        records = self._ring.take()
+        if records:
+            self._on_records(records)
 
     def lost(self) -> int:
         """Events the ring buffer had no room for."""
         return int(self._lost[ctypes.c_int(0)].value)
 
     def close(self) -> None:
+        self._ring.close()
         self.bpf.cleanup()

@@ -128,7 +128,7 @@ class Tracer:
         self._tcp_raw: list[bytes] = []
         # Compiled while the first binary's layout is resolved; taken before the first probe
         # program is compiled, so the TCP program is loaded before gotrace says it is ready.
-        self._tcp_loading = TcpEventSource.start(self._tcp_raw.append)
+        self._tcp_loading = TcpEventSource.start(self._tcp_raw.extend)
         self.tcp: TcpEventSource | None = None
 
     # --- attaching --------------------------------------------------------------------------
@@ -147,7 +147,7 @@ class Tracer:
         if program is None:
             program = compile_program(plan)
             program.set_host_addresses(self.linker.local)
-            program.open_ring_buffer(self._raw.setdefault(plan.key, []).append)
+            program.open_ring_buffer(self._raw.setdefault(plan.key, []).extend)
             self.programs[plan.key] = program
         traced = TracedBinary(path, layout, program)
         self.binaries[key] = traced

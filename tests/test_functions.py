@@ -82,3 +82,44 @@ def test_ret_offsets_equal_objdump(cell, binary):
             expected = [gb.image.file_offset(a) for a in objdump_rets(binary, f.address, f.end)]
             assert list(fn.rets) == expected, name
             assert fn.rets, f"{name}: no RET found"
+
+
+_INSTRUCTION = re.compile(r"^\s*([0-9a-f]+):\s+(?:[0-9a-f]{2} )+\s*(\S+)\s*(.*)$", re.MULTILINE)
+
+
+def objdump_prologue(path, start: int) -> list[tuple[int, str, str]]:
+    """(address, mnemonic, operands) of a function's first instructions, in AT&T syntax."""
+    out = subprocess.run(
+        ["objdump", "-d", "-w", f"--start-address={start:#x}",
+         f"--stop-address={start + 32:#x}", str(path)],
+        check=True, capture_output=True, text=True).stdout
+    return [(int(a, 16), m, ops) for a, m, ops in _INSTRUCTION.findall(out)]
+
+
+def stack_check_branch(instructions: list[tuple[int, str, str]]) -> int | None:
+    """binutils' reading of the usual prologue: R12 set from SP, compared with (or SP
+    compared with) the stack guard at 16(R14), then a conditional branch."""
+    compared = False
+    for address, mnemonic, ops in instructions:
+        if not compared and mnemonic in ("lea", "mov", "sub") and ops.endswith(",%r12"):
+            continue
+        if not compared and mnemonic == "cmp" and "0x10(%r14)" in ops:
+            compared = True
+            continue
+        if compared and mnemonic.startswith("j") and mnemonic != "jmp":
+            return address
+        return None
+    return None
+
+
+def test_entry_probes_sit_on_the_stack_check_branch_per_objdump(cell, binary):
+    """The entry uprobe goes on the prologue's conditional branch, which the kernel emulates,
+    wherever binutils sees the usual prologue; elsewhere on the first instruction."""
+    moved = 0
+    with GoBinary(binary) as gb:
+        layout = resolve(gb)
+        for name, fn in layout.functions.items():
+            branch = stack_check_branch(objdump_prologue(binary, fn.address))
+            assert fn.entry_probe == (branch if branch is not None else fn.address), name
+            moved += branch is not None
+    assert moved >= len(layout.functions) // 2, "most probed functions check their stack"

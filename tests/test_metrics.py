@@ -241,7 +241,7 @@ def pipeline_stats() -> PipelineStats:
 
 
 def test_gotrace_counters_are_read_at_every_scrape(exporter):
-    hits = {"http_server_entry": 0, "http_server_return": 0}
+    hits = {"http_server_entry": 0, "http_server_end": 0}
     exporter.add_counters(
         kernel_counters(lambda: (hits, {"ringbuf_full": 1, "inflight_full": 0})),
         pipeline_counters(pipeline_stats))

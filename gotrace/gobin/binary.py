@@ -8,7 +8,7 @@ from functools import cached_property
 
 from gotrace.errors import NotGoBinaryError, UnsupportedGoError
 from gotrace.gobin.buildinfo import BuildInfo, read_buildinfo
-from gotrace.gobin.disasm import ret_sites
+from gotrace.gobin.disasm import entry_probe_site, ret_sites
 from gotrace.gobin.dwarf import dwarf_struct_fields
 from gotrace.gobin.elffile import ElfImage
 from gotrace.gobin.moduledata import ModuleData, find_moduledata
@@ -93,6 +93,9 @@ class GoBinary:
 
     def rets(self, fn: Function) -> list[int]:
         return ret_sites(self.image, fn.address, fn.end)
+
+    def entry_probe(self, fn: Function) -> int:
+        return entry_probe_site(self.image, fn.address, fn.end)
 
     def has_methods(self, type_name: str) -> bool:
         """Whether any method of the named type is linked in (from .gopclntab)."""

@@ -23,6 +23,9 @@ class Attachment:
     function: str  # the manifest's function name
     where: Where  # at the entry, or at every RET instruction
     program: str  # the BPF C function
+    # A method only some programs call: Go's linker drops methods no interface call names,
+    # and where the function is absent there is nothing to probe.
+    optional: bool = False
 
 
 # Record fields that differ from one request to the next on the same endpoint; the rest

@@ -1,4 +1,4 @@
-"""net/http server: one SERVER span per request, two uprobe hits."""
+"""net/http server: one SERVER span per request, two uprobe hits (both emulated branches)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ from gotrace.records import (
 from gotrace.spans import AttributeValue
 
 SERVE_HTTP = "net/http.serverHandler.ServeHTTP"
+# Where the request ends (bpf/nethttp_server.c): after the handler, or when it hijacks.
+FINISH_REQUEST = "net/http.(*response).finishRequest"
+HIJACK = "net/http.(*response).Hijack"
 
 
 def route(rec: SpanRecord) -> str:
@@ -46,8 +49,9 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     attrs: dict[str, AttributeValue] = {
         **method_attributes(rec),
         "url.scheme": "http",
-        "http.response.status_code": rec.status,
     }
+    if rec.status:  # none when the handler hijacked the connection without writing one
+        attrs["http.response.status_code"] = rec.status
     if template := route(rec):
         attrs["http.route"] = template
     if version := protocol_version(rec):
@@ -83,7 +87,8 @@ PROBE = Probe(
     library="nethttp_server",
     attachments=(
         Attachment(SERVE_HTTP, "entry", "http_server_entry"),
-        Attachment(SERVE_HTTP, "return", "http_server_return"),
+        Attachment(FINISH_REQUEST, "entry", "http_server_end"),
+        Attachment(HIJACK, "entry", "http_server_hijacked", optional=True),
     ),
     fields=(
         "net/http.Request.Method", "net/http.Request.URL", "net/http.Request.ProtoMajor",

@@ -18,6 +18,8 @@
 //	/proxy?url=U    GET U with http.DefaultClient in the handler goroutine,
 //	                answer with the upstream status code
 //	/proxy-async?url=U  the same, from a goroutine the handler starts and waits for
+//	/upgrade        takes the connection over (as a WebSocket upgrade does): answers
+//	                101, echoes one line back, then closes
 package main
 
 import (
@@ -57,6 +59,7 @@ func main() {
 	registerUsers(mux)
 	mux.HandleFunc("/proxy", proxy)
 	mux.HandleFunc("/proxy-async", proxyAsync)
+	mux.HandleFunc("/upgrade", upgrade)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -224,4 +227,26 @@ func alloc(w http.ResponseWriter, r *http.Request) {
 		allocSink = make([]byte, 4096)
 	}
 	fmt.Fprintln(w, "allocated", kb, "KiB")
+}
+
+func upgrade(w http.ResponseWriter, r *http.Request) {
+	hijacker, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "cannot take the connection over", http.StatusInternalServerError)
+		return
+	}
+	conn, rw, err := hijacker.Hijack()
+	if err != nil {
+		log.Printf("hijack: %v", err)
+		return
+	}
+	defer conn.Close()
+	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	rw.Flush()
+	line, err := rw.ReadString('\n')
+	if err != nil {
+		return
+	}
+	rw.WriteString(line)
+	rw.Flush()
 }

