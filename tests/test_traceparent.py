@@ -187,7 +187,7 @@ def run(request, programs) -> Run:
     compiled = programs.get(plan.key)
     if compiled is None:
         compiled = programs[plan.key] = Compiled(compile_program(plan))
-        compiled.prog.open_ring_buffer(compiled.raw.append)
+        compiled.prog.open_ring_buffer(compiled.raw.extend)
     prog, raw = compiled.prog, compiled.raw
     raw.clear()
     proc = subprocess.Popen([path, "-addr", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
