@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.rounds import alternation
-from gotrace.gobin.binary import GoBinary
+from gotrace.gobin.binary import Function, GoBinary
 
 EMPTY_PROGRAM = "int empty(void *ctx) { return 0; }"
 
@@ -53,16 +53,11 @@ def _ns_per_call(hitloop: Path, function: str, calls: int) -> float:
     return float(json.loads(out.stdout)["ns_per_call"])
 
 
-def _site(binary: GoBinary, function: str, where: str) -> int:
-    fn = binary.function(f"main.{function}", ("symtab", "pclntab"))
+def _function(binary: GoBinary, name: str) -> Function:
+    fn = binary.function(name, ("symtab", "pclntab"))
     if fn is None:
-        raise RuntimeError(f"{binary.path}: no main.{function}")
-    if where == "first":
-        return fn.address
-    site = binary.entry_probe(fn)
-    if site == fn.address:
-        raise RuntimeError(f"{binary.path}: main.{function} has no stack check to probe")
-    return site
+        raise RuntimeError(f"{binary.path}: no {name}")
+    return fn
 
 
 def _measure(bpf: object, hitloop: Path, function: str, address: int, *, calls: int,
@@ -86,8 +81,11 @@ def calibrate(hitloop: Path, *, calls: int, pairs: int) -> Calibration:
     from bcc import BPF
 
     with GoBinary(hitloop) as binary:
-        first = _site(binary, "hit", "first")
-        branch = _site(binary, "checked", "branch")
+        first = _function(binary, "main.hit").address
+        checked = _function(binary, "main.checked")
+        branch = binary.entry_probe(checked)
+    if branch == checked.address:
+        raise RuntimeError(f"{hitloop}: main.checked has no stack check to probe")
     bpf = BPF(text=EMPTY_PROGRAM.encode())
     try:
         stepped = _measure(bpf, hitloop, "hit", first, calls=calls, pairs=pairs)

@@ -277,7 +277,7 @@ class Program:
         self.attached = keep
 
     def open_ring_buffer(self, on_records: RecordsCallback) -> None:
-        """on_records gets the spans' records, a batch per poll."""
+        """on_records gets the spans' records, a batch (maybe empty) per poll."""
         self._ring = open_ring(self.bpf, "spans")
         self._on_records = on_records
 
@@ -304,9 +304,7 @@ class Program:
         gotrace only now and then (bpf/common.h emit), so a wait can end with records that
         announced nothing."""
         self._ring.wait(timeout_ms)
-        records = self._ring.take()
-        if records:
-            self._on_records(records)
+        self._on_records(self._ring.take())
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
         """(hits per BPF program, kernel-side drops by reason)."""

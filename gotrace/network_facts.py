@@ -126,9 +126,7 @@ class TcpEventSource:
         return future
 
     def poll(self) -> None:
-        records = self._ring.take()
-        if records:
-            self._on_records(records)
+        self._on_records(self._ring.take())
 
     def lost(self) -> int:
         """Events the ring buffer had no room for."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, Probe, SpanShape
 from gotrace.probes.grpc_server import goroutine, rpc_attributes, span_name
 from gotrace.probes.http_attributes import (
-    client_connection_attributes,
-    client_connection_port,
+    connection_attributes,
+    connection_port,
     split_host_port,
 )
 from gotrace.records import SPAN_KIND_GRPC_CLIENT, SpanRecord, text
@@ -32,12 +32,12 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
         attrs["server.address"] = host
     if port is not None:
         attrs["server.port"] = port
-    attrs.update(client_connection_attributes(rec))
+    attrs.update(connection_attributes(rec, "peer"))
     return attrs
 
 
 def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
-    return {**goroutine(rec, with_query), **client_connection_port(rec)}
+    return {**goroutine(rec, with_query), **connection_port(rec, "local")}
 
 
 PROBE = Probe(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gotrace.probes.base import SERVER_REQUEST_FIELDS, Attachment, Probe, SpanShape
 from gotrace.probes.http_attributes import (
-    server_connection_attributes,
-    server_connection_port,
+    connection_attributes,
+    connection_port,
 )
 from gotrace.records import F_HAS_CONN, SPAN_KIND_GRPC_SERVER, SpanRecord, ip_text, text
 from gotrace.spans import AttributeValue
@@ -49,7 +49,7 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
         attrs["server.address"] = ip_text(rec.local_addr)
         attrs["server.port"] = rec.local_port
         attrs["client.address"] = ip_text(rec.peer_addr)
-    attrs.update(server_connection_attributes(rec))
+    attrs.update(connection_attributes(rec, "local"))
     return attrs
 
 
@@ -57,7 +57,7 @@ def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, Attribute
     attrs = goroutine(rec, with_query)
     if rec.flags & F_HAS_CONN:
         attrs["client.port"] = rec.peer_port
-    attrs.update(server_connection_port(rec))
+    attrs.update(connection_port(rec, "peer"))
     return attrs
 
 

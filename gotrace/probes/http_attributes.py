@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from gotrace.records import F_HAS_CONN, SpanRecord, ip_text, text
 from gotrace.spans import AttributeValue
 
@@ -22,38 +24,29 @@ def span_method(rec: SpanRecord) -> str:
     return method if method in KNOWN_METHODS else "HTTP"
 
 
-def server_connection_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
-    """The TCP connection the span used, so a backend can join spans to network data; on a
-    server its local port is the endpoint's, its peer port the request's
-    (server_connection_port)."""
-    if not rec.flags & F_HAS_CONN:
-        return {}
-    return {
-        "network.transport": "tcp",
-        "network.local.address": ip_text(rec.local_addr),
-        "network.local.port": rec.local_port,
-        "network.peer.address": ip_text(rec.peer_addr),
-    }
+ConnectionEnd = Literal["local", "peer"]
 
 
-def server_connection_port(rec: SpanRecord) -> dict[str, AttributeValue]:
-    return {"network.peer.port": rec.peer_port} if rec.flags & F_HAS_CONN else {}
-
-
-def client_connection_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
-    """As server_connection_attributes, from the other end: the peer port is the endpoint's."""
+def connection_attributes(rec: SpanRecord, fixed_end: ConnectionEnd) -> dict[str, AttributeValue]:
+    """The TCP connection the span used, so a backend can join spans to network data: the
+    endpoint's part, with the port that every connection of the endpoint shares (a server's
+    local port, a client's peer port); connection_port gives the other end's."""
     if not rec.flags & F_HAS_CONN:
         return {}
     return {
         "network.transport": "tcp",
         "network.local.address": ip_text(rec.local_addr),
         "network.peer.address": ip_text(rec.peer_addr),
-        "network.peer.port": rec.peer_port,
+        **connection_port(rec, fixed_end),
     }
 
 
-def client_connection_port(rec: SpanRecord) -> dict[str, AttributeValue]:
-    return {"network.local.port": rec.local_port} if rec.flags & F_HAS_CONN else {}
+def connection_port(rec: SpanRecord, end: ConnectionEnd) -> dict[str, AttributeValue]:
+    if not rec.flags & F_HAS_CONN:
+        return {}
+    if end == "local":
+        return {"network.local.port": rec.local_port}
+    return {"network.peer.port": rec.peer_port}
 
 
 def split_host_port(hostport: str, scheme: str = "http") -> tuple[str, int | None]:

@@ -10,8 +10,8 @@ from gotrace.probes.base import (
     SpanShape,
 )
 from gotrace.probes.http_attributes import (
-    client_connection_attributes,
-    client_connection_port,
+    connection_attributes,
+    connection_port,
     method_attributes,
     redact_query,
     span_method,
@@ -42,7 +42,7 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
         attrs["http.response.status_code"] = rec.status
         if rec.status >= 400:
             attrs["error.type"] = str(rec.status)
-    attrs.update(client_connection_attributes(rec))
+    attrs.update(connection_attributes(rec, "peer"))
     return attrs
 
 
@@ -56,7 +56,7 @@ def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, Attribute
         attrs["http.response.body.size"] = rec.response_body_size
     if rec.request_body_size > 0:
         attrs["http.request.body.size"] = rec.request_body_size
-    attrs.update(client_connection_port(rec))
+    attrs.update(connection_port(rec, "local"))
     return attrs
 
 

@@ -10,10 +10,10 @@ from gotrace.probes.base import (
     SpanShape,
 )
 from gotrace.probes.http_attributes import (
+    connection_attributes,
+    connection_port,
     method_attributes,
     protocol_version,
-    server_connection_attributes,
-    server_connection_port,
     span_method,
     split_host_port,
 )
@@ -65,7 +65,7 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
         attrs["server.port"] = port
     if rec.flags & F_HAS_CONN:
         attrs["client.address"] = ip_text(rec.peer_addr)
-    attrs.update(server_connection_attributes(rec))
+    attrs.update(connection_attributes(rec, "local"))
     return attrs
 
 
@@ -79,7 +79,7 @@ def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, Attribute
         attrs["http.response.body.size"] = rec.response_body_size
     if rec.flags & F_HAS_CONN:
         attrs["client.port"] = rec.peer_port
-    attrs.update(server_connection_port(rec))
+    attrs.update(connection_port(rec, "peer"))
     return attrs
 
 
