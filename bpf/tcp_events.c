@@ -1,7 +1,8 @@
 /* TCP trouble from kernel tracepoints (no uprobes, no kprobes): one program for the whole
  * tracer, whatever the traced programs. Each event is a record of bpf/record.h's layout with
- * the connection as the sender (retransmit) or the connecting side (connect) sees it;
- * gotrace/network_facts.py attributes them to the spans on that connection.
+ * the connection as the sender (retransmit) or the connecting side (connect) sees it, and a
+ * connect's record names the process that connected; gotrace/network_facts.py attributes
+ * them to the spans on that connection, and tells same-host linking who opened one.
  */
 #include <uapi/linux/ptrace.h>
 #define AF_INET 2  /* linux/socket.h's; including it costs half a second of compiling */
@@ -13,7 +14,13 @@
 
 BPF_RINGBUF_OUTPUT(tcp_events, 64);
 BPF_PERCPU_ARRAY(tcp_scratch, struct span_record, 1);
-BPF_TABLE("lru_hash", __u64, __u64, tcp_connecting, 65536);  /* sock -> SYN_SENT time */
+/* A connection being opened: when its SYN went, and by which process (the handshake ends in
+ * a softirq, in whatever process the CPU was running then). */
+struct connecting {
+    __u64 start_ns;
+    __u64 tgid;
+};
+BPF_TABLE("lru_hash", __u64, struct connecting, tcp_connecting, 65536);  /* by sock */
 BPF_ARRAY(tcp_lost, __u64, 1);  /* events the ring buffer had no room for */
 
 static __always_inline struct span_record *tcp_record(__u16 kind, __u16 family,
@@ -69,16 +76,16 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         return 0;
     __u64 sk = (__u64)args->skaddr;
     if (args->newstate == TCP_SYN_SENT) {
-        __u64 now = bpf_ktime_get_ns();
-        tcp_connecting.update(&sk, &now);
+        struct connecting began = {bpf_ktime_get_ns(), bpf_get_current_pid_tgid() >> 32};
+        tcp_connecting.update(&sk, &began);
         return 0;
     }
     if (args->oldstate != TCP_SYN_SENT)
         return 0;
-    __u64 *began = tcp_connecting.lookup(&sk);
+    struct connecting *began = tcp_connecting.lookup(&sk);
     if (!began)
         return 0;
-    __u64 start = *began;
+    struct connecting connect = *began;
     tcp_connecting.delete(&sk);
     if (args->newstate != TCP_ESTABLISHED)
         return 0;
@@ -87,7 +94,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
                                          args->sport, args->dport);
     if (!rec)
         return 0;
-    rec->start_ns = start;
+    rec->pid = connect.tgid;
+    rec->start_ns = connect.start_ns;
     rec->end_ns = bpf_ktime_get_ns();
     tcp_emit(rec);
     return 0;

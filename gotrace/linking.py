@@ -16,7 +16,9 @@ span without a parent in this process) has arrived and either linked or waited W
 its client; a linked trace takes the client's trace id and, when the client's trace is itself
 still held, travels on with it (front -> middle -> back become one trace however the
 spans interleave). Spans whose peer is not on this host are never held, nor those of a
-connection on which a server span already waited in vain, while its requests keep coming.
+connection on which a server span already waited in vain, while its requests keep coming,
+nor those of a connection that a process gotrace does not trace was seen to open (no client
+span can come: the kernel is told at once rather than after a wait).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import collections
 import functools
 import ipaddress
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,9 +98,13 @@ class SameHostLinker:
     """Feed it decoded spans in any order; it returns the spans ready for export."""
 
     def __init__(self, local_addresses: frozenset[str] | None = None,
-                 wait_ns: int = WAIT_NS) -> None:
+                 wait_ns: int = WAIT_NS,
+                 opened_untraced: Callable[[Connection], bool] = lambda _conn: False) -> None:
+        """opened_untraced: whether a server span's connection is known to have been opened
+        by a process that gotrace does not trace."""
         self.local = host_addresses() if local_addresses is None else local_addresses
         self.wait_ns = wait_ns
+        self._opened_untraced = opened_untraced
         self.stats = LinkStats()
         self._held: dict[bytes, _HeldTrace] = {}
         self._held_count = 0
@@ -237,6 +243,9 @@ class SameHostLinker:
         key = self._server_key(span)[0]
         known = self._untraced.pop(key, None)
         if known is None or span.monotonic_start_ns - known[0] > UNTRACED_PEER_IDLE_NS:
+            if self._opened_untraced(span.connection):
+                self._mark_untraced(span)
+                return False
             return True
         told = known[1]
         if span.sampling == "deferred":  # the kernel has not heard, or has forgotten

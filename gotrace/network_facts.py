@@ -6,6 +6,9 @@ Attributes (documented in the README):
   network.tcp.connect_ns    client spans whose connection was opened while they ran: the
                             TCP handshake's duration (SYN sent to established)
 
+It also remembers which process opened each connection (the connecting end's PID), which
+same-host linking asks when a server span's caller is on this host.
+
 One BPF program serves the whole tracer. Its events are polled after the probes' ring
 buffers and decoded before their spans, so that every event that happened before a span
 ended is known when the span is decoded.
@@ -28,9 +31,10 @@ from gotrace.records import (
     SPAN_KIND_GRPC_CLIENT,
     SPAN_KIND_HTTP_CLIENT,
     SpanRecord,
+    ip_text,
 )
 from gotrace.runtime_facts import count_between
-from gotrace.spans import AttributeValue
+from gotrace.spans import AttributeValue, Connection
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "tcp_events.c"
 EVENT_KINDS = frozenset({EVENT_KIND_TCP_RETRANSMIT, EVENT_KIND_TCP_CONNECT})
@@ -59,6 +63,7 @@ class NetworkFacts:
             collections.OrderedDict()
         self._connects: collections.OrderedDict[tuple, tuple[int, int]] = \
             collections.OrderedDict()
+        self._openers: collections.OrderedDict[Connection, int] = collections.OrderedDict()
         self.retransmits = 0
         self.events = 0
 
@@ -78,9 +83,21 @@ class NetworkFacts:
             self.retransmits += 1
         else:
             self._connects[_endpoints(rec)] = (rec.start_ns, rec.end_ns)
+            opened = Connection(ip_text(rec.local_addr), rec.local_port,
+                                ip_text(rec.peer_addr), rec.peer_port)
+            self._openers.pop(opened, None)  # a reused 4-tuple: the newest last
+            self._openers[opened] = rec.pid
             if len(self._connects) > MAX_CONNECTIONS:
                 self._connects.popitem(last=False)
+            if len(self._openers) > MAX_CONNECTIONS:
+                self._openers.popitem(last=False)
         return True
+
+    def opener(self, accepted: Connection) -> int | None:
+        """The PID of the process that opened a connection, given as its accepting end sees
+        it; None when its opening was not seen (before gotrace started, or another host)."""
+        return self._openers.get(Connection(accepted.peer_address, accepted.peer_port,
+                                            accepted.local_address, accepted.local_port))
 
     def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue]:
         if not rec.flags & F_HAS_CONN:

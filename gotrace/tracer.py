@@ -29,7 +29,7 @@ from gotrace.resource import process_resource
 from gotrace.runtime_facts import RuntimeFacts
 from gotrace.sampling import KEEP_ALL, SamplerConfig, SamplingGate
 from gotrace.sched_wait import SchedWait
-from gotrace.spans import Resource, Span
+from gotrace.spans import Connection, Resource, Span
 
 ALL_PROCESSES = -1
 
@@ -121,7 +121,7 @@ class Tracer:
         self.records_skipped = 0  # records no process could be found for (counted, not lost)
         self._raw: dict[str, list[bytes]] = {}  # plan key -> records not decoded yet
         self._stop = threading.Event()
-        self.linker = SameHostLinker()
+        self.linker = SameHostLinker(opened_untraced=self._opened_untraced)
         self.runtime = RuntimeFacts()
         self.network = NetworkFacts()
         self.sched = SchedWait()
@@ -181,6 +181,22 @@ class Tracer:
         self._attach(traced, ALL_PROCESSES)
         self.watched_exes[real] = file_identity(real)
         return traced
+
+    def _traced_process(self, pid: int) -> bool | None:
+        """Whether this session traces a process; None when it is gone (and may have been)."""
+        if any(pid in t.pids for t in self.binaries.values()):
+            return True
+        try:
+            traced = self.binaries.get(file_identity(f"/proc/{pid}/exe"))
+        except OSError:
+            return None
+        return traced is not None and ALL_PROCESSES in traced.pids
+
+    def _opened_untraced(self, accepted: Connection) -> bool:
+        """Whether a process this session does not trace opened a connection (then no client
+        span will come for the requests on it)."""
+        opener = self.network.opener(accepted)
+        return opener is not None and self._traced_process(opener) is False
 
     def refused_probes(self) -> dict[str, str]:
         return {lib: why for t in self.binaries.values()

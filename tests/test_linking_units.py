@@ -151,3 +151,23 @@ def test_the_kernel_hears_of_an_untraced_connection_once_not_per_span():
     later.sampling = "deferred"
     assert linker.add([later], now_ns=102) == [later]
     assert linker.untraced_peers == [(later.connection, later.monotonic_start_ns)]
+
+
+def test_a_connection_an_untraced_process_opened_is_never_held():
+    """The TCP tracepoint saw who opened it: no client span will come, so the kernel is told
+    with the first span rather than after a wait."""
+    asked = []
+
+    def opened_untraced(conn: Connection) -> bool:
+        asked.append(conn)
+        return conn.peer_port == 40000
+
+    linker = SameHostLinker(LOCAL, wait_ns=100, opened_untraced=opened_untraced)
+    _, server, _ = chain()
+    assert linker.add([server], now_ns=0) == [server]
+    assert linker.untraced_peers == [(server.connection, server.monotonic_start_ns)]
+    assert linker.stats.unmatched == 0
+    # A connection a traced process (or one gotrace did not see open) opened waits as before.
+    other = span("SERVER", 20, 90, conn=reverse(("127.0.0.1", 40001, "127.0.0.1", 8080)))
+    assert linker.add([other], now_ns=0) == []
+    assert asked == [server.connection, other.connection]

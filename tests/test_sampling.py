@@ -141,3 +141,29 @@ def test_adaptive_keeps_errors_and_slow_requests_and_caps_the_rest(tmp_path):
     assert paths_seen.count("/hello") >= 1
     in_kernel, in_gotrace = map(int, SAMPLED_OUT.search(err).groups())
     assert (in_kernel, len(spans) + in_gotrace) == (0, len(paths)), err
+
+
+def test_new_connections_of_an_untraced_local_client_are_decided_in_the_kernel(tmp_path):
+    """The tracepoint saw this test (a process gotrace does not trace) open each connection:
+    no traced client span can come for its requests, so the kernel decides their sampling
+    from the first ones on, instead of leaving each new connection's first second to gotrace
+    (where waiting for a client span would put it)."""
+    binary = matrix.build(matrix.Cell("httpserver", NEWEST, "stripped"))
+    per_connection, rate = 100, 100.0
+    with OtlpReceiver() as receiver, go_server(binary) as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), "--stats", "--sampler",
+                    "traceidratio", "--sampler-arg", "0.1", *otlp_args(receiver)) as tracer:
+        for _ in range(3):
+            conn = http.client.HTTPConnection(addr, timeout=10)
+            for i in range(per_connection):
+                conn.request("GET", f"/hello?n={i}")
+                conn.getresponse().read()
+                time.sleep(1 / rate)
+            conn.close()
+        spans = settled(receiver)
+        _, err = stop(tracer)
+    in_kernel, in_gotrace = map(int, SAMPLED_OUT.search(err).groups())
+    assert len(spans) + in_kernel + in_gotrace == 3 * per_connection, err
+    assert all(kept_by_rule(s["trace_id"], 0.1) for s in spans)
+    # Only the requests before gotrace read the first span of a connection go its way.
+    assert in_gotrace < 0.2 * (in_kernel + in_gotrace), err
