@@ -96,11 +96,11 @@ static __always_inline __u32 read_u32(__u64 addr) {
     return v;
 }
 
-/* Copy the Go string stored at str_addr into dst (NUL-terminated, truncated to fit). */
-#define READ_GO_STRING(dst, str_addr)                                          \
+/* Copy a Go string (a struct go_string header) into dst (NUL-terminated, truncated to fit);
+ * evaluates to the string's length. */
+#define COPY_GO_STRING(dst, header)                                            \
     ({                                                                         \
-        struct go_string __s = {};                                             \
-        bpf_probe_read_user(&__s, sizeof(__s), (void *)(str_addr));            \
+        struct go_string __s = (header);                                       \
         __u64 __n = __s.len;                                                   \
         if (__n > sizeof(dst) - 1)                                             \
             __n = sizeof(dst) - 1;                                             \
@@ -108,6 +108,38 @@ static __always_inline __u32 read_u32(__u64 addr) {
             bpf_probe_read_user((dst), __n & (sizeof(dst) - 1), (void *)__s.ptr); \
         __s.len;                                                               \
     })
+
+/* Copy the Go string stored at str_addr into dst. */
+#define READ_GO_STRING(dst, str_addr)                                          \
+    ({                                                                         \
+        struct go_string __h = {};                                             \
+        bpf_probe_read_user(&__h, sizeof(__h), (void *)(str_addr));            \
+        COPY_GO_STRING(dst, __h);                                              \
+    })
+
+/* Windows: each user-memory read is a helper call (about 0.2 µs in this VM), so a probe that
+ * needs several fields of one struct reads its first bytes at once and picks the fields out
+ * at their offsets, which are constants. A window's size is a constant expression too (the
+ * largest field end it must hold), checked against WINDOW_SIZE when the program compiles. */
+#define WINDOW_SIZE 512
+#define END_OF(off, type) ((off) + sizeof(type))
+#define MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define MAX3(a, b, c) MAX2(MAX2(a, b), c)
+struct window {
+    __u8 bytes[WINDOW_SIZE];
+};
+BPF_PERCPU_ARRAY(windows, struct window, 2);  /* a struct, and one it points to */
+
+/* The first size bytes of the struct at addr, in window slot; 0 when unreadable. */
+static __always_inline __u8 *read_window(__u32 slot, __u64 addr, __u32 size) {
+    struct window *w = windows.lookup(&slot);
+    if (!w || !addr || bpf_probe_read_user(w->bytes, size, (void *)addr) != 0)
+        return 0;
+    return w->bytes;
+}
+
+#define WINDOW_U64(w, off) (*(__u64 *)((w) + (off)))
+#define WINDOW_STRING(w, off) (*(struct go_string *)((w) + (off)))
 
 static __always_inline void random_bytes(__u8 *dst, int words) {
     #pragma unroll
@@ -123,17 +155,14 @@ static __always_inline __u64 goroutine_id(__u64 g) {
     return read_u64(g + OFF_runtime_g_goid);
 }
 
-/* Fill a record's addresses from a net.Conn interface value stored at conn_iface_addr.
- * The dynamic type is *net.TCPConn (or any type embedding net.conn first): its data pointer
- * points at a net.conn whose fd is a *netFD with laddr/raddr net.Addr interfaces holding
- * *net.TCPAddr. */
-static __always_inline void read_tcp_addr(__u64 addr_iface_addr, __u8 *ip16, __u16 *port) {
-    struct go_iface addr = {};
-    bpf_probe_read_user(&addr, sizeof(addr), (void *)addr_iface_addr);
-    if (!addr.data)
+static __always_inline void read_tcp_addr(__u64 tcp_addr, __u8 *ip16, __u16 *port) {
+    /* IP (a slice) and Port, together. */
+    __u64 a[(MAX2(END_OF(OFF_net_TCPAddr_IP, struct go_slice),
+                 END_OF(OFF_net_TCPAddr_Port, __u64)) + 7) / 8];
+    _Static_assert(sizeof(a) <= 64, "net.TCPAddr's IP and Port are not at its start");
+    if (bpf_probe_read_user(a, sizeof(a), (void *)tcp_addr) != 0)
         return;
-    struct go_slice ip = {};
-    bpf_probe_read_user(&ip, sizeof(ip), (void *)(addr.data + OFF_net_TCPAddr_IP));
+    struct go_slice ip = *(struct go_slice *)((__u8 *)a + OFF_net_TCPAddr_IP);
     if (ip.len == 16) {
         bpf_probe_read_user(ip16, 16, (void *)ip.ptr);
     } else if (ip.len == 4) {
@@ -141,9 +170,13 @@ static __always_inline void read_tcp_addr(__u64 addr_iface_addr, __u8 *ip16, __u
         ip16[11] = 0xff;
         bpf_probe_read_user(ip16 + 12, 4, (void *)ip.ptr);
     }
-    *port = (__u16)read_u64(addr.data + OFF_net_TCPAddr_Port);
+    *port = (__u16)*(__u64 *)((__u8 *)a + OFF_net_TCPAddr_Port);
 }
 
+/* Fill a record's addresses from a net.Conn interface value stored at conn_iface_addr.
+ * The dynamic type is *net.TCPConn (or any type embedding net.conn first): its data pointer
+ * points at a net.conn whose fd is a *netFD with laddr/raddr net.Addr interfaces holding
+ * *net.TCPAddr. */
 static __always_inline void read_conn(struct span_record *rec, __u64 conn_iface_addr) {
     struct go_iface conn = {};
     bpf_probe_read_user(&conn, sizeof(conn), (void *)conn_iface_addr);
@@ -152,8 +185,15 @@ static __always_inline void read_conn(struct span_record *rec, __u64 conn_iface_
     __u64 fd = read_u64(conn.data + OFF_net_conn_fd);
     if (!fd)
         return;
-    read_tcp_addr(fd + OFF_net_netFD_laddr, rec->local_addr, &rec->local_port);
-    read_tcp_addr(fd + OFF_net_netFD_raddr, rec->peer_addr, &rec->peer_port);
+    /* laddr and raddr (net.Addr interfaces holding *net.TCPAddr): adjacent in every Go. */
+    _Static_assert(OFF_net_netFD_raddr == OFF_net_netFD_laddr + sizeof(struct go_iface),
+                   "net.netFD's laddr and raddr are not adjacent");
+    struct go_iface addrs[2] = {};
+    bpf_probe_read_user(addrs, sizeof(addrs), (void *)(fd + OFF_net_netFD_laddr));
+    if (addrs[0].data)
+        read_tcp_addr(addrs[0].data, rec->local_addr, &rec->local_port);
+    if (addrs[1].data)
+        read_tcp_addr(addrs[1].data, rec->peer_addr, &rec->peer_port);
     if (rec->local_port || rec->peer_port)
         rec->flags |= SPAN_F_HAS_CONN;
 }
@@ -172,10 +212,13 @@ static __always_inline struct trace_ctx *goroutine_context(__u64 g, __u64 goid) 
     return found;
 }
 
-/* Start a span's identity: a child of the goroutine's context when it has one. */
+/* Start a span's identity: a child of the goroutine's context when it has one. A server span
+ * begins the work of its request in this process: its goroutine serves the connection or
+ * the call, and inherits nothing (the lookups are skipped; its parent, if any, is remote). */
 static __always_inline void begin_span(struct span_record *rec, __u64 g) {
     random_bytes(rec->span_id, 2);
-    struct trace_ctx *parent = goroutine_context(g, rec->goid);
+    int server = rec->kind == SPAN_KIND_HTTP_SERVER || rec->kind == SPAN_KIND_GRPC_SERVER;
+    struct trace_ctx *parent = server ? 0 : goroutine_context(g, rec->goid);
     if (parent) {
         __builtin_memcpy(rec->trace_id, parent->trace_id, 16);
         __builtin_memcpy(rec->parent_span_id, parent->span_id, 8);

@@ -109,16 +109,22 @@ int grpc_client_stream_returned(struct pt_regs *ctx) {
     return 0;
 }
 
-/* The call's TCP connection and HTTP/2 stream id, from its current attempt. */
+/* The call's TCP connection and HTTP/2 stream id, from its current attempt (whose transport
+ * and stream are read at once, a window: bpf/common.h). */
+#define ATTEMPT_WINDOW MAX2(END_OF(OFF_google_golang_org_grpc_csAttempt_t, struct go_iface), \
+                            END_OF(OFF_google_golang_org_grpc_csAttempt_s, __u64))
+_Static_assert(ATTEMPT_WINDOW <= WINDOW_SIZE, "a window of grpc-go's csAttempt is too large");
+
 static __always_inline void read_attempt(struct span_record *rec, __u64 cs) {
     __u64 attempt = read_u64(cs + OFF_google_golang_org_grpc_clientStream_attempt);
-    if (!attempt)
+    __u8 *a = read_window(0, attempt, ATTEMPT_WINDOW);
+    if (!a)
         return;
     /* csAttempt.t: a transport.ClientTransport interface; its data is the *http2Client. */
-    __u64 transport = read_u64(attempt + OFF_google_golang_org_grpc_csAttempt_t + 8);
+    __u64 transport = WINDOW_U64(a, OFF_google_golang_org_grpc_csAttempt_t + 8);
+    __u64 stream = WINDOW_U64(a, OFF_google_golang_org_grpc_csAttempt_s);
     if (transport)
         read_conn(rec, transport + OFF_google_golang_org_grpc_internal_transport_http2Client_conn);
-    __u64 stream = read_u64(attempt + OFF_google_golang_org_grpc_csAttempt_s);
     if (stream)
         rec->stream_id = read_u32(stream + OFF_google_golang_org_grpc_internal_transport_Stream_id);
 }

@@ -17,24 +17,34 @@
 
 BPF_HASH(grpc_server_inflight, __u64, struct span_record, MAX_INFLIGHT);
 
+/* The stream's id and method, read at once (a window, bpf/common.h). */
+#define STREAM_WINDOW \
+    MAX2(END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_id, __u32), \
+         END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_method, struct go_string))
+_Static_assert(STREAM_WINDOW <= WINDOW_SIZE, "a window of grpc-go's Stream is too large");
+
 int grpc_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
     __u64 stream = GO_ARG4(ctx);
+    __u8 *s = read_window(0, stream, STREAM_WINDOW);
+    if (!s)
+        return 0;
+    __u32 stream_id = *(__u32 *)(s + OFF_google_golang_org_grpc_internal_transport_Stream_id);
     /* The entry runs again when the stack grew first (morestack restarts the function): the
      * span began already, and must not become its own parent. */
     struct span_record *current = grpc_server_inflight.lookup(&g);
-    if (current && current->stream_id ==
-                       read_u32(stream + OFF_google_golang_org_grpc_internal_transport_Stream_id))
+    if (current && current->stream_id == stream_id)
         return 0;
     struct span_record *rec = new_record(SPAN_KIND_GRPC_SERVER, g);
     if (!rec)
         return 0;
-    READ_GO_STRING(rec->path, stream + OFF_google_golang_org_grpc_internal_transport_Stream_method);
+    COPY_GO_STRING(rec->path,
+                   WINDOW_STRING(s, OFF_google_golang_org_grpc_internal_transport_Stream_method));
     __u64 transport = GO_ARG3(ctx);
     if (transport)
         read_conn(rec, transport + OFF_google_golang_org_grpc_internal_transport_http2Server_conn);
-    rec->stream_id = read_u32(stream + OFF_google_golang_org_grpc_internal_transport_Stream_id);
+    rec->stream_id = stream_id;
     begin_span(rec, g);
 #ifdef GRPC_METADATA_TRACEPARENT
     read_traceparent(rec, context_value(

@@ -12,21 +12,38 @@ BPF_HASH(http_client_inflight, __u64, struct span_record, MAX_INFLIGHT);
 BPF_TABLE("lru_hash", __u64, struct trace_ctx, inject_by_request, MAX_INFLIGHT);
 #endif
 
+/* The windows (bpf/common.h) read: the request's fields and its URL's at the entry, the
+ * response's at the return. */
+#define CLIENT_REQUEST_WINDOW MAX3(END_OF(OFF_net_http_Request_Method, struct go_string), \
+                                   END_OF(OFF_net_http_Request_URL, __u64), \
+                                   END_OF(OFF_net_http_Request_ContentLength, __u64))
+#define CLIENT_URL_WINDOW MAX2(MAX2(END_OF(OFF_net_url_URL_Scheme, struct go_string), \
+                                    END_OF(OFF_net_url_URL_Host, struct go_string)), \
+                               MAX2(END_OF(OFF_net_url_URL_Path, struct go_string), \
+                                    END_OF(OFF_net_url_URL_RawQuery, struct go_string)))
+#define RESPONSE_WINDOW MAX2(END_OF(OFF_net_http_Response_StatusCode, __u64), \
+                             END_OF(OFF_net_http_Response_ContentLength, __u64))
+_Static_assert(CLIENT_REQUEST_WINDOW <= WINDOW_SIZE && CLIENT_URL_WINDOW <= WINDOW_SIZE &&
+               RESPONSE_WINDOW <= WINDOW_SIZE,
+               "a window of net/http's structs is too large");
+
 int http_client_entry(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_CLIENT_ENTRY);
     __u64 g = GO_G(ctx);
     struct span_record *rec = new_record(SPAN_KIND_HTTP_CLIENT, g);
     if (!rec)
         return 0;
-    __u64 req = GO_ARG2(ctx);
-    rec->request_body_size = (__s64)read_u64(req + OFF_net_http_Request_ContentLength);
-    READ_GO_STRING(rec->method, req + OFF_net_http_Request_Method);
-    __u64 url = read_u64(req + OFF_net_http_Request_URL);
+    __u8 *r = read_window(0, GO_ARG2(ctx), CLIENT_REQUEST_WINDOW);
+    if (!r)
+        return 0;
+    rec->request_body_size = (__s64)WINDOW_U64(r, OFF_net_http_Request_ContentLength);
+    COPY_GO_STRING(rec->method, WINDOW_STRING(r, OFF_net_http_Request_Method));
+    __u8 *url = read_window(1, WINDOW_U64(r, OFF_net_http_Request_URL), CLIENT_URL_WINDOW);
     if (url) {
-        READ_GO_STRING(rec->scheme, url + OFF_net_url_URL_Scheme);
-        READ_GO_STRING(rec->host, url + OFF_net_url_URL_Host);
-        READ_GO_STRING(rec->path, url + OFF_net_url_URL_Path);
-        if (READ_GO_STRING(rec->query, url + OFF_net_url_URL_RawQuery) > 0)
+        COPY_GO_STRING(rec->scheme, WINDOW_STRING(url, OFF_net_url_URL_Scheme));
+        COPY_GO_STRING(rec->host, WINDOW_STRING(url, OFF_net_url_URL_Host));
+        COPY_GO_STRING(rec->path, WINDOW_STRING(url, OFF_net_url_URL_Path));
+        if (COPY_GO_STRING(rec->query, WINDOW_STRING(url, OFF_net_url_URL_RawQuery)) > 0)
             rec->flags |= SPAN_F_HAS_QUERY;
     }
     begin_span(rec, g);
@@ -62,10 +79,10 @@ int http_client_return(struct pt_regs *ctx) {
     if (!rec)
         return 0;
     rec->end_ns = bpf_ktime_get_ns();
-    __u64 resp = GO_ARG1(ctx);
+    __u8 *resp = read_window(0, GO_ARG1(ctx), RESPONSE_WINDOW);
     if (resp) {
-        rec->status = (__u32)read_u64(resp + OFF_net_http_Response_StatusCode);
-        rec->response_body_size = (__s64)read_u64(resp + OFF_net_http_Response_ContentLength);
+        rec->status = (__u32)WINDOW_U64(resp, OFF_net_http_Response_StatusCode);
+        rec->response_body_size = (__s64)WINDOW_U64(resp, OFF_net_http_Response_ContentLength);
     } else if (GO_ARG2(ctx)) {
         rec->flags |= SPAN_F_TRANSPORT_ERROR;
     }

@@ -21,6 +21,30 @@ struct http_server_inflight {
 BPF_HASH(http_server_inflight, __u64, struct http_server_inflight, MAX_INFLIGHT);
 BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
 
+/* The windows (bpf/common.h) read: at the entry, the response's req and conn, the request's
+ * fields, the URL's path and query; at the end, the response's status and size. */
+#define RESPONSE_WINDOW MAX2(END_OF(OFF_net_http_response_req, __u64), \
+                             END_OF(OFF_net_http_response_conn, __u64))
+#ifdef OFF_net_http_Request_Header
+#define REQUEST_HEADER_END END_OF(OFF_net_http_Request_Header, __u64)
+#else
+#define REQUEST_HEADER_END 0
+#endif
+#define REQUEST_WINDOW MAX3(MAX3(END_OF(OFF_net_http_Request_Method, struct go_string), \
+                                 END_OF(OFF_net_http_Request_Host, struct go_string), \
+                                 END_OF(OFF_net_http_Request_URL, __u64)), \
+                            MAX3(END_OF(OFF_net_http_Request_ProtoMajor, __u64), \
+                                 END_OF(OFF_net_http_Request_ProtoMinor, __u64), \
+                                 END_OF(OFF_net_http_Request_ContentLength, __u64)), \
+                            REQUEST_HEADER_END)
+#define RESPONSE_END_WINDOW MAX2(END_OF(OFF_net_http_response_status, __u64), \
+                                 END_OF(OFF_net_http_response_written, __u64))
+#define URL_WINDOW MAX2(END_OF(OFF_net_url_URL_Path, struct go_string), \
+                        END_OF(OFF_net_url_URL_RawQuery, struct go_string))
+_Static_assert(RESPONSE_WINDOW <= WINDOW_SIZE && REQUEST_WINDOW <= WINDOW_SIZE &&
+               RESPONSE_END_WINDOW <= WINDOW_SIZE && URL_WINDOW <= WINDOW_SIZE,
+               "a window of net/http's structs is too large");
+
 int http_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
@@ -39,28 +63,35 @@ int http_server_entry(struct pt_regs *ctx) {
     st->response = GO_ARG3(ctx);
     /* w must be net/http's HTTP/1 *response, whose req is r; HTTP/2 (over TLS) brings another
      * writer type, whose memory we must not read as a *response. */
-    if (read_u64(st->response + OFF_net_http_response_req) != req) {
+    __u8 *w = read_window(1, st->response, RESPONSE_WINDOW);
+    if (!w || WINDOW_U64(w, OFF_net_http_response_req) != req) {
         count_drop(DROP_UNSUPPORTED_WRITER);
         return 0;
     }
+    __u64 conn = WINDOW_U64(w, OFF_net_http_response_conn);
+    __u8 *r = read_window(0, req, REQUEST_WINDOW);
+    if (!r)
+        return 0;
     init_record(rec, SPAN_KIND_HTTP_SERVER, g);
-    rec->request_body_size = (__s64)read_u64(req + OFF_net_http_Request_ContentLength);
-    READ_GO_STRING(rec->method, req + OFF_net_http_Request_Method);
-    READ_GO_STRING(rec->host, req + OFF_net_http_Request_Host);
-    rec->proto_major = (__u8)read_u64(req + OFF_net_http_Request_ProtoMajor);
-    rec->proto_minor = (__u8)read_u64(req + OFF_net_http_Request_ProtoMinor);
-    __u64 url = read_u64(req + OFF_net_http_Request_URL);
+    rec->request_body_size = (__s64)WINDOW_U64(r, OFF_net_http_Request_ContentLength);
+    COPY_GO_STRING(rec->method, WINDOW_STRING(r, OFF_net_http_Request_Method));
+    COPY_GO_STRING(rec->host, WINDOW_STRING(r, OFF_net_http_Request_Host));
+    rec->proto_major = (__u8)WINDOW_U64(r, OFF_net_http_Request_ProtoMajor);
+    rec->proto_minor = (__u8)WINDOW_U64(r, OFF_net_http_Request_ProtoMinor);
+#if defined(HAS_TRACEPARENT) && defined(OFF_net_http_Request_Header)
+    __u64 header = WINDOW_U64(r, OFF_net_http_Request_Header);
+#endif
+    __u8 *url = read_window(1, WINDOW_U64(r, OFF_net_http_Request_URL), URL_WINDOW);
     if (url) {
-        READ_GO_STRING(rec->path, url + OFF_net_url_URL_Path);
-        if (READ_GO_STRING(rec->query, url + OFF_net_url_URL_RawQuery) > 0)
+        COPY_GO_STRING(rec->path, WINDOW_STRING(url, OFF_net_url_URL_Path));
+        if (COPY_GO_STRING(rec->query, WINDOW_STRING(url, OFF_net_url_URL_RawQuery)) > 0)
             rec->flags |= SPAN_F_HAS_QUERY;
     }
-    __u64 conn = read_u64(st->response + OFF_net_http_response_conn);
     if (conn)
         read_conn(rec, conn + OFF_net_http_conn_rwc);
     begin_span(rec, g);
 #if defined(HAS_TRACEPARENT) && defined(OFF_net_http_Request_Header)
-    read_traceparent(rec, read_u64(req + OFF_net_http_Request_Header));
+    read_traceparent(rec, header);
 #endif
     if (http_server_inflight.update(&g, st) != 0) {
         count_drop(DROP_INFLIGHT_FULL);
@@ -77,10 +108,12 @@ static __always_inline int end_request(struct pt_regs *ctx, int hijacked) {
         return 0;
     struct span_record *rec = &st->rec;
     rec->end_ns = bpf_ktime_get_ns();
-    __u64 status = read_u64(st->response + OFF_net_http_response_status);
+    __u8 *w = read_window(1, st->response, RESPONSE_END_WINDOW);
+    __u64 status = w ? WINDOW_U64(w, OFF_net_http_response_status) : 0;
     /* No WriteHeader: net/http sends 200, unless the handler took the connection. */
     rec->status = status || hijacked ? (__u32)status : 200;
-    rec->response_body_size = (__s64)read_u64(st->response + OFF_net_http_response_written);
+    if (w)
+        rec->response_body_size = (__s64)WINDOW_U64(w, OFF_net_http_response_written);
 #ifdef OFF_net_http_Request_Pattern
     READ_GO_STRING(rec->route, st->request + OFF_net_http_Request_Pattern);
 #endif
