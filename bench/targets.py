@@ -146,11 +146,12 @@ def _sampler(pipeline: PipelineResult) -> Verdict:
         f"per request at {on.rate}/s)",
         f"With traceidratio 0.1, {ratio.exported_fraction:.0%} of the requests were "
         f"exported; of the spans sampled out, {kernel_share:.0%} were in the kernel and the "
-        "rest decoded and dropped by gotrace: the load generator runs on this host, so each "
-        "connection's server spans are left to gotrace until same-host linking has waited "
-        "1 s for a traced caller in vain (bpf/sampling.h), a second of every step of "
-        f"{pipeline.sampled.load.seconds:.0f} s. The tracer's fixed cost (polling, the "
-        "status line) is the same for both samplers.")
+        "rest decoded and dropped by gotrace: the load generator runs on this host and opens "
+        "new connections every step of "
+        f"{pipeline.sampled.load.seconds:.0f} s, whose first requests go to gotrace until it "
+        "has read one of their spans and found that a process it does not trace opened the "
+        "connection (then the kernel decides, bpf/sampling.h). The tracer's fixed cost "
+        "(polling, the status line) is the same for both samplers.")
 
 
 def _throughput(results: Results) -> list[Verdict]:

@@ -198,8 +198,12 @@ class SameHostLinker:
                 self._hold(span.trace_id, span, now_ns)
             return
         if not self._linkable(span):
-            self._hold(span.trace_id, span, now_ns)
-            self._release(span.trace_id)
+            if span.trace_id in self._held:  # with its children that came first
+                self._hold(span.trace_id, span, now_ns)
+                self._release(span.trace_id)
+            else:
+                self._remember(span.trace_id, span.trace_id)
+                self._ready.append(span)
             return
         held = self._hold(span.trace_id, span, now_ns)
         client = self._find_client(span)
