@@ -21,10 +21,10 @@ BPF_TABLE("lru_hash", __u64, struct trace_ctx, inject_by_request, MAX_INFLIGHT);
                                     END_OF(OFF_net_url_URL_Host, struct go_string)), \
                                MAX2(END_OF(OFF_net_url_URL_Path, struct go_string), \
                                     END_OF(OFF_net_url_URL_RawQuery, struct go_string)))
-#define RESPONSE_WINDOW MAX2(END_OF(OFF_net_http_Response_StatusCode, __u64), \
+#define CLIENT_RESPONSE_WINDOW MAX2(END_OF(OFF_net_http_Response_StatusCode, __u64), \
                              END_OF(OFF_net_http_Response_ContentLength, __u64))
 _Static_assert(CLIENT_REQUEST_WINDOW <= WINDOW_SIZE && CLIENT_URL_WINDOW <= WINDOW_SIZE &&
-               RESPONSE_WINDOW <= WINDOW_SIZE,
+               CLIENT_RESPONSE_WINDOW <= WINDOW_SIZE,
                "a window of net/http's structs is too large");
 
 int http_client_entry(struct pt_regs *ctx) {
@@ -79,7 +79,7 @@ int http_client_return(struct pt_regs *ctx) {
     if (!rec)
         return 0;
     rec->end_ns = bpf_ktime_get_ns();
-    __u8 *resp = read_window(0, GO_ARG1(ctx), RESPONSE_WINDOW);
+    __u8 *resp = read_window(0, GO_ARG1(ctx), CLIENT_RESPONSE_WINDOW);
     if (resp) {
         rec->status = (__u32)WINDOW_U64(resp, OFF_net_http_Response_StatusCode);
         rec->response_body_size = (__s64)WINDOW_U64(resp, OFF_net_http_Response_ContentLength);

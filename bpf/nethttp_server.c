@@ -23,26 +23,26 @@ BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
 
 /* The windows (bpf/common.h) read: at the entry, the response's req and conn, the request's
  * fields, the URL's path and query; at the end, the response's status and size. */
-#define RESPONSE_WINDOW MAX2(END_OF(OFF_net_http_response_req, __u64), \
+#define SERVER_RESPONSE_WINDOW MAX2(END_OF(OFF_net_http_response_req, __u64), \
                              END_OF(OFF_net_http_response_conn, __u64))
 #ifdef OFF_net_http_Request_Header
-#define REQUEST_HEADER_END END_OF(OFF_net_http_Request_Header, __u64)
+#define SERVER_REQUEST_HEADER_END END_OF(OFF_net_http_Request_Header, __u64)
 #else
-#define REQUEST_HEADER_END 0
+#define SERVER_REQUEST_HEADER_END 0
 #endif
-#define REQUEST_WINDOW MAX3(MAX3(END_OF(OFF_net_http_Request_Method, struct go_string), \
+#define SERVER_REQUEST_WINDOW MAX3(MAX3(END_OF(OFF_net_http_Request_Method, struct go_string), \
                                  END_OF(OFF_net_http_Request_Host, struct go_string), \
                                  END_OF(OFF_net_http_Request_URL, __u64)), \
                             MAX3(END_OF(OFF_net_http_Request_ProtoMajor, __u64), \
                                  END_OF(OFF_net_http_Request_ProtoMinor, __u64), \
                                  END_OF(OFF_net_http_Request_ContentLength, __u64)), \
-                            REQUEST_HEADER_END)
-#define RESPONSE_END_WINDOW MAX2(END_OF(OFF_net_http_response_status, __u64), \
+                            SERVER_REQUEST_HEADER_END)
+#define SERVER_RESPONSE_END_WINDOW MAX2(END_OF(OFF_net_http_response_status, __u64), \
                                  END_OF(OFF_net_http_response_written, __u64))
-#define URL_WINDOW MAX2(END_OF(OFF_net_url_URL_Path, struct go_string), \
+#define SERVER_URL_WINDOW MAX2(END_OF(OFF_net_url_URL_Path, struct go_string), \
                         END_OF(OFF_net_url_URL_RawQuery, struct go_string))
-_Static_assert(RESPONSE_WINDOW <= WINDOW_SIZE && REQUEST_WINDOW <= WINDOW_SIZE &&
-               RESPONSE_END_WINDOW <= WINDOW_SIZE && URL_WINDOW <= WINDOW_SIZE,
+_Static_assert(SERVER_RESPONSE_WINDOW <= WINDOW_SIZE && SERVER_REQUEST_WINDOW <= WINDOW_SIZE &&
+               SERVER_RESPONSE_END_WINDOW <= WINDOW_SIZE && SERVER_URL_WINDOW <= WINDOW_SIZE,
                "a window of net/http's structs is too large");
 
 int http_server_entry(struct pt_regs *ctx) {
@@ -63,13 +63,13 @@ int http_server_entry(struct pt_regs *ctx) {
     st->response = GO_ARG3(ctx);
     /* w must be net/http's HTTP/1 *response, whose req is r; HTTP/2 (over TLS) brings another
      * writer type, whose memory we must not read as a *response. */
-    __u8 *w = read_window(1, st->response, RESPONSE_WINDOW);
+    __u8 *w = read_window(1, st->response, SERVER_RESPONSE_WINDOW);
     if (!w || WINDOW_U64(w, OFF_net_http_response_req) != req) {
         count_drop(DROP_UNSUPPORTED_WRITER);
         return 0;
     }
     __u64 conn = WINDOW_U64(w, OFF_net_http_response_conn);
-    __u8 *r = read_window(0, req, REQUEST_WINDOW);
+    __u8 *r = read_window(0, req, SERVER_REQUEST_WINDOW);
     if (!r)
         return 0;
     init_record(rec, SPAN_KIND_HTTP_SERVER, g);
@@ -81,7 +81,7 @@ int http_server_entry(struct pt_regs *ctx) {
 #if defined(HAS_TRACEPARENT) && defined(OFF_net_http_Request_Header)
     __u64 header = WINDOW_U64(r, OFF_net_http_Request_Header);
 #endif
-    __u8 *url = read_window(1, WINDOW_U64(r, OFF_net_http_Request_URL), URL_WINDOW);
+    __u8 *url = read_window(1, WINDOW_U64(r, OFF_net_http_Request_URL), SERVER_URL_WINDOW);
     if (url) {
         COPY_GO_STRING(rec->path, WINDOW_STRING(url, OFF_net_url_URL_Path));
         if (COPY_GO_STRING(rec->query, WINDOW_STRING(url, OFF_net_url_URL_RawQuery)) > 0)
@@ -108,7 +108,7 @@ static __always_inline int end_request(struct pt_regs *ctx, int hijacked) {
         return 0;
     struct span_record *rec = &st->rec;
     rec->end_ns = bpf_ktime_get_ns();
-    __u8 *w = read_window(1, st->response, RESPONSE_END_WINDOW);
+    __u8 *w = read_window(1, st->response, SERVER_RESPONSE_END_WINDOW);
     __u64 status = w ? WINDOW_U64(w, OFF_net_http_response_status) : 0;
     /* No WriteHeader: net/http sends 200, unless the handler took the connection. */
     rec->status = status || hijacked ? (__u32)status : 200;
