@@ -92,15 +92,19 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      "OTEL_TRACES_SAMPLER_ARG)")
 
 
-def _exporters(args: argparse.Namespace) -> dict[str, Exporter]:
+def _exporters(args: argparse.Namespace) -> tuple[dict[str, Exporter], dict[str, float]]:
+    """The exporters by name, and the batch delays of those that want their own."""
     exporters: dict[str, Exporter] = {}
+    delays: dict[str, float] = {}
     use_otlp = args.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or \
         os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     if use_otlp:
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc is first imported
         from gotrace.export.otlp import OtlpExporter
 
-        exporters["otlp"] = OtlpExporter(otlp_config(args.otlp_endpoint, args.otlp_protocol))
+        config = otlp_config(args.otlp_endpoint, args.otlp_protocol)
+        exporters["otlp"] = OtlpExporter(config)
+        delays["otlp"] = config.batch_delay_s
     if args.jsonl:
         exporters["jsonl"] = JsonlExporter(args.jsonl)
     if args.metrics_port is not None:
@@ -108,7 +112,7 @@ def _exporters(args: argparse.Namespace) -> dict[str, Exporter]:
                                                args.metrics_port)
     if args.console or not exporters:
         exporters["console"] = ConsoleExporter()
-    return exporters
+    return exporters, delays
 
 
 def _report(counters: tuple[dict[str, int], dict[str, int]], pipeline: ExportPipeline,
@@ -141,9 +145,9 @@ class _Session:
     def __init__(self, args: argparse.Namespace) -> None:
         require_root()
         self.args = args
-        exporters = _exporters(args)
+        exporters, delays = _exporters(args)
         self.exporter_names = list(exporters)
-        self.pipeline = ExportPipeline(exporters)
+        self.pipeline = ExportPipeline(exporters, delays=delays)
         self.status: StatusReporter | None = None
         if args.inject_traceparent:
             require_user_memory_writes()

@@ -29,6 +29,7 @@ from gotrace.export import (
     otlp_config,
 )
 from gotrace.export.otlp import OtlpExporter
+from gotrace.export.otlp_config import DEFAULT_BATCH_DELAY_S
 from gotrace.export.otlp_wire import TraceRequestEncoder
 from gotrace.spans import Resource, SharedAttributes, Span
 
@@ -399,6 +400,11 @@ def test_config_explicit_arguments_win() -> None:
         "http://arg:4318/x/traces"
 
 
+def test_config_batch_delay() -> None:
+    assert otlp_config(environ={}).batch_delay_s == DEFAULT_BATCH_DELAY_S
+    assert otlp_config(environ={"OTEL_BSP_SCHEDULE_DELAY": " 250 "}).batch_delay_s == 0.25
+
+
 def test_config_headers_are_decoded() -> None:
     env = {"OTEL_EXPORTER_OTLP_HEADERS": " Api-Key = s%3Dcr%2Ct ,, x=a=b "}
     assert otlp_config(environ=env).headers == {"api-key": "s=cr,t", "x": "a=b"}
@@ -415,6 +421,10 @@ def test_config_headers_are_decoded() -> None:
     ({"environ": {"OTEL_EXPORTER_OTLP_HEADERS": "a=1,broken"}},
      "OTEL_EXPORTER_OTLP_HEADERS: malformed header 'broken'"),
     ({"timeout_s": 0}, "OTLP timeout must be positive"),
+    ({"environ": {"OTEL_BSP_SCHEDULE_DELAY": "1s"}},
+     "OTEL_BSP_SCHEDULE_DELAY: not a positive number of milliseconds: '1s'"),
+    ({"environ": {"OTEL_BSP_SCHEDULE_DELAY": "0"}},
+     "OTEL_BSP_SCHEDULE_DELAY: not a positive number of milliseconds: '0'"),
 ])
 def test_config_rejects_bad_settings(kwargs: dict[str, Any], message: str) -> None:
     kwargs.setdefault("environ", {})
@@ -533,6 +543,20 @@ def test_pipeline_sends_without_flush_after_max_delay() -> None:
     pipeline = ExportPipeline({"sink": sink}, max_batch_size=512, max_delay_s=0.05)
     pipeline.submit(numbered_spans(1, "x"))
     assert wait_until(lambda: len(sink.spans) == 1)
+    pipeline.shutdown()
+
+
+def test_pipeline_gives_an_exporter_its_own_delay() -> None:
+    """OTLP waits longer to fill a batch (each export has a fixed cost); the console not."""
+    prompt, patient = Recording(), Recording()
+    pipeline = ExportPipeline({"prompt": prompt, "patient": patient}, max_delay_s=0.05,
+                              delays={"patient": 60.0})
+    pipeline.submit(numbered_spans(3, "x"))
+    assert wait_until(lambda: len(prompt.spans) == 3)
+    time.sleep(0.3)
+    assert patient.spans == []
+    assert pipeline.flush(LIVENESS_S)
+    assert len(patient.spans) == 3
     pipeline.shutdown()
 
 

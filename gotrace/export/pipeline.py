@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gotrace.errors import GotraceError
 from gotrace.export.base import Exporter
@@ -85,13 +85,17 @@ class ExportPipeline:
         max_attempts: int = 10,
         min_backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
+        delays: Mapping[str, float] | None = None,
     ) -> None:
+        """delays: max_delay_s for some exporters by name, instead of the common one."""
         if not exporters:
             raise GotraceError("no exporter configured")
         settings = LaneSettings(capacity=capacity, max_batch_size=max_batch_size,
                                 max_delay_s=max_delay_s, max_attempts=max_attempts,
                                 min_backoff_s=min_backoff_s, max_backoff_s=max_backoff_s)
-        self._lanes = [ExportLane(name, exporter, settings)
+        delays = delays or {}
+        self._lanes = [ExportLane(name, exporter, replace(
+                           settings, max_delay_s=delays.get(name, max_delay_s)))
                        for name, exporter in exporters.items()]
         self._submitted = 0  # written by the one submitting thread only
         self._shutdown_result: bool | None = None
