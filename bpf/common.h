@@ -273,7 +273,7 @@ static __always_inline void emit(struct span_record *rec) {
         sched_span_end(rec);
     }
     /* gotrace is not woken for every record: a wakeup is an inter-processor interrupt, which
-     * in a virtual machine costs microseconds (a VM exit). It polls every 100 ms, and is
+     * in a virtual machine costs microseconds (a VM exit). It polls every 250 ms, and is
      * woken by every WAKEUP_EVERY-th record of a CPU, long before the buffer fills. */
     __u32 zero = 0;
     __u64 *sent = records_sent.lookup(&zero);
