@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
-from gotrace.bpfprog import compile_bpf, open_ring
+from gotrace.bpfprog import address_bytes, compile_bpf, open_ring
 from gotrace.records import (
     EVENT_KIND_TCP_CONNECT,
     EVENT_KIND_TCP_RETRANSMIT,
@@ -31,7 +31,6 @@ from gotrace.records import (
     SPAN_KIND_GRPC_CLIENT,
     SPAN_KIND_HTTP_CLIENT,
     SpanRecord,
-    ip_text,
 )
 from gotrace.runtime_facts import count_between
 from gotrace.spans import AttributeValue, Connection
@@ -56,14 +55,15 @@ def _connection(rec: SpanRecord) -> tuple[Endpoint, Endpoint]:
 
 
 class NetworkFacts:
-    """Recent retransmits per connection and handshakes per (local, peer) endpoint pair."""
+    """Recent retransmits per connection; handshakes, with the connecting process, per
+    (local, peer) endpoint pair of the connecting end."""
 
     def __init__(self) -> None:
         self._retransmits: collections.OrderedDict[tuple, collections.deque[int]] = \
             collections.OrderedDict()
-        self._connects: collections.OrderedDict[tuple, tuple[int, int]] = \
+        # (local, peer) endpoint pair of the connecting end -> (SYN sent, established, PID)
+        self._connects: collections.OrderedDict[tuple, tuple[int, int, int]] = \
             collections.OrderedDict()
-        self._openers: collections.OrderedDict[Connection, int] = collections.OrderedDict()
         self.retransmits = 0
         self.events = 0
 
@@ -82,22 +82,20 @@ class NetworkFacts:
             times.append(rec.start_ns)
             self.retransmits += 1
         else:
-            self._connects[_endpoints(rec)] = (rec.start_ns, rec.end_ns)
-            opened = Connection(ip_text(rec.local_addr), rec.local_port,
-                                ip_text(rec.peer_addr), rec.peer_port)
-            self._openers.pop(opened, None)  # a reused 4-tuple: the newest last
-            self._openers[opened] = rec.pid
+            key = _endpoints(rec)
+            self._connects.pop(key, None)  # a reused 4-tuple: the newest last
+            self._connects[key] = (rec.start_ns, rec.end_ns, rec.pid)
             if len(self._connects) > MAX_CONNECTIONS:
                 self._connects.popitem(last=False)
-            if len(self._openers) > MAX_CONNECTIONS:
-                self._openers.popitem(last=False)
         return True
 
     def opener(self, accepted: Connection) -> int | None:
         """The PID of the process that opened a connection, given as its accepting end sees
         it; None when its opening was not seen (before gotrace started, or another host)."""
-        return self._openers.get(Connection(accepted.peer_address, accepted.peer_port,
-                                            accepted.local_address, accepted.local_port))
+        connecting_end = (address_bytes(accepted.peer_address), accepted.peer_port)
+        accepting_end = (address_bytes(accepted.local_address), accepted.local_port)
+        connect = self._connects.get((connecting_end, accepting_end))
+        return connect[2] if connect else None
 
     def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue]:
         if not rec.flags & F_HAS_CONN:
