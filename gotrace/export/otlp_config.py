@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT_S = 3.0
 # default is 5 s). Each export is a request that costs the tracer about a millisecond of CPU
 # whatever its size, which at a few hundred spans a second outweighs their encoding.
 DEFAULT_BATCH_DELAY_S = 1.0
+MAX_BATCH_DELAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ def otlp_config(
 
 
 def _batch_delay(env: Mapping[str, str]) -> float:
+    """OTEL_BSP_SCHEDULE_DELAY in seconds. Up to a day: a wait beyond what the platform's
+    clock can express (inf, 1e300) would kill the export thread."""
     value = env.get("OTEL_BSP_SCHEDULE_DELAY", "").strip()
     if not value:
         return DEFAULT_BATCH_DELAY_S
@@ -84,9 +87,9 @@ def _batch_delay(env: Mapping[str, str]) -> float:
         delay_ms = float(value)
     except ValueError:
         delay_ms = -1
-    if not delay_ms > 0:
-        raise GotraceError(f"OTEL_BSP_SCHEDULE_DELAY: not a positive number of milliseconds: "
-                           f"{value!r}")
+    if not 0 < delay_ms <= MAX_BATCH_DELAY_MS:  # NaN fails too
+        raise GotraceError(f"OTEL_BSP_SCHEDULE_DELAY: not a number of milliseconds above 0 "
+                           f"and up to {MAX_BATCH_DELAY_MS}: {value!r}")
     return delay_ms / 1000
 
 
