@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpus import pinned_to
 from testapps import matrix
 
 
@@ -51,10 +52,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(path: Path, *args: str) -> Iterator[Server]:
-    """Run a test server on a free loopback port until the block ends."""
+def serve(path: Path, *args: str, cpus: frozenset[int] | None = None) -> Iterator[Server]:
+    """Run a test server on a free loopback port until the block ends (on cpus, if given:
+    bench.cpus)."""
     proc = subprocess.Popen([str(path), "-addr", "127.0.0.1:0", *args], stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=pinned_to(cpus))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -16,6 +16,7 @@ from bench import REPO, attach, overhead, pipeline
 from bench.apps import Apps, build_apps
 from bench.bigprog import build_big_program
 from bench.calibrate import calibrate
+from bench.cpus import placement
 from bench.loadgen import SATURATION, Connections
 from bench.otlp_sink import otlp_sink
 from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT, count_hits
@@ -78,8 +79,9 @@ def _attach_binary(apps: Apps, big: bool) -> tuple[Path, str]:
 
 
 def _overhead(apps: Apps, settings: overhead.Settings) -> list[overhead.ProtocolResult]:
-    with otlp_sink() as sink:
-        return [overhead.measure(name, server, apps.loadgen, sink, settings)
+    where = placement()
+    with otlp_sink(cpus=where.others) as sink:
+        return [overhead.measure(name, server, apps.loadgen, sink, settings, where)
                 for name, server in (("HTTP", apps.httpserver), ("gRPC", apps.grpcserver))]
 
 

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpus import pinned_to
+
 SATURATION = 0  # as a rate: as fast as the connections go
 
 
@@ -34,12 +36,14 @@ class LoadResult:
 
 
 def run_load(loadgen: Path, target: Sequence[str], *, rate: float, conns: Connections,
-             seconds: float) -> LoadResult:
-    """target: ["-url", URL] or ["-grpc", ADDR, "-method", M, "-value", V]."""
+             seconds: float, cpus: frozenset[int] | None = None) -> LoadResult:
+    """target: ["-url", URL] or ["-grpc", ADDR, "-method", M, "-value", V]; cpus: where the
+    load generator runs (bench.cpus), if not anywhere."""
     out = subprocess.run(
         [str(loadgen), *target, "-rate", str(rate), "-conns", str(conns.at(rate)),
          "-duration", f"{seconds}s"],
-        check=True, capture_output=True, text=True, timeout=seconds + 60)
+        check=True, capture_output=True, text=True, timeout=seconds + 60,
+        preexec_fn=pinned_to(cpus))
     data = json.loads(out.stdout)
     result = LoadResult(requests=data["requests"], errors=data["errors"],
                         seconds=data["seconds"], rps=data["rps"], p50_us=data["p50_us"],

@@ -20,6 +20,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from bench import REPO
+from bench.cpus import pinned_to
 
 
 class _Counter(trace_service_pb2_grpc.TraceServiceServicer):
@@ -59,9 +60,10 @@ class Sink:
 
 
 @contextlib.contextmanager
-def otlp_sink() -> Iterator[Sink]:
+def otlp_sink(cpus: frozenset[int] | None = None) -> Iterator[Sink]:
+    """The sink in a process of its own (on cpus, if given: bench.cpus)."""
     proc = subprocess.Popen([sys.executable, "-m", "bench.otlp_sink"], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, preexec_fn=pinned_to(cpus))
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("READY "):

@@ -1,5 +1,8 @@
-"""What tracing costs the target: its CPU per request (from /proc/PID/stat of the server, so
+"""What tracing costs the target: its CPU per request (from the server's CPU-time clock, so
 the tracer's own CPU is separate), throughput and latency, untraced vs traced.
+
+The server runs on a CPU of its own, the load generator, gotrace and the receiver on the
+others (bench.cpus), so that its throughput at saturation is the server's.
 
 One server per protocol serves every condition: a trivial handler and one burning ~200 µs of
 CPU, each at a fixed request rate and at saturation. Rounds alternate between untraced and
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.apps import serve
+from bench.cpus import Placement
 from bench.loadgen import SATURATION, Connections, LoadResult, run_load
 from bench.otlp_sink import Sink
 from bench.probe_hits import HitCount
@@ -94,6 +98,7 @@ class ProtocolResult:
     hits: dict[str, int] = field(default_factory=dict)  # over every traced round
     traced_requests: int = 0
     attach_s: list[float] = field(default_factory=list)
+    placement: str = ""  # which CPUs the server and the rest ran on (bench.cpus)
 
     @property
     def hits_per_request(self) -> float:
@@ -113,16 +118,17 @@ def _targets(protocol: str, addr: str) -> dict[str, list[str]]:
 
 
 def measure(protocol: str, server: Path, loadgen: Path, sink: Sink,
-            settings: Settings) -> ProtocolResult:
+            settings: Settings, where: Placement) -> ProtocolResult:
+    """sink: an OTLP receiver already running on where.others."""
     conditions = [ConditionResult(h, r) for h, rate in ((TRIVIAL, settings.rate),
                                                         (BUSY, settings.busy_rate))
                   for r in (rate, SATURATION)]
-    result = ProtocolResult(protocol, conditions)
-    with serve(server) as srv:
+    result = ProtocolResult(protocol, conditions, placement=where.describe())
+    with serve(server, cpus=where.server) as srv:
         targets = _targets(protocol, srv.addr)
         for target in targets.values():  # warm up (the busy handler measures its loop)
             run_load(loadgen, target, rate=settings.busy_rate, conns=settings.conns,
-                     seconds=0.5)
+                     seconds=0.5, cpus=where.others)
 
         def one_round(session: Gotrace | None) -> list[Sample]:
             samples = []
@@ -131,7 +137,8 @@ def measure(protocol: str, server: Path, loadgen: Path, sink: Sink,
                 tracer_before = session.cpu() if session else 0.0
                 busy_before, all_before = machine_cpu_ticks()
                 load = run_load(loadgen, targets[cond.handler], rate=cond.rate,
-                                conns=settings.conns, seconds=settings.seconds)
+                                conns=settings.conns, seconds=settings.seconds,
+                                cpus=where.others)
                 busy, all_ = machine_cpu_ticks()
                 samples.append(Sample(load, cpu_seconds(srv.pid) - target_before,
                                       session.cpu() - tracer_before if session else None,
@@ -143,7 +150,8 @@ def measure(protocol: str, server: Path, loadgen: Path, sink: Sink,
                 for cond, sample in zip(conditions, one_round(None), strict=True):
                     cond.untraced.append(sample)
                 continue
-            with Gotrace(["trace", "--pid", str(srv.pid), *sink.otlp_args]) as session:
+            with Gotrace(["trace", "--pid", str(srv.pid), *sink.otlp_args],
+                         cpus=where.others) as session:
                 result.attach_s.append(session.ready())
                 samples = one_round(session)
                 hits = session.stop().hits

@@ -3,8 +3,8 @@ a receiver in another process (bench.otlp_sink), the highest rate at which nothi
 dropped, and how much CPU head sampling (OTEL_TRACES_SAMPLER=traceidratio, 0.1) saves.
 
 Each step is a gotrace session tracing the HTTP test server by PID while the load generator
-calls its trivial handler at one rate (or flat out); the tracer's CPU is read from /proc
-between the start of the load and the moment its last spans have been exported.
+calls its trivial handler at one rate (or flat out); the tracer's CPU is read from its
+CPU-time clock between the start of the load and the moment its last spans have been exported.
 """
 
 from __future__ import annotations

@@ -121,11 +121,14 @@ def _protocol(proto: ProtocolResult, hit_us: float) -> list[str]:
 
 def _overhead(results: Results) -> list[str]:
     out = [f"## {SECTIONS[3]}", "",
-           "The server's utime+stime from /proc/PID/stat per request (the tracer's CPU is its "
-           "own), medians over alternating untraced/traced rounds; ratios are traced / "
-           "untraced. Traced rounds export over OTLP to a receiver in another process; the "
-           "tracer's CPU per request there is approximate (spans leave the tracer up to 1.2 s "
-           "after their request, so partly in the next measurement).", ""]
+           "The server's CPU time per request, from its CPU-time clock (to the nanosecond; "
+           "the tracer's CPU is its own), medians over alternating untraced/traced rounds; "
+           "ratios are traced / untraced. Traced rounds export over OTLP to a receiver in "
+           "another process; the tracer's CPU per request there is approximate (spans leave "
+           "the tracer up to 1.2 s after their request, so partly in the next measurement). "
+           f"Where they ran: {results.overhead[0].placement}, so that a server's throughput "
+           "at saturation is its own, not what the load generator and the tracer leave of "
+           "two shared CPUs (bench/cpus.py tells why).", ""]
     for proto in results.overhead:
         out += _protocol(proto, results.calibration.hit_us)
     return out
@@ -157,8 +160,9 @@ def _pipeline(p: PipelineResult) -> list[str]:
     return [
         f"## {SECTIONS[4]}", "",
         "The HTTP server's trivial handler under load, traced by PID, spans exported over "
-        "OTLP/gRPC to a counting receiver in another process. Tracer CPU from /proc/PID/stat "
-        "of the gotrace process, from the start of the load until its spans were exported.",
+        "OTLP/gRPC to a counting receiver in another process, every process on any CPU. "
+        "Tracer CPU from the gotrace process's CPU-time clock, from the start of the load "
+        "until its spans were exported.",
         "",
         *_table(["Load", "Req/s", "Spans exported/s", "Tracer CPU µs/span",
                  "Tracer CPU µs/req", "Dropped", "Lost in kernel", "RSS MB", "Peak RSS MB"],

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import REPO
+from bench.cpus import pinned_to
 from bench.procstat import cpu_seconds, memory_mb
 
 
@@ -71,7 +72,8 @@ class Gotrace:
     command's start. As a context manager, it never leaves gotrace running behind it."""
 
     def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None,
-                 profile: Path | None = None) -> None:
+                 profile: Path | None = None, cpus: frozenset[int] | None = None) -> None:
+        """cpus: where gotrace runs (bench.cpus), if not anywhere."""
         self._dir = tempfile.TemporaryDirectory(prefix="gotrace-bench-")
         self._ready = Path(self._dir.name) / "ready"
         self._stderr = open(Path(self._dir.name) / "stderr", "w+")  # noqa: SIM115
@@ -82,7 +84,7 @@ class Gotrace:
             [sys.executable, *runner, command, "--stats", "--ready-file", str(self._ready),
              *rest],
             cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-            stderr=self._stderr)
+            stderr=self._stderr, preexec_fn=pinned_to(cpus))
 
     def __enter__(self) -> Gotrace:
         return self

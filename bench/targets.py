@@ -164,11 +164,11 @@ def _throughput(results: Results) -> list[Verdict]:
         verdicts.append(_at_least(
             f"throughput traced / untraced, {proto.name} handler with {BUSY}",
             BUSY_THROUGHPUT, "", ratio, f"{ratio:.3f}",
-            f"At saturation the tracer used {tracer_share:.0%} of a core and the target "
-            f"{cond.added_cpu_us:+.1f} µs more CPU per request ({cond.cpu_us(False):.0f} → "
-            f"{cond.cpu_us(True):.0f} µs); the machine's CPUs, which the server, load "
-            f"generator, tracer and receiver share, were {cond.machine_busy(False):.0%} busy "
-            f"untraced and {cond.machine_busy(True):.0%} traced."))
+            f"At saturation the target used {cond.added_cpu_us:+.1f} µs more CPU per request "
+            f"({cond.cpu_us(False):.0f} → {cond.cpu_us(True):.0f} µs), on a CPU of its own "
+            f"({proto.placement}); the tracer used {tracer_share:.0%} of a core, and the "
+            f"machine's CPUs were {cond.machine_busy(False):.0%} busy untraced and "
+            f"{cond.machine_busy(True):.0%} traced."))
     return verdicts
 
 

@@ -25,12 +25,17 @@ from gotrace.spans import (
     AttributeValue,
     Connection,
     Resource,
+    Sampling,
     SharedAttributes,
     Span,
     StatusCode,
 )
 
 SHAPES: dict[int, SpanShape] = {k: s for p in ALL_PROBES for k, s in p.record_kinds.items()}
+# The kernel's sampling decision, by the record's two sampling flags.
+_SAMPLING_FLAGS = F_SAMPLED | F_DEFERRED
+_SAMPLING: dict[int, Sampling] = {0: "link-only", F_SAMPLED: "sampled", F_DEFERRED: "deferred",
+                                  F_SAMPLED | F_DEFERRED: "sampled"}
 
 
 class MonotonicClock:
@@ -63,17 +68,27 @@ class FactSource(Protocol):
         """Take the record if it is one of this source's events (never offered spans)."""
         ...
 
-    def attributes(self, rec: RecordFields) -> dict[str, AttributeValue]:
-        """What this source knows of a span."""
+    def usual(self, rec: RecordFields) -> dict[str, AttributeValue]:
+        """What this source says of a span when nothing happened to it (no pause, no
+        retransmit): read from the endpoint's fields alone, so shared by its spans."""
+        ...
+
+    def attributes(self, rec: RecordFields) -> dict[str, AttributeValue] | None:
+        """What this source knows of a span; None when that is the usual (most spans)."""
         ...
 
 
 class _Endpoint(NamedTuple):
-    """What the spans of one endpoint share: worked out from the first, reused for the rest."""
+    """What the spans of one endpoint share: worked out from the first, reused for the rest.
+
+    Most spans have only the fact sources' usual values (no GC pause, no retransmit), which
+    then are shared too; a span with something to report has them all as its own."""
 
     name: str
     status: StatusCode
-    shared: SharedAttributes
+    shared: SharedAttributes  # the endpoint's attributes
+    shared_usual: SharedAttributes  # ... and the fact sources' usual ones
+    usual: dict[str, AttributeValue]  # the fact sources' usual attributes
     local_address: str
     peer_address: str
 
@@ -98,16 +113,24 @@ def _endpoint_key(request_fields: frozenset[str]) -> Callable[[bytes], object]:
 
 ENDPOINT_KEYS = {kind: _endpoint_key(shape.request_fields) for kind, shape in SHAPES.items()}
 MAX_ENDPOINTS = 4096  # distinct endpoints remembered; then forgotten all at once
-_endpoints: dict[object, _Endpoint] = {}
+# By the kinds of fact source decoding with them (their usual attributes differ), then key.
+_endpoints_by_sources: dict[tuple[type, ...], dict[object, _Endpoint]] = {}
 
 
-def _endpoint(shape: SpanShape, rec: RecordFields, key: object) -> _Endpoint:
-    if len(_endpoints) >= MAX_ENDPOINTS:
-        _endpoints.clear()
-    endpoint = _endpoints[key] = _Endpoint(
+def _endpoint(endpoints: dict[object, _Endpoint], shape: SpanShape, rec: RecordFields,
+              key: object, facts: Sequence[FactSource]) -> _Endpoint:
+    if len(endpoints) >= MAX_ENDPOINTS:
+        endpoints.clear()
+    attributes = shape.endpoint_attributes(rec)
+    usual: dict[str, AttributeValue] = {}
+    for source in facts:
+        usual.update(source.usual(rec))
+    endpoint = endpoints[key] = _Endpoint(
         name=shape.name(rec),
         status="ERROR" if shape.is_error(rec) else "UNSET",
-        shared=SharedAttributes(shape.endpoint_attributes(rec)),
+        shared=SharedAttributes(attributes),
+        shared_usual=SharedAttributes({**attributes, **usual}),
+        usual=usual,
         local_address=ip_text(rec.local_addr),
         peer_address=ip_text(rec.peer_addr),
     )
@@ -121,6 +144,7 @@ def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource |
     source's attributes. Records of unknown processes or kinds are skipped (and not many)."""
     clock.refresh()
     offset = clock.offset
+    endpoints = _endpoints_by_sources.setdefault(tuple(map(type, facts)), {})
     spans = []
     for data in raw:
         if len(data) < RECORD_SIZE:
@@ -135,32 +159,41 @@ def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource |
         if resource is None:
             continue
         key = ENDPOINT_KEYS[kind](data)
-        endpoint = _endpoints.get(key) or _endpoint(shape, rec, key)
+        endpoint = endpoints.get(key) or _endpoint(endpoints, shape, rec, key, facts)
         own = shape.request_attributes(rec, with_query)
+        shared = endpoint.shared_usual
+        unusual = False
         for source in facts:
-            own.update(source.attributes(rec))
+            found = source.attributes(rec)
+            if found is not None:
+                if not unusual:
+                    unusual = True
+                    shared = endpoint.shared
+                    own.update(endpoint.usual)
+                own.update(found)
         flags = rec.flags
+        start_ns, end_ns = rec.start_ns, rec.end_ns
+        # Positional (in Span's field order): a third of the cost of keywords, per span.
         spans.append(Span(
-            trace_id=rec.trace_id,
-            span_id=rec.span_id,
-            parent_span_id=rec.parent_span_id if flags & F_HAS_PARENT else None,
-            name=endpoint.name,
-            kind=shape.kind,
-            start_time_unix_nano=rec.start_ns + offset,
-            end_time_unix_nano=rec.end_ns + offset,
-            resource=resource,
-            status=endpoint.status,
-            own_attributes=own,
-            shared_attributes=endpoint.shared,
-            connection=Connection(endpoint.local_address, rec.local_port,
-                                  endpoint.peer_address, rec.peer_port)
-            if flags & F_HAS_CONN else None,
-            stream_id=rec.stream_id,
-            remote_parent=bool(flags & F_REMOTE_PARENT),
-            monotonic_start_ns=rec.start_ns,
-            monotonic_end_ns=rec.end_ns,
-            sampling="sampled" if flags & F_SAMPLED else
-            "deferred" if flags & F_DEFERRED else "link-only",
+            rec.trace_id,
+            rec.span_id,
+            rec.parent_span_id if flags & F_HAS_PARENT else None,
+            endpoint.name,
+            shape.kind,
+            start_ns + offset,  # start_time_unix_nano
+            end_ns + offset,  # end_time_unix_nano
+            resource,
+            endpoint.status,
+            "",  # status_message
+            own,  # own_attributes
+            shared,  # shared_attributes
+            Connection(endpoint.local_address, rec.local_port, endpoint.peer_address,
+                       rec.peer_port) if flags & F_HAS_CONN else None,
+            rec.stream_id,
+            bool(flags & F_REMOTE_PARENT),  # remote_parent
+            start_ns,  # monotonic_start_ns
+            end_ns,  # monotonic_end_ns
+            _SAMPLING[flags & _SAMPLING_FLAGS],
         ))
     return spans
 

@@ -40,6 +40,7 @@ EVENT_KINDS = frozenset({EVENT_KIND_TCP_RETRANSMIT, EVENT_KIND_TCP_CONNECT})
 CLIENT_KINDS = frozenset({SPAN_KIND_HTTP_CLIENT, SPAN_KIND_GRPC_CLIENT})
 KEEP_PER_CONNECTION = 1024
 MAX_CONNECTIONS = 65536
+NO_RETRANSMITS: dict[str, AttributeValue] = {"network.tcp.retransmits": 0}
 
 Endpoint = tuple[bytes, int]
 
@@ -97,17 +98,26 @@ class NetworkFacts:
         connect = self._connects.get((connecting_end, accepting_end))
         return connect[2] if connect else None
 
-    def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue]:
+    def usual(self, rec: SpanRecord) -> dict[str, AttributeValue]:
+        return NO_RETRANSMITS if rec.flags & F_HAS_CONN else {}
+
+    def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue] | None:
+        """None: no connection, or no retransmit and no handshake during the span."""
         if not rec.flags & F_HAS_CONN:
-            return {}
+            return None
         start, end = rec.start_ns, rec.end_ns
         count = count_between(self._retransmits.get(_connection(rec), ()), start, end) \
             if self._retransmits else 0  # none seen: the common case, without a key to build
-        attrs: dict[str, AttributeValue] = {"network.tcp.retransmits": count}
+        connect_ns = None
         if self._connects and rec.kind in CLIENT_KINDS:
             handshake = self._connects.get(_endpoints(rec))
             if handshake and start <= handshake[1] <= end:
-                attrs["network.tcp.connect_ns"] = handshake[1] - handshake[0]
+                connect_ns = handshake[1] - handshake[0]
+        if not count and connect_ns is None:
+            return None
+        attrs: dict[str, AttributeValue] = {"network.tcp.retransmits": count}
+        if connect_ns is not None:
+            attrs["network.tcp.connect_ns"] = connect_ns
         return attrs
 
 

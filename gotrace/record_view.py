@@ -3,11 +3,12 @@
 The struct format is derived from the ctypes mirror (gotrace.records.SpanRecord, the one
 description of the layout): every field at its ctypes offset, so fields added to the end of
 the record are read without changes here. A record becomes a RecordFields tuple whose
-attributes have SpanRecord's names and values, except that byte arrays (ids, addresses) are
-bytes and other arrays tuples, where ctypes gives array objects; char arrays are their whole
-bytes, NUL padding included (gotrace.records.text reads them as ctypes does, up to the first
-NUL: most records need only one or two of their strings). Fields whose names start with "_"
-(padding) are skipped.
+attributes have SpanRecord's names and values, except that arrays, where ctypes gives array
+objects, are their bytes as the kernel wrote them: ids and addresses as they are, arrays of
+wider integers (sched_ns) for the one reader that needs them to unpack (most records never
+do); char arrays are their whole bytes, NUL padding included (gotrace.records.text reads
+them as ctypes does, up to the first NUL: most records need only one or two of their
+strings). Fields whose names start with "_" (padding) are skipped.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from collections import namedtuple
 from typing import Any
 
 from gotrace.records import RECORD_SIZE, SpanRecord
-
-_BYTES = (ctypes.c_char, ctypes.c_uint8, ctypes.c_int8)
-
 
 _INTEGER_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}  # signed; upper case is unsigned
 
@@ -37,13 +35,11 @@ def _code(ctype: Any, name: str) -> str:
     return _INTEGER_CODES[size] if signed else _INTEGER_CODES[size].upper()
 
 
-def _layout() -> tuple[struct.Struct, list[str], tuple[tuple[int, int], ...]]:
-    """(the struct, field names, (index, length) of scalar arrays)."""
+def _layout() -> tuple[struct.Struct, list[str]]:
+    """(the struct, field names)."""
     codes: list[str] = []
     names: list[str] = []
-    arrays: list[tuple[int, int]] = []
     position = 0  # bytes described so far
-    values = 0  # values the struct yields so far
     for name, ctype in SpanRecord._fields_:
         offset = getattr(SpanRecord, name).offset
         size = ctypes.sizeof(ctype)
@@ -53,30 +49,22 @@ def _layout() -> tuple[struct.Struct, list[str], tuple[tuple[int, int], ...]]:
             codes.append(f"{size}x")
             continue
         names.append(name)
-        if issubclass(ctype, ctypes.Array) and ctype._type_ in _BYTES:
-            codes.append(f"{ctype._length_}s")
-            values += 1
-        elif issubclass(ctype, ctypes.Array):
-            codes.append(f"{ctype._length_}{_code(ctype._type_, name)}")
-            arrays.append((values, ctype._length_))
-            values += ctype._length_
+        if issubclass(ctype, ctypes.Array):
+            codes.append(f"{size}s")
         else:
             codes.append(_code(ctype, name))
-            values += 1
     codes.append(f"{RECORD_SIZE - position}x")
     layout = struct.Struct("=" + "".join(codes))
     assert layout.size == RECORD_SIZE
-    return layout, names, tuple(arrays)
+    return layout, names
 
 
-_STRUCT, _NAMES, _ARRAYS = _layout()
+_STRUCT, _NAMES = _layout()
 RecordFields = namedtuple("RecordFields", _NAMES)  # type: ignore[misc]
 _make = RecordFields._make
+_unpack_from = _STRUCT.unpack_from
 
 
 def unpack_record(data: bytes) -> RecordFields:
     """The record at the start of data (at least RECORD_SIZE bytes) as RecordFields."""
-    values = list(_STRUCT.unpack_from(data))
-    for start, length in reversed(_ARRAYS):  # from the end: indexes before stay valid
-        values[start:start + length] = [tuple(values[start:start + length])]
-    return _make(values)
+    return _make(_unpack_from(data))

@@ -22,6 +22,7 @@ from gotrace.spans import AttributeValue
 
 EVENT_KINDS = frozenset({EVENT_KIND_STW_PAUSE, EVENT_KIND_GC_CYCLE})
 KEEP_EVENTS = 4096  # per process: far more than overlap any span that is still to arrive
+USUAL: dict[str, AttributeValue] = {"go.gc.pause_ns": 0, "go.gc.cycles": 0}
 
 
 @dataclass
@@ -71,8 +72,12 @@ class RuntimeFacts:
             totals.cycles += 1
         return True
 
-    def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue]:
-        """go.gc.* for a span of this process between its start and end."""
+    def usual(self, rec: SpanRecord) -> dict[str, AttributeValue]:
+        return USUAL
+
+    def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue] | None:
+        """go.gc.* for a span of this process between its start and end (None: neither a
+        pause nor a cycle)."""
         start, end = rec.start_ns, rec.end_ns
         pause = 0
         for p_start, p_end in reversed(self._pauses.get(rec.pid, ())):  # newest first
@@ -80,4 +85,6 @@ class RuntimeFacts:
                 break
             pause += max(0, min(end, p_end) - max(start, p_start))
         cycles = count_between(self._cycles.get(rec.pid, ()), start, end)
+        if not pause and not cycles:
+            return None
         return {"go.gc.pause_ns": pause, "go.gc.cycles": cycles}

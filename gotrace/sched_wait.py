@@ -19,10 +19,13 @@ the span began on:
 
 from __future__ import annotations
 
+import struct
+
 from gotrace.records import F_SCHED, SCHED_SLOTS, SpanRecord
 from gotrace.spans import AttributeValue
 
 WORD_BITS = 63  # mask bits per macro
+_SLOTS = struct.Struct(f"={len(SCHED_SLOTS)}Q")  # SpanRecord.sched_ns, as the record holds it
 
 BLOCKED_REASONS = SCHED_SLOTS[1:]  # SCHED_SLOTS[0] is the runnable time
 ATTRIBUTE_NAMES = ("go.sched.runnable_ns",
@@ -67,7 +70,10 @@ class SchedWait:
     def record(self, rec: SpanRecord) -> bool:
         return False
 
-    def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue]:
+    def usual(self, rec: SpanRecord) -> dict[str, AttributeValue]:
+        return {}
+
+    def attributes(self, rec: SpanRecord) -> dict[str, AttributeValue] | None:
         if not rec.flags & F_SCHED:
-            return {}
-        return dict(zip(ATTRIBUTE_NAMES, rec.sched_ns, strict=True))
+            return None
+        return dict(zip(ATTRIBUTE_NAMES, _SLOTS.unpack(rec.sched_ns), strict=True))

@@ -41,13 +41,14 @@ class Connection(NamedTuple):
 class SharedAttributes:
     """Attributes that many spans carry alike (those of one endpoint of one process: method,
     route, addresses, status), held once for all of them. An exporter may keep its encoding
-    of them in `encoded`, by format, and so encode them once rather than once per span."""
+    of them in `encoded` (under keys of its own choosing, which may include what else the
+    spans of one endpoint share), and so encode them once rather than once per span."""
 
     __slots__ = ("encoded", "items")
 
     def __init__(self, items: Mapping[str, AttributeValue]) -> None:
         self.items: dict[str, AttributeValue] = dict(items)
-        self.encoded: dict[str, bytes] = {}
+        self.encoded: dict[object, bytes] = {}
 
 
 NO_SHARED_ATTRIBUTES = SharedAttributes({})

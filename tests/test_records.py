@@ -9,7 +9,10 @@ import subprocess
 from gotrace import records
 from gotrace.bpfprog import BPF_DIR
 from gotrace.decode import SHAPES, MonotonicClock, decode_records
+from gotrace.network_facts import NetworkFacts
 from gotrace.record_view import unpack_record
+from gotrace.runtime_facts import RuntimeFacts
+from gotrace.sched_wait import SchedWait
 from gotrace.spans import Resource
 
 
@@ -54,10 +57,9 @@ def test_record_kinds_and_flags_match_the_header():
 
 
 def _ctypes_value(value: object) -> object:
-    """A ctypes field value as the fast reader gives it: byte arrays as bytes, other arrays
-    as tuples."""
+    """A ctypes field value as the fast reader gives it: arrays as their bytes."""
     if isinstance(value, ctypes.Array):
-        return bytes(value) if value._type_ in (ctypes.c_uint8, ctypes.c_int8) else tuple(value)
+        return bytes(value)
     return value
 
 
@@ -140,3 +142,38 @@ def test_spans_of_one_endpoint_share_its_attributes():
         assert second.attributes == {**shape.endpoint_attributes(rec),
                                      **shape.request_attributes(rec, False)}
         assert second.name == first.name and second.span_id != first.span_id
+
+
+def _stw_pause(pid: int, start_ns: int, end_ns: int) -> bytes:
+    event = records.SpanRecord()
+    event.kind, event.pid = records.EVENT_KIND_STW_PAUSE, pid
+    event.start_ns, event.end_ns = start_ns, end_ns
+    return bytes(event)
+
+
+def test_the_usual_facts_are_shared_and_a_span_with_news_has_them_all_as_its_own():
+    """A span that no pause, cycle or retransmit touched shares the fact sources' usual
+    attributes with its endpoint; one that a pause touched has every fact as its own, and
+    neither has a key twice (the OTLP encoding writes shared and own attributes alike)."""
+    rng = random.Random(10)
+    resource = Resource({"service.name": "s"})
+    for kind, shape in SHAPES.items():
+        data = _random_record(rng, kind)
+        quiet = unpack_record(bytes(data))
+        paused = bytearray(_with_new_request_fields(rng, data, shape.request_fields))
+        records.SpanRecord.from_buffer(paused).start_ns = 5_000
+        records.SpanRecord.from_buffer(paused).end_ns = 9_000
+        facts = (RuntimeFacts(), NetworkFacts(), SchedWait())
+        first, second = decode_records(
+            [bytes(data), _stw_pause(quiet.pid, 6_000, 7_000), bytes(paused)],
+            lambda _pid: resource, MonotonicClock(), facts)
+        assert first.shared_attributes.items["go.gc.pause_ns"] == 0, kind
+        assert "go.gc.pause_ns" not in first.own_attributes, kind
+        assert second.own_attributes["go.gc.pause_ns"] == 1_000, kind
+        assert second.own_attributes["go.gc.cycles"] == 0, kind
+        assert "go.gc.pause_ns" not in second.shared_attributes.items, kind
+        for span in (first, second):
+            assert {"go.gc.pause_ns", "go.gc.cycles", "network.tcp.retransmits"} <= \
+                span.attributes.keys(), kind
+        for span in (first, second):
+            assert not span.own_attributes.keys() & span.shared_attributes.items.keys(), kind

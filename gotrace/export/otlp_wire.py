@@ -52,6 +52,10 @@ _2_63 = 1 << 63
 _INT64 = range(-_2_63, _2_63)
 _SMALL_VARINTS = [bytes((n,)) for n in range(0x80)]
 _MAX_CACHED_STRINGS = 4096  # distinct string attributes kept encoded; then cleared
+_MAX_COMMON_PARTS = 64  # per SharedAttributes: (name, kind, status) pieces kept encoded
+_SPAN_HEAD = bytes((_SCOPE_SPANS_SPANS,))
+_IDS_SIZE = 2 + 16 + 2 + 8 + _TIMES.size  # trace and span ids with their tags, the times
+_PARENT_SIZE = 2 + 8
 
 
 def varint(n: int) -> bytes:
@@ -131,8 +135,7 @@ class TraceRequestEncoder:
             group = groups.get(id(span.resource))
             if group is None:
                 group = groups[id(span.resource)] = (span.resource, [])
-            body = encode_span(span)
-            group[1].append(bytes((_SCOPE_SPANS_SPANS,)) + varint(len(body)) + body)
+            encode_span(span, group[1])
         parts = []
         for resource, encoded in groups.values():
             scope_spans = field(_RESOURCE_SPANS_SCOPE_SPANS, self._scope + b"".join(encoded))
@@ -151,21 +154,35 @@ class TraceRequestEncoder:
                 field(_RESOURCE_ATTRIBUTES, kv) for kv in attributes if kv is not None))
         return encoded
 
-    def _span(self, span: Span) -> bytes:
-        parts = [_TRACE_ID, span.trace_id, _SPAN_ID, span.span_id]
-        if span.parent_span_id is not None:
-            parts += (_PARENT_SPAN_ID, span.parent_span_id)
-        if span.name:
-            parts.append(field(_NAME, span.name.encode("utf-8", "surrogatepass")))
+    def _span(self, span: Span, out: list[bytes]) -> None:
+        """Appends ScopeSpans.spans' tag and length, and the Span, to out.
+
+        Protobuf fields may come in any order: what the spans of one endpoint share (name,
+        kind, shared attributes, status, flags) is one piece, encoded once per endpoint."""
         shared = span.shared_attributes
-        shared_encoded = shared.encoded.get("otlp")
-        if shared_encoded is None:  # the first span of its endpoint
-            shared_encoded = shared.encoded["otlp"] = self._attributes(shared.items.items())
-        parts += (_KINDS[span.kind],
-                  _TIMES.pack(0x39, span.start_time_unix_nano, 0x41, span.end_time_unix_nano),
-                  shared_encoded, self._attributes(span.own_attributes.items()),
-                  self._status(span), _FLAGS)
-        return b"".join(parts)
+        key = (span.name, span.kind, span.status, span.status_message)
+        common = shared.encoded.get(key)
+        if common is None:
+            if len(shared.encoded) >= _MAX_COMMON_PARTS:
+                shared.encoded.clear()
+            common = shared.encoded[key] = self._common(span)
+        own = self._attributes(span.own_attributes.items())
+        times = _TIMES.pack(0x39, span.start_time_unix_nano, 0x41, span.end_time_unix_nano)
+        if span.parent_span_id is None:
+            size = _IDS_SIZE + len(common) + len(own)
+            out += (_SPAN_HEAD, varint(size), _TRACE_ID, span.trace_id, _SPAN_ID, span.span_id,
+                    times, common, own)
+        else:
+            size = _IDS_SIZE + _PARENT_SIZE + len(common) + len(own)
+            out += (_SPAN_HEAD, varint(size), _TRACE_ID, span.trace_id, _SPAN_ID, span.span_id,
+                    _PARENT_SPAN_ID, span.parent_span_id, times, common, own)
+
+    def _common(self, span: Span) -> bytes:
+        """Name, kind, the shared attributes, status and flags of a span."""
+        name = field(_NAME, span.name.encode("utf-8", "surrogatepass")) if span.name else b""
+        return b"".join((name, _KINDS[span.kind],
+                         self._attributes(span.shared_attributes.items.items()),
+                         self._status(span), _FLAGS))
 
     def _attributes(self, items: Iterable[tuple[str, AttributeValue]]) -> bytes:
         strings, int_heads = self._strings, self._int_heads

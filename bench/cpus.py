@@ -1,0 +1,49 @@
+"""Where the target-side measurements run: the measured server on a CPU of its own; the load
+generator, gotrace and the OTLP receiver on the others.
+
+On a machine this small (2 CPUs) they would otherwise all compete for the same CPUs, and a
+server's throughput at saturation would fall by whatever CPU the others take, the tracer's
+own included, which the report gives on its own (tracer CPU per span). With a CPU of its own,
+the server's throughput and CPU per request are the server's: what tracing costs in its own
+threads (the probe hits and their BPF programs), as on a production machine whose clients
+are elsewhere and whose tracer has a core to itself. Go sizes GOMAXPROCS by the CPUs a
+program may run on, so the server runs with GOMAXPROCS 1, traced and untraced alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Placement:
+    server: frozenset[int] | None  # None: wherever the kernel likes (one CPU only)
+    others: frozenset[int] | None
+
+    def describe(self) -> str:
+        if self.server is None or self.others is None:
+            return "every process on the one CPU there is"
+        return (f"the server alone on CPU {_cpus(self.server)} (so with GOMAXPROCS "
+                f"{len(self.server)}); the load generator, gotrace and the OTLP receiver on "
+                f"CPU {_cpus(self.others)}")
+
+
+def _cpus(cpus: frozenset[int]) -> str:
+    return ",".join(map(str, sorted(cpus)))
+
+
+def placement() -> Placement:
+    """The first CPU this process may use for the server, the rest for everything else."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return Placement(None, None)
+    return Placement(frozenset(cpus[:1]), frozenset(cpus[1:]))
+
+
+def pinned_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A subprocess preexec_fn confining the child (and every thread it starts) to cpus."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
