@@ -51,7 +51,8 @@ FULL = Plan(
     overhead=overhead.Settings(pairs=2, seconds=5, rate=2000, busy_rate=1000,
                                conns=Connections(fixed=4, saturation=16)),
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
-                               seconds=4, conns=Connections(fixed=4, saturation=16)),
+                               seconds=4, conns=Connections(fixed=4, saturation=16),
+                               sampler_seconds=10),
     attach_runs=3, big_binary=True, parallel=False)
 QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,

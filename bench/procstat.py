@@ -25,6 +25,24 @@ def cpu_seconds(pid: int) -> float:
     return time.clock_gettime(clock.value)
 
 
+# Threads of gRPC's C core (its EventEngine pool, timer and lifeguard), by their names.
+GRPC_THREAD_PREFIXES = ("event_engine", "lifeguard", "grpc_")
+
+
+def grpc_threads_cpu_seconds(pid: int) -> float:
+    """CPU time of the live threads of a process that gRPC's C core started (the OTLP/gRPC
+    exporter's client library), from /proc/PID/task/*/schedstat (nanoseconds)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            if name.startswith(GRPC_THREAD_PREFIXES):
+                total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
 def machine_cpu_ticks() -> tuple[int, int]:
     """(busy, all) clock ticks of every CPU since boot, from /proc/stat; idle and iowait are
     not busy."""

@@ -136,7 +136,8 @@ def _overhead(results: Results) -> list[str]:
 
 def _step_row(label: str, s: Step) -> tuple[object, ...]:
     return (label, f"{s.load.rps:.0f}", f"{s.spans_per_s:.0f}", f"{s.cpu_us_per_span:.1f}",
-            f"{s.cpu_us_per_request:.1f}", s.stats.dropped, sum(s.stats.kernel_lost.values()),
+            f"{s.cpu_us_per_request:.1f}", f"{s.grpc_cpu_us_per_request:.1f}", s.stats.dropped,
+            sum(s.stats.kernel_lost.values()),
             f"{s.rss_mb:.0f}", f"{s.peak_rss_mb:.0f}")
 
 
@@ -162,10 +163,12 @@ def _pipeline(p: PipelineResult) -> list[str]:
         "The HTTP server's trivial handler under load, traced by PID, spans exported over "
         "OTLP/gRPC to a counting receiver in another process, every process on any CPU. "
         "Tracer CPU from the gotrace process's CPU-time clock, from the start of the load "
-        "until its spans were exported.",
+        "until its spans were exported; of it, the share of the threads of gRPC's C core "
+        "(the OTLP exporter's client library) from their schedstat.",
         "",
         *_table(["Load", "Req/s", "Spans exported/s", "Tracer CPU µs/span",
-                 "Tracer CPU µs/req", "Dropped", "Lost in kernel", "RSS MB", "Peak RSS MB"],
+                 "Tracer CPU µs/req", "of it gRPC's threads µs/req", "Dropped",
+                 "Lost in kernel", "RSS MB", "Peak RSS MB"],
                 rows),
         f"- sustained: {best.spans_per_s:.0f} spans/s exported at {_rate(best.rate)}, "
         f"{best.cpu_us_per_span:.1f} µs of tracer CPU each "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench import REPO
 from bench.cpus import pinned_to
-from bench.procstat import cpu_seconds, memory_mb
+from bench.procstat import cpu_seconds, grpc_threads_cpu_seconds, memory_mb
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,10 @@ class Gotrace:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
+
+    def grpc_cpu(self) -> float:
+        """The part of cpu() that gRPC's own threads used (bench.procstat)."""
+        return grpc_threads_cpu_seconds(self.pid)
 
     def memory(self, key: str) -> float:
         return memory_mb(self.pid, key)

@@ -306,11 +306,10 @@ class Program:
         self._ring.wait(timeout_ms)
         self._on_records(self._ring.take())
 
-    def counters(self) -> tuple[dict[str, int], dict[str, int]]:
-        """(hits per BPF program, kernel-side drops by reason)."""
+    def hits(self) -> dict[str, int]:
+        """Hits per BPF program."""
         hits_table = self.bpf["probe_hits"]
-        hits = {prog: sum(hits_table[ctypes.c_int(i)]) for prog, i in PROBE_IDS.items()}
-        return hits, self.drops()
+        return {prog: sum(hits_table[ctypes.c_int(i)]) for prog, i in PROBE_IDS.items()}
 
     def drops(self) -> dict[str, int]:
         """Spans not sent by the kernel, by reason (KERNEL_DROP_REASONS)."""

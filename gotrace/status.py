@@ -77,7 +77,7 @@ def take_snapshot(tracer: Tracer, pipeline: ExportPipeline,
     """kernel_lost: the tracer's kernel drop counters when already read; they cannot be read
     once the tracer is closed."""
     stats = pipeline.stats()
-    counters = tracer.counters()[1] if kernel_lost is None else kernel_lost
+    counters = tracer.kernel_drops() if kernel_lost is None else kernel_lost
     reasons = {**{r: n for r, n in counters.items() if r not in NOT_SPAN_LOSSES},
                **stats.dropped, "process_unknown": tracer.records_skipped}
     return Snapshot(processes=attached_processes(tracer), spans=tracer.spans_decoded,
@@ -87,6 +87,9 @@ def take_snapshot(tracer: Tracer, pipeline: ExportPipeline,
 
 class StatusReporter(Protocol):
     def started(self, snapshot: Snapshot, now: float) -> None: ...
+    def due(self, now: float) -> bool:
+        """Whether tick would show anything now (a snapshot reads BPF maps and /proc)."""
+        ...
     def tick(self, snapshot: Snapshot, now: float) -> None: ...
     def stopped(self, snapshot: Snapshot) -> None: ...
     def log(self, record: logging.LogRecord) -> None: ...
@@ -123,6 +126,9 @@ class LiveLine:
 
     def started(self, snapshot: Snapshot, now: float) -> None:
         self.tick(snapshot, now)
+
+    def due(self, now: float) -> bool:
+        return True  # redrawn every second
 
     def tick(self, snapshot: Snapshot, now: float) -> None:
         self._rate.update(snapshot, now)
@@ -187,8 +193,11 @@ class JsonLog:
         self._next_at = now + self._interval_s
         self._emit("info", "tracing", processes=snapshot.processes, exporters=self._exporters)
 
+    def due(self, now: float) -> bool:
+        return now >= self._next_at
+
     def tick(self, snapshot: Snapshot, now: float) -> None:
-        if now < self._next_at:
+        if not self.due(now):
             return
         self._next_at = now + self._interval_s
         self._rate.update(snapshot, now)

@@ -175,8 +175,9 @@ class _Session:
 
     def tick(self) -> None:
         """Called by the tracer about once a second."""
-        if self.status is not None:
-            self.status.tick(take_snapshot(self.tracer, self.pipeline), time.monotonic())
+        now = time.monotonic()
+        if self.status is not None and self.status.due(now):
+            self.status.tick(take_snapshot(self.tracer, self.pipeline), now)
 
     def close(self) -> None:
         counters = self.tracer.counters()

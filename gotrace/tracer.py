@@ -35,9 +35,11 @@ from gotrace.spans import Connection, Resource, Span
 # How long a poll waits for records when the kernel does not wake gotrace first (it does once
 # a CPU has sent bpf/common.h's WAKEUP_EVERY records). Every poll decodes what came, and a
 # small batch costs more per span than a large one (measured: about 17 µs per span in
-# batches of twenty, 10 µs in batches of hundreds): at 250 ms rather than 100, traceidratio
-# 0.1 at 2000 requests/s cost the tracer a fifth less.
-POLL_INTERVAL_MS = 250
+# batches of twenty, 10 µs in batches of hundreds); every wakeup of a thread itself costs
+# 70-90 µs of CPU on this project's VMs, so an idle poll about 170 µs. At 250 ms rather than
+# 100, traceidratio 0.1 at 2000 requests/s cost the tracer a fifth less; 500 ms halves the
+# idle polls again. Spans wait for it only when they come slowly.
+POLL_INTERVAL_MS = 500
 
 ALL_PROCESSES = -1
 
@@ -329,18 +331,24 @@ class Tracer:
         self._submit(self.linker.flush())
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(probe hits by BPF program, kernel_drops())."""
         hits: dict[str, int] = {}
+        for program in self.programs.values():
+            for k, v in program.hits().items():
+                hits[k] = hits.get(k, 0) + v
+        return hits, self.kernel_drops()
+
+    def kernel_drops(self) -> dict[str, int]:
+        """Spans and events lost in the kernel, by reason (the status line reads these every
+        second: reading the hit counters too would double the BPF map reads)."""
         drops: dict[str, int] = {}
         for program in self.programs.values():
-            h, d = program.counters()
-            for k, v in h.items():
-                hits[k] = hits.get(k, 0) + v
-            for k, v in d.items():
+            for k, v in program.drops().items():
                 drops[k] = drops.get(k, 0) + v
         if self.tcp is not None:
             drops["tcp_events_lost"] = self.tcp.lost()
         drops.pop("sampled_out", None)  # not lost: see sampled_out
-        return hits, drops
+        return drops
 
     def sampled_out(self) -> tuple[int, int]:
         """Spans the sampler dropped: (in the kernel, here)."""

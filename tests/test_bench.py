@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from bench.cpus import pinned_to, placement
 from bench.harness import QUICK, run
 from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT
 from bench.profiles import summarize
@@ -86,9 +89,21 @@ def test_pipeline_and_attach(quick_run) -> None:
     spans = results.pipeline
     for step in (*spans.steps, spans.sampled, spans.profiled):
         assert step.stats.exported > 0 and step.tracer_cpu_s > 0 and step.rss_mb > 0
+        # gRPC's C core starts its threads with the OTLP exporter: some of the CPU is theirs
+        assert 0 < step.grpc_cpu_s < step.tracer_cpu_s
     assert spans.received == spans.sent_to_sink
     attached = results.attach
     assert all(s > 0 for s in attached.seconds) and attached.bare_bcc_mb > 0
     for profile in (spans.profile, attached.profile):
         summary = summarize(Path(profile), 5)
         assert summary.total_s > 0 and summary.top and summary.packages
+
+
+def test_the_server_gets_a_cpu_of_its_own() -> None:
+    where = placement()
+    assert where.server and where.others and not where.server & where.others  # 2 CPUs here
+    for cpus in (where.server, where.others):
+        shown = subprocess.run(
+            [sys.executable, "-c", "import os; print(*sorted(os.sched_getaffinity(0)))"],
+            preexec_fn=pinned_to(cpus), capture_output=True, text=True, check=True).stdout
+        assert shown.split() == [str(cpu) for cpu in sorted(cpus)], shown

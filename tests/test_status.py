@@ -90,7 +90,9 @@ def test_json_log_records():
     out = io.StringIO()
     log = JsonLog(out, ["jsonl", "otlp"], interval_s=10)
     log.started(snapshot(), 100.0)
+    assert not log.due(105.0)  # so no snapshot is taken
     log.tick(snapshot(spans=10), 105.0)  # before the interval: nothing
+    assert log.due(110.0)
     log.tick(snapshot(spans=200), 110.0)
     log.log(record("otlp: export failed"))
     log.tick(snapshot(spans=300, dropped=4, errors=2), 120.0)
