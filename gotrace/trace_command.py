@@ -17,7 +17,7 @@ from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
 from gotrace.probes.runtime import DEEP_ANCESTRY
 from gotrace.sampling import sampler_config
 from gotrace.status import StatusReporter, open_status, take_snapshot
-from gotrace.tracer import Tracer, require_root, require_user_memory_writes
+from gotrace.tracer import Tracer, quiet_garbage_collector, require_root, require_user_memory_writes
 
 DEFAULT_METRICS_HOST = "0.0.0.0"
 
@@ -164,6 +164,7 @@ class _Session:
                                  pipeline_counters(self.pipeline.stats))
 
     def ready(self) -> None:
+        quiet_garbage_collector()
         for library, why in self.tracer.refused_probes().items():
             print(f"gotrace: {library} probe not attached: {why}", file=sys.stderr)
         if self.args.ready_file:

@@ -35,11 +35,11 @@ from gotrace.spans import Connection, Resource, Span
 # How long a poll waits for records when the kernel does not wake gotrace first (it does once
 # a CPU has sent bpf/common.h's WAKEUP_EVERY records). Every poll decodes what came, and a
 # small batch costs more per span than a large one (measured: about 17 µs per span in
-# batches of twenty, 10 µs in batches of hundreds); every wakeup of a thread itself costs
-# 70-90 µs of CPU on this project's VMs, so an idle poll about 170 µs. At 250 ms rather than
-# 100, traceidratio 0.1 at 2000 requests/s cost the tracer a fifth less; 500 ms halves the
-# idle polls again. Spans wait for it only when they come slowly.
-POLL_INTERVAL_MS = 500
+# batches of twenty, 10 µs in batches of hundreds): at 250 ms rather than 100, traceidratio
+# 0.1 at 2000 requests/s cost the tracer a fifth less. Not longer: a new connection's
+# requests go to gotrace until it has read the first (bpf/sampling.h), and at 500 ms a
+# quarter of a 100 requests/s connection's first second did.
+POLL_INTERVAL_MS = 250
 
 ALL_PROCESSES = -1
 
@@ -118,8 +118,10 @@ def quiet_garbage_collector() -> None:
     The loop makes and drops a few containers per span (a Span, its attributes), in no cycle,
     at thousands a second: at Python's default the collector runs every 700 of them, and now
     and then walks everything the process holds, which once attached is mostly what it will
-    hold for good (BCC, the layouts, the manifests). That is frozen out of the collector's
-    walks, and the youngest generation is collected every 20,000 allocations instead."""
+    hold for good (BCC, the layouts, the manifests). Call it once attached: the garbage of
+    attaching is collected, the rest frozen out of the collector's walks, and the youngest
+    generation is collected every 20,000 allocations instead."""
+    gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
 
@@ -314,7 +316,6 @@ class Tracer:
         """
         deadline = None if duration is None else time.monotonic() + duration
         last_check = time.monotonic()
-        quiet_garbage_collector()
         while not self._stop.is_set():
             self.poll_once()
             now = time.monotonic()
