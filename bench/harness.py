@@ -48,7 +48,7 @@ FULL = Plan(
     name="full", loop_calls=1_000_000, calibration_pairs=2, hit_calls=10_000,
     hit_workloads=("HTTP client", "gRPC server, streaming", "gRPC client, unary",
                    "gRPC client, streaming", SCHED_WAIT),
-    overhead=overhead.Settings(pairs=2, seconds=5, rate=2000, busy_rate=1000,
+    overhead=overhead.Settings(pairs=3, seconds=5, rate=2000, busy_rate=1000,
                                conns=Connections(fixed=4, saturation=16)),
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
                                seconds=4, conns=Connections(fixed=4, saturation=16),
