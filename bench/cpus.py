@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Placement:
-    server: frozenset[int] | None  # None: wherever the kernel likes (one CPU only)
+    server: frozenset[int] | None  # None: wherever the kernel likes
     others: frozenset[int] | None
 
     def describe(self) -> str:
         if self.server is None or self.others is None:
-            return "every process on the one CPU there is"
-        return (f"the server alone on CPU {_cpus(self.server)} (so with GOMAXPROCS "
-                f"{len(self.server)}); the load generator, gotrace and the OTLP receiver on "
+            return "every process on any CPU"
+        return (f"the server alone on CPU {_cpus(self.server)}, so with GOMAXPROCS "
+                f"{len(self.server)}; the load generator, gotrace and the OTLP receiver on "
                 f"CPU {_cpus(self.others)}")
 
 
@@ -35,7 +35,8 @@ def _cpus(cpus: frozenset[int]) -> str:
 
 
 def placement() -> Placement:
-    """The first CPU this process may use for the server, the rest for everything else."""
+    """The first CPU this process may use for the server, the rest for everything else (with
+    a single CPU, nothing is pinned)."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return Placement(None, None)

@@ -16,7 +16,7 @@ from bench import REPO, attach, overhead, pipeline
 from bench.apps import Apps, build_apps
 from bench.bigprog import build_big_program
 from bench.calibrate import calibrate
-from bench.cpus import placement
+from bench.cpus import Placement, placement
 from bench.loadgen import SATURATION, Connections
 from bench.otlp_sink import otlp_sink
 from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT, count_hits
@@ -79,11 +79,21 @@ def _attach_binary(apps: Apps, big: bool) -> tuple[Path, str]:
     return path, "a generated HTTP + gRPC service (stripped, bench/bigprog.py)"
 
 
-def _overhead(apps: Apps, settings: overhead.Settings) -> list[overhead.ProtocolResult]:
+def _overhead(apps: Apps, settings: overhead.Settings
+              ) -> tuple[list[overhead.ProtocolResult], list[overhead.ProtocolResult]]:
+    """Every condition with the server on a CPU of its own; and, for comparison, the busy
+    handler at saturation with every process anywhere (how this bench measured it before)."""
+    servers = (("HTTP", apps.httpserver), ("gRPC", apps.grpcserver))
     where = placement()
     with otlp_sink(cpus=where.others) as sink:
-        return [overhead.measure(name, server, apps.loadgen, sink, settings, where)
-                for name, server in (("HTTP", apps.httpserver), ("gRPC", apps.grpcserver))]
+        own_cpu = [overhead.measure(name, server, apps.loadgen, sink, settings, where)
+                   for name, server in servers]
+    anywhere = Placement(None, None)
+    with otlp_sink() as sink:
+        shared = [overhead.measure(name, server, apps.loadgen, sink, settings, anywhere,
+                                   only=[(overhead.BUSY, SATURATION)])
+                  for name, server in servers]
+    return own_cpu, shared
 
 
 def _gotrace_version() -> str:
@@ -132,11 +142,12 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
         attached = pool.submit(section, "attach time and memory", lambda: attach.measure(
             attach_binary, attach_label, plan.attach_runs,
             out.with_name(f"{out.stem}-attach.prof")))
-    hits = [p.hit_count(HITS_FROM_OVERHEAD[p.name]) for p in protocols.result()]
+    own_cpu, shared_cpus = protocols.result()
+    hits = [p.hit_count(HITS_FROM_OVERHEAD[p.name]) for p in own_cpu]
     hits += [h for h in counted.result() if h.label not in OPT_IN_WORKLOADS]
     opt_in = [h for h in counted.result() if h.label in OPT_IN_WORKLOADS]
-    results = Results(machine, calibration.result(), hits, protocols.result(), spans.result(),
-                      attached.result(), time.monotonic() - started, opt_in)
+    results = Results(machine, calibration.result(), hits, own_cpu, spans.result(),
+                      attached.result(), time.monotonic() - started, opt_in, shared_cpus)
     verdicts = evaluate(results)
     out.write_text(render(results, verdicts) + "\n")
     return results, verdicts

@@ -13,7 +13,7 @@ sink while every condition runs once; each figure is the median over its rounds.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,11 +118,13 @@ def _targets(protocol: str, addr: str) -> dict[str, list[str]]:
 
 
 def measure(protocol: str, server: Path, loadgen: Path, sink: Sink,
-            settings: Settings, where: Placement) -> ProtocolResult:
-    """sink: an OTLP receiver already running on where.others."""
+            settings: Settings, where: Placement,
+            only: Sequence[tuple[str, int]] | None = None) -> ProtocolResult:
+    """sink: an OTLP receiver already running on where.others; only: (handler, rate) of the
+    conditions to measure, if not every one."""
     conditions = [ConditionResult(h, r) for h, rate in ((TRIVIAL, settings.rate),
                                                         (BUSY, settings.busy_rate))
-                  for r in (rate, SATURATION)]
+                  for r in (rate, SATURATION) if only is None or (h, r) in only]
     result = ProtocolResult(protocol, conditions, placement=where.describe())
     with serve(server, cpus=where.server) as srv:
         targets = _targets(protocol, srv.addr)

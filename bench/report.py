@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.loadgen import SATURATION
-from bench.overhead import ProtocolResult
+from bench.overhead import BUSY, ProtocolResult
 from bench.pipeline import PipelineResult, Step
 from bench.probe_hits import OPT_IN_WORKLOADS
 from bench.profiles import summarize
@@ -131,6 +131,11 @@ def _overhead(results: Results) -> list[str]:
            "two shared CPUs (bench/cpus.py tells why).", ""]
     for proto in results.overhead:
         out += _protocol(proto, results.calibration.hit_us)
+        shared = results.shared_throughput(proto.name)
+        if shared is not None:
+            out += ["", f"With every process on any CPU instead (the load generator, gotrace and "
+                    f"the receiver competing with the server for both), the handler with {BUSY} "
+                    f"had a throughput ratio of {shared:.3f} at saturation.", ""]
     return out
 
 

@@ -21,3 +21,13 @@ class Results:
     attach: AttachResult
     seconds: float  # the whole run
     opt_in_hits: list[HitCount]  # bench.probe_hits.OPT_IN_WORKLOADS
+    # The busy handler at saturation with every process on any CPU, per protocol (overhead
+    # has the server on a CPU of its own): for comparison, no target.
+    shared_cpus: list[ProtocolResult]
+
+    def shared_throughput(self, protocol: str) -> float | None:
+        """traced / untraced throughput of the busy handler at saturation, CPUs shared."""
+        for proto in self.shared_cpus:
+            if proto.name == protocol and proto.conditions:
+                return proto.conditions[0].ratio(lambda load: load.rps)
+        return None

@@ -171,14 +171,16 @@ def _throughput(results: Results) -> list[Verdict]:
         ratio = cond.ratio(lambda load: load.rps)
         tracer_share = statistics.median((s.tracer_cpu_s or 0) / s.load.seconds
                                          for s in cond.traced)
+        shared = results.shared_throughput(proto.name)
         verdicts.append(_at_least(
             f"throughput traced / untraced, {proto.name} handler with {BUSY}",
-            BUSY_THROUGHPUT, "", ratio, f"{ratio:.3f}",
-            f"At saturation the target used {cond.added_cpu_us:+.1f} µs more CPU per request "
-            f"({cond.cpu_us(False):.0f} → {cond.cpu_us(True):.0f} µs), on a CPU of its own "
-            f"({proto.placement}); the tracer used {tracer_share:.0%} of a core, and the "
-            f"machine's CPUs were {cond.machine_busy(False):.0%} busy untraced and "
-            f"{cond.machine_busy(True):.0%} traced."))
+            BUSY_THROUGHPUT, "", ratio, f"{ratio:.3f}" + (
+                f" ({shared:.3f} with every process on any CPU)" if shared is not None else ""),
+            f"At saturation ({proto.placement}) the target used {cond.added_cpu_us:+.1f} µs "
+            f"more CPU per request ({cond.cpu_us(False):.0f} → {cond.cpu_us(True):.0f} µs); "
+            f"the tracer used {tracer_share:.0%} of a core, and the machine's CPUs were "
+            f"{cond.machine_busy(False):.0%} busy untraced and {cond.machine_busy(True):.0%} "
+            "traced."))
     return verdicts
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from bench.cpus import pinned_to, placement
 from bench.harness import QUICK, run
+from bench.loadgen import SATURATION
+from bench.overhead import BUSY
 from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT
 from bench.profiles import summarize
 from bench.report import SECTIONS
@@ -82,6 +84,13 @@ def test_overhead_rounds(quick_run) -> None:
             for sample in (*cond.untraced, *cond.traced):
                 assert sample.load.requests > 0 and sample.target_cpu_s >= 0
             assert cond.cpu_us(True) > 0 and cond.ratio(lambda load: load.rps) > 0
+    # For comparison: the busy handler flat out with the CPUs shared.
+    assert [p.name for p in results.shared_cpus] == ["HTTP", "gRPC"]
+    for proto in results.shared_cpus:
+        assert [(c.handler, c.rate) for c in proto.conditions] == [(BUSY, SATURATION)]
+        assert (results.shared_throughput(proto.name) or 0) > 0
+        assert proto.placement == "every process on any CPU"
+    assert results.overhead[0].placement.startswith("the server alone on CPU")
 
 
 def test_pipeline_and_attach(quick_run) -> None:
