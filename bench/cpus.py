@@ -30,6 +30,9 @@ class Placement:
                 f"CPU {_cpus(self.others)}")
 
 
+ANYWHERE = Placement(None, None)
+
+
 def _cpus(cpus: frozenset[int]) -> str:
     return ",".join(map(str, sorted(cpus)))
 
@@ -39,7 +42,7 @@ def placement() -> Placement:
     a single CPU, nothing is pinned)."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
-        return Placement(None, None)
+        return ANYWHERE
     return Placement(frozenset(cpus[:1]), frozenset(cpus[1:]))
 
 

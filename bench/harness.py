@@ -16,7 +16,7 @@ from bench import REPO, attach, overhead, pipeline
 from bench.apps import Apps, build_apps
 from bench.bigprog import build_big_program
 from bench.calibrate import calibrate
-from bench.cpus import Placement, placement
+from bench.cpus import ANYWHERE, placement
 from bench.loadgen import SATURATION, Connections
 from bench.otlp_sink import otlp_sink
 from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT, count_hits
@@ -88,9 +88,8 @@ def _overhead(apps: Apps, settings: overhead.Settings
     with otlp_sink(cpus=where.others) as sink:
         own_cpu = [overhead.measure(name, server, apps.loadgen, sink, settings, where)
                    for name, server in servers]
-    anywhere = Placement(None, None)
     with otlp_sink() as sink:
-        shared = [overhead.measure(name, server, apps.loadgen, sink, settings, anywhere,
+        shared = [overhead.measure(name, server, apps.loadgen, sink, settings, ANYWHERE,
                                    only=[(overhead.BUSY, SATURATION)])
                   for name, server in servers]
     return own_cpu, shared

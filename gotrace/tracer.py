@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +124,15 @@ def quiet_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
+
+
+def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Counters of several programs added up by name."""
+    total: dict[str, int] = {}
+    for table in counts:
+        for name, n in table.items():
+            total[name] = total.get(name, 0) + n
+    return total
 
 
 class Tracer:
@@ -333,19 +342,13 @@ class Tracer:
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
         """(probe hits by BPF program, kernel_drops())."""
-        hits: dict[str, int] = {}
-        for program in self.programs.values():
-            for k, v in program.hits().items():
-                hits[k] = hits.get(k, 0) + v
-        return hits, self.kernel_drops()
+        return _summed(program.hits() for program in self.programs.values()), \
+            self.kernel_drops()
 
     def kernel_drops(self) -> dict[str, int]:
-        """Spans and events lost in the kernel, by reason (the status line reads these every
-        second: reading the hit counters too would double the BPF map reads)."""
-        drops: dict[str, int] = {}
-        for program in self.programs.values():
-            for k, v in program.drops().items():
-                drops[k] = drops.get(k, 0) + v
+        """Spans and events lost in the kernel, by reason (all the status line needs: it
+        reads them whenever it shows them, the hit counters only at the end)."""
+        drops = _summed(program.drops() for program in self.programs.values())
         if self.tcp is not None:
             drops["tcp_events_lost"] = self.tcp.lost()
         drops.pop("sampled_out", None)  # not lost: see sampled_out
