@@ -58,8 +58,11 @@ def drop_sixth(ns: str, port: int) -> None:
                    check=True)
 
 
+# Posts n bodies on one keep-alive connection, then prints the segments the kernel says both
+# its ends resent (ss's "retrans:now/total" per socket, shown only when not zero). Even a clean
+# loopback connection may resend: a VM that stalls past the 200 ms minimum retransmit timeout.
 POSTER = textwrap.dedent("""
-    import http.client, sys
+    import http.client, re, subprocess, sys
     port, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     body = b"x" * size
@@ -67,7 +70,19 @@ POSTER = textwrap.dedent("""
         conn.request("POST", "/echo", body)
         response = conn.getresponse()
         assert response.status == 200 and len(response.read()) == size
+    sockets = subprocess.run(["ss", "-tinH", "state", "established",
+                              f"( sport = :{port} or dport = :{port} )"],
+                             capture_output=True, text=True, check=True).stdout
+    print(sum(int(total) for total in re.findall(r"retrans:\\d+/(\\d+)", sockets)))
 """)
+
+
+def post(ns: str, port: int) -> int:
+    """Twenty bodies to a server on one connection; the segments the kernel resent on it."""
+    done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", POSTER, str(port),
+                           "20", str(BODY_KB * 1024)],
+                          check=True, timeout=300, capture_output=True, text=True)
+    return int(done.stdout)
 
 
 def test_retransmits_only_on_lossy_connections_and_connect_time(tmp_path, netns):
@@ -81,9 +96,8 @@ def test_retransmits_only_on_lossy_connections_and_connect_time(tmp_path, netns)
         drop_sixth(netns, lossy_port)
         with gotrace(tmp_path, "trace", "--pid", str(lossy.pid), "--pid", str(clean.pid),
                      "--exe", str(client), "--jsonl", str(jsonl), "--stats") as tracer:
-            for port in (lossy_port, clean_port):
-                subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", POSTER,
-                                str(port), "20", str(BODY_KB * 1024)], check=True, timeout=300)
+            resent_on_lossy = post(netns, lossy_port)
+            resent_on_clean = post(netns, clean_port)
             subprocess.run(["ip", "netns", "exec", netns, str(client), "-url",
                             f"http://127.0.0.1:{lossy_port}/hello", "-n", "10"],
                            check=True, timeout=300, capture_output=True)
@@ -97,9 +111,13 @@ def test_retransmits_only_on_lossy_connections_and_connect_time(tmp_path, netns)
     on_lossy = [s for s in servers if s["attributes"]["server.port"] == lossy_port]
     on_clean = [s for s in servers if s["attributes"]["server.port"] == clean_port]
     assert len(on_lossy) == len(on_clean) == 20, err
-    assert sum(s["attributes"]["network.tcp.retransmits"] for s in on_lossy) > 0, err
-    assert all(s["attributes"]["network.tcp.retransmits"] == 0 for s in on_clean), (
-        err, [s["attributes"]["network.tcp.retransmits"] for s in on_lossy])
+    seen_on_lossy = [s["attributes"]["network.tcp.retransmits"] for s in on_lossy]
+    seen_on_clean = [s["attributes"]["network.tcp.retransmits"] for s in on_clean]
+    # Each connection's spans show no more resends than the kernel made on it (a resend may
+    # fall between spans; one event may resend several segments), so none leak across, and
+    # the clean one shows none unless it really resent.
+    assert 0 < sum(seen_on_lossy) <= resent_on_lossy, (err, seen_on_lossy, resent_on_lossy)
+    assert sum(seen_on_clean) <= resent_on_clean, (err, seen_on_clean, resent_on_clean)
     clients = [s for s in spans if s["kind"] == "CLIENT"]
     assert len(clients) == 10
     opened = [s for s in clients if "network.tcp.connect_ns" in s["attributes"]]
