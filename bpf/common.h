@@ -43,6 +43,20 @@ struct go_slice {
     __s64 cap;
 };
 
+/* Goroutine ids, g structs and other Go heap addresses repeat from one process to another
+ * (goids count from 1 in each; before Go 1.26 the heap begins at one fixed address), and the
+ * processes of one binary share its program and maps: a key made of one names its process. */
+struct go_key {
+    __u64 id;  /* a goid, a g, or another Go heap address */
+    __u32 tgid;
+    __u32 _pad;
+};
+
+static __always_inline struct go_key go_key(__u64 id) {
+    struct go_key key = {.id = id, .tgid = bpf_get_current_pid_tgid() >> 32};
+    return key;
+}
+
 /* The span a goroutine works for, keyed by goroutine id (never reused, so an entry cannot be
  * taken over by a later goroutine): its own server span, or, with ANCESTRY_NEWPROC, inherited
  * from the goroutine that started it (bpf/runtime.c). */
@@ -70,7 +84,7 @@ BPF_PERCPU_ARRAY(kernel_drops, __u64, DROP_REASONS);
 BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
 /* LRU: the entry of a span whose end is never seen (a panic) goes in time; a goroutine id never
  * comes back to overwrite it. */
-BPF_TABLE("lru_hash", __u64, struct trace_ctx, goroutine_ctx, MAX_GOROUTINES);
+BPF_TABLE("lru_hash", struct go_key, struct trace_ctx, goroutine_ctx, MAX_GOROUTINES);
 
 static __always_inline void count_hit(__u32 probe) {
     __u64 *n = probe_hits.lookup(&probe);
@@ -202,11 +216,12 @@ static __always_inline void read_conn(struct span_record *rec, __u64 conn_iface_
  * ANCESTRY_PARENT_GOID (Go >= 1.21, no newproc1 probe), a goroutine without a context of its own
  * takes its creator's, found through g.parentGoid: the span the creator works for now. */
 static __always_inline struct trace_ctx *goroutine_context(__u64 g, __u64 goid) {
-    struct trace_ctx *found = goroutine_ctx.lookup(&goid);
+    struct go_key key = go_key(goid);
+    struct trace_ctx *found = goroutine_ctx.lookup(&key);
 #ifdef ANCESTRY_PARENT_GOID
     if (!found) {
-        __u64 creator = read_u64(g + OFF_runtime_g_parentGoid);
-        found = goroutine_ctx.lookup(&creator);
+        key.id = read_u64(g + OFF_runtime_g_parentGoid);
+        found = goroutine_ctx.lookup(&key);
     }
 #endif
     return found;
@@ -258,12 +273,13 @@ static __always_inline void enter_span_context(struct span_record *rec) {
     __builtin_memcpy(own.trace_id, rec->trace_id, 16);
     __builtin_memcpy(own.span_id, rec->span_id, 8);
     own.decision = rec->flags & SPAN_F_DECISION;
-    goroutine_ctx.update(&rec->goid, &own);
+    struct go_key key = go_key(rec->goid);
+    goroutine_ctx.update(&key, &own);
 }
 
-static __always_inline void end_span_context(__u64 g) {
-    __u64 goid = goroutine_id(g);
-    goroutine_ctx.delete(&goid);
+static __always_inline void end_span_context(__u64 goid) {
+    struct go_key key = go_key(goid);
+    goroutine_ctx.delete(&key);
 }
 
 static __always_inline void emit(struct span_record *rec) {

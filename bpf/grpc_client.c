@@ -15,8 +15,8 @@
  * normal end; an RPC error is a *status.Error; the interface's itab says which, by type hash.
  */
 
-BPF_HASH(grpc_client_calls, __u64, struct span_record, MAX_INFLIGHT);    /* by goroutine */
-BPF_HASH(grpc_client_streams, __u64, struct span_record, MAX_INFLIGHT);  /* by *clientStream */
+BPF_HASH(grpc_client_calls, struct go_key, struct span_record, MAX_INFLIGHT);    /* by g */
+BPF_HASH(grpc_client_streams, struct go_key, struct span_record, MAX_INFLIGHT);  /* by *clientStream */
 
 #define GRPC_STATUS_UNKNOWN 2
 
@@ -41,12 +41,13 @@ static __always_inline int grpc_call_begins(struct pt_regs *ctx, __u64 method, _
      * method. The same method is taken for the entry running again because the stack grew
      * first (morestack restarts the function), so a lost call followed by the same method
      * goes uncounted. */
-    struct span_record *previous = grpc_client_calls.lookup(&g);
+    struct go_key by_g = go_key(g);
+    struct span_record *previous = grpc_client_calls.lookup(&by_g);
     if (previous && !same_path(previous, rec))
         count_drop(DROP_END_NOT_SEEN);
     READ_GO_STRING(rec->host, GO_ARG1(ctx) + OFF_google_golang_org_grpc_ClientConn_target);
     begin_span(rec, g);
-    if (grpc_client_calls.update(&g, rec) != 0)
+    if (grpc_client_calls.update(&by_g, rec) != 0)
         count_drop(DROP_INFLIGHT_FULL);
     return 0;
 }
@@ -92,12 +93,12 @@ static __always_inline __u32 grpc_error_code(__u64 itab, __u64 err) {
 
 int grpc_client_stream_returned(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_CLIENT_STREAM_RETURNED);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = grpc_client_calls.lookup(&g);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = grpc_client_calls.lookup(&by_g);
     if (!rec)
         return 0;  /* finish already ended it (a stream that failed to start) */
-    __u64 cs = GO_ARG2(ctx);
-    if (GO_ARG3(ctx) || !cs) {
+    struct go_key cs = go_key(GO_ARG2(ctx));
+    if (GO_ARG3(ctx) || !cs.id) {
         rec->end_ns = bpf_ktime_get_ns();
         rec->status = GO_ARG3(ctx) ? grpc_error_code(GO_ARG3(ctx), GO_ARG4(ctx))
                                    : GRPC_STATUS_UNKNOWN;
@@ -105,7 +106,7 @@ int grpc_client_stream_returned(struct pt_regs *ctx) {
     } else if (grpc_client_streams.update(&cs, rec) != 0) {
         count_drop(DROP_INFLIGHT_FULL);
     }
-    grpc_client_calls.delete(&g);
+    grpc_client_calls.delete(&by_g);
     return 0;
 }
 
@@ -131,21 +132,21 @@ static __always_inline void read_attempt(struct span_record *rec, __u64 cs) {
 
 int grpc_client_finish(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_CLIENT_FINISH);
-    __u64 cs = GO_ARG1(ctx);
-    __u64 g = GO_G(ctx);
+    struct go_key cs = go_key(GO_ARG1(ctx));
+    struct go_key by_g = go_key(GO_G(ctx));
     struct span_record *rec = grpc_client_streams.lookup(&cs);
     int streaming = rec != 0;
     if (!rec)
-        rec = grpc_client_calls.lookup(&g);
+        rec = grpc_client_calls.lookup(&by_g);
     if (!rec)
         return 0;  /* a call begun before gotrace attached, or finish called again */
     rec->end_ns = bpf_ktime_get_ns();
     rec->status = grpc_error_code(GO_ARG2(ctx), GO_ARG3(ctx));
-    read_attempt(rec, cs);
+    read_attempt(rec, cs.id);
     emit(rec);
     if (streaming)
         grpc_client_streams.delete(&cs);
     else
-        grpc_client_calls.delete(&g);
+        grpc_client_calls.delete(&by_g);
     return 0;
 }

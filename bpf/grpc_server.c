@@ -15,7 +15,7 @@
 #define GRPC_METADATA_TRACEPARENT 1
 #endif
 
-BPF_HASH(grpc_server_inflight, __u64, struct span_record, MAX_INFLIGHT);
+BPF_HASH(grpc_server_inflight, struct go_key, struct span_record, MAX_INFLIGHT);  /* by g */
 
 /* The stream's id and method, read at once (a window, bpf/common.h). */
 #define STREAM_WINDOW \
@@ -26,6 +26,7 @@ _Static_assert(STREAM_WINDOW <= WINDOW_SIZE, "a window of grpc-go's Stream is to
 int grpc_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
+    struct go_key by_g = go_key(g);
     __u64 stream = GO_ARG4(ctx);
     __u8 *s = read_window(0, stream, STREAM_WINDOW);
     if (!s)
@@ -33,7 +34,7 @@ int grpc_server_entry(struct pt_regs *ctx) {
     __u32 stream_id = *(__u32 *)(s + OFF_google_golang_org_grpc_internal_transport_Stream_id);
     /* The entry runs again when the stack grew first (morestack restarts the function): the
      * span began already, and must not become its own parent. */
-    struct span_record *current = grpc_server_inflight.lookup(&g);
+    struct span_record *current = grpc_server_inflight.lookup(&by_g);
     if (current && current->stream_id == stream_id)
         return 0;
     struct span_record *rec = new_record(SPAN_KIND_GRPC_SERVER, g);
@@ -51,7 +52,7 @@ int grpc_server_entry(struct pt_regs *ctx) {
         stream + OFF_google_golang_org_grpc_internal_transport_Stream_ctx,
         TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey));
 #endif
-    if (grpc_server_inflight.update(&g, rec) != 0) {
+    if (grpc_server_inflight.update(&by_g, rec) != 0) {
         count_drop(DROP_INFLIGHT_FULL);
         return 0;
     }
@@ -61,8 +62,8 @@ int grpc_server_entry(struct pt_regs *ctx) {
 
 int grpc_server_status(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_SERVER_STATUS);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = grpc_server_inflight.lookup(&g);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = grpc_server_inflight.lookup(&by_g);
     if (!rec)
         return 0;
     rec->end_ns = bpf_ktime_get_ns();
@@ -73,8 +74,9 @@ int grpc_server_status(struct pt_regs *ctx) {
         bpf_probe_read_user(&code, sizeof(code),
                             (void *)(proto + OFF_google_golang_org_genproto_googleapis_rpc_status_Status_Code));
     rec->status = (__u32)code;
+    __u64 goid = rec->goid;
     emit(rec);
-    grpc_server_inflight.delete(&g);
-    end_span_context(g);
+    grpc_server_inflight.delete(&by_g);
+    end_span_context(goid);
     return 0;
 }

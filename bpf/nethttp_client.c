@@ -6,10 +6,10 @@
  * persistConn.roundTrip(pc *persistConn, req *transportRequest): pc in RAX.
  */
 
-BPF_HASH(http_client_inflight, __u64, struct span_record, MAX_INFLIGHT);
+BPF_HASH(http_client_inflight, struct go_key, struct span_record, MAX_INFLIGHT);  /* by g */
 #ifdef INJECT_TRACEPARENT
 /* The span context of each request handed to a connection's writer (bpf/nethttp_inject.c). */
-BPF_TABLE("lru_hash", __u64, struct trace_ctx, inject_by_request, MAX_INFLIGHT);
+BPF_TABLE("lru_hash", struct go_key, struct trace_ctx, inject_by_request, MAX_INFLIGHT);
 #endif
 
 /* The windows (bpf/common.h) read: the request's fields and its URL's at the entry, the
@@ -47,22 +47,24 @@ int http_client_entry(struct pt_regs *ctx) {
             rec->flags |= SPAN_F_HAS_QUERY;
     }
     begin_span(rec, g);
-    if (http_client_inflight.update(&g, rec) != 0)
+    struct go_key by_g = go_key(g);
+    if (http_client_inflight.update(&by_g, rec) != 0)
         count_drop(DROP_INFLIGHT_FULL);
     return 0;
 }
 
 int http_client_conn(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_CLIENT_CONN);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = http_client_inflight.lookup(&g);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = http_client_inflight.lookup(&by_g);
     if (!rec)
         return 0;
     read_conn(rec, GO_ARG1(ctx) + OFF_net_http_persistConn_conn);
 #ifdef INJECT_TRACEPARENT
     /* persistConn.roundTrip(pc, req *transportRequest): req in RBX. */
-    __u64 req = read_u64(GO_ARG2(ctx) + OFF_net_http_transportRequest_Request);
-    if (req) {
+    struct go_key req =
+        go_key(read_u64(GO_ARG2(ctx) + OFF_net_http_transportRequest_Request));
+    if (req.id) {
         struct trace_ctx ids = {};
         __builtin_memcpy(ids.trace_id, rec->trace_id, 16);
         __builtin_memcpy(ids.span_id, rec->span_id, 8);
@@ -74,8 +76,8 @@ int http_client_conn(struct pt_regs *ctx) {
 
 int http_client_return(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_CLIENT_RETURN);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = http_client_inflight.lookup(&g);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = http_client_inflight.lookup(&by_g);
     if (!rec)
         return 0;
     rec->end_ns = bpf_ktime_get_ns();
@@ -87,6 +89,6 @@ int http_client_return(struct pt_regs *ctx) {
         rec->flags |= SPAN_F_TRANSPORT_ERROR;
     }
     emit(rec);
-    http_client_inflight.delete(&g);
+    http_client_inflight.delete(&by_g);
     return 0;
 }

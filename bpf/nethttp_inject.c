@@ -16,7 +16,7 @@
 
 #define TP_HEADER_LEN 70  /* "Traceparent: " 13 + 55 + "\r\n" */
 
-BPF_TABLE("lru_hash", __u64, struct trace_ctx, inject_writing, MAX_INFLIGHT);  /* by goroutine */
+BPF_TABLE("lru_hash", struct go_key, struct trace_ctx, inject_writing, MAX_INFLIGHT);  /* by g */
 
 struct inject_line {
     char text[TP_HEADER_LEN + 2];
@@ -25,7 +25,7 @@ BPF_PERCPU_ARRAY(inject_scratch, struct inject_line, 1);
 
 int http_inject_request_write(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_INJECT_REQUEST_WRITE);
-    __u64 req = GO_ARG1(ctx);
+    struct go_key req = go_key(GO_ARG1(ctx));
     struct trace_ctx *ids = inject_by_request.lookup(&req);
     if (!ids)
         return 0;
@@ -33,14 +33,15 @@ int http_inject_request_write(struct pt_regs *ctx) {
 #ifdef HAS_TRACEPARENT
     struct span_record *probe = new_record(0, g);  /* scratch: is one there already? */
     if (probe) {
-        read_traceparent(probe, read_u64(req + OFF_net_http_Request_Header));
+        read_traceparent(probe, read_u64(req.id + OFF_net_http_Request_Header));
         if (probe->flags & SPAN_F_REMOTE_PARENT) {
             inject_by_request.delete(&req);
             return 0;  /* the program set its own: keep it */
         }
     }
 #endif
-    inject_writing.update(&g, ids);
+    struct go_key by_g = go_key(g);
+    inject_writing.update(&by_g, ids);
     inject_by_request.delete(&req);
     return 0;
 }
@@ -63,14 +64,14 @@ static __always_inline __u64 hex4(const __u8 *b) {
 
 int http_inject_header(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_INJECT_HEADER);
-    __u64 g = GO_G(ctx);
-    struct trace_ctx *ids = inject_writing.lookup(&g);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct trace_ctx *ids = inject_writing.lookup(&by_g);
     if (!ids)
         return 0;
     __u32 zero = 0;
     struct inject_line *line = inject_scratch.lookup(&zero);
     if (!line) {
-        inject_writing.delete(&g);
+        inject_writing.delete(&by_g);
         return 0;
     }
     /* "Traceparent: 00-" as two little-endian words (no string constants in BPF). */
@@ -90,7 +91,7 @@ int http_inject_header(struct pt_regs *ctx) {
     line->text[67] = '1';
     line->text[68] = '\r';
     line->text[69] = '\n';
-    inject_writing.delete(&g);
+    inject_writing.delete(&by_g);
 
     /* writeSubset(h Header, w io.Writer, ...): h in RAX, w's itab in RBX, data in RCX. */
     __u64 itab = GO_ARG2(ctx), bw = GO_ARG3(ctx);

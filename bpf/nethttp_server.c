@@ -18,7 +18,7 @@ struct http_server_inflight {
     __u64 response;
 };
 
-BPF_HASH(http_server_inflight, __u64, struct http_server_inflight, MAX_INFLIGHT);
+BPF_HASH(http_server_inflight, struct go_key, struct http_server_inflight, MAX_INFLIGHT);  /* by g */
 BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
 
 /* The windows (bpf/common.h) read: at the entry, the response's req and conn, the request's
@@ -48,9 +48,10 @@ _Static_assert(SERVER_RESPONSE_WINDOW <= WINDOW_SIZE && SERVER_REQUEST_WINDOW <=
 int http_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
+    struct go_key by_g = go_key(g);
     /* The entry runs again when the stack grew first (morestack restarts the function): the
      * span began already, and must not become its own parent. */
-    struct http_server_inflight *current = http_server_inflight.lookup(&g);
+    struct http_server_inflight *current = http_server_inflight.lookup(&by_g);
     if (current && current->request == GO_ARG4(ctx))
         return 0;
     __u32 zero = 0;
@@ -93,7 +94,7 @@ int http_server_entry(struct pt_regs *ctx) {
 #if defined(HAS_TRACEPARENT) && defined(OFF_net_http_Request_Header)
     read_traceparent(rec, header);
 #endif
-    if (http_server_inflight.update(&g, st) != 0) {
+    if (http_server_inflight.update(&by_g, st) != 0) {
         count_drop(DROP_INFLIGHT_FULL);
         return 0;
     }
@@ -102,8 +103,8 @@ int http_server_entry(struct pt_regs *ctx) {
 }
 
 static __always_inline int end_request(struct pt_regs *ctx, int hijacked) {
-    __u64 g = GO_G(ctx);
-    struct http_server_inflight *st = http_server_inflight.lookup(&g);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct http_server_inflight *st = http_server_inflight.lookup(&by_g);
     if (!st || st->response != GO_ARG1(ctx))
         return 0;
     struct span_record *rec = &st->rec;
@@ -117,9 +118,10 @@ static __always_inline int end_request(struct pt_regs *ctx, int hijacked) {
 #ifdef OFF_net_http_Request_Pattern
     READ_GO_STRING(rec->route, st->request + OFF_net_http_Request_Pattern);
 #endif
+    __u64 goid = rec->goid;
     emit(rec);
-    http_server_inflight.delete(&g);
-    end_span_context(g);
+    http_server_inflight.delete(&by_g);
+    end_span_context(goid);
     return 0;
 }
 

@@ -16,14 +16,14 @@ int newproc_return(struct pt_regs *ctx) {
     __u64 creator = m ? read_u64(m + OFF_runtime_m_curg) : 0;
     if (!creator)
         return 0;
-    __u64 creator_goid = goroutine_id(creator);
-    struct trace_ctx *parent = goroutine_ctx.lookup(&creator_goid);
+    struct go_key key = go_key(goroutine_id(creator));
+    struct trace_ctx *parent = goroutine_ctx.lookup(&key);
     if (!parent || parent->depth >= MAX_GOROUTINE_DEPTH)
         return 0;
     struct trace_ctx child = *parent;
     child.depth++;
-    __u64 child_goid = goroutine_id(GO_ARG1(ctx));
-    goroutine_ctx.update(&child_goid, &child);
+    key.id = goroutine_id(GO_ARG1(ctx));
+    goroutine_ctx.update(&key, &child);
     return 0;
 }
 #endif

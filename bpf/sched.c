@@ -39,7 +39,8 @@ int sched_casgstatus(struct pt_regs *ctx) {
     count_hit(PROBE_SCHED_CASGSTATUS);
     __u64 gp = GO_ARG1(ctx);
     __u64 goid = goroutine_id(gp);
-    struct sched_account *acct = sched_accounts.lookup(&goid);
+    struct go_key key = go_key(goid);
+    struct sched_account *acct = sched_accounts.lookup(&key);
     if (!acct)
         return 0;
     __u32 oldval = (__u32)GO_ARG2(ctx);
@@ -65,7 +66,10 @@ int sched_casgstatus(struct pt_regs *ctx) {
 static __always_inline struct sched_account *thread_account(void) {
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     __u64 *goid = sched_thread_goroutine.lookup(&tid);
-    return goid ? sched_accounts.lookup(goid) : 0;
+    if (!goid)
+        return 0;
+    struct go_key key = go_key(*goid);  /* the thread is the goroutine's process's */
+    return sched_accounts.lookup(&key);
 }
 
 TRACEPOINT_PROBE(raw_syscalls, sys_enter) {

@@ -17,7 +17,7 @@ struct sched_account {
     __u8 _pad[7];
 };
 
-BPF_TABLE("lru_hash", __u64, struct sched_account, sched_accounts, MAX_GOROUTINES);
+BPF_TABLE("lru_hash", struct go_key, struct sched_account, sched_accounts, MAX_GOROUTINES);
 /* The followed goroutine each thread runs (tid -> goid), for its system calls. */
 BPF_TABLE("lru_hash", __u32, __u64, sched_thread_goroutine, 4096);
 
@@ -31,11 +31,12 @@ static __always_inline void sched_switch(struct sched_account *acct, __u8 next, 
 }
 
 static __always_inline void sched_span_begin(struct span_record *rec) {
-    struct sched_account *acct = sched_accounts.lookup(&rec->goid);
+    struct go_key key = go_key(rec->goid);
+    struct sched_account *acct = sched_accounts.lookup(&key);
     if (!acct) {
         struct sched_account fresh = {.current = SCHED_RUNNING};
-        sched_accounts.update(&rec->goid, &fresh);
-        acct = sched_accounts.lookup(&rec->goid);
+        sched_accounts.update(&key, &fresh);
+        acct = sched_accounts.lookup(&key);
         if (!acct)
             return;
     }
@@ -49,7 +50,8 @@ static __always_inline void sched_span_begin(struct span_record *rec) {
 static __always_inline void sched_span_end(struct span_record *rec) {
     if (!(rec->flags & SPAN_F_SCHED))
         return;
-    struct sched_account *acct = sched_accounts.lookup(&rec->goid);
+    struct go_key key = go_key(rec->goid);
+    struct sched_account *acct = sched_accounts.lookup(&key);
     if (!acct) {  /* evicted (more goroutines followed than MAX_GOROUTINES) */
         rec->flags &= ~SPAN_F_SCHED;
         return;

@@ -202,6 +202,53 @@ def test_concurrent_keep_alive_clients_lose_mix_and_duplicate_nothing(tmp_path, 
     assert len({s["trace_id"] for s in spans}) == 5000
 
 
+def test_replicas_of_one_binary_keep_their_requests_apart(tmp_path, receiver):
+    """Two processes of one binary share its probes' maps, and their goroutine ids and heap
+    addresses repeat (with GOMAXPROCS=1, goroutines are numbered alike; before Go 1.26 the heap
+    begins at one address): concurrent requests through both must each keep their own span
+    and their own calls' parent."""
+    import os
+    import threading
+
+    receiver.clear()
+    binary = matrix.build(matrix.Cell("httpserver", matrix.go_versions()[0], "stripped"))
+    one_proc = {**os.environ, "GOMAXPROCS": "1"}
+    errors: list[str] = []
+    with go_server(binary, env=one_proc) as (first, first_addr), \
+            go_server(binary, env=one_proc) as (second, second_addr), \
+            go_server(binary) as (_, backend), \
+            gotrace(tmp_path, "trace", "--pid", str(first.pid), "--pid", str(second.pid),
+                    *otlp_args(receiver)) as tracer:
+        def client(addr: str) -> None:
+            conn = http.client.HTTPConnection(addr, timeout=30)
+            try:
+                for _ in range(50):
+                    if get(addr, f"/proxy?url=http://{backend}/slow%3Fms=2", conn=conn) != 200:
+                        errors.append(addr)
+            finally:
+                conn.close()
+        threads = [threading.Thread(target=client, args=(addr,))
+                   for addr in (first_addr, second_addr) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        spans = receiver.wait_for(800, timeout=60)
+        _, err = stop(tracer)
+    assert errors == []
+    by_id = {s["span_id"]: s for s in spans}
+    servers = [s for s in spans if s["kind"] == "SERVER"]
+    clients = [s for s in spans if s["kind"] == "CLIENT"]
+    assert Counter(s["resource"]["process.pid"] for s in servers) == \
+        {first.pid: 200, second.pid: 200}, err
+    assert len(clients) == 400, err
+    for span in clients:
+        parent = by_id[span["parent_span_id"]]
+        assert parent["kind"] == "SERVER" and parent["attributes"]["url.path"] == "/proxy"
+        assert parent["resource"]["process.pid"] == span["resource"]["process.pid"]
+    assert len({s["parent_span_id"] for s in clients}) == 400
+
+
 def test_wall_clock_timestamps_resource_variables_and_http_protobuf(tmp_path, receiver):
     """Span times agree with the client's clock within 1 ms; OTEL_SERVICE_NAME and
     OTEL_RESOURCE_ATTRIBUTES reach the resource; OTLP over HTTP; --duration ends the run."""
