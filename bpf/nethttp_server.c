@@ -21,6 +21,41 @@ struct http_server_inflight {
 BPF_HASH(http_server_inflight, struct go_key, struct http_server_inflight, MAX_INFLIGHT);  /* by g */
 BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
 
+/* A connection's addresses, by the goroutine serving it: net/http serves an HTTP/1 connection
+ * on one goroutine for its whole life, and a goroutine id is never reused, so the requests
+ * after the first copy them from here instead of reading them (seven reads of user memory,
+ * bpf/common.h read_conn). An entry outlives its connection until the LRU evicts it. */
+struct served_conn {
+    __u64 conn;  /* the *http.conn, checked too */
+    __u8 local_addr[16];
+    __u8 peer_addr[16];
+    __u16 local_port;
+    __u16 peer_port;
+    __u32 _pad;
+};
+BPF_TABLE("lru_hash", struct go_key, struct served_conn, http_served_conns, MAX_INFLIGHT);
+
+static __always_inline void server_conn(struct span_record *rec, __u64 conn) {
+    struct go_key by_goid = go_key(rec->goid);
+    struct served_conn *known = http_served_conns.lookup(&by_goid);
+    if (known && known->conn == conn) {
+        __builtin_memcpy(rec->local_addr, known->local_addr, 16);
+        __builtin_memcpy(rec->peer_addr, known->peer_addr, 16);
+        rec->local_port = known->local_port;
+        rec->peer_port = known->peer_port;
+        rec->flags |= SPAN_F_HAS_CONN;
+        return;
+    }
+    read_conn(rec, conn + OFF_net_http_conn_rwc);
+    if (!(rec->flags & SPAN_F_HAS_CONN))
+        return;
+    struct served_conn fresh = {.conn = conn, .local_port = rec->local_port,
+                                .peer_port = rec->peer_port};
+    __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
+    __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
+    http_served_conns.update(&by_goid, &fresh);
+}
+
 /* The windows (bpf/common.h) read: at the entry, the response's req and conn, the request's
  * fields, the URL's path and query; at the end, the response's status and size. */
 #define SERVER_RESPONSE_WINDOW MAX2(END_OF(OFF_net_http_response_req, __u64), \
@@ -89,7 +124,7 @@ int http_server_entry(struct pt_regs *ctx) {
             rec->flags |= SPAN_F_HAS_QUERY;
     }
     if (conn)
-        read_conn(rec, conn + OFF_net_http_conn_rwc);
+        server_conn(rec, conn);
     begin_span(rec, g);
 #if defined(HAS_TRACEPARENT) && defined(OFF_net_http_Request_Header)
     read_traceparent(rec, header);
