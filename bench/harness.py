@@ -19,7 +19,7 @@ from bench.calibrate import calibrate
 from bench.cpus import ANYWHERE, placement
 from bench.loadgen import SATURATION, Connections
 from bench.otlp_sink import otlp_sink
-from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT, count_hits
+from bench.probe_hits import HIT_WORKLOADS, OPT_IN_WORKLOADS, SCHED_WAIT, count_hits
 from bench.report import render
 from bench.results import Results
 from bench.targets import Verdict, evaluate
@@ -36,7 +36,7 @@ class Plan:
     loop_calls: int  # calibration loop length
     calibration_pairs: int
     hit_calls: int  # requests/RPCs per probe-hit workload
-    hit_workloads: tuple[str, ...]  # of bench.probe_hits (the unary servers: from overhead)
+    hit_workloads: tuple[str, ...]  # of bench.probe_hits
     overhead: overhead.Settings
     pipeline: pipeline.Settings
     attach_runs: int
@@ -46,26 +46,24 @@ class Plan:
 
 FULL = Plan(
     name="full", loop_calls=1_000_000, calibration_pairs=2, hit_calls=10_000,
-    hit_workloads=("HTTP client", "gRPC server, streaming", "gRPC client, unary",
-                   "gRPC client, streaming", SCHED_WAIT),
+    hit_workloads=(*HIT_WORKLOADS, SCHED_WAIT),
     overhead=overhead.Settings(pairs=3, seconds=5, rate=2000, busy_rate=1000,
                                conns=Connections(fixed=4, saturation=16)),
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
                                seconds=4, conns=Connections(fixed=4, saturation=16),
-                               sampler_seconds=10),
+                               sampler_seconds=8, sampler_pairs=3),
     attach_runs=3, big_binary=True, parallel=False)
 QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
     calibration_pairs=1, hit_calls=50,
-    hit_workloads=("HTTP client", "gRPC server, streaming", SCHED_WAIT),
+    hit_workloads=("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
+                   SCHED_WAIT),
     overhead=overhead.Settings(pairs=1, seconds=0.5, rate=300, busy_rate=300,
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
-                               conns=Connections(fixed=2, saturation=4)),
+                               conns=Connections(fixed=2, saturation=4), sampler_pairs=2),
     attach_runs=1, big_binary=False, parallel=True)
 
-# The unary servers' hit counts come from the overhead rounds, which trace them anyway.
-HITS_FROM_OVERHEAD = {"HTTP": "HTTP server", "gRPC": "gRPC server, unary"}
 
 # The generated service: about 25 MB stripped with an HTTP and a gRPC server linked in.
 BIG_PACKAGES, BIG_TYPES, BIG_METHODS = 60, 40, 6
@@ -142,8 +140,7 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
             attach_binary, attach_label, plan.attach_runs,
             out.with_name(f"{out.stem}-attach.prof")))
     own_cpu, shared_cpus = protocols.result()
-    hits = [p.hit_count(HITS_FROM_OVERHEAD[p.name]) for p in own_cpu]
-    hits += [h for h in counted.result() if h.label not in OPT_IN_WORKLOADS]
+    hits = [h for h in counted.result() if h.label not in OPT_IN_WORKLOADS]
     opt_in = [h for h in counted.result() if h.label in OPT_IN_WORKLOADS]
     results = Results(machine, calibration.result(), hits, own_cpu, spans.result(),
                       attached.result(), time.monotonic() - started, opt_in, shared_cpus)

@@ -34,6 +34,8 @@ class Settings:
     # The samplers' steps last longer: a tenth of the spans, and a fixed cost (polls, the
     # status line, the gRPC client's threads) that the seconds after the load add to.
     sampler_seconds: float = 0.0  # 0: seconds
+    # always_on / traceidratio step pairs, alternating: a disturbed step moves a median less.
+    sampler_pairs: int = 1
 
     def seconds_at(self, rate: int) -> float:
         if rate == self.sampler_rate and self.sampler_seconds:
@@ -73,9 +75,15 @@ class Step:
 
 
 @dataclass(frozen=True)
+class SamplerPair:
+    always_on: Step
+    ratio: Step  # traceidratio 0.1, right after its always_on twin
+
+
+@dataclass(frozen=True)
 class PipelineResult:
-    steps: list[Step]  # always_on, one per rate
-    sampled: Step  # traceidratio 0.1 at the sampler rate
+    steps: list[Step]  # always_on, one per rate (at the sampler rate: the first pair's)
+    sampler: list[SamplerPair]  # at the sampler rate
     profiled: Step  # always_on at the highest fixed rate, under bench.profiled
     profile: Path
     sent_to_sink: int  # spans exported by every session of this section
@@ -85,6 +93,16 @@ class PipelineResult:
         return next(s for s in self.steps if s.rate == rate)
 
     @property
+    def sampled(self) -> Step:
+        """The traceidratio step whose tracer CPU per request is the median."""
+        return _median_step([p.ratio for p in self.sampler])
+
+    @property
+    def sampled_always_on(self) -> Step:
+        """The always_on step at the sampler rate whose tracer CPU per request is the median."""
+        return _median_step([p.always_on for p in self.sampler])
+
+    @property
     def busiest(self) -> Step:
         """The step that exported the most spans per second."""
         return max(self.steps, key=lambda s: s.spans_per_s)
@@ -92,6 +110,12 @@ class PipelineResult:
     @property
     def lossless(self) -> list[Step]:
         return [s for s in self.steps if s.stats.lost == 0]
+
+
+def _median_step(steps: list[Step]) -> Step:
+    """The step at the (lower) median of tracer CPU per request."""
+    ordered = sorted(steps, key=lambda s: s.cpu_us_per_request)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def _step(pid: int, url: str, loadgen: Path, sink: Sink, settings: Settings, rate: int,
@@ -114,18 +138,24 @@ def measure(server: Path, loadgen: Path, settings: Settings, profile: Path) -> P
     with otlp_sink() as sink, serve(server) as srv:
         url = f"http://{srv.addr}/hello"
         run_load(loadgen, ["-url", url], rate=SATURATION, conns=settings.conns, seconds=0.5)
-        steps: list[Step] = []
-        sampled = None
-        for rate in settings.rates:
-            steps.append(_step(srv.pid, url, loadgen, sink, settings, rate, ALWAYS_ON))
-            if rate == settings.sampler_rate:  # right after its always_on twin
-                sampled = _step(srv.pid, url, loadgen, sink, settings, rate, RATIO)
-        if sampled is None:
+        if settings.sampler_rate not in settings.rates:
             raise ValueError(f"sampler rate {settings.sampler_rate} is not one of the rates")
+        steps: list[Step] = []
+        sampler: list[SamplerPair] = []
+        for rate in settings.rates:
+            if rate != settings.sampler_rate:
+                steps.append(_step(srv.pid, url, loadgen, sink, settings, rate, ALWAYS_ON))
+                continue
+            for _ in range(settings.sampler_pairs):
+                sampler.append(SamplerPair(
+                    _step(srv.pid, url, loadgen, sink, settings, rate, ALWAYS_ON),
+                    _step(srv.pid, url, loadgen, sink, settings, rate, RATIO)))
+            steps.append(sampler[0].always_on)
         highest = max(r for r in settings.rates if r != SATURATION)
         profiled = _step(srv.pid, url, loadgen, sink, settings, highest, ALWAYS_ON, profile)
-    sent = sum(s.stats.exported for s in (*steps, sampled, profiled))
-    return PipelineResult(steps, sampled, profiled, profile, sent, sink.received)
+    extra = [step for pair in sampler for step in (pair.always_on, pair.ratio)][1:]
+    sent = sum(s.stats.exported for s in (*steps, *extra, profiled))
+    return PipelineResult(steps, sampler, profiled, profile, sent, sink.received)
 
 
 def main(argv: list[str]) -> None:

@@ -4,8 +4,8 @@ Each workload runs under its own gotrace session: a server traced by PID while a
 client calls it, or a client launched by `gotrace run`. Every probe program of the session
 counts, the runtime's goroutine-creation probes included: they are hits the request pays
 for too. Sessions are independent, so a few run at once (counts do not depend on timing).
-`python -m bench` takes the unary servers' counts from its overhead rounds instead, which
-trace those servers anyway.
+Meanwhile the kernel counts how long the probe programs run (kernel.bpf_stats_enabled):
+with the trap that enters them (bench.calibrate), that is what a hit costs the target.
 
     python bench/probe_hits.py [--calls N]     prints hits per request/RPC for each workload
 """
@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,6 +33,7 @@ HIT_WORKLOADS = ("HTTP server", "HTTP client", "gRPC server, unary", "gRPC serve
 # What opt-in probes add, measured like the rest; reported as a cost, not judged by a target.
 SCHED_WAIT = "HTTP server, --sched-wait"
 OPT_IN_WORKLOADS = {SCHED_WAIT: "HTTP server"}  # -> the workload it adds to
+BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class HitCount:
     label: str
     calls: int
     hits: dict[str, int]  # per BPF program, over all calls
+    run_ns: dict[str, int] = field(default_factory=dict)  # per BPF program, over all calls
 
     @property
     def per_call(self) -> float:
@@ -54,6 +57,16 @@ class HitCount:
     def per_span(self) -> float:
         """Per call, the hits of everything but the GC probes: what a request costs."""
         return self.per_call - self.runtime_event_hits
+
+    @property
+    def run_us_per_call(self) -> float:
+        """Per call, the time the probe programs ran."""
+        return sum(self.run_ns.values()) / self.calls / 1000
+
+    def run_detail(self) -> str:
+        """µs per run of the programs that ran at least once per 200 calls."""
+        return ", ".join(f"{k} {ns / self.hits[k] / 1000:.2f}" for k, ns in self.run_ns.items()
+                         if self.hits.get(k, 0) * 200 >= self.calls)
 
     def detail(self) -> str:
         """Hits per call by probe, those below 0.005 (run-time events such as GC) summed."""
@@ -102,13 +115,28 @@ def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats
             (SCHED_WAIT, lambda: _server_side(apps.httpserver, http, "--sched-wait"))]
 
 
+@contextlib.contextmanager
+def bpf_run_times_counted() -> Iterator[None]:
+    """The kernel times every BPF program run while this lasts (two clock reads a run, so
+    not during the overhead rounds)."""
+    before = BPF_STATS.read_text().strip()
+    BPF_STATS.write_text("1")
+    try:
+        yield
+    finally:
+        BPF_STATS.write_text(before)
+
+
 def count_hits(apps: Apps, calls: int, only: Collection[str] | None = None,
                parallel: int = 4) -> list[HitCount]:
-    """Hits per call of every workload (or of those labelled in only)."""
+    """Hits per call of every workload (or of those labelled in only), and the probes' run
+    time."""
     todo = [w for w in workloads(apps, calls) if only is None or w[0] in only]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+    with bpf_run_times_counted(), \
+            concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
         stats = list(pool.map(lambda item: item[1](), todo))
-    return [HitCount(label, calls, s.hits) for (label, _), s in zip(todo, stats, strict=True)]
+    return [HitCount(label, calls, s.hits, s.run_ns)
+            for (label, _), s in zip(todo, stats, strict=True)]
 
 
 def main() -> None:
@@ -116,7 +144,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     for count in count_hits(build_apps(), args.calls):
-        print(f"{count.label:24} {count.per_call:5.2f} hits per call ({count.detail()})",
+        print(f"{count.label:24} {count.per_call:5.2f} hits per call ({count.detail()}); "
+              f"probes ran {count.run_us_per_call:.2f} µs per call ({count.run_detail()})",
               flush=True)
 
 

@@ -69,9 +69,13 @@ def _hits(results: Results) -> list[str]:
     return [f"## {SECTIONS[2]}", "",
             "From the probes' own counters (`--stats`), every probe program of the session "
             "included (the runtime's goroutine-creation probe too, where it runs: Go before 1.21, "
-            "or --goroutine-ancestry).", "",
-            *_table(["Workload", "Calls", "Hits per call", "By probe"],
-                    [(h.label, h.calls, f"{h.per_call:.2f}", h.detail())
+            "or --goroutine-ancestry). What the probes cost the target beyond their traps: how "
+            "long the kernel ran their BPF programs (kernel.bpf_stats_enabled, on during these "
+            "workloads only), per call and per run of each program.", "",
+            *_table(["Workload", "Calls", "Hits per call", "By probe",
+                     "Probes ran µs per call", "µs per run by probe"],
+                    [(h.label, h.calls, f"{h.per_call:.2f}", h.detail(),
+                      f"{h.run_us_per_call:.2f}", h.run_detail())
                      for h in results.hits]), *_opt_in(results)]
 
 
@@ -159,7 +163,12 @@ def _profile(path: Path) -> list[str]:
 
 def _pipeline(p: PipelineResult) -> list[str]:
     rows = [_step_row(f"{_rate(s.rate)}, always_on", s) for s in p.steps]
-    rows.append(_step_row(f"{_rate(p.sampled.rate)}, traceidratio 0.1", p.sampled))
+    for n, pair in enumerate(p.sampler, 1):
+        if n > 1:
+            rows.append(_step_row(f"{_rate(pair.always_on.rate)}, always_on (pair {n})",
+                                  pair.always_on))
+        rows.append(_step_row(f"{_rate(pair.ratio.rate)}, traceidratio 0.1 (pair {n})",
+                              pair.ratio))
     rows.append(_step_row(f"{_rate(p.profiled.rate)}, under the profiler", p.profiled))
     lossless = max(p.lossless, key=lambda s: s.spans_per_s, default=None)
     best = p.busiest

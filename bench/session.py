@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import REPO
@@ -29,6 +29,7 @@ class TraceStats:
     dropped: int
     kernel_lost: dict[str, int]
     sampled_out: tuple[int, int] = (0, 0)  # (in the kernel, in gotrace)
+    run_ns: dict[str, int] = field(default_factory=dict)  # per BPF program, if counted
 
     @property
     def total_hits(self) -> int:
@@ -52,6 +53,7 @@ def parse_stats(stderr: str) -> TraceStats:
     """The counters of the lines `gotrace ... --stats` ends with, e.g.
     'gotrace: 2000 spans; otlp: exported 1990, dropped 10 (queue_full 10)',
     'gotrace: probe hits http_server_entry=2000, http_server_end=2000',
+    'gotrace: probe run time ns (kernel.bpf_stats_enabled) http_server_entry=11400000, ...',
     'gotrace: spans lost in the kernel ringbuf_full=3',
     'gotrace: sampler traceidratio: spans sampled out 900 in the kernel, 80 by gotrace'."""
     summary = next((line for line in stderr.splitlines()
@@ -63,6 +65,7 @@ def parse_stats(stderr: str) -> TraceStats:
         dropped=sum(int(n) for n in re.findall(r"dropped (\d+)", summary)),
         kernel_lost=_pairs(stderr, "spans lost in the kernel"),
         sampled_out=(int(sampled[1]), int(sampled[2])) if sampled else (0, 0),
+        run_ns=_pairs(stderr, "probe run time ns (kernel.bpf_stats_enabled)"),
     )
 
 

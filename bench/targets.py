@@ -135,15 +135,17 @@ def _tracer(pipeline: PipelineResult) -> list[Verdict]:
 
 
 def _sampler(pipeline: PipelineResult) -> Verdict:
-    on = pipeline.step_at(pipeline.sampled.rate)
-    ratio = pipeline.sampled
+    on, ratio = pipeline.sampled_always_on, pipeline.sampled
     saving = on.cpu_us_per_request / ratio.cpu_us_per_request
+    pairs = ", ".join(f"{p.always_on.cpu_us_per_request / p.ratio.cpu_us_per_request:.2f}x"
+                      for p in pipeline.sampler)
     in_kernel, in_gotrace = ratio.stats.sampled_out
     kernel_share = in_kernel / max(1, in_kernel + in_gotrace)
     return _at_least(
         "tracer CPU, always_on / traceidratio 0.1", SAMPLER_SAVING, "x", saving,
         f"{saving:.2f}x ({on.cpu_us_per_request:.1f} vs {ratio.cpu_us_per_request:.1f} µs "
-        f"per request at {on.rate}/s)",
+        f"per request at {on.rate}/s, medians of {len(pipeline.sampler)} alternating pairs of "
+        f"steps; pair by pair {pairs})",
         f"With traceidratio 0.1, {ratio.exported_fraction:.0%} of the requests were "
         f"exported; of the spans sampled out, {kernel_share:.0%} were in the kernel and the "
         "rest decoded and dropped by gotrace: the load generator runs on this host and opens "
@@ -164,6 +166,25 @@ def _without_grpc(on: Step, ratio: Step) -> float:
         1e-9, ratio.cpu_us_per_request - ratio.grpc_cpu_us_per_request)
 
 
+# The hit-count workload of each protocol's server in the overhead rounds.
+SERVER_WORKLOADS = {"HTTP": "HTTP server", "gRPC": "gRPC server, unary"}
+
+
+def _probe_share(results: Results, proto_name: str) -> str:
+    """What the server's probes cost per request: their BPF programs' run time and the
+    traps that enter them (entry sites, whose branch the kernel emulates)."""
+    server = next((h for h in results.hits if h.label == SERVER_WORKLOADS[proto_name]), None)
+    if server is None or not server.run_ns:
+        return ""
+    trap = server.per_span * results.calibration.emulated.hit_us
+    return (f" Per request, the server's probe programs ran {server.run_us_per_call:.1f} µs "
+            f"({server.run_detail()} µs per run; the hits table) and their traps, at "
+            f"function entries whose branch the kernel emulates, took about "
+            f"{server.per_span:.2f} x {results.calibration.emulated.hit_us:.2f} = "
+            f"{trap:.1f} µs; the rest is the kernel's uprobe dispatch and the caches the "
+            "probes disturb.")
+
+
 def _throughput(results: Results) -> list[Verdict]:
     verdicts = []
     for proto in results.overhead:
@@ -180,7 +201,7 @@ def _throughput(results: Results) -> list[Verdict]:
             f"more CPU per request ({cond.cpu_us(False):.0f} → {cond.cpu_us(True):.0f} µs); "
             f"the tracer used {tracer_share:.0%} of a core, and the machine's CPUs were "
             f"{cond.machine_busy(False):.0%} busy untraced and {cond.machine_busy(True):.0%} "
-            "traced."))
+            "traced." + _probe_share(results, proto.name)))
     return verdicts
 
 

@@ -311,6 +311,12 @@ class Program:
         hits_table = self.bpf["probe_hits"]
         return {prog: sum(hits_table[ctypes.c_int(i)]) for prog, i in PROBE_IDS.items()}
 
+    def run_ns(self) -> dict[str, int]:
+        """Nanoseconds each BPF program loaded so far has run, as the kernel counts them
+        while the sysctl kernel.bpf_stats_enabled is 1 (zero while it is 0)."""
+        return {name.decode(): _run_time_ns(fn.fd)
+                for name, fn in self.bpf.funcs.items()}  # type: ignore[attr-defined]
+
     def drops(self) -> dict[str, int]:
         """Spans not sent by the kernel, by reason (KERNEL_DROP_REASONS)."""
         table = self.bpf["kernel_drops"]
@@ -322,6 +328,14 @@ class Program:
             self._ring.close()
             self._ring = None
         self.bpf.cleanup()
+
+
+def _run_time_ns(prog_fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{prog_fd}") as info:
+        for line in info:
+            if line.startswith("run_time_ns:"):
+                return int(line.split()[1])
+    return 0  # a kernel without BPF run-time statistics
 
 
 def open_ring(bpf: object, name: str) -> RingBuffer:

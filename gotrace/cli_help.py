@@ -41,7 +41,8 @@ status output:
   Otherwise (a file, a pipe, a container log) stderr carries JSON lines with time, level
   and msg: "tracing" when attached, "status" every 10 seconds, "stopped" at the end, and
   warnings such as an exporter failing; counters still at zero are left out. --stats adds
-  probe hits, same-host links and per-exporter counts when the session ends.
+  probe hits, same-host links and per-exporter counts when the session ends, and the
+  probes' run time while the sysctl kernel.bpf_stats_enabled is 1.
 """
 
 TRACE_DESCRIPTION = """\

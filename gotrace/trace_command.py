@@ -115,8 +115,9 @@ def _exporters(args: argparse.Namespace) -> tuple[dict[str, Exporter], dict[str,
     return exporters, delays
 
 
-def _report(counters: tuple[dict[str, int], dict[str, int]], pipeline: ExportPipeline,
-            links: LinkStats, sampler: str, sampled_out: tuple[int, int]) -> None:
+def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, int],
+            pipeline: ExportPipeline, links: LinkStats, sampler: str,
+            sampled_out: tuple[int, int]) -> None:
     hits, drops = counters
     print(f"gotrace: {pipeline.stats().summary()}", file=sys.stderr)
     print(f"gotrace: sampler {sampler}: spans sampled out {sampled_out[0]} in the kernel, "
@@ -126,6 +127,9 @@ def _report(counters: tuple[dict[str, int], dict[str, int]], pipeline: ExportPip
           file=sys.stderr)
     print("gotrace: probe hits " + ", ".join(f"{k}={v}" for k, v in hits.items() if v),
           file=sys.stderr)
+    if any(run_ns.values()):
+        print("gotrace: probe run time ns (kernel.bpf_stats_enabled) " + ", ".join(
+            f"{k}={v}" for k, v in run_ns.items() if v), file=sys.stderr)
     skipped = drops.pop("inject_skipped", 0)
     tcp_lost = drops.pop("tcp_events_lost", 0)
     if tcp_lost:
@@ -182,13 +186,14 @@ class _Session:
 
     def close(self) -> None:
         counters = self.tracer.counters()
+        run_ns = self.tracer.bpf_run_ns()
         sampled_out = self.tracer.sampled_out()
         self.tracer.close()
         self.pipeline.flush()
         if self.status is not None:
             self.status.stopped(take_snapshot(self.tracer, self.pipeline, counters[1]))
         if self.args.stats:
-            _report(counters, self.pipeline, self.tracer.linker.stats,
+            _report(counters, run_ns, self.pipeline, self.tracer.linker.stats,
                     self.tracer.sampler.name, sampled_out)
             print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
                   file=sys.stderr)

@@ -345,6 +345,10 @@ class Tracer:
         return _summed(program.hits() for program in self.programs.values()), \
             self.kernel_drops()
 
+    def bpf_run_ns(self) -> dict[str, int]:
+        """Nanoseconds each probe program ran (Program.run_ns: kernel.bpf_stats_enabled)."""
+        return _summed(program.run_ns() for program in self.programs.values())
+
     def kernel_drops(self) -> dict[str, int]:
         """Spans and events lost in the kernel, by reason (all the status line needs: it
         reads them whenever it shows them, the hit counters only at the end)."""

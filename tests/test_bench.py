@@ -16,7 +16,7 @@ from bench.cpus import pinned_to, placement
 from bench.harness import QUICK, run
 from bench.loadgen import SATURATION
 from bench.overhead import BUSY
-from bench.probe_hits import OPT_IN_WORKLOADS, SCHED_WAIT
+from bench.probe_hits import BPF_STATS, OPT_IN_WORKLOADS, SCHED_WAIT, bpf_run_times_counted
 from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
@@ -43,9 +43,12 @@ def test_stats_lines_are_parsed() -> None:
         '{"msg": "stopped", "exported": {"otlp": 10}}\n'
         "gotrace: 12 spans; otlp: exported 10, dropped 2 (queue_full 2)\n"
         "gotrace: probe hits newproc_return=3, http_server_entry=12\n"
+        "gotrace: probe run time ns (kernel.bpf_stats_enabled) newproc_return=900, "
+        "http_server_entry=60000\n"
         "gotrace: spans lost in the kernel ringbuf_full=1\n")
     assert (stats.exported, stats.dropped, stats.lost) == (10, 2, 3)
     assert stats.hits == {"newproc_return": 3, "http_server_entry": 12}
+    assert stats.run_ns == {"newproc_return": 900, "http_server_entry": 60000}
 
 
 def test_report_has_every_section(quick_run) -> None:
@@ -65,13 +68,23 @@ def test_calibration_and_hits(quick_run) -> None:
     results, _, _ = quick_run
     assert results.calibration.hit_us > 0
     assert [h.label for h in results.hits] == [
-        "HTTP server", "gRPC server, unary",
-        *(w for w in QUICK.hit_workloads if w not in OPT_IN_WORKLOADS)]
+        w for w in QUICK.hit_workloads if w not in OPT_IN_WORKLOADS]
     assert [h.label for h in results.opt_in_hits] == [SCHED_WAIT]
     for count in (*results.hits, *results.opt_in_hits):
         assert count.calls > 0 and count.per_call >= 2, count  # an entry and an end at least
+        # The kernel timed every program that ran (kernel.bpf_stats_enabled, on meanwhile).
+        assert {k for k, n in count.hits.items() if n} <= {k for k, n in count.run_ns.items()
+                                                           if n}, count
+        assert count.run_us_per_call > 0 and count.run_detail(), count
     # --sched-wait: a casgstatus hit for every state change of the request's goroutines.
     assert results.opt_in_hits[0].hits.get("sched_casgstatus", 0) >= results.opt_in_hits[0].calls
+
+
+def test_bpf_run_times_are_counted_only_meanwhile() -> None:
+    before = BPF_STATS.read_text()
+    with bpf_run_times_counted():
+        assert BPF_STATS.read_text().strip() == "1"
+    assert BPF_STATS.read_text() == before
 
 
 def test_overhead_rounds(quick_run) -> None:
@@ -96,7 +109,9 @@ def test_overhead_rounds(quick_run) -> None:
 def test_pipeline_and_attach(quick_run) -> None:
     results, _, _ = quick_run
     spans = results.pipeline
-    for step in (*spans.steps, spans.sampled, spans.profiled):
+    assert len(spans.sampler) == 2 and spans.steps == [spans.sampler[0].always_on]
+    sampler_steps = [step for pair in spans.sampler for step in (pair.always_on, pair.ratio)]
+    for step in (*spans.steps, *sampler_steps, spans.profiled):
         assert step.stats.exported > 0 and step.tracer_cpu_s > 0 and step.rss_mb > 0
         # gRPC's C core starts its threads with the OTLP exporter: some of the CPU is theirs
         assert 0 < step.grpc_cpu_s < step.tracer_cpu_s
