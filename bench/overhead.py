@@ -152,7 +152,7 @@ def measure(protocol: str, server: Path, loadgen: Path, sink: Sink,
                 for cond, sample in zip(conditions, one_round(None), strict=True):
                     cond.untraced.append(sample)
                 continue
-            with Gotrace(["trace", "--pid", str(srv.pid), *sink.otlp_args],
+            with Gotrace(["trace", "--pid", str(srv.pid), *sink.otlp_args()],
                          cpus=where.others) as session:
                 result.attach_s.append(session.ready())
                 samples = one_round(session)

@@ -1,6 +1,8 @@
 """The tracer's side: CPU per exported span and sustained spans per second with OTLP export to
 a receiver in another process (bench.otlp_sink), the highest rate at which nothing is
 dropped, and how much CPU head sampling (OTEL_TRACES_SAMPLER=traceidratio, 0.1) saves.
+Export is over gotrace's default protocol (OTLP/HTTP, protobuf); one pair of sampler steps
+over OTLP/gRPC shows what that exporter's client library adds.
 
 Each step is a gotrace session tracing the HTTP test server by PID while the load generator
 calls its trivial handler at one rate (or flat out); the tracer's CPU is read from its
@@ -17,6 +19,7 @@ from bench.apps import serve
 from bench.loadgen import SATURATION, Connections, LoadResult, run_load
 from bench.otlp_sink import Sink, otlp_sink
 from bench.session import Gotrace, TraceStats
+from gotrace.export.otlp_config import DEFAULT_PROTOCOL
 
 # After the load: a server span whose client is on this host but not traced (the load
 # generator) is held 1 s for its client span, then exported with the next batch (<= 0.2 s).
@@ -36,6 +39,7 @@ class Settings:
     sampler_seconds: float = 0.0  # 0: seconds
     # always_on / traceidratio step pairs, alternating: a disturbed step moves a median less.
     sampler_pairs: int = 1
+    grpc_pair: bool = True  # and one more pair exporting over OTLP/gRPC
 
     def seconds_at(self, rate: int) -> float:
         if rate == self.sampler_rate and self.sampler_seconds:
@@ -46,6 +50,7 @@ class Settings:
 @dataclass(frozen=True)
 class Step:
     rate: int
+    protocol: str  # the OTLP exporter's
     load: LoadResult
     stats: TraceStats
     tracer_cpu_s: float
@@ -84,6 +89,7 @@ class SamplerPair:
 class PipelineResult:
     steps: list[Step]  # always_on, one per rate (at the sampler rate: the first pair's)
     sampler: list[SamplerPair]  # at the sampler rate
+    grpc_pair: SamplerPair | None  # the same, exporting over OTLP/gRPC
     profiled: Step  # always_on at the highest fixed rate, under bench.profiled
     profile: Path
     sent_to_sink: int  # spans exported by every session of this section
@@ -119,8 +125,9 @@ def _median_step(steps: list[Step]) -> Step:
 
 
 def _step(pid: int, url: str, loadgen: Path, sink: Sink, settings: Settings, rate: int,
-          env: dict[str, str], profile: Path | None = None) -> Step:
-    with Gotrace(["trace", "--pid", str(pid), *sink.otlp_args], env=env,
+          env: dict[str, str], profile: Path | None = None,
+          protocol: str = DEFAULT_PROTOCOL) -> Step:
+    with Gotrace(["trace", "--pid", str(pid), *sink.otlp_args(protocol)], env=env,
                  profile=profile) as session:
         session.ready()
         if profile:
@@ -131,7 +138,7 @@ def _step(pid: int, url: str, loadgen: Path, sink: Sink, settings: Settings, rat
         time.sleep(SETTLE_S)
         cpu, grpc_cpu = session.cpu() - before, session.grpc_cpu() - grpc_before
         rss, peak = session.memory("VmRSS"), session.memory("VmHWM")
-        return Step(rate, load, session.stop(), cpu, grpc_cpu, rss, peak)
+        return Step(rate, protocol, load, session.stop(), cpu, grpc_cpu, rss, peak)
 
 
 def measure(server: Path, loadgen: Path, settings: Settings, profile: Path) -> PipelineResult:
@@ -147,15 +154,25 @@ def measure(server: Path, loadgen: Path, settings: Settings, profile: Path) -> P
                 steps.append(_step(srv.pid, url, loadgen, sink, settings, rate, ALWAYS_ON))
                 continue
             for _ in range(settings.sampler_pairs):
-                sampler.append(SamplerPair(
-                    _step(srv.pid, url, loadgen, sink, settings, rate, ALWAYS_ON),
-                    _step(srv.pid, url, loadgen, sink, settings, rate, RATIO)))
+                sampler.append(_pair(srv.pid, url, loadgen, sink, settings))
             steps.append(sampler[0].always_on)
+        grpc_pair = _pair(srv.pid, url, loadgen, sink, settings, "grpc") \
+            if settings.grpc_pair else None
         highest = max(r for r in settings.rates if r != SATURATION)
         profiled = _step(srv.pid, url, loadgen, sink, settings, highest, ALWAYS_ON, profile)
-    extra = [step for pair in sampler for step in (pair.always_on, pair.ratio)][1:]
+    pairs = [*sampler, *([grpc_pair] if grpc_pair else [])]
+    extra = [step for pair in pairs for step in (pair.always_on, pair.ratio)][1:]
     sent = sum(s.stats.exported for s in (*steps, *extra, profiled))
-    return PipelineResult(steps, sampler, profiled, profile, sent, sink.received)
+    return PipelineResult(steps, sampler, grpc_pair, profiled, profile, sent, sink.received)
+
+
+def _pair(pid: int, url: str, loadgen: Path, sink: Sink, settings: Settings,
+          protocol: str = DEFAULT_PROTOCOL) -> SamplerPair:
+    """always_on, then traceidratio, at the sampler rate."""
+    rate = settings.sampler_rate
+    return SamplerPair(
+        _step(pid, url, loadgen, sink, settings, rate, ALWAYS_ON, protocol=protocol),
+        _step(pid, url, loadgen, sink, settings, rate, RATIO, protocol=protocol))
 
 
 def main(argv: list[str]) -> None:

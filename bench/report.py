@@ -169,16 +169,21 @@ def _pipeline(p: PipelineResult) -> list[str]:
                                   pair.always_on))
         rows.append(_step_row(f"{_rate(pair.ratio.rate)}, traceidratio 0.1 (pair {n})",
                               pair.ratio))
+    if p.grpc_pair is not None:
+        for step, sampler in ((p.grpc_pair.always_on, "always_on"),
+                              (p.grpc_pair.ratio, "traceidratio 0.1")):
+            rows.append(_step_row(f"{_rate(step.rate)}, {sampler}, OTLP/gRPC", step))
     rows.append(_step_row(f"{_rate(p.profiled.rate)}, under the profiler", p.profiled))
     lossless = max(p.lossless, key=lambda s: s.spans_per_s, default=None)
     best = p.busiest
     return [
         f"## {SECTIONS[4]}", "",
         "The HTTP server's trivial handler under load, traced by PID, spans exported over "
-        "OTLP/gRPC to a counting receiver in another process, every process on any CPU. "
+        "OTLP/HTTP (protobuf: gotrace's default protocol; the rows marked OTLP/gRPC over "
+        "gRPC) to a counting receiver in another process, every process on any CPU. "
         "Tracer CPU from the gotrace process's CPU-time clock, from the start of the load "
         "until its spans were exported; of it, the share of the threads of gRPC's C core "
-        "(the OTLP exporter's client library) from their schedstat.",
+        "(the OTLP/gRPC exporter's client library) from their schedstat.",
         "",
         *_table(["Load", "Req/s", "Spans exported/s", "Tracer CPU µs/span",
                  "Tracer CPU µs/req", "of it gRPC's threads µs/req", "Dropped",

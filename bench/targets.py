@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.overhead import BUSY
-from bench.pipeline import PipelineResult, Step
+from bench.pipeline import PipelineResult
 from bench.profiles import summarize
 from bench.results import Results
 
@@ -153,17 +153,23 @@ def _sampler(pipeline: PipelineResult) -> Verdict:
         f"{pipeline.sampled.load.seconds:.0f} s, whose first requests go to gotrace until it "
         "has read one of their spans and found that a process it does not trace opened the "
         "connection (then the kernel decides, bpf/sampling.h). The tracer's fixed cost "
-        "(polling, the status line, the OTLP exporter's gRPC client) is the same for both "
-        f"samplers: gRPC's own threads (its C core's thread pool, which wakes every few "
-        f"milliseconds after each export, each wakeup costing tens of µs on this machine) "
-        f"took {on.grpc_cpu_us_per_request:.1f} µs per request with always_on and "
-        f"{ratio.grpc_cpu_us_per_request:.1f} µs with traceidratio; without them the saving "
-        f"would be {_without_grpc(on, ratio):.2f}x.")
+        "(polling, the status line, the exporter's requests) is the same for both "
+        "samplers." + _over_grpc(pipeline))
 
 
-def _without_grpc(on: Step, ratio: Step) -> float:
-    return (on.cpu_us_per_request - on.grpc_cpu_us_per_request) / max(
-        1e-9, ratio.cpu_us_per_request - ratio.grpc_cpu_us_per_request)
+def _over_grpc(pipeline: PipelineResult) -> str:
+    """What exporting over OTLP/gRPC instead does to the saving."""
+    pair = pipeline.grpc_pair
+    if pair is None:
+        return ""
+    on, ratio = pair.always_on, pair.ratio
+    return (f" Exporting over OTLP/gRPC instead (one pair of steps), the saving was "
+            f"{on.cpu_us_per_request / ratio.cpu_us_per_request:.2f}x ("
+            f"{on.cpu_us_per_request:.1f} vs {ratio.cpu_us_per_request:.1f} µs per request): "
+            "gRPC's own threads (its C core's thread pool, which wakes every few milliseconds "
+            "after each export, each wakeup costing tens of µs on this machine) took "
+            f"{on.grpc_cpu_us_per_request:.1f} µs per request with always_on and "
+            f"{ratio.grpc_cpu_us_per_request:.1f} µs with traceidratio.")
 
 
 # The hit-count workload of each protocol's server in the overhead rounds.

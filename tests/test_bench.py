@@ -110,11 +110,16 @@ def test_pipeline_and_attach(quick_run) -> None:
     results, _, _ = quick_run
     spans = results.pipeline
     assert len(spans.sampler) == 2 and spans.steps == [spans.sampler[0].always_on]
-    sampler_steps = [step for pair in spans.sampler for step in (pair.always_on, pair.ratio)]
-    for step in (*spans.steps, *sampler_steps, spans.profiled):
+    assert spans.grpc_pair is not None
+    pairs = [*spans.sampler, spans.grpc_pair]
+    for step in (*spans.steps, *(s for pair in pairs for s in (pair.always_on, pair.ratio)),
+                 spans.profiled):
         assert step.stats.exported > 0 and step.tracer_cpu_s > 0 and step.rss_mb > 0
-        # gRPC's C core starts its threads with the OTLP exporter: some of the CPU is theirs
-        assert 0 < step.grpc_cpu_s < step.tracer_cpu_s
+        if step.protocol == "grpc":
+            # gRPC's C core starts its threads with the OTLP exporter: some CPU is theirs.
+            assert 0 < step.grpc_cpu_s < step.tracer_cpu_s
+        else:
+            assert step.protocol == "http/protobuf" and step.grpc_cpu_s == 0
     assert spans.received == spans.sent_to_sink
     attached = results.attach
     assert all(s > 0 for s in attached.seconds) and attached.bare_bcc_mb > 0
