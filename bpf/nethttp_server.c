@@ -31,8 +31,10 @@ struct served_conn {
     __u8 peer_addr[16];
     __u16 local_port;
     __u16 peer_port;
-    __u32 _pad;
+    __u32 tls;
 };
+
+#define SCHEME_HTTPS 0x7370747468ULL  /* "https" as a little-endian word */
 BPF_TABLE("lru_hash", struct go_key, struct served_conn, http_served_conns, MAX_INFLIGHT);
 
 static __always_inline void server_conn(struct span_record *rec, __u64 conn) {
@@ -44,13 +46,17 @@ static __always_inline void server_conn(struct span_record *rec, __u64 conn) {
         rec->local_port = known->local_port;
         rec->peer_port = known->peer_port;
         rec->flags |= SPAN_F_HAS_CONN;
+        if (known->tls)
+            *(__u64 *)rec->scheme = SCHEME_HTTPS;
         return;
     }
-    read_conn(rec, conn + OFF_net_http_conn_rwc);
+    int tls = read_conn(rec, conn + OFF_net_http_conn_rwc);
+    if (tls)
+        *(__u64 *)rec->scheme = SCHEME_HTTPS;
     if (!(rec->flags & SPAN_F_HAS_CONN))
         return;
     struct served_conn fresh = {.conn = conn, .local_port = rec->local_port,
-                                .peer_port = rec->peer_port};
+                                .peer_port = rec->peer_port, .tls = tls};
     __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
     __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
     http_served_conns.update(&by_goid, &fresh);

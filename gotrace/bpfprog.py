@@ -20,7 +20,14 @@ from pathlib import Path
 from gotrace.errors import GotraceError
 from gotrace.layout import Layout
 from gotrace.linking import UNTRACED_PEER_IDLE_NS
-from gotrace.probes import ALL_PROBES, COMMON_FIELDS, OPT_IN_PROBES, runtime
+from gotrace.probes import (
+    ALL_PROBES,
+    COMMON_FIELDS,
+    COMMON_OPTIONAL_FIELDS,
+    COMMON_TYPES,
+    OPT_IN_PROBES,
+    runtime,
+)
 from gotrace.probes.base import Probe, macro_name, program_macro, type_hash_macro
 from gotrace.ringbuf import RingBuffer
 from gotrace.sampling import KEEP_ALL, SamplerConfig
@@ -91,14 +98,15 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES, *,
     if not probes:
         raise GotraceError(f"{layout.path}: no probe can run on this binary "
                            f"({'; '.join(f'{k}: {v}' for k, v in refused.items()) or 'no HTTP'})")
-    names = {f for p in probes for f in (*p.fields, *p.optional_fields)} | set(COMMON_FIELDS)
+    names = {f for p in probes for f in (*p.fields, *p.optional_fields)} | {
+        *COMMON_FIELDS, *COMMON_OPTIONAL_FIELDS}
     # A renamed field has a macro under the manifest's name and one under the name it was
     # found as: the C can use either, or tell the versions apart.
     macros = {}
     for name in sorted(names & layout.fields.keys()):
         resolved = layout.fields[name]
         macros[macro_name(name)] = macros[macro_name(resolved.found_as)] = resolved.offset
-    types = {t for p in probes for t in (*p.types, *p.optional_types)}
+    types = {t for p in probes for t in (*p.types, *p.optional_types)} | set(COMMON_TYPES)
     macros.update({type_hash_macro(t): layout.type_hashes[t]
                    for t in sorted(types & layout.type_hashes.keys())})
     macros.update({program_macro(p): i for p, i in PROBE_IDS.items()})

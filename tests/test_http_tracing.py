@@ -249,6 +249,38 @@ def test_replicas_of_one_binary_keep_their_requests_apart(tmp_path, receiver):
     assert len({s["parent_span_id"] for s in clients}) == 400
 
 
+@pytest.mark.parametrize("version", [0, -1], ids=["oldest-go", "newest-go"])
+def test_https_server_spans_name_their_tcp_connection(tmp_path, receiver, version):
+    """Over TLS, net/http's connection is a *tls.Conn: its addresses are those of the TCP
+    connection inside it, and the scheme is https."""
+    import ssl
+
+    receiver.clear()
+    binary = matrix.build(matrix.Cell("httpserver", matrix.go_versions()[version], "stripped"))
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    ports = []
+    with go_server(binary, "-tls") as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), *otlp_args(receiver)) as tracer:
+        for _ in range(2):  # two connections, two requests on each
+            conn = http.client.HTTPSConnection(addr, timeout=30, context=context)
+            for _ in range(2):
+                assert get(addr, "/hello", conn=conn) == 200
+            ports.append(conn.sock.getsockname()[1])
+            conn.close()
+        spans = receiver.wait_for(4)
+        _, err = stop(tracer)
+    assert len(spans) == 4, err
+    server_port = int(addr.rsplit(":", 1)[1])
+    for span in spans:
+        attrs = span["attributes"]
+        assert attrs["url.scheme"] == "https"
+        assert attrs["server.port"] == attrs["network.local.port"] == server_port
+        assert attrs["client.address"] == attrs["network.peer.address"] == "127.0.0.1"
+    assert sorted(s["attributes"]["client.port"] for s in spans) == sorted(ports * 2)
+
+
 def test_wall_clock_timestamps_resource_variables_and_http_protobuf(tmp_path, receiver):
     """Span times agree with the client's clock within 1 ms; OTEL_SERVICE_NAME and
     OTEL_RESOURCE_ATTRIBUTES reach the resource; OTLP over HTTP; --duration ends the run."""

@@ -24,3 +24,7 @@ COMMON_FIELDS = (
     "runtime.g.goid", "net.conn.fd", "net.netFD.laddr", "net.netFD.raddr",
     "net.TCPAddr.IP", "net.TCPAddr.Port",
 )
+# What it reads where the binary has them: the connection's dynamic type, checked before its
+# memory is read as a TCP connection's, and the TCP connection under a TLS one.
+COMMON_OPTIONAL_FIELDS = ("internal/abi.ITab.Hash", "crypto/tls.Conn.conn")
+COMMON_TYPES = ("*net.TCPConn", "*crypto/tls.Conn")

@@ -48,7 +48,7 @@ def span_name(rec: SpanRecord) -> str:
 def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     attrs: dict[str, AttributeValue] = {
         **method_attributes(rec),
-        "url.scheme": "http",
+        "url.scheme": text(rec.scheme) or "http",  # https: over TLS
     }
     if rec.status:  # none when the handler hijacked the connection without writing one
         attrs["http.response.status_code"] = rec.status

@@ -20,6 +20,8 @@
 //	/proxy-async?url=U  the same, from a goroutine the handler starts and waits for
 //	/upgrade        takes the connection over (as a WebSocket upgrade does): answers
 //	                101, echoes one line back, then closes
+//
+// With -tls it serves HTTPS (HTTP/1.1 only) with a self-signed certificate made at start.
 package main
 
 import (
@@ -39,6 +41,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	overTLS := flag.Bool("tls", false, "serve HTTPS with a self-signed certificate")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("httpserver: ")
@@ -67,13 +70,24 @@ func main() {
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	srv.SetKeepAlivesEnabled(true)
+	if *overTLS {
+		if err := serveOverTLS(srv); err != nil {
+			log.Fatal(err)
+		}
+	}
 
 	// Catch the signals before announcing READY, or an early SIGTERM kills us.
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if *overTLS {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
 	fmt.Printf("READY %s\n", ln.Addr())
 
 	select {
