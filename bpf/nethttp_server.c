@@ -40,26 +40,26 @@ BPF_TABLE("lru_hash", struct go_key, struct served_conn, http_served_conns, MAX_
 static __always_inline void server_conn(struct span_record *rec, __u64 conn) {
     struct go_key by_goid = go_key(rec->goid);
     struct served_conn *known = http_served_conns.lookup(&by_goid);
+    int tls;
     if (known && known->conn == conn) {
         __builtin_memcpy(rec->local_addr, known->local_addr, 16);
         __builtin_memcpy(rec->peer_addr, known->peer_addr, 16);
         rec->local_port = known->local_port;
         rec->peer_port = known->peer_port;
         rec->flags |= SPAN_F_HAS_CONN;
-        if (known->tls)
-            *(__u64 *)rec->scheme = SCHEME_HTTPS;
-        return;
+        tls = known->tls;
+    } else {
+        tls = read_conn(rec, conn + OFF_net_http_conn_rwc);
+        if (rec->flags & SPAN_F_HAS_CONN) {
+            struct served_conn fresh = {.conn = conn, .local_port = rec->local_port,
+                                        .peer_port = rec->peer_port, .tls = tls};
+            __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
+            __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
+            http_served_conns.update(&by_goid, &fresh);
+        }
     }
-    int tls = read_conn(rec, conn + OFF_net_http_conn_rwc);
     if (tls)
         *(__u64 *)rec->scheme = SCHEME_HTTPS;
-    if (!(rec->flags & SPAN_F_HAS_CONN))
-        return;
-    struct served_conn fresh = {.conn = conn, .local_port = rec->local_port,
-                                .peer_port = rec->peer_port, .tls = tls};
-    __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
-    __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
-    http_served_conns.update(&by_goid, &fresh);
 }
 
 /* The windows (bpf/common.h) read: at the entry, the response's req and conn, the request's

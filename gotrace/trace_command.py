@@ -186,7 +186,7 @@ class _Session:
 
     def close(self) -> None:
         counters = self.tracer.counters()
-        run_ns = self.tracer.bpf_run_ns()
+        run_ns = self.tracer.bpf_run_ns() if self.args.stats else {}
         sampled_out = self.tracer.sampled_out()
         self.tracer.close()
         self.pipeline.flush()
