@@ -1,9 +1,9 @@
 /* grpc-go server spans: two uprobe hits per RPC, unary or streaming.
  *
  * (*Server).handleStream(s, t ServerTransport, stream, ...) runs once per RPC on the RPC's
- * goroutine: s in RAX, t in RBX (itab) and RCX (*http2Server), stream in RDI. The stream is a
- * *transport.Stream, or (grpc-go >= 1.69) a *transport.ServerStream that embeds the Stream
- * first, so the Stream's fields are at the same offsets from it.
+ * goroutine: s (the *Server) in RAX, t in RBX (itab) and RCX (*http2Server), stream in RDI.
+ * The stream is a *transport.Stream, or (grpc-go >= 1.69) a *transport.ServerStream that
+ * embeds the Stream first, so the Stream's fields are at the same offsets from it.
  * (*http2Server).WriteStatus / writeStatus(t, stream, st *status.Status) ends the RPC on the
  * same goroutine: st in RCX; st.s is the *spb.Status with the code.
  * An incoming traceparent is in the stream's context, under metadata's incoming key.
@@ -22,6 +22,32 @@ BPF_HASH(grpc_server_inflight, struct go_key, struct span_record, MAX_INFLIGHT);
     MAX2(END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_id, __u32), \
          END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_method, struct go_string))
 _Static_assert(STREAM_WINDOW <= WINDOW_SIZE, "a window of grpc-go's Stream is too large");
+
+#if defined(OFF_runtime_g_parentGoid) && defined(OFF_google_golang_org_grpc_Server_opts) && \
+    defined(OFF_google_golang_org_grpc_serverOptions_numServerWorkers)
+#define GRPC_SERVED_CONNS 1
+#endif
+
+/* The RPC's connection, the net.Conn of the *http2Server. Without stream workers (the
+ * NumStreamWorkers option), every RPC's goroutine is started by its connection's goroutine,
+ * whose id the runtime keeps as the RPC goroutine's parentGoid: the addresses are then read
+ * once per connection (bpf/served_conn.h). A stream worker serves RPCs of any connection,
+ * and its creator serves none: with workers, they are read for every RPC. */
+static __always_inline void rpc_conn(struct span_record *rec, __u64 g, __u64 server,
+                                     __u64 transport) {
+    __u64 conn = transport + OFF_google_golang_org_grpc_internal_transport_http2Server_conn;
+#ifdef GRPC_SERVED_CONNS
+    __u32 workers = 0;
+    if (bpf_probe_read_user(&workers, sizeof(workers),
+                            (void *)(server + OFF_google_golang_org_grpc_Server_opts +
+                                     OFF_google_golang_org_grpc_serverOptions_numServerWorkers))
+            == 0 && workers == 0) {
+        read_served_conn(rec, read_u64(g + OFF_runtime_g_parentGoid), transport, conn);
+        return;
+    }
+#endif
+    read_conn(rec, conn);
+}
 
 int grpc_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_SERVER_ENTRY);
@@ -44,7 +70,7 @@ int grpc_server_entry(struct pt_regs *ctx) {
                    WINDOW_STRING(s, OFF_google_golang_org_grpc_internal_transport_Stream_method));
     __u64 transport = GO_ARG3(ctx);
     if (transport)
-        read_conn(rec, transport + OFF_google_golang_org_grpc_internal_transport_http2Server_conn);
+        rpc_conn(rec, g, GO_ARG1(ctx), transport);
     rec->stream_id = stream_id;
     begin_span(rec, g);
 #ifdef GRPC_METADATA_TRACEPARENT

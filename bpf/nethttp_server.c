@@ -21,44 +21,12 @@ struct http_server_inflight {
 BPF_HASH(http_server_inflight, struct go_key, struct http_server_inflight, MAX_INFLIGHT);  /* by g */
 BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
 
-/* A connection's addresses, by the goroutine serving it: net/http serves an HTTP/1 connection
- * on one goroutine for its whole life, and a goroutine id is never reused, so the requests
- * after the first copy them from here instead of reading them (seven reads of user memory,
- * bpf/common.h read_conn). An entry outlives its connection until the LRU evicts it. */
-struct served_conn {
-    __u64 conn;  /* the *http.conn, checked too */
-    __u8 local_addr[16];
-    __u8 peer_addr[16];
-    __u16 local_port;
-    __u16 peer_port;
-    __u32 tls;
-};
-
 #define SCHEME_HTTPS 0x7370747468ULL  /* "https" as a little-endian word */
-BPF_TABLE("lru_hash", struct go_key, struct served_conn, http_served_conns, MAX_INFLIGHT);
 
+/* The connection's addresses: net/http serves an HTTP/1 connection on one goroutine, this
+ * one (bpf/served_conn.h). */
 static __always_inline void server_conn(struct span_record *rec, __u64 conn) {
-    struct go_key by_goid = go_key(rec->goid);
-    struct served_conn *known = http_served_conns.lookup(&by_goid);
-    int tls;
-    if (known && known->conn == conn) {
-        __builtin_memcpy(rec->local_addr, known->local_addr, 16);
-        __builtin_memcpy(rec->peer_addr, known->peer_addr, 16);
-        rec->local_port = known->local_port;
-        rec->peer_port = known->peer_port;
-        rec->flags |= SPAN_F_HAS_CONN;
-        tls = known->tls;
-    } else {
-        tls = read_conn(rec, conn + OFF_net_http_conn_rwc);
-        if (rec->flags & SPAN_F_HAS_CONN) {
-            struct served_conn fresh = {.conn = conn, .local_port = rec->local_port,
-                                        .peer_port = rec->peer_port, .tls = tls};
-            __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
-            __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
-            http_served_conns.update(&by_goid, &fresh);
-        }
-    }
-    if (tls)
+    if (read_served_conn(rec, rec->goid, conn, conn + OFF_net_http_conn_rwc))
         *(__u64 *)rec->scheme = SCHEME_HTTPS;
 }
 

@@ -228,6 +228,7 @@ def _source(plan: Plan) -> str:
     parts = ["common.h", "sampling.h", *(["sched.h"] if "SCHED_WAIT" in plan.macros else []),
              *(["traceparent.h"] if "HAS_TRACEPARENT" in plan.macros else []),
              *(["gocontext.h"] if "HAS_GOCONTEXT" in plan.macros else []),
+             *dict.fromkeys(h for p in plan.probes for h in p.headers),
              *(p.source_file for p in plan.probes)]
     return "\n".join((BPF_DIR / name).read_text() for name in parts)
 

@@ -226,3 +226,41 @@ def test_multiplexed_calls_on_one_connection(tmp_path, receiver):
     assert len({s["span_id"] for s in spans}) == 20000
     ports = {s["attributes"]["client.port"] for s in spans if s["kind"] == "SERVER"}
     assert len(ports) == 1  # one connection carried every call
+
+
+OLDEST_GRPC, *_, NEWEST_GRPC = matrix.grpc_gopaths()
+
+
+@pytest.mark.parametrize(("grpc_version", "workers"),
+                         [(OLDEST_GRPC, 0), (NEWEST_GRPC, 0), (NEWEST_GRPC, 4)])
+def test_each_connection_keeps_its_addresses(tmp_path, receiver, grpc_version, workers):
+    """One connection after another, with and without stream workers (grpc.NumStreamWorkers):
+    every server span names the connection its call came on. Without workers the addresses
+    are read once per connection (bpf/served_conn.h), keyed by the goroutine serving it; a
+    worker serves any connection, and its RPCs are read one by one. The client's own spans
+    (read on its side) say which connection each call used."""
+    receiver.clear()
+    go = matrix.supported_go(grpc_version)[-1]  # with g.parentGoid (Go >= 1.21)
+    server = matrix.build(matrix.Cell("grpcserver", go, "stripped", grpc_version))
+    client = tmp_path / "grpcclient"
+    shutil.copy2(matrix.build(matrix.Cell("grpcclient", go, "stripped", grpc_version)), client)
+    runs, calls = 5, 20
+    with go_server(server, "-workers", str(workers)) as (server_proc, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server_proc.pid), "--exe", str(client),
+                    *otlp_args(receiver)) as tracer:
+        for _ in range(runs):  # a process, so a connection, each
+            done = subprocess.run([str(client), "-addr", addr, "-n", str(calls),
+                                   "-streams", "0"], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stdout + done.stderr
+        spans = receiver.wait_for(2 * runs * calls, timeout=30)
+        _, err = stop(tracer)
+    assert len(spans) == 2 * runs * calls, err
+    clients = [s for s in spans if s["kind"] == "CLIENT"]
+    servers = [s for s in spans if s["kind"] == "SERVER"]
+    assert len({s["attributes"]["network.local.port"] for s in clients}) == runs
+    for span in servers:
+        # Its call: the client span around it (the processes ran one after another).
+        call = next(c for c in clients
+                    if c["start_time_unix_nano"] <= span["start_time_unix_nano"]
+                    and span["end_time_unix_nano"] <= c["end_time_unix_nano"])
+        assert span["attributes"]["client.port"] == call["attributes"]["network.local.port"]

@@ -67,6 +67,8 @@ class Probe:
     optional_fields: tuple[str, ...] = ()  # read only where the binary has them
     types: tuple[str, ...] = ()  # types whose runtime hash the C compares (TYPEHASH_ macros)
     optional_types: tuple[str, ...] = ()
+    # Shared C in bpf/ that the probe's C uses, given once before every probe's C.
+    headers: tuple[str, ...] = ()
     record_kinds: dict[int, SpanShape] = field(default_factory=dict)
 
     @property

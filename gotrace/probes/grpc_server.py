@@ -74,7 +74,15 @@ PROBE = Probe(
         "google.golang.org/genproto/googleapis/rpc/status.Status.Code",
         "google.golang.org/grpc/internal/transport.Stream.id",
     ),
-    optional_fields=("google.golang.org/grpc/internal/transport.Stream.ctx",),
+    optional_fields=(
+        "google.golang.org/grpc/internal/transport.Stream.ctx",
+        # Where the binary has them, a connection's addresses are read once (bpf/grpc_server.c);
+        # g.parentGoid is the runtime manifest's.
+        "google.golang.org/grpc.Server.opts",
+        "google.golang.org/grpc.serverOptions.numServerWorkers",
+        "runtime.g.parentGoid",
+    ),
+    headers=("served_conn.h",),
     optional_types=("google.golang.org/grpc/metadata.mdIncomingKey",),
     record_kinds={
         SPAN_KIND_GRPC_SERVER: SpanShape(

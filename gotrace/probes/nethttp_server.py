@@ -98,6 +98,7 @@ PROBE = Probe(
         "net/http.response.status", "net/http.response.written", "net/http.conn.rwc",
     ),
     optional_fields=("net/http.Request.Pattern", "net/http.Request.Header"),
+    headers=("served_conn.h",),
     record_kinds={
         SPAN_KIND_HTTP_SERVER: SpanShape(
             kind="SERVER",

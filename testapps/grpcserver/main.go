@@ -205,6 +205,7 @@ var echoDesc = grpc.ServiceDesc{
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	backend := flag.String("backend", "", "an HTTP URL that Say fetches before it answers")
+	workers := flag.Uint("workers", 0, "serve RPCs on this many stream workers (grpc.NumStreamWorkers), 0 for none")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("grpcserver: ")
@@ -213,7 +214,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if *workers > 0 {
+		opts = append(opts, grpc.NumStreamWorkers(uint32(*workers)))
+	}
+	srv := grpc.NewServer(opts...)
 	srv.RegisterService(&echoDesc, echoServer{backend: *backend})
 
 	// Catch the signals before announcing READY, or an early SIGTERM kills us.

@@ -1,0 +1,53 @@
+/* A served connection's addresses, read from its memory once per connection.
+ *
+ * Servers serve each connection on a goroutine of its own for the connection's whole life:
+ * net/http's conn.serve runs every request of an HTTP/1 connection; grpc-go's serveStreams
+ * reads every frame of an HTTP/2 connection and starts each RPC's goroutine. A goroutine id
+ * is never reused, so keyed by that goroutine's id, an entry names one connection for good:
+ * its first request reads the addresses (seven to nine user-memory reads, read_conn in
+ * bpf/common.h) and the later ones copy them from here. The struct holding the net.Conn (the
+ * owner: an *http.conn, a grpc-go *http2Server) is checked as well. An entry outlives its
+ * connection until the LRU evicts it; no later request can name it.
+ *
+ * gotrace/bpfprog.py concatenates this after common.h for the probes that use it.
+ */
+#ifndef GOTRACE_SERVED_CONN_H
+#define GOTRACE_SERVED_CONN_H
+
+struct served_conn {
+    __u64 owner;
+    __u8 local_addr[16];
+    __u8 peer_addr[16];
+    __u16 local_port;
+    __u16 peer_port;
+    __u32 tls;
+};
+
+BPF_TABLE("lru_hash", struct go_key, struct served_conn, served_conns, MAX_INFLIGHT);
+
+/* read_conn for a connection served by goroutine conn_goid: from served_conns when its entry
+ * is owner's, else read and remembered. True when the connection is TLS. */
+static __always_inline int read_served_conn(struct span_record *rec, __u64 conn_goid,
+                                            __u64 owner, __u64 conn_iface_addr) {
+    struct go_key key = go_key(conn_goid);
+    struct served_conn *known = served_conns.lookup(&key);
+    if (known && known->owner == owner) {
+        __builtin_memcpy(rec->local_addr, known->local_addr, 16);
+        __builtin_memcpy(rec->peer_addr, known->peer_addr, 16);
+        rec->local_port = known->local_port;
+        rec->peer_port = known->peer_port;
+        rec->flags |= SPAN_F_HAS_CONN;
+        return known->tls;
+    }
+    int tls = read_conn(rec, conn_iface_addr);
+    if (rec->flags & SPAN_F_HAS_CONN) {
+        struct served_conn fresh = {.owner = owner, .local_port = rec->local_port,
+                                    .peer_port = rec->peer_port, .tls = tls};
+        __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
+        __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
+        served_conns.update(&key, &fresh);
+    }
+    return tls;
+}
+
+#endif
