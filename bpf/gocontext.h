@@ -11,6 +11,12 @@
 
 #define CTX_MAX_DEPTH 8  /* contexts visited, from the given one towards the root */
 
+/* A *valueCtx's parent, key and value, read at once (a window, bpf/common.h). */
+#define VALUECTX_WINDOW MAX3(END_OF(OFF_context_valueCtx_Context, struct go_iface), \
+                             END_OF(OFF_context_valueCtx_key, struct go_iface), \
+                             END_OF(OFF_context_valueCtx_val, struct go_iface))
+_Static_assert(VALUECTX_WINDOW <= 64, "context.valueCtx's fields are not at its start");
+
 /* The data word of the value stored under a key whose type hash is key_hash, in the context
  * at ctx_iface_addr or its ancestors; 0 when none is found. */
 static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash) {
@@ -23,15 +29,14 @@ static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash)
         __u32 type = read_u32(c.tab + OFF_internal_abi_ITab_Hash);
         __u64 parent;
         if (type == TYPEHASH_ptr_context_valueCtx) {
-            struct go_iface key = {};  /* (type, data) */
-            bpf_probe_read_user(&key, sizeof(key), (void *)(c.data + OFF_context_valueCtx_key));
-            if (key.tab && read_u32(key.tab + OFF_internal_abi_Type_Hash) == key_hash) {
-                struct go_iface val = {};
-                bpf_probe_read_user(&val, sizeof(val),
-                                    (void *)(c.data + OFF_context_valueCtx_val));
-                return val.data;
-            }
-            parent = c.data + OFF_context_valueCtx_Context;
+            __u64 v[(VALUECTX_WINDOW + 7) / 8];
+            if (bpf_probe_read_user(v, sizeof(v), (void *)c.data) != 0)
+                return 0;
+            struct go_iface key = *(struct go_iface *)((__u8 *)v + OFF_context_valueCtx_key);
+            if (key.tab && read_u32(key.tab + OFF_internal_abi_Type_Hash) == key_hash)
+                return ((struct go_iface *)((__u8 *)v + OFF_context_valueCtx_val))->data;
+            c = *(struct go_iface *)((__u8 *)v + OFF_context_valueCtx_Context);
+            continue;
         } else if (type == TYPEHASH_ptr_context_cancelCtx) {
             parent = c.data + OFF_context_cancelCtx_Context;
         } else if (type == TYPEHASH_ptr_context_timerCtx) {

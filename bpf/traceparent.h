@@ -113,9 +113,19 @@ static __always_inline int tp_scan_chunk(struct traceparent_scratch *s, __u64 ad
  * dirPtr is an array of dirLen *table (a table spanning several entries repeats, in a row),
  * each table with groups.data (lengthMask + 1 groups). One step visits a group or a
  * directory entry. */
+#define TP_MAP_WINDOW MAX2(END_OF(OFF_internal_runtime_maps_Map_dirPtr, __u64), \
+                           END_OF(OFF_internal_runtime_maps_Map_dirLen, __u64))
+#define TP_GROUPS_WINDOW \
+    MAX2(END_OF(OFF_internal_runtime_maps_groupsReference_data, __u64), \
+         END_OF(OFF_internal_runtime_maps_groupsReference_lengthMask, __u64))
+_Static_assert(TP_MAP_WINDOW <= 64 && TP_GROUPS_WINDOW <= 64, "a map's header is too large");
+
 static __always_inline int tp_find(struct traceparent_scratch *s, __u64 m) {
-    __u64 dir = read_u64(m + OFF_internal_runtime_maps_Map_dirPtr);
-    __s64 dir_len = (__s64)read_u64(m + OFF_internal_runtime_maps_Map_dirLen);
+    __u64 head[(TP_MAP_WINDOW + 7) / 8];  /* the Map's directory pointer and length */
+    if (bpf_probe_read_user(head, sizeof(head), (void *)m) != 0)
+        return 0;
+    __u64 dir = WINDOW_U64((__u8 *)head, OFF_internal_runtime_maps_Map_dirPtr);
+    __s64 dir_len = (__s64)WINDOW_U64((__u8 *)head, OFF_internal_runtime_maps_Map_dirLen);
     if (!dir)
         return 0;
     s->base = dir_len == 0 ? dir : 0;
@@ -140,9 +150,12 @@ static __always_inline int tp_find(struct traceparent_scratch *s, __u64 m) {
         if (!t || t == s->prev)
             continue;
         s->prev = t;
-        __u64 groups_ref = t + OFF_internal_runtime_maps_table_groups;
-        __u64 mask = read_u64(groups_ref + OFF_internal_runtime_maps_groupsReference_lengthMask);
-        s->base = read_u64(groups_ref + OFF_internal_runtime_maps_groupsReference_data);
+        __u64 groups[(TP_GROUPS_WINDOW + 7) / 8] = {};  /* the table's groupsReference */
+        bpf_probe_read_user(groups, sizeof(groups),
+                            (void *)(t + OFF_internal_runtime_maps_table_groups));
+        __u8 *g = (__u8 *)groups;
+        __u64 mask = WINDOW_U64(g, OFF_internal_runtime_maps_groupsReference_lengthMask);
+        s->base = WINDOW_U64(g, OFF_internal_runtime_maps_groupsReference_data);
         s->i = 0;
         s->n = !s->base ? 0 : mask >= GOMAP_MAX_GROUPS ? GOMAP_MAX_GROUPS : mask + 1;
     }
@@ -153,17 +166,25 @@ static __always_inline int tp_find(struct traceparent_scratch *s, __u64 m) {
  * oldbuckets (2^(B-1) buckets, or 2^B for a same-size grow) still holds the entries of every
  * bucket not yet evacuated; an evacuated one has tophash[0] in 2..4 and its chain is not
  * followed. One step visits a bucket. */
+#define TP_HMAP_WINDOW MAX2(MAX2(END_OF(OFF_runtime_hmap_B, __u8), \
+                                END_OF(OFF_runtime_hmap_flags, __u8)), \
+                           MAX2(END_OF(OFF_runtime_hmap_buckets, __u64), \
+                                END_OF(OFF_runtime_hmap_oldbuckets, __u64)))
+_Static_assert(TP_HMAP_WINDOW <= 64, "runtime.hmap's header is too large");
+
 static __always_inline int tp_find(struct traceparent_scratch *s, __u64 h) {
-    __u8 b_log = 0, flags = 0;
-    bpf_probe_read_user(&b_log, 1, (void *)(h + OFF_runtime_hmap_B));
-    bpf_probe_read_user(&flags, 1, (void *)(h + OFF_runtime_hmap_flags));
+    __u64 head[(TP_HMAP_WINDOW + 7) / 8];  /* B, flags and the bucket arrays */
+    if (bpf_probe_read_user(head, sizeof(head), (void *)h) != 0)
+        return 0;
+    __u8 b_log = ((__u8 *)head)[OFF_runtime_hmap_B];
+    __u8 flags = ((__u8 *)head)[OFF_runtime_hmap_flags];
     __u32 old_log = b_log > 0 && !(flags & GOMAP_SAME_SIZE_GROW) ? b_log - 1 : b_log;
-    s->base = read_u64(h + OFF_runtime_hmap_buckets);
+    s->base = WINDOW_U64((__u8 *)head, OFF_runtime_hmap_buckets);
     s->i = 0;
     s->n = b_log >= 4 ? GOMAP_MAX_BUCKETS : 1 << b_log;
     s->next = 0;
     s->chain = 0;
-    s->old = read_u64(h + OFF_runtime_hmap_oldbuckets);
+    s->old = WINDOW_U64((__u8 *)head, OFF_runtime_hmap_oldbuckets);
     s->n_old = old_log >= 4 ? GOMAP_MAX_BUCKETS : 1 << old_log;
     for (int step = 0; step < TP_MAX_STEPS; step++) {
         __u64 b = s->next;
