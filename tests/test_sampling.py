@@ -15,6 +15,7 @@ from tracing import go_server, gotrace, otlp_args, stop
 
 from gotrace.errors import GotraceError
 from gotrace.sampling import AdaptivePolicy, SamplerConfig, sampler_config
+from gotrace.tracer import POLL_INTERVAL_MS
 from testapps import matrix
 
 SAMPLED_OUT = re.compile(r"spans sampled out (\d+) in the kernel, (\d+) by gotrace")
@@ -165,5 +166,8 @@ def test_new_connections_of_an_untraced_local_client_are_decided_in_the_kernel(t
     in_kernel, in_gotrace = map(int, SAMPLED_OUT.search(err).groups())
     assert len(spans) + in_kernel + in_gotrace == 3 * per_connection, err
     assert all(kept_by_rule(s["trace_id"], 0.1) for s in spans)
-    # Only the requests before gotrace read the first span of a connection go its way.
-    assert in_gotrace < 0.2 * (in_kernel + in_gotrace), err
+    # Only the requests before gotrace reads a connection's first span go its way: about one
+    # poll's worth per connection (two allowed: a busy machine delays a poll), where leaving
+    # each connection's first second to gotrace would send it nearly all of them.
+    per_poll = rate * POLL_INTERVAL_MS / 1000
+    assert in_gotrace <= 3 * 2 * per_poll, err
