@@ -259,8 +259,9 @@ def test_each_connection_keeps_its_addresses(tmp_path, receiver, grpc_version, w
     servers = [s for s in spans if s["kind"] == "SERVER"]
     assert len({s["attributes"]["network.local.port"] for s in clients}) == runs
     for span in servers:
-        # Its call: the client span around it (the processes ran one after another).
-        call = next(c for c in clients
-                    if c["start_time_unix_nano"] <= span["start_time_unix_nano"]
-                    and span["end_time_unix_nano"] <= c["end_time_unix_nano"])
-        assert span["attributes"]["client.port"] == call["attributes"]["network.local.port"]
+        # Its call: the client span around it (calls ran one after another).
+        around = [c for c in clients
+                  if c["start_time_unix_nano"] <= span["start_time_unix_nano"]
+                  and span["end_time_unix_nano"] <= c["end_time_unix_nano"]]
+        assert len(around) == 1, span
+        assert span["attributes"]["client.port"] == around[0]["attributes"]["network.local.port"]
