@@ -169,69 +169,6 @@ static __always_inline __u64 goroutine_id(__u64 g) {
     return read_u64(g + OFF_runtime_g_goid);
 }
 
-static __always_inline void read_tcp_addr(__u64 tcp_addr, __u8 *ip16, __u16 *port) {
-    /* IP (a slice) and Port, together. */
-    __u64 a[(MAX2(END_OF(OFF_net_TCPAddr_IP, struct go_slice),
-                 END_OF(OFF_net_TCPAddr_Port, __u64)) + 7) / 8];
-    _Static_assert(sizeof(a) <= 64, "net.TCPAddr's IP and Port are not at its start");
-    if (bpf_probe_read_user(a, sizeof(a), (void *)tcp_addr) != 0)
-        return;
-    struct go_slice ip = *(struct go_slice *)((__u8 *)a + OFF_net_TCPAddr_IP);
-    if (ip.len == 16) {
-        bpf_probe_read_user(ip16, 16, (void *)ip.ptr);
-    } else if (ip.len == 4) {
-        ip16[10] = 0xff;
-        ip16[11] = 0xff;
-        bpf_probe_read_user(ip16 + 12, 4, (void *)ip.ptr);
-    }
-    *port = (__u16)*(__u64 *)((__u8 *)a + OFF_net_TCPAddr_Port);
-}
-
-/* Fill a record's addresses from a net.Conn interface value stored at conn_iface_addr; true
- * when the connection is TLS. A *net.TCPConn's data pointer points at a net.conn whose fd is a
- * *netFD with laddr/raddr net.Addr interfaces holding *net.TCPAddr; a *crypto/tls.Conn holds
- * such a net.Conn in its conn field. Any other type (a wrapper, a Unix socket) is left alone:
- * its memory is not a net.conn. Without the hash of *net.TCPConn (COMMON_TYPES of
- * gotrace/probes/__init__.py), the value is taken for one. */
-static __always_inline int read_conn(struct span_record *rec, __u64 conn_iface_addr) {
-    struct go_iface conn = {};
-    bpf_probe_read_user(&conn, sizeof(conn), (void *)conn_iface_addr);
-    if (!conn.tab || !conn.data)
-        return 0;
-    int tls = 0;
-#if defined(TYPEHASH_ptr_net_TCPConn) && defined(OFF_internal_abi_ITab_Hash)
-    __u32 type = read_u32(conn.tab + OFF_internal_abi_ITab_Hash);
-#if defined(TYPEHASH_ptr_crypto_tls_Conn) && defined(OFF_crypto_tls_Conn_conn)
-    if (type == TYPEHASH_ptr_crypto_tls_Conn) {
-        tls = 1;
-        __u64 inner = conn.data + OFF_crypto_tls_Conn_conn;
-        conn.tab = conn.data = 0;
-        bpf_probe_read_user(&conn, sizeof(conn), (void *)inner);
-        if (!conn.tab || !conn.data)
-            return tls;
-        type = read_u32(conn.tab + OFF_internal_abi_ITab_Hash);
-    }
-#endif
-    if (type != TYPEHASH_ptr_net_TCPConn)
-        return tls;
-#endif
-    __u64 fd = read_u64(conn.data + OFF_net_conn_fd);
-    if (!fd)
-        return tls;
-    /* laddr and raddr (net.Addr interfaces holding *net.TCPAddr): adjacent in every Go. */
-    _Static_assert(OFF_net_netFD_raddr == OFF_net_netFD_laddr + sizeof(struct go_iface),
-                   "net.netFD's laddr and raddr are not adjacent");
-    struct go_iface addrs[2] = {};
-    bpf_probe_read_user(addrs, sizeof(addrs), (void *)(fd + OFF_net_netFD_laddr));
-    if (addrs[0].data)
-        read_tcp_addr(addrs[0].data, rec->local_addr, &rec->local_port);
-    if (addrs[1].data)
-        read_tcp_addr(addrs[1].data, rec->peer_addr, &rec->peer_port);
-    if (rec->local_port || rec->peer_port)
-        rec->flags |= SPAN_F_HAS_CONN;
-    return tls;
-}
-
 /* The context a span begun on goroutine g (id goid) is a child of, if any. With
  * ANCESTRY_PARENT_GOID (Go >= 1.21, no newproc1 probe), a goroutine without a context of its own
  * takes its creator's, found through g.parentGoid: the span the creator works for now. */

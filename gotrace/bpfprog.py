@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gotrace.errors import GotraceError
+from gotrace.gobin.conntypes import ConnStep, StepKind
 from gotrace.layout import Layout
 from gotrace.linking import UNTRACED_PEER_IDLE_NS
 from gotrace.probes import (
     ALL_PROBES,
     COMMON_FIELDS,
-    COMMON_OPTIONAL_FIELDS,
-    COMMON_TYPES,
     OPT_IN_PROBES,
     runtime,
 )
@@ -41,6 +40,19 @@ PROBE_IDS = {program: i for i, program in enumerate(dict.fromkeys(ALL_PROGRAMS))
 # The DROP_* indexes of bpf/common.h, in order.
 KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer", "end_not_seen",
                        "inject_skipped", "sampled_out")
+# Why a span has no connection (bpf/conn.h): each reason's index is the C macro
+# CONN_MISS_<REASON> (conn_macros).
+CONN_MISS_REASONS = ("unknown_type", "nil", "too_deep", "unix")
+CONN_STEP_FLAGS = {"tls": 1, "unix": 2}  # CONN_STEP_F_<NAME>
+
+
+def conn_macros() -> dict[str, int]:
+    """The values bpf/conn.h shares with this module and gobin/conntypes.py."""
+    macros = {f"CONN_STEP_{k.name}": k.value for k in StepKind}
+    macros.update({f"CONN_STEP_F_{n.upper()}": v for n, v in CONN_STEP_FLAGS.items()})
+    macros.update({f"CONN_MISS_{r.upper()}": i for i, r in enumerate(CONN_MISS_REASONS)})
+    macros["CONN_MISS_REASONS"] = len(CONN_MISS_REASONS)
+    return macros
 
 TUNABLES = {
     # 8 MiB of finished spans (about 13,000) between polls: several seconds of a busy
@@ -50,6 +62,7 @@ TUNABLES = {
     "MAX_GOROUTINES": 65536,  # goroutines carrying a span context
     "MAX_GOROUTINE_DEPTH": 4,  # goroutine hops a context follows
     "UNTRACED_PEER_IDLE_NS": UNTRACED_PEER_IDLE_NS,  # how long bpf/sampling.h trusts a mark
+    "CONN_STEP_TYPES": 1024,  # connection types of one layout (bpf/conn.h)
 }
 
 
@@ -60,10 +73,13 @@ class Plan:
     probes: list[Probe]
     refused: dict[str, str]
     macros: dict[str, int]
+    conn_steps: dict[int, ConnStep] = field(default_factory=dict)  # by type hash: bpf/conn.h
 
     @property
     def key(self) -> str:
-        text = repr(sorted(self.macros.items())) + repr([p.library for p in self.probes])
+        text = (repr(sorted(self.macros.items())) + repr([p.library for p in self.probes])
+                + repr(sorted((h, s.kind, s.offset, s.next_hash, s.tls, s.unix)
+                              for h, s in self.conn_steps.items())))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -98,20 +114,20 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES, *,
     if not probes:
         raise GotraceError(f"{layout.path}: no probe can run on this binary "
                            f"({'; '.join(f'{k}: {v}' for k, v in refused.items()) or 'no HTTP'})")
-    names = {f for p in probes for f in (*p.fields, *p.optional_fields)} | {
-        *COMMON_FIELDS, *COMMON_OPTIONAL_FIELDS}
+    names = {f for p in probes for f in (*p.fields, *p.optional_fields)} | set(COMMON_FIELDS)
     # A renamed field has a macro under the manifest's name and one under the name it was
     # found as: the C can use either, or tell the versions apart.
     macros = {}
     for name in sorted(names & layout.fields.keys()):
         resolved = layout.fields[name]
         macros[macro_name(name)] = macros[macro_name(resolved.found_as)] = resolved.offset
-    types = {t for p in probes for t in (*p.types, *p.optional_types)} | set(COMMON_TYPES)
+    types = {t for p in probes for t in (*p.types, *p.optional_types)}
     macros.update({type_hash_macro(t): layout.type_hashes[t]
                    for t in sorted(types & layout.type_hashes.keys())})
     macros.update({program_macro(p): i for p, i in PROBE_IDS.items()})
     macros["MAX_PROBES"] = len(PROBE_IDS)
     macros.update(TUNABLES)
+    macros.update(conn_macros())
     macros.update(sampler.kernel_macros())
     if ancestry in probes:
         macros.update(ancestry_macros)
@@ -132,7 +148,10 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES, *,
                if p.library in ("nethttp_server", "grpc_server", "nethttp_inject")]
     if readers:
         macros.update(_traceparent_features(layout, readers, refused))
-    return Plan(probes, refused, macros)
+    if len(layout.conn_types.steps) > TUNABLES["CONN_STEP_TYPES"]:
+        raise GotraceError(f"{layout.path}: {len(layout.conn_types.steps)} connection types, "
+                           f"more than the {TUNABLES['CONN_STEP_TYPES']} gotrace keeps")
+    return Plan(probes, refused, macros, dict(layout.conn_types.steps))
 
 
 def _traceparent_features(layout: Layout, readers: list[str],
@@ -225,7 +244,8 @@ def _traceparent_macros(layout: Layout) -> dict[str, int] | str:
 def _source(plan: Plan) -> str:
     """The program text. BCC makes BPF programs only of functions in the main text (not of
     included files), so the shared code and each probe's C are concatenated."""
-    parts = ["common.h", "sampling.h", *(["sched.h"] if "SCHED_WAIT" in plan.macros else []),
+    parts = ["common.h", "conn.h", "sampling.h",
+             *(["sched.h"] if "SCHED_WAIT" in plan.macros else []),
              *(["traceparent.h"] if "HAS_TRACEPARENT" in plan.macros else []),
              *(["gocontext.h"] if "HAS_GOCONTEXT" in plan.macros else []),
              *dict.fromkeys(h for p in plan.probes for h in p.headers),
@@ -328,9 +348,15 @@ class Program:
 
     def drops(self) -> dict[str, int]:
         """Spans not sent by the kernel, by reason (KERNEL_DROP_REASONS)."""
-        table = self.bpf["kernel_drops"]
-        return {reason: sum(table[ctypes.c_int(i)])
-                for i, reason in enumerate(KERNEL_DROP_REASONS)}
+        return self._per_cpu_counts("kernel_drops", KERNEL_DROP_REASONS)
+
+    def conn_misses(self) -> dict[str, int]:
+        """Spans whose connection was not found, by reason (CONN_MISS_REASONS)."""
+        return self._per_cpu_counts("conn_misses", CONN_MISS_REASONS)
+
+    def _per_cpu_counts(self, name: str, reasons: tuple[str, ...]) -> dict[str, int]:
+        table = self.bpf[name]
+        return {reason: sum(table[ctypes.c_int(i)]) for i, reason in enumerate(reasons)}
 
     def close(self) -> None:
         if self._ring is not None:
@@ -404,8 +430,19 @@ def compile_bpf(text: str, macros: dict[str, int], what: str) -> object:
 
 def compile_program(plan: Plan) -> Program:
     program = Program(plan, compile_bpf(_source(plan), plan.macros, "the BPF program"))
+    _fill_conn_steps(program.bpf, plan.conn_steps)
     _drop_compiler_code()
     return program
+
+
+def _fill_conn_steps(bpf: object, steps: dict[int, ConnStep]) -> None:
+    """bpf/conn.h's conn_steps: how each connection type of the layout leads to its socket."""
+    table = bpf["conn_steps"]  # type: ignore[index]
+    for type_hash, step in steps.items():
+        value = table.Leaf()
+        value.kind, value.offset, value.next_hash = step.kind, step.offset, step.next_hash
+        value.flags = sum(bit for name, bit in CONN_STEP_FLAGS.items() if getattr(step, name))
+        table[table.Key(type_hash)] = value
 
 
 _COMPILER_LIBRARIES = ("libLLVM", "libclang")

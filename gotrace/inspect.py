@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gotrace.errors import GotraceError, malformed_input_is_corrupt
 from gotrace.gobin.binary import GoBinary
+from gotrace.gobin.conntypes import ConnStep, StepKind
 from gotrace.layout import Layout, resolve
 from gotrace.manifest import Manifest, load_manifests
 
@@ -90,7 +91,23 @@ def render_text(layout: Layout, shown_path: str, manifests: list[Manifest]) -> s
             shown = _unresolved(spec.name, layout) if found is None else \
                 f"hash {found:#010x}  [typeinfo]"
             lines.append(f"  type  {spec.name}  {shown}")
+    lines += ["", "connection types: how each reaches its socket"]
+    lines += [f"  {_describe_step(step, layout)}" for step in sorted(
+        layout.conn_types.steps.values(), key=lambda s: s.type_name)]
+    lines += [f"  {name}  no step: {why}"
+              for name, why in sorted(layout.conn_types.refused.items())]
     return "\n".join(lines)
+
+
+def _describe_step(step: ConnStep, layout: Layout) -> str:
+    tls = "  (TLS)" if step.tls else ""
+    if step.kind == StepKind.SOCKET:
+        return f"{step.type_name}  {'Unix' if step.unix else 'TCP'} socket  [typeinfo]"
+    if step.kind == StepKind.INTERFACE:
+        return f"{step.type_name}  connection at +{step.offset}{tls}  [typeinfo]"
+    below = next((s.type_name for h, s in layout.conn_types.steps.items()
+                  if h == step.next_hash), f"{step.next_hash:#010x}")
+    return f"{step.type_name}  {below} at +{step.offset}{tls}  [typeinfo]"
 
 
 def run_inspect(binary: str | None, pid: int | None, as_json: bool) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from gotrace import offsets_db
 from gotrace.gobin.binary import GoBinary
+from gotrace.gobin.conntypes import ConnTypes, connection_types
 from gotrace.gobin.typeinfo import split_type_name
 from gotrace.gobin.waitreasons import wait_reason_names
 from gotrace.manifest import Manifest, Spec, load_manifests
@@ -56,6 +57,8 @@ class Layout:
     not_applicable: list[str] = field(default_factory=list)
     absent_libraries: list[str] = field(default_factory=list)
     wait_reasons: list[str] = field(default_factory=list)  # runtime.waitReasonStrings
+    # How each type a connection interface may hold leads to its socket.
+    conn_types: ConnTypes = field(default_factory=lambda: ConnTypes({}, {}))
 
     def to_json(self) -> dict:
         return {
@@ -80,6 +83,13 @@ class Layout:
             "not_applicable": self.not_applicable,
             "absent_libraries": self.absent_libraries,
             "wait_reasons": self.wait_reasons,
+            "connection_types": {
+                step.type_name: {"hash": h, "step": step.kind.name.lower(), "offset": step.offset,
+                                 "next_hash": step.next_hash, "tls": step.tls, "unix": step.unix,
+                                 "source": "typeinfo"}
+                for h, step in sorted(self.conn_types.steps.items(),
+                                      key=lambda kv: kv[1].type_name)},
+            "connection_types_refused": self.conn_types.refused,
         }
 
 
@@ -208,4 +218,5 @@ def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,
     _resolve_fields(binary, _applicable(binary, fields, layout), field_sources, layout)
     _resolve_types(binary, _applicable(binary, types, layout), layout)
     layout.wait_reasons = wait_reason_names(binary.image)
+    layout.conn_types = connection_types(binary.typeinfo)
     return layout

@@ -117,9 +117,11 @@ def _exporters(args: argparse.Namespace) -> tuple[dict[str, Exporter], dict[str,
 
 def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, int],
             pipeline: ExportPipeline, links: LinkStats, sampler: str,
-            sampled_out: tuple[int, int]) -> None:
+            sampled_out: tuple[int, int], conn_misses: dict[str, int]) -> None:
     hits, drops = counters
     print(f"gotrace: {pipeline.stats().summary()}", file=sys.stderr)
+    print("gotrace: spans without their connection " + ", ".join(
+        f"{k}={v}" for k, v in conn_misses.items()), file=sys.stderr)
     print(f"gotrace: sampler {sampler}: spans sampled out {sampled_out[0]} in the kernel, "
           f"{sampled_out[1]} by gotrace", file=sys.stderr)
     print(f"gotrace: same-host links {links.linked}, server spans with a local peer not "
@@ -188,13 +190,14 @@ class _Session:
         counters = self.tracer.counters()
         run_ns = self.tracer.bpf_run_ns() if self.args.stats else {}
         sampled_out = self.tracer.sampled_out()
+        conn_misses = self.tracer.conn_misses()
         self.tracer.close()
         self.pipeline.flush()
         if self.status is not None:
             self.status.stopped(take_snapshot(self.tracer, self.pipeline, counters[1]))
         if self.args.stats:
             _report(counters, run_ns, self.pipeline, self.tracer.linker.stats,
-                    self.tracer.sampler.name, sampled_out)
+                    self.tracer.sampler.name, sampled_out, conn_misses)
             print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
                   file=sys.stderr)
             for pid, totals in sorted(self.tracer.runtime.totals.items()):

@@ -358,6 +358,10 @@ class Tracer:
         drops.pop("sampled_out", None)  # not lost: see sampled_out
         return drops
 
+    def conn_misses(self) -> dict[str, int]:
+        """Spans whose connection was not found, by reason (bpf/conn.h)."""
+        return _summed(program.conn_misses() for program in self.programs.values())
+
     def sampled_out(self) -> tuple[int, int]:
         """Spans the sampler dropped: (in the kernel, here)."""
         kernel = sum(program.drops()["sampled_out"] for program in self.programs.values())

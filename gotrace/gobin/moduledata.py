@@ -9,6 +9,7 @@ Word positions (pointer-sized words) of the fields we read:
     types         35          37         37
     etypes        36          38         38
     typelinks     42          44         45   (1.20 added covctrs/ecovctrs, 1.26 epclntab)
+    itablinks     45          47         48   (right after typelinks: []*itab)
 
 1.26 also stopped storing textStart in the pclntab header, which is how we tell it apart.
 """
@@ -33,6 +34,8 @@ class ModuleData:
     etypes: int
     typelinks: int
     ntypelinks: int
+    itablinks: int
+    nitablinks: int
 
 
 def _layout(pclntab: Pclntab) -> tuple[int, int]:
@@ -48,20 +51,23 @@ def find_moduledata(image: ElfImage, pclntab: Pclntab) -> ModuleData:
     types_word, typelinks_word = _layout(pclntab)
     for vaddr in image.pointers_to(pclntab.vaddr):
         try:
-            words = image.words(vaddr, typelinks_word + 3)
+            words = image.words(vaddr, typelinks_word + 6)
         except CorruptBinaryError:
             continue
         text, etext = words[_TEXT], words[_TEXT + 1]
         minpc = words[20]
         types, etypes = words[types_word], words[types_word + 1]
         typelinks, ntypelinks, captypelinks = words[typelinks_word: typelinks_word + 3]
+        itablinks, nitablinks, capitablinks = words[typelinks_word + 3: typelinks_word + 6]
         header_text = pclntab.header_text_start
         if header_text and text != header_text:
             continue
-        if not (text <= minpc < etext and types < etypes and ntypelinks == captypelinks):
+        if not (text <= minpc < etext and types < etypes and ntypelinks == captypelinks
+                and nitablinks == capitablinks):
             continue
         seg = image.segment_of(types)
         if seg is None or image.segment_of(etypes - 1) is not seg:
             continue
-        return ModuleData(vaddr, text, etext, types, etypes, typelinks, ntypelinks)
+        return ModuleData(vaddr, text, etext, types, etypes, typelinks, ntypelinks, itablinks,
+                          nitablinks)
     raise CorruptBinaryError(f"{image.path}: cannot find runtime.firstmoduledata")

@@ -14,12 +14,19 @@ A name is a flags byte, a uvarint length and the bytes. A named type's str is us
 with the extra-star flag set, the string being shared with *T.
 
 We never walk all types: for each wanted type we look for its name's bytes in the types region,
-then for the descriptor whose str points at that name.
+then for the descriptor whose str points at that name. From a descriptor, the graph is walked
+only as far as a question needs (a pointer's element, a struct's fields, an interface's
+methods): the connection types of gobin/conntypes.py, for instance.
+
+A pointer type follows the header with its element type (a pointer) at 48; an interface type
+with pkgPath at 48 and its methods slice at 56, each method (nameOff, typeOff), 8 bytes. An
+itab (moduledata.itablinks) is (interface type, concrete type, hash, ...).
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from functools import cached_property
 
 from gotrace.errors import CorruptBinaryError
@@ -29,14 +36,26 @@ from gotrace.gobin.varint import encode_uvarint, uvarint
 
 _TYPE_SIZE = 48
 _KIND_MASK = 0x1F
-_KIND_STRUCT = 25
-_KIND_PTR = 22
+KIND_INTERFACE = 20
+KIND_PTR = 22
+KIND_STRUCT = 25
+_KIND_DIRECT_IFACE = 0x20
 _HASH_OFFSET = 16
 _PTR_TO_THIS_OFFSET = 44
 _TFLAG_UNCOMMON = 1
 _TFLAG_EXTRA_STAR = 2
-_STRUCT_UNCOMMON_OFFSET = 80
-_FIELD_SIZE = 24
+# Where the uncommonType (whose first word is the package path's nameOff) follows the
+# kind-specific part of a named type's descriptor.
+_UNCOMMON_OFFSET = {KIND_STRUCT: 80, KIND_INTERFACE: 80, KIND_PTR: 56}
+_NAME_EMBEDDED = 8  # a struct field name's flag, Go 1.19+
+
+
+@dataclass(frozen=True)
+class StructField:
+    name: str
+    type: int  # the field type's descriptor address
+    offset: int
+    embedded: bool
 
 
 def split_type_name(full: str) -> tuple[str, str]:
@@ -102,20 +121,91 @@ class TypeInfo:
             start = pos - 40
             if start >= 0 and (self.md.types + start) % 8 == 0 and start + 64 <= len(region):
                 tflag, kind = region[start + 20], region[start + 23]
-                if (kind & _KIND_MASK == _KIND_STRUCT
+                if (kind & _KIND_MASK == KIND_STRUCT
                         and bool(tflag & _TFLAG_EXTRA_STAR) == extra_star):
                     out.append(self.md.types + start)
             pos = region.find(needle, pos + 1)
         return out
 
     def _package_of(self, desc: int) -> str:
-        tflag = self.image.u8(desc + 20)
-        if tflag & _TFLAG_UNCOMMON:
-            pkg_off = self.image.i32(desc + _STRUCT_UNCOMMON_OFFSET)
+        """The package path of a named type (of a struct also when unnamed), else ''."""
+        kind = self.kind(desc)
+        if self.image.u8(desc + 20) & _TFLAG_UNCOMMON and kind in _UNCOMMON_OFFSET:
+            pkg_off = self.image.i32(desc + _UNCOMMON_OFFSET[kind])
             if pkg_off:
                 return self._name_at(self.md.types + pkg_off)
+        if kind != KIND_STRUCT:
+            return ""
         pkg_ptr = self.image.pointer(desc + 48)
         return self._name_at(pkg_ptr) if pkg_ptr else ""
+
+    # --- one descriptor ----------------------------------------------------------------------
+
+    def kind(self, desc: int) -> int:
+        return self.image.u8(desc + 23) & _KIND_MASK
+
+    def stored_in_interface_word(self, desc: int) -> bool:
+        """A pointer-shaped type: an interface's data word holds the value itself."""
+        return bool(self.image.u8(desc + 23) & _KIND_DIRECT_IFACE)
+
+    def hash_of(self, desc: int) -> int:
+        return self.image.u32(desc + _HASH_OFFSET)
+
+    def name_of(self, desc: int) -> str:
+        """The type as Go prints it, with the package's last element: '*tls.Conn'."""
+        text = self._name_at(self.md.types + self.image.i32(desc + 40))
+        return text[1:] if self.image.u8(desc + 20) & _TFLAG_EXTRA_STAR else text
+
+    def qualified_name_of(self, desc: int) -> str:
+        """'*crypto/tls.Conn' for a named type or a pointer to one; name_of otherwise."""
+        stars = ""
+        while self.kind(desc) == KIND_PTR and self.name_of(desc).startswith("*"):
+            stars, desc = stars + "*", self.elem_of(desc)
+        pkg, name = self._package_of(desc), self.name_of(desc)
+        if pkg and "." in name:
+            name = f"{pkg}.{name.split('.', 1)[1]}"
+        return stars + name
+
+    def elem_of(self, desc: int) -> int:
+        """A pointer type's element type."""
+        return self.image.pointer(desc + 48)
+
+    def fields_of(self, desc: int) -> list[StructField]:
+        """A struct type's fields, in order."""
+        fields_ptr = self.image.pointer(desc + 56)
+        count = self.image.u64(desc + 64)
+        if count > 10_000:
+            raise CorruptBinaryError(f"{self.image.path}: malformed struct type at {desc:#x}")
+        words = self.image.words(fields_ptr, 3 * count) if count else []
+        out = []
+        for i in range(count):
+            name_ptr, typ, offset = words[3 * i: 3 * i + 3]
+            if self.embedded_bit_in_offset:
+                embedded, offset = bool(offset & 1), offset >> 1
+            else:
+                embedded = bool(self.image.u8(name_ptr) & _NAME_EMBEDDED)
+            out.append(StructField(self._name_at(name_ptr), typ, offset, embedded))
+        return out
+
+    def method_names_of(self, desc: int) -> frozenset[str]:
+        """An interface type's method names."""
+        methods_ptr = self.image.pointer(desc + 56)
+        count = self.image.u64(desc + 64)
+        if count > 10_000:
+            raise CorruptBinaryError(f"{self.image.path}: malformed interface type at {desc:#x}")
+        raw = self.image.read(methods_ptr, 8 * count) if count else b""
+        return frozenset(self._name_at(self.md.types + name_off)
+                         for name_off, _typ in struct.iter_unpack("<ii", raw))
+
+    def itabs(self) -> list[tuple[int, int]]:
+        """(interface type, concrete type) of every itab the linker laid out."""
+        if not self.md.nitablinks:
+            return []
+        out = []
+        for itab in self.image.words(self.md.itablinks, self.md.nitablinks):
+            inter, concrete = self.image.words(itab, 2)
+            out.append((inter, concrete))
+        return out
 
     def find_struct(self, full_name: str) -> int | None:
         """The descriptor address of a named struct type, or None if the binary has none."""
@@ -143,7 +233,7 @@ class TypeInfo:
             if ptr_to_this <= 0:  # *T is not linked into the program
                 return None
             desc = self.md.types + ptr_to_this
-            if self.image.u8(desc + 23) & _KIND_MASK != _KIND_PTR:
+            if self.kind(desc) != KIND_PTR:
                 raise CorruptBinaryError(f"{self.image.path}: malformed type descriptor "
                                          f"{type_name}")
         return self.image.u32(desc + _HASH_OFFSET)
@@ -153,16 +243,5 @@ class TypeInfo:
         desc = self.find_struct(full_name)
         if desc is None:
             return None
-        fields_ptr = self.image.pointer(desc + 56)
-        count = self.image.u64(desc + 64)
-        if count > 10_000:
-            raise CorruptBinaryError(f"{self.image.path}: malformed type descriptor {full_name}")
-        out: dict[str, int] = {}
-        words = self.image.words(fields_ptr, 3 * count) if count else []
-        for i in range(count):
-            name_ptr, _typ, offset = words[3 * i: 3 * i + 3]
-            if self.embedded_bit_in_offset:
-                offset >>= 1
-            out[self._name_at(name_ptr)] = offset
-        return out
+        return {f.name: f.offset for f in self.fields_of(desc)}
 

@@ -19,12 +19,9 @@ ALL_PROBES: tuple[Probe, ...] = (
 )
 OPT_IN_PROBES = frozenset({nethttp_inject.PROBE.library, sched.PROBE.library})
 
-# Fields the shared C (bpf/common.h) reads for every probe that reports a connection.
+# Fields the shared C (bpf/common.h, bpf/conn.h) reads for every probe that reports a
+# connection: the connection's dynamic type tells how to reach its socket.
 COMMON_FIELDS = (
-    "runtime.g.goid", "net.conn.fd", "net.netFD.laddr", "net.netFD.raddr",
-    "net.TCPAddr.IP", "net.TCPAddr.Port",
+    "runtime.g.goid", "internal/abi.ITab.Hash", "net.conn.fd", "net.netFD.laddr",
+    "net.netFD.raddr", "net.TCPAddr.IP", "net.TCPAddr.Port",
 )
-# What it reads where the binary has them: the connection's dynamic type, checked before its
-# memory is read as a TCP connection's, and the TCP connection under a TLS one.
-COMMON_OPTIONAL_FIELDS = ("internal/abi.ITab.Hash", "crypto/tls.Conn.conn")
-COMMON_TYPES = ("*net.TCPConn", "*crypto/tls.Conn")

@@ -1,0 +1,128 @@
+/* A span's connection: from a net.Conn interface value to the socket's addresses, whatever
+ * Go types wrap the socket (TLS, cmux, go-conntrack, LimitListener, PROXY protocol, a type of
+ * the program's own...).
+ *
+ * An interface value tells its dynamic type by hash (in its itab). For every type a
+ * connection interface can hold in this binary, gotrace/gobin/conntypes.py worked out one
+ * step, and gotrace filled conn_steps with them when it loaded this program: the value is the
+ * socket (a *net.TCPConn or *net.UnixConn: a net.conn whose fd is a *netFD), or the
+ * connection below is an interface value, or a pointer of a known type, at an offset in the
+ * struct the value points at. At most MAX_CONN_STEPS steps are followed; every way of
+ * failing is counted by reason in conn_misses and leaves the span without addresses.
+ *
+ * gotrace/bpfprog.py concatenates this after common.h.
+ */
+#ifndef GOTRACE_CONN_H
+#define GOTRACE_CONN_H
+
+/* CONN_STEP_* (kinds and F_ flags) and CONN_MISS_* (reasons, and their count
+ * CONN_MISS_REASONS) come as macros from gotrace/bpfprog.py (conn_macros), the one definition
+ * of these values. */
+#define MAX_CONN_STEPS 6
+
+struct conn_step {
+    __u32 kind;       /* CONN_STEP_* */
+    __u32 flags;      /* CONN_STEP_F_* */
+    __u32 offset;     /* of the connection below, in the struct the value points at */
+    __u32 next_hash;  /* CONN_STEP_POINTER: the type of the pointer found there */
+};
+
+BPF_HASH(conn_steps, __u32, struct conn_step, CONN_STEP_TYPES);  /* by the type's hash */
+
+/* Connections not found, by reason: a dynamic type without a step (UNKNOWN_TYPE), a nil
+ * connection on the way (NIL), more than MAX_CONN_STEPS wrappers (TOO_DEEP), a Unix socket,
+ * which has no TCP addresses (UNIX). */
+BPF_PERCPU_ARRAY(conn_misses, __u64, CONN_MISS_REASONS);
+
+static __always_inline void count_conn_miss(__u32 reason) {
+    __u64 *n = conn_misses.lookup(&reason);
+    if (n)
+        (*n)++;
+}
+
+static __always_inline void read_tcp_addr(__u64 tcp_addr, __u8 *ip16, __u16 *port) {
+    /* IP (a slice) and Port, together. */
+    __u64 a[(MAX2(END_OF(OFF_net_TCPAddr_IP, struct go_slice),
+                 END_OF(OFF_net_TCPAddr_Port, __u64)) + 7) / 8];
+    _Static_assert(sizeof(a) <= 64, "net.TCPAddr's IP and Port are not at its start");
+    if (bpf_probe_read_user(a, sizeof(a), (void *)tcp_addr) != 0)
+        return;
+    struct go_slice ip = *(struct go_slice *)((__u8 *)a + OFF_net_TCPAddr_IP);
+    if (ip.len == 16) {
+        bpf_probe_read_user(ip16, 16, (void *)ip.ptr);
+    } else if (ip.len == 4) {
+        ip16[10] = 0xff;
+        ip16[11] = 0xff;
+        bpf_probe_read_user(ip16 + 12, 4, (void *)ip.ptr);
+    }
+    *port = (__u16)*(__u64 *)((__u8 *)a + OFF_net_TCPAddr_Port);
+}
+
+/* The addresses of the TCP socket whose net.conn is at netconn. */
+static __always_inline void read_tcp_socket(struct span_record *rec, __u64 netconn) {
+    __u64 fd = read_u64(netconn + OFF_net_conn_fd);
+    if (!fd) {
+        count_conn_miss(CONN_MISS_NIL);
+        return;
+    }
+    /* laddr and raddr (net.Addr interfaces holding *net.TCPAddr): adjacent in every Go. */
+    _Static_assert(OFF_net_netFD_raddr == OFF_net_netFD_laddr + sizeof(struct go_iface),
+                   "net.netFD's laddr and raddr are not adjacent");
+    struct go_iface addrs[2] = {};
+    bpf_probe_read_user(addrs, sizeof(addrs), (void *)(fd + OFF_net_netFD_laddr));
+    if (addrs[0].data)
+        read_tcp_addr(addrs[0].data, rec->local_addr, &rec->local_port);
+    if (addrs[1].data)
+        read_tcp_addr(addrs[1].data, rec->peer_addr, &rec->peer_port);
+    if (rec->local_port || rec->peer_port)
+        rec->flags |= SPAN_F_HAS_CONN;
+}
+
+/* Fill a record's addresses from the net.Conn interface value stored at conn_iface_addr;
+ * true when a TLS connection was on the way. */
+static __always_inline int read_conn(struct span_record *rec, __u64 conn_iface_addr) {
+    struct go_iface conn = {};
+    bpf_probe_read_user(&conn, sizeof(conn), (void *)conn_iface_addr);
+    if (!conn.tab || !conn.data) {
+        count_conn_miss(CONN_MISS_NIL);
+        return 0;
+    }
+    __u32 type = read_u32(conn.tab + OFF_internal_abi_ITab_Hash);
+    __u64 data = conn.data;
+    int tls = 0;
+#pragma unroll
+    for (int i = 0; i < MAX_CONN_STEPS; i++) {
+        struct conn_step *step = conn_steps.lookup(&type);
+        if (!step) {
+            count_conn_miss(CONN_MISS_UNKNOWN_TYPE);
+            return tls;
+        }
+        if (step->flags & CONN_STEP_F_TLS)
+            tls = 1;
+        if (step->kind == CONN_STEP_SOCKET) {
+            if (step->flags & CONN_STEP_F_UNIX)
+                count_conn_miss(CONN_MISS_UNIX);
+            else
+                read_tcp_socket(rec, data);
+            return tls;
+        }
+        __u64 at = data + step->offset;
+        if (step->kind == CONN_STEP_INTERFACE) {
+            conn.tab = conn.data = 0;
+            bpf_probe_read_user(&conn, sizeof(conn), (void *)at);
+            type = conn.tab ? read_u32(conn.tab + OFF_internal_abi_ITab_Hash) : 0;
+            data = conn.data;
+        } else {
+            type = step->next_hash;
+            data = read_u64(at);
+        }
+        if (!data) {
+            count_conn_miss(CONN_MISS_NIL);
+            return tls;
+        }
+    }
+    count_conn_miss(CONN_MISS_TOO_DEEP);
+    return tls;
+}
+
+#endif
