@@ -1,0 +1,68 @@
+"""Real Go programs from Debian's archive, run as installed (stripped, built by Debian, no module
+versions), for the end-to-end tests: how to start each on loopback and know it is ready."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from tracing import terminate
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
+    """Until url answers 200; fails when the process exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"{proc.args[0]} exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s"
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def running(command: list[str], ready_url: str, log: Path, timeout: float = 60
+            ) -> Iterator[subprocess.Popen]:
+    """A Debian program started with its output in log, once ready_url answers."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(ready_url, timeout, proc)
+        yield proc
+    finally:
+        terminate(proc, timeout=20)
+
+
+@contextlib.contextmanager
+def prometheus(workdir: Path, name: str, scrape: list[str] = (), interval: str = "1s"
+               ) -> Iterator[tuple[subprocess.Popen, str]]:
+    """/usr/bin/prometheus on a free loopback port, scraping each host:port of scrape every
+    interval (its scrapes go through go-conntrack's dialer; its web server's listener is
+    go-conntrack's inside netutil.LimitListener). Yields (process, its host:port)."""
+    port = free_port()
+    config = workdir / f"{name}.yml"
+    targets = ", ".join(f'"{t}"' for t in scrape)
+    config.write_text(f"global:\n  scrape_interval: {interval}\nscrape_configs:\n"
+                      f"  - job_name: {name}\n    static_configs:\n"
+                      f"      - targets: [{targets}]\n" if scrape else
+                      f"global:\n  scrape_interval: {interval}\n")
+    command = ["/usr/bin/prometheus", f"--config.file={config}",
+               f"--storage.tsdb.path={workdir / (name + '-data')}",
+               f"--web.listen-address=127.0.0.1:{port}"]
+    with running(command, f"http://127.0.0.1:{port}/-/ready", workdir / f"{name}.log") as proc:
+        yield proc, f"127.0.0.1:{port}"
