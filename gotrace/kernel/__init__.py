@@ -1,0 +1,1 @@
+"""Facts about the running Linux kernel, read from the kernel itself."""
