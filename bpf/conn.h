@@ -7,7 +7,8 @@
  * step, and gotrace filled conn_steps with them when it loaded this program: the value is the
  * socket (a *net.TCPConn or *net.UnixConn: a net.conn whose fd is a *netFD), or the
  * connection below is an interface value, or a pointer of a known type, at an offset in the
- * struct the value points at. At most MAX_CONN_STEPS steps are followed; every way of
+ * struct the value points at. A TCP socket gives its addresses (SPAN_F_HAS_CONN); a Unix
+ * socket its kernel identity (SPAN_F_UNIX, read_unix_socket). At most MAX_CONN_STEPS steps are followed; every way of
  * failing is counted by reason in conn_misses and leaves the span without addresses.
  *
  * gotrace/bpfprog.py concatenates this after common.h.
@@ -30,8 +31,8 @@ struct conn_step {
 BPF_HASH(conn_steps, __u32, struct conn_step, CONN_STEP_TYPES);  /* by the type's hash */
 
 /* Connections not found, by reason: a dynamic type without a step (UNKNOWN_TYPE), a nil
- * connection on the way (NIL), more than MAX_CONN_STEPS wrappers (TOO_DEEP), a Unix socket,
- * which has no TCP addresses (UNIX). */
+ * connection on the way (NIL), more than MAX_CONN_STEPS wrappers (TOO_DEEP), a Unix socket
+ * on a kernel without BTF, whose identity cannot be read (UNIX). */
 BPF_PERCPU_ARRAY(conn_misses, __u64, CONN_MISS_REASONS);
 
 static __always_inline void count_conn_miss(__u32 reason) {
@@ -78,6 +79,56 @@ static __always_inline void read_tcp_socket(struct span_record *rec, __u64 netco
         rec->flags |= SPAN_F_HAS_CONN;
 }
 
+#ifdef KERNEL_UNIX
+/* The inode number of a struct socket: the inode it was allocated with (struct socket_alloc). */
+static __always_inline __u64 socket_inode(__u64 sock) {
+    __u64 ino = 0;
+    bpf_probe_read_kernel(&ino, sizeof(ino), (void *)(sock - KOFF_socket_alloc_socket +
+                                                      KOFF_socket_alloc_vfs_inode +
+                                                      KOFF_inode_i_ino));
+    return ino;
+}
+
+static __always_inline __u64 read_kernel_u64(__u64 addr) {
+    __u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+    return v;
+}
+
+/* A Unix socket's identity, from the kernel: the file descriptor (the netFD's Sysfd) names the
+ * struct socket in this process's file table. Both ends see the same two struct sock (their
+ * own, and unix_sock.peer) from the moment the client connected, reversed; the inode numbers
+ * (as `ss -x` shows them) name the path, but the server's end has none until it is accepted.
+ * Kernel offsets come from the running kernel's BTF (gotrace/kernel/btf.py). */
+static __always_inline void read_unix_socket(struct span_record *rec, __u64 netconn) {
+    __u64 netfd = read_u64(netconn + OFF_net_conn_fd);
+    __s64 sysfd = netfd ? (__s64)read_u64(netfd + OFF_net_netFD_pfd + OFF_internal_poll_FD_Sysfd)
+                        : -1;
+    __u64 files = read_kernel_u64((__u64)bpf_get_current_task() + KOFF_task_struct_files);
+    __u64 fdt = files ? read_kernel_u64(files + KOFF_files_struct_fdt) : 0;
+    struct { __u32 max_fds; __u32 _pad; __u64 fd; } table = {};
+    _Static_assert(KOFF_fdtable_max_fds == 0 && KOFF_fdtable_fd == 8, "struct fdtable moved");
+    if (sysfd < 0 || !fdt || bpf_probe_read_kernel(&table, sizeof(table), (void *)fdt) != 0 ||
+        sysfd >= table.max_fds) {
+        count_conn_miss(CONN_MISS_NIL);
+        return;
+    }
+    __u64 file = read_kernel_u64(table.fd + 8 * (__u64)sysfd);
+    __u64 sock = file ? read_kernel_u64(file + KOFF_file_private_data) : 0;
+    __u64 sk = sock ? read_kernel_u64(sock + KOFF_socket_sk) : 0;
+    __u64 peer = sk ? read_kernel_u64(sk + KOFF_unix_sock_peer) : 0;
+    if (!peer) {
+        count_conn_miss(CONN_MISS_NIL);
+        return;
+    }
+    __u64 peer_sock = read_kernel_u64(peer + KOFF_sock_sk_socket);
+    __u64 ends[4] = {sk, socket_inode(sock), peer, peer_sock ? socket_inode(peer_sock) : 0};
+    __builtin_memcpy(rec->local_addr, ends, 16);
+    __builtin_memcpy(rec->peer_addr, ends + 2, 16);
+    rec->flags |= SPAN_F_UNIX;
+}
+#endif
+
 /* Fill a record's addresses from the net.Conn interface value stored at conn_iface_addr;
  * true when a TLS connection was on the way. */
 static __always_inline int read_conn(struct span_record *rec, __u64 conn_iface_addr) {
@@ -100,10 +151,15 @@ static __always_inline int read_conn(struct span_record *rec, __u64 conn_iface_a
         if (step->flags & CONN_STEP_F_TLS)
             tls = 1;
         if (step->kind == CONN_STEP_SOCKET) {
-            if (step->flags & CONN_STEP_F_UNIX)
-                count_conn_miss(CONN_MISS_UNIX);
-            else
+            if (!(step->flags & CONN_STEP_F_UNIX))
                 read_tcp_socket(rec, data);
+#ifdef KERNEL_UNIX
+            else
+                read_unix_socket(rec, data);
+#else
+            else
+                count_conn_miss(CONN_MISS_UNIX);  /* no kernel BTF to read its identity */
+#endif
             return tls;
         }
         __u64 at = data + step->offset;

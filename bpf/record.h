@@ -31,6 +31,10 @@
 #define SPAN_F_SAMPLED 64
 #define SPAN_F_DEFERRED 128
 #define SPAN_F_DECISION (SPAN_F_SAMPLED | SPAN_F_DEFERRED)
+/* A Unix socket (bpf/conn.h): local_addr and peer_addr hold the kernel's struct sock address
+ * and the inode number (as `ss -x` shows it; 0 while unknown) of the span's socket and of its
+ * peer, 8 bytes each; the ports are 0. */
+#define SPAN_F_UNIX 256
 
 #define SPAN_METHOD_LEN 16
 #define SPAN_PATH_LEN 128

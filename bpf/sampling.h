@@ -60,6 +60,8 @@ static __always_inline int is_loopback(const __u8 *a) {
 }
 
 static __always_inline int peer_on_this_host(struct span_record *rec) {
+    if (rec->flags & SPAN_F_UNIX)
+        return 1;
     if (!(rec->flags & SPAN_F_HAS_CONN))
         return 0;
     if (is_loopback(rec->peer_addr))
@@ -77,6 +79,8 @@ static __always_inline __u16 root_decision(struct span_record *rec) {
     if (server && peer_on_this_host(rec)) {
         struct peer_key key = {.peer_port = rec->peer_port, .local_port = rec->local_port};
         __builtin_memcpy(key.peer_addr, rec->peer_addr, 16);
+        if (rec->flags & SPAN_F_UNIX)  /* the peer's sock names it; its inode may come later */
+            __builtin_memset(key.peer_addr + 8, 0, 8);
         __u64 *seen = untraced_peers.lookup(&key);
         if (!seen || rec->start_ns - *seen > (__u64)UNTRACED_PEER_IDLE_NS)
             return SPAN_F_DEFERRED;

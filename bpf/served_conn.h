@@ -20,7 +20,8 @@ struct served_conn {
     __u8 peer_addr[16];
     __u16 local_port;
     __u16 peer_port;
-    __u32 tls;
+    __u16 tls;
+    __u16 flags;  /* SPAN_F_HAS_CONN or SPAN_F_UNIX */
 };
 
 BPF_TABLE("lru_hash", struct go_key, struct served_conn, served_conns, MAX_INFLIGHT);
@@ -36,13 +37,14 @@ static __always_inline int read_served_conn(struct span_record *rec, __u64 conn_
         __builtin_memcpy(rec->peer_addr, known->peer_addr, 16);
         rec->local_port = known->local_port;
         rec->peer_port = known->peer_port;
-        rec->flags |= SPAN_F_HAS_CONN;
+        rec->flags |= known->flags;
         return known->tls;
     }
     int tls = read_conn(rec, conn_iface_addr);
-    if (rec->flags & SPAN_F_HAS_CONN) {
+    __u16 found = rec->flags & (SPAN_F_HAS_CONN | SPAN_F_UNIX);
+    if (found) {
         struct served_conn fresh = {.owner = owner, .local_port = rec->local_port,
-                                    .peer_port = rec->peer_port, .tls = tls};
+                                    .peer_port = rec->peer_port, .tls = tls, .flags = found};
         __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
         __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
         served_conns.update(&key, &fresh);

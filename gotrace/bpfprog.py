@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gotrace.errors import GotraceError
 from gotrace.gobin.conntypes import ConnStep, StepKind
+from gotrace.kernel.btf import KernelBtfError, kernel_offsets
 from gotrace.layout import Layout
 from gotrace.linking import UNTRACED_PEER_IDLE_NS
 from gotrace.probes import (
@@ -32,6 +33,8 @@ from gotrace.ringbuf import RingBuffer
 from gotrace.sampling import KEEP_ALL, SamplerConfig
 from gotrace.sched_wait import wait_class_macros
 from gotrace.spans import Connection
+from gotrace.unix_sockets import address_bytes as unix_address_bytes
+from gotrace.unix_sockets import is_unix_address
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 ALL_PROGRAMS = [a.program for p in ALL_PROBES for a in p.attachments]
@@ -44,6 +47,26 @@ KERNEL_DROP_REASONS = ("ringbuf_full", "inflight_full", "unsupported_writer", "e
 # CONN_MISS_<REASON> (conn_macros).
 CONN_MISS_REASONS = ("unknown_type", "nil", "too_deep", "unix")
 CONN_STEP_FLAGS = {"tls": 1, "unix": 2}  # CONN_STEP_F_<NAME>
+
+
+# Kernel struct members bpf/conn.h reads to name a Unix socket and its peer
+# (KOFF_<struct>_<member>).
+UNIX_KERNEL_MEMBERS = (("task_struct", "files"), ("files_struct", "fdt"),
+                       ("fdtable", "max_fds"), ("fdtable", "fd"), ("file", "private_data"),
+                       ("socket", "sk"), ("sock", "sk_socket"), ("unix_sock", "peer"),
+                       ("socket_alloc", "socket"), ("socket_alloc", "vfs_inode"),
+                       ("inode", "i_ino"))
+
+
+def unix_socket_macros() -> dict[str, int] | str:
+    """bpf/conn.h's kernel offsets for Unix sockets, from the running kernel's BTF, or why
+    there are none."""
+    try:
+        offsets = kernel_offsets({f"KOFF_{struct}_{member}": (struct, member)
+                                  for struct, member in UNIX_KERNEL_MEMBERS})
+    except KernelBtfError as e:
+        return str(e)
+    return {**offsets, "KERNEL_UNIX": 1}
 
 
 def conn_macros() -> dict[str, int]:
@@ -128,6 +151,11 @@ def plan_probes(layout: Layout, wanted: Iterable[Probe] = ALL_PROBES, *,
     macros["MAX_PROBES"] = len(PROBE_IDS)
     macros.update(TUNABLES)
     macros.update(conn_macros())
+    unix = unix_socket_macros()
+    if isinstance(unix, str):
+        refused["unix sockets"] = unix
+    else:
+        macros.update(unix)
     macros.update(sampler.kernel_macros())
     if ancestry in probes:
         macros.update(ancestry_macros)
@@ -254,7 +282,10 @@ def _source(plan: Plan) -> str:
 
 
 def address_bytes(address: str) -> bytes:
-    """An address as the kernel records it: 16 bytes, IPv4 mapped into IPv6."""
+    """An address as the kernel records it: 16 bytes, IPv4 mapped into IPv6, or a Unix
+    socket's inode number (gotrace/unix_sockets.py)."""
+    if is_unix_address(address):
+        return unix_address_bytes(address)
     ip = ipaddress.ip_address(address)
     return ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
 

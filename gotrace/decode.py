@@ -17,6 +17,7 @@ from gotrace.records import (
     F_HAS_PARENT,
     F_REMOTE_PARENT,
     F_SAMPLED,
+    F_UNIX,
     RECORD_SIZE,
     SpanRecord,
     ip_text,
@@ -30,8 +31,10 @@ from gotrace.spans import (
     Span,
     StatusCode,
 )
+from gotrace.unix_sockets import connection_address
 
 SHAPES: dict[int, SpanShape] = {k: s for p in ALL_PROBES for k, s in p.record_kinds.items()}
+_CONNECTED = F_HAS_CONN | F_UNIX  # the record names its connection (TCP or Unix)
 # The kernel's sampling decision, by the record's two sampling flags.
 _SAMPLING_FLAGS = F_SAMPLED | F_DEFERRED
 _SAMPLING: dict[int, Sampling] = {0: "link-only", F_SAMPLED: "sampled", F_DEFERRED: "deferred",
@@ -131,10 +134,15 @@ def _endpoint(endpoints: dict[object, _Endpoint], shape: SpanShape, rec: RecordF
         shared=SharedAttributes(attributes),
         shared_usual=SharedAttributes({**attributes, **usual}),
         usual=usual,
-        local_address=ip_text(rec.local_addr),
-        peer_address=ip_text(rec.peer_addr),
+        local_address=_address(rec.local_addr, rec.flags),
+        peer_address=_address(rec.peer_addr, rec.flags),
     )
     return endpoint
+
+
+def _address(addr: bytes, flags: int) -> str:
+    """One end of a span's connection: an IP address, or a Unix socket's 'unix:<inode>'."""
+    return connection_address(addr) if flags & F_UNIX else ip_text(addr)
 
 
 def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource | None],
@@ -188,7 +196,7 @@ def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource |
             own,  # own_attributes
             shared,  # shared_attributes
             Connection(endpoint.local_address, rec.local_port, endpoint.peer_address,
-                       rec.peer_port) if flags & F_HAS_CONN else None,
+                       rec.peer_port) if flags & _CONNECTED else None,
             rec.stream_id,
             bool(flags & F_REMOTE_PARENT),  # remote_parent
             start_ns,  # monotonic_start_ns

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gotrace.spans import Connection, Span
+from gotrace.unix_sockets import is_unix_address
 
 WAIT_NS = 1_000_000_000  # how long a same-host server span waits for its client span
 MAX_HELD_SPANS = 200_000  # beyond this, the oldest held traces are released unlinked
@@ -74,6 +75,8 @@ def _loopback(address: str) -> bool | None:
 
 
 def is_local_peer(conn: Connection, local: frozenset[str]) -> bool:
+    if is_unix_address(conn.peer_address):
+        return True
     loopback = _loopback(conn.peer_address)
     if loopback is None:
         return False

@@ -26,6 +26,7 @@ F_HAS_QUERY = 16
 F_SCHED = 32
 F_SAMPLED = 64  # the trace is kept (bpf/sampling.h)
 F_DEFERRED = 128  # left to gotrace (gotrace/sampling.py); neither: sent only for linking
+F_UNIX = 256  # a Unix socket: local_addr, peer_addr hold each end's struct sock and inode
 
 # sched_ns slots (bpf/record.h SCHED_SLOT_*), in order.
 SCHED_SLOTS = ("runnable", "network", "channel", "lock", "sleep", "syscall", "other")

@@ -31,6 +31,7 @@ from gotrace.runtime_facts import RuntimeFacts
 from gotrace.sampling import KEEP_ALL, SamplerConfig, SamplingGate
 from gotrace.sched_wait import SchedWait
 from gotrace.spans import Connection, Resource, Span
+from gotrace.unix_sockets import UnixSockets
 
 # How long a poll waits for records when the kernel does not wake gotrace first (it does once
 # a CPU has sent bpf/common.h's WAKEUP_EVERY records). Every poll decodes what came, and a
@@ -158,6 +159,7 @@ class Tracer:
         self.runtime = RuntimeFacts()
         self.network = NetworkFacts()
         self.sched = SchedWait()
+        self.unix = UnixSockets()
         self._tcp_raw: list[bytes] = []
         # Compiled while the first binary's layout is resolved; taken before the first probe
         # program is compiled, so the TCP program is loaded before gotrace says it is ready.
@@ -272,7 +274,7 @@ class Tracer:
         signal.signal(signal.SIGTERM, self.stop)
 
     def _drain(self) -> None:
-        facts = (self.runtime, self.network, self.sched)
+        facts = (self.runtime, self.network, self.sched, self.unix)
         # TCP events first: each one that happened before a span ended is then known.
         decode_records(self._tcp_raw, lambda _pid: None, self.clock, facts)
         self._tcp_raw.clear()

@@ -23,5 +23,6 @@ OPT_IN_PROBES = frozenset({nethttp_inject.PROBE.library, sched.PROBE.library})
 # connection: the connection's dynamic type tells how to reach its socket.
 COMMON_FIELDS = (
     "runtime.g.goid", "internal/abi.ITab.Hash", "net.conn.fd", "net.netFD.laddr",
-    "net.netFD.raddr", "net.TCPAddr.IP", "net.TCPAddr.Port",
+    "net.netFD.raddr", "net.TCPAddr.IP", "net.TCPAddr.Port", "net.netFD.pfd",
+    "internal/poll.FD.Sysfd",
 )
