@@ -5,10 +5,14 @@
 #   - Debian suites bookworm-backports, trixie and trixie-backports, pinned below the base system
 #     so that only what we ask for by name comes from them;
 #   - BCC, kernel headers (with a fallback when none exist for the running kernel), binutils;
+#   - bpftool: tests/test_btf.py checks gotrace's reading of the kernel's BTF against it;
 #   - Prometheus: tests/test_metrics.py runs /usr/bin/prometheus itself (not the service);
 #   - Chromium: tests/test_report.py renders `gotrace report` pages in it, headless;
 #   - Go 1.19 and 1.21-1.26 side by side under /usr/lib/go-1.NN, grpc-go 1.33 (GOPATH) and the
 #     GOPATHs for grpc-go 1.64 and 1.79 (scripts/grpc_gopaths.sh);
+#   - the connection-wrapping Go libraries testapps/wrapped imports (cmux, go-conntrack,
+#     go-proxyproto, x/net) from bookworm, in the system GOPATH (its builds against every
+#     grpc take them from there, testapps/matrix.py);
 #   - tracefs mounted;
 #   - the project's Python environment in .venv, with Debian's bcc module importable from it.
 set -euo pipefail
@@ -67,7 +71,7 @@ fi
 # --- Debian packages -----------------------------------------------------------------------
 # name[/suite]: the suite is where the package must come from.
 PACKAGES=(
-    python3-bpfcc libbpfcc bpfcc-tools
+    python3-bpfcc libbpfcc bpfcc-tools bpftool
     linux-headers-amd64/bookworm
     binutils make gcc python3-venv nftables iproute2 prometheus chromium
     golang-1.19-go
@@ -76,6 +80,8 @@ PACKAGES=(
     golang-1.24-go/trixie
     golang-1.25-go/trixie-backports golang-1.26-go/trixie-backports
     golang-google-grpc-dev/bookworm
+    golang-github-soheilhy-cmux-dev/bookworm golang-github-mwitkow-go-conntrack-dev/bookworm
+    golang-github-pires-go-proxyproto-dev/bookworm golang-golang-x-net-dev/bookworm
 )
 missing=()
 for spec in "${PACKAGES[@]}"; do

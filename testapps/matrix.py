@@ -8,6 +8,12 @@ grpc-go GOPATH found:
 * ``${GOTRACE_CACHE:-/var/cache/gotrace}/gopath/grpc-X.Y/usr/share/gocode`` - made
   by ``scripts/grpc_gopaths.sh`` (grpc 1.64 from trixie, 1.79 from trixie-backports).
 
+``wrapped`` also imports connection-wrapping libraries (cmux, go-conntrack with
+Prometheus' client_golang, go-proxyproto, x/net/netutil) that only the system GOPATH
+has (bookworm packages, ``scripts/setup.sh``): its GOPATH is the grpc GOPATH followed by
+``/usr/share/gocode``, so grpc, protobuf and golang.org/x/* come from the grpc GOPATH and
+only what it lacks from the system one (see :data:`SYSTEM_GOPATH_FALLBACK_APPS`).
+
 A build is described by a :class:`Cell`; :func:`build` turns it into a binary under
 ``${GOTRACE_CACHE}/testapps/<key>/<app>``, reusing an existing one.
 
@@ -79,11 +85,18 @@ SYSTEM_GOPATH = Path("/usr/share/gocode")
 GO_ROOTS_GLOB = "/usr/lib/go-1.*"
 
 APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hitloop",
-        "loadgen", "schedwait")
-# Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC) and
-# schedwait (routes that wait in known ways) by the tests that need them; hitloop (uprobe
-# cost calibration) and loadgen (HTTP and gRPC load generator) by the benchmark (bench/).
-GRPC_APPS = frozenset({"grpcserver", "grpcclient", "httpgrpc", "loadgen"})
+        "loadgen", "schedwait", "wrapped")
+# Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC),
+# schedwait (routes that wait in known ways) and wrapped (HTTP/gRPC/cmux over wrapped
+# connections, calling a next hop) by the tests that need them; hitloop (uprobe cost
+# calibration) and loadgen (HTTP and gRPC load generator) by the benchmark (bench/).
+GRPC_APPS = frozenset({"grpcserver", "grpcclient", "httpgrpc", "loadgen", "wrapped"})
+
+# Apps whose GOPATH is the grpc GOPATH followed by the system GOPATH, for the libraries
+# only the system GOPATH has. Checked: every package grpc imports still comes from the
+# grpc GOPATH (Go takes an import path from the first GOPATH entry that has it), and the
+# system's Prometheus client_golang 1.14 builds against trixie's protobuf 1.36.
+SYSTEM_GOPATH_FALLBACK_APPS = frozenset({"wrapped"})
 
 # variant -> (extra `go build` arguments, CGO_ENABLED)
 VARIANT_FLAGS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -265,6 +278,26 @@ def _system_stamp(full_version: str) -> str:
     return f"{SYSTEM_GOPATH}\ngrpc_version={full_version}\n{out}"
 
 
+@functools.cache
+def _system_dev_stamp() -> str:
+    """Versions of every Debian Go library package installed (``golang-*-dev``, all of
+    /usr/share/gocode): part of the key of the SYSTEM_GOPATH_FALLBACK_APPS builds, which may
+    import any of them (cmux, go-conntrack, go-proxyproto, client_golang and its
+    dependencies...)."""
+    fmt = "${db:Status-Abbrev}${Package}=${Version}\n"
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f", fmt, "golang-*-dev"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    except OSError:
+        out = ""
+    return "".join(
+        line[3:] + "\n" for line in sorted(out.splitlines()) if line.startswith("ii ")
+    )
+
+
 def grpc_gopaths() -> dict[str, GrpcPath]:
     """grpc GOPATHs found on this machine, keyed by grpc "major.minor", oldest first."""
     found: dict[str, GrpcPath] = {}
@@ -409,16 +442,21 @@ def _sources(app: str) -> list[Path]:
     return sorted((TESTAPPS_DIR / app).glob("*.go"))
 
 
-def _gopath_for(cell: Cell) -> tuple[Path, str]:
+def _gopath_for(cell: Cell) -> tuple[str, str]:
+    """The cell's GOPATH value (one directory, or a list) and the stamp of what is in it."""
     if cell.grpc is None:
-        return SYSTEM_GOPATH, "no-grpc"
+        return str(SYSTEM_GOPATH), "no-grpc"
     info = grpc_gopaths().get(cell.grpc)
     if info is None:
         raise BuildError(
             f"{cell}: no GOPATH with grpc {cell.grpc} found; run scripts/grpc_gopaths.sh "
             f"(found: {', '.join(grpc_gopaths()) or 'none'})"
         )
-    return info.gopath, info.stamp
+    if cell.app not in SYSTEM_GOPATH_FALLBACK_APPS:
+        return str(info.gopath), info.stamp
+    paths = list(dict.fromkeys([info.gopath, SYSTEM_GOPATH]))
+    gopath = os.pathsep.join(str(p) for p in paths)
+    return gopath, f"GOPATH={gopath}\n{info.stamp}\n{_system_dev_stamp()}"
 
 
 def cell_key(cell: Cell) -> str:
@@ -519,13 +557,17 @@ def build_many(cells: Iterable[Cell], jobs: int = 2) -> dict[Cell, Path | BuildE
 
 def _compile_groups(cell: Cell) -> tuple[tuple[object, ...], ...]:
     """What a build compiles that other builds can reuse from the Go build cache:
-    the standard library per (Go, PIE, cgo), and grpc per (Go, grpc, PIE, cgo).
+    the standard library per (Go, PIE, cgo), grpc per (Go, grpc, PIE, cgo), and for the
+    SYSTEM_GOPATH_FALLBACK_APPS the system GOPATH's libraries per (Go, grpc, PIE, cgo).
     Stripping only changes the link step."""
     _, cgo = VARIANT_FLAGS[cell.variant]
     std = ("std", cell.go, cell.pie, cgo)
     if cell.grpc is None:
         return (std,)
-    return (std, ("grpc", cell.go, cell.grpc, cell.pie, cgo))
+    grpc = ("grpc", cell.go, cell.grpc, cell.pie, cgo)
+    if cell.app in SYSTEM_GOPATH_FALLBACK_APPS:
+        return (std, grpc, ("system-libs", cell.go, cell.grpc, cell.pie, cgo))
+    return (std, grpc)
 
 
 def iter_build(cells: Iterable[Cell], jobs: int = 2) -> Iterator[tuple[Cell, Path | BuildError]]:
