@@ -21,6 +21,7 @@ class Apps:
     grpcclient: Path
     loadgen: Path
     hitloop: Path
+    wrapped: Path  # testapps/wrapped: servers and clients with wrapped connections
     go: str  # the Go the HTTP programs are built with
     grpc: str  # the grpc-go the gRPC programs are built with
     grpc_go: str  # ... and their Go
@@ -41,7 +42,8 @@ def build_apps() -> Apps:
 
     return Apps(httpserver=plain("httpserver"), httpclient=plain("httpclient"),
                 grpcserver=with_grpc("grpcserver"), grpcclient=with_grpc("grpcclient"),
-                loadgen=with_grpc("loadgen"), hitloop=plain("hitloop"), go=go, grpc=grpc,
+                loadgen=with_grpc("loadgen"), hitloop=plain("hitloop"),
+                wrapped=with_grpc("wrapped"), go=go, grpc=grpc,
                 grpc_go=grpc_go)
 
 

@@ -19,7 +19,13 @@ from bench.calibrate import calibrate
 from bench.cpus import ANYWHERE, placement
 from bench.loadgen import SATURATION, Connections
 from bench.otlp_sink import otlp_sink
-from bench.probe_hits import HIT_WORKLOADS, OPT_IN_WORKLOADS, SCHED_WAIT, count_hits
+from bench.probe_hits import (
+    CONNECTION_WORKLOADS,
+    HIT_WORKLOADS,
+    OPT_IN_WORKLOADS,
+    SCHED_WAIT,
+    count_hits,
+)
 from bench.report import render
 from bench.results import Results
 from bench.targets import Verdict, evaluate
@@ -46,7 +52,7 @@ class Plan:
 
 FULL = Plan(
     name="full", loop_calls=1_000_000, calibration_pairs=2, hit_calls=10_000,
-    hit_workloads=(*HIT_WORKLOADS, SCHED_WAIT),
+    hit_workloads=(*HIT_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS),
     overhead=overhead.Settings(pairs=3, seconds=5, rate=2000, busy_rate=1000,
                                conns=Connections(fixed=4, saturation=16)),
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
@@ -57,7 +63,7 @@ QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
     calibration_pairs=1, hit_calls=50,
     hit_workloads=("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
-                   SCHED_WAIT),
+                   SCHED_WAIT, *CONNECTION_WORKLOADS),
     overhead=overhead.Settings(pairs=1, seconds=0.5, rate=300, busy_rate=300,
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
@@ -140,10 +146,13 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
             attach_binary, attach_label, plan.attach_runs,
             out.with_name(f"{out.stem}-attach.prof")))
     own_cpu, shared_cpus = protocols.result()
-    hits = [h for h in counted.result() if h.label not in OPT_IN_WORKLOADS]
+    hits = [h for h in counted.result()
+            if h.label not in OPT_IN_WORKLOADS and h.label not in CONNECTION_WORKLOADS]
     opt_in = [h for h in counted.result() if h.label in OPT_IN_WORKLOADS]
+    connections = [h for h in counted.result() if h.label in CONNECTION_WORKLOADS]
     results = Results(machine, calibration.result(), hits, own_cpu, spans.result(),
-                      attached.result(), time.monotonic() - started, opt_in, shared_cpus)
+                      attached.result(), time.monotonic() - started, opt_in, shared_cpus,
+                      connections)
     verdicts = evaluate(results)
     out.write_text(render(results, verdicts) + "\n")
     return results, verdicts

@@ -33,6 +33,17 @@ HIT_WORKLOADS = ("HTTP server", "HTTP client", "gRPC server, unary", "gRPC serve
 # What opt-in probes add, measured like the rest; reported as a cost, not judged by a target.
 SCHED_WAIT = "HTTP server, --sched-wait"
 OPT_IN_WORKLOADS = {SCHED_WAIT: "HTTP server"}  # -> the workload it adds to
+# The same program (testapps/wrapped) with plain and with wrapped connections: what following
+# the wrappers to the socket costs (bpf/conn.h), reported side by side, no target. Label ->
+# (listener wrappers, and for a server that calls an HTTP back end per request, its dialer's).
+SERVER_WRAPS = "conntrack,limit,custom"
+CLIENT_WRAPS = "conntrack,custom"
+CONNECTION_WORKLOADS: dict[str, tuple[str, str | None]] = {
+    "HTTP server, plain connection": ("", None),
+    f"HTTP server, connection in {SERVER_WRAPS}": (SERVER_WRAPS, None),
+    "HTTP server calling HTTP, plain connections": ("", ""),
+    f"HTTP server calling HTTP, client connection in {CLIENT_WRAPS}": ("", CLIENT_WRAPS),
+}
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 
@@ -85,6 +96,25 @@ def _server_side(server: Path, client: Callable[[str], list[str]], *flags: str) 
         return session.stop()
 
 
+def _wrapped_side(apps: Apps, calls: int, listen_wrap: str, next_wrap: str | None
+                  ) -> TraceStats:
+    """testapps/wrapped traced by PID, called by httpclient untraced; with next_wrap, each
+    request it serves calls httpserver (untraced) through that dialer."""
+    with contextlib.ExitStack() as stack:
+        args = ["-serve", "http", "-listen-wrap", listen_wrap]
+        if next_wrap is not None:
+            back = stack.enter_context(serve(apps.httpserver))
+            args += ["-next", f"http://{back.addr}/hello", "-next-wrap", next_wrap]
+        front = stack.enter_context(serve(apps.wrapped, *args))
+        session = stack.enter_context(Gotrace(["trace", "--pid", str(front.pid), "--jsonl",
+                                               "/dev/null"]))
+        session.ready()
+        path = "/hello" if next_wrap is None else "/chain"
+        subprocess.run([str(apps.httpclient), "-url", f"http://{front.addr}{path}", "-n",
+                        str(calls)], check=True, stdout=subprocess.DEVNULL)
+        return session.stop()
+
+
 def _client_side(server: Path, client: Callable[[str], list[str]]) -> TraceStats:
     """Launch the client under `gotrace run` against an untraced server."""
     with serve(server) as srv, Gotrace(["run", "--jsonl", "/dev/null", "--",
@@ -111,8 +141,11 @@ def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats
         lambda: _client_side(apps.grpcserver, unary),
         lambda: _client_side(apps.grpcserver, streaming),
     ]
+    connections = [(label, lambda wraps=wraps: _wrapped_side(apps, calls, *wraps))
+                   for label, wraps in CONNECTION_WORKLOADS.items()]
     return [*zip(HIT_WORKLOADS, runs, strict=True),
-            (SCHED_WAIT, lambda: _server_side(apps.httpserver, http, "--sched-wait"))]
+            (SCHED_WAIT, lambda: _server_side(apps.httpserver, http, "--sched-wait")),
+            *connections]
 
 
 @contextlib.contextmanager

@@ -76,7 +76,22 @@ def _hits(results: Results) -> list[str]:
                      "Probes ran µs per call", "µs per run by probe"],
                     [(h.label, h.calls, f"{h.per_call:.2f}", h.detail(),
                       f"{h.run_us_per_call:.2f}", h.run_detail())
-                     for h in results.hits]), *_opt_in(results)]
+                     for h in results.hits]), *_opt_in(results), *_connections(results)]
+
+
+def _connections(results: Results) -> list[str]:
+    """The same program with plain and with wrapped connections (bpf/conn.h's walk)."""
+    if not results.connection_hits:
+        return []
+    return ["", "### Wrapped connections", "",
+            "testapps/wrapped with plain connections and with connections wrapped in "
+            "go-conntrack, LimitListener and a type of the program's own: the probes' BPF run "
+            "time per request (no target). A server reads its connection once per connection "
+            "(the client here keeps one); an HTTP client reads it for every request.", "",
+            *_table(["Workload", "Calls", "Hits per call", "Probes ran µs per call",
+                     "µs per run by probe"],
+                    [(h.label, h.calls, f"{h.per_call:.2f}", f"{h.run_us_per_call:.2f}",
+                      h.run_detail()) for h in results.connection_hits])]
 
 
 def _opt_in(results: Results) -> list[str]:

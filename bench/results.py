@@ -24,6 +24,7 @@ class Results:
     # The busy handler at saturation with every process on any CPU, per protocol (overhead
     # has the server on a CPU of its own): for comparison, no target.
     shared_cpus: list[ProtocolResult]
+    connection_hits: list[HitCount]  # bench.probe_hits.CONNECTION_WORKLOADS
 
     def shared_throughput(self, protocol: str) -> float | None:
         """traced / untraced throughput of the busy handler at saturation, CPUs shared."""

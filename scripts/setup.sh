@@ -7,6 +7,8 @@
 #   - BCC, kernel headers (with a fallback when none exist for the running kernel), binutils;
 #   - bpftool: tests/test_btf.py checks gotrace's reading of the kernel's BTF against it;
 #   - Prometheus: tests/test_metrics.py runs /usr/bin/prometheus itself (not the service);
+#   - real Go services as Debian ships them, for tests/test_debian_programs.py: prometheus,
+#     etcd and etcdctl, alertmanager, node-exporter (their services are left stopped);
 #   - Chromium: tests/test_report.py renders `gotrace report` pages in it, headless;
 #   - Go 1.19 and 1.21-1.26 side by side under /usr/lib/go-1.NN, grpc-go 1.33 (GOPATH) and the
 #     GOPATHs for grpc-go 1.64 and 1.79 (scripts/grpc_gopaths.sh);
@@ -74,6 +76,7 @@ PACKAGES=(
     python3-bpfcc libbpfcc bpfcc-tools bpftool
     linux-headers-amd64/bookworm
     binutils make gcc python3-venv nftables iproute2 prometheus chromium
+    etcd-server etcd-client prometheus-alertmanager prometheus-node-exporter
     golang-1.19-go
     golang-1.21-go/bookworm-backports golang-1.22-go/bookworm-backports
     golang-1.23-go/bookworm-backports
@@ -97,9 +100,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     say "installing ${missing[*]}"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian's prometheus package starts a service on :9090; the tests run their own server.
-    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
-        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    # Debian's packages of the Go services the tests run start services of their own; the
+    # tests run their own servers.
+    if [ -d /run/systemd/system ]; then
+        for service in prometheus etcd prometheus-alertmanager prometheus-node-exporter; do
+            if [[ " ${missing[*]} " == *" ${service/etcd/etcd-server} "* ]]; then
+                systemctl disable --now "$service" >/dev/null 2>&1 || true
+            fi
+        done
     fi
 fi
 

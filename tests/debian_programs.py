@@ -66,3 +66,24 @@ def prometheus(workdir: Path, name: str, scrape: list[str] = (), interval: str =
                f"--web.listen-address=127.0.0.1:{port}"]
     with running(command, f"http://127.0.0.1:{port}/-/ready", workdir / f"{name}.log") as proc:
         yield proc, f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def etcd(workdir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """/usr/bin/etcd, one member on free loopback ports: its client port serves gRPC and HTTP
+    through cmux (each connection a *cmux.MuxConn). Yields (process, client host:port)."""
+    client, peer = free_port(), free_port()
+    command = ["/usr/bin/etcd", "--data-dir", str(workdir / "etcd-data"),
+               "--listen-client-urls", f"http://127.0.0.1:{client}",
+               "--advertise-client-urls", f"http://127.0.0.1:{client}",
+               "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+               "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+               "--initial-cluster", f"default=http://127.0.0.1:{peer}"]
+    with running(command, f"http://127.0.0.1:{client}/health", workdir / "etcd.log") as proc:
+        yield proc, f"127.0.0.1:{client}"
+
+
+def etcdctl(endpoint: str, *args: str) -> None:
+    """One /usr/bin/etcdctl command (gRPC, API v3) against endpoint."""
+    subprocess.run(["/usr/bin/etcdctl", f"--endpoints={endpoint}", *args], check=True,
+                   env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL)

@@ -16,7 +16,13 @@ from bench.cpus import pinned_to, placement
 from bench.harness import QUICK, run
 from bench.loadgen import SATURATION
 from bench.overhead import BUSY
-from bench.probe_hits import BPF_STATS, OPT_IN_WORKLOADS, SCHED_WAIT, bpf_run_times_counted
+from bench.probe_hits import (
+    BPF_STATS,
+    CONNECTION_WORKLOADS,
+    OPT_IN_WORKLOADS,
+    SCHED_WAIT,
+    bpf_run_times_counted,
+)
 from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
@@ -68,9 +74,11 @@ def test_calibration_and_hits(quick_run) -> None:
     results, _, _ = quick_run
     assert results.calibration.hit_us > 0
     assert [h.label for h in results.hits] == [
-        w for w in QUICK.hit_workloads if w not in OPT_IN_WORKLOADS]
+        w for w in QUICK.hit_workloads
+        if w not in OPT_IN_WORKLOADS and w not in CONNECTION_WORKLOADS]
     assert [h.label for h in results.opt_in_hits] == [SCHED_WAIT]
-    for count in (*results.hits, *results.opt_in_hits):
+    assert [h.label for h in results.connection_hits] == list(CONNECTION_WORKLOADS)
+    for count in (*results.hits, *results.opt_in_hits, *results.connection_hits):
         assert count.calls > 0 and count.per_call >= 2, count  # an entry and an end at least
         # The kernel timed every program that ran (kernel.bpf_stats_enabled, on meanwhile).
         assert {k for k, n in count.hits.items() if n} <= {k for k, n in count.run_ns.items()

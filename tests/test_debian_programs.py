@@ -4,6 +4,8 @@ types gotrace has no special knowledge of, and their requests must still link in
 - prometheus (2.42, Go 1.19, stripped, no module versions): its scrapes dial through
   go-conntrack (*conntrack.clientConnTracker); its web server accepts through go-conntrack
   inside netutil.LimitListener (*netutil.limitListenerConn around *conntrack.serverConnTracker).
+- etcd and etcdctl (3.4, Go 1.19, stripped, no module versions): etcd serves gRPC and HTTP on
+  one port through cmux (*cmux.MuxConn); etcdctl calls it over gRPC, one process a command.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import re
 import time
 
-from debian_programs import prometheus
+from debian_programs import etcd, etcdctl, prometheus
 from tracing import gotrace, stop
 
 
@@ -48,19 +50,50 @@ def test_prometheus_scraping_prometheus_links_every_scrape(tmp_path):
                      "--jsonl", str(capture), "--stats") as tracer:
             time.sleep(6)
             _, err = stop(tracer)
-    spans = read_spans(capture)
-    clients = [s for s in spans if s["kind"] == "CLIENT"
-               and s["attributes"].get("url.full") == f"http://{back_addr}/metrics"]
-    servers = [s for s in spans if s["kind"] == "SERVER"
-               and s["resource"]["process.pid"] == back.pid
-               and s["attributes"].get("url.path") == "/metrics"]
-    assert len(clients) >= 5, err
-    assert len(servers) == len(clients), err
-    by_id = {s["span_id"]: s for s in clients}
-    for server in servers:
+    pairs = linked_pairs(read_spans(capture), back.pid, {front.pid})
+    assert len(pairs) >= 5, err
+    for client, server in pairs:
+        assert client["attributes"]["url.full"] == f"http://{back_addr}/metrics"
+        assert server["attributes"]["url.path"] == "/metrics"
+    assert conn_misses(err) == {"unknown_type": 0, "nil": 0, "too_deep": 0, "unix": 0}
+
+
+def linked_pairs(spans: list[dict], server_pid: int, client_pids: set[int]
+                 ) -> list[tuple[dict, dict]]:
+    """(client, server) of every server span of server_pid, each with its parent client span,
+    which must be one of client_pids' and on the connection the server span saw."""
+    by_id = {s["span_id"]: s for s in spans if s["kind"] == "CLIENT"}
+    pairs = []
+    for server in (s for s in spans
+                   if s["kind"] == "SERVER" and s["resource"]["process.pid"] == server_pid):
         client = by_id.get(server["parent_span_id"])
         assert client is not None, server
         assert client["trace_id"] == server["trace_id"]
+        assert client["resource"]["process.pid"] in client_pids
         assert own_tuple(client) == reversed_tuple(server)
-        assert client["resource"]["process.pid"] == front.pid
+        pairs.append((client, server))
+    return pairs
+
+
+def test_etcdctl_calls_to_etcd_through_cmux_link(tmp_path):
+    """Each etcdctl command (a new process, traced from its start through --exe) calls etcd,
+    whose gRPC server sits behind cmux: every call's server span is the child of its client
+    span."""
+    with etcd(tmp_path) as (server, endpoint):
+        capture = tmp_path / "spans.jsonl"
+        with gotrace(tmp_path, "trace", "--pid", str(server.pid), "--exe", "/usr/bin/etcdctl",
+                     "--jsonl", str(capture), "--stats") as tracer:
+            for i in range(6):
+                etcdctl(endpoint, "put", f"key{i}", "value")
+            etcdctl(endpoint, "get", "key", "--prefix")
+            time.sleep(1.5)  # a same-host server span waits up to a second for its client
+            _, err = stop(tracer)
+    spans = read_spans(capture)
+    client_pids = {s["resource"]["process.pid"] for s in spans
+                   if s["resource"]["service.name"] == "etcdctl"}
+    assert len(client_pids) == 7, err
+    pairs = linked_pairs(spans, server.pid, client_pids)
+    assert sorted(s["name"] for _, s in pairs) == ["etcdserverpb.KV/Put"] * 6 + [
+        "etcdserverpb.KV/Range"], err
+    assert all(c["name"] == s["name"] for c, s in pairs)
     assert conn_misses(err) == {"unknown_type": 0, "nil": 0, "too_deep": 0, "unix": 0}
