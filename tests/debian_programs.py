@@ -48,23 +48,67 @@ def running(command: list[str], ready_url: str, log: Path, timeout: float = 60
         terminate(proc, timeout=20)
 
 
+ALWAYS_FIRING_RULES = """\
+groups:
+  - name: always
+    interval: 1s
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+"""
+
+
 @contextlib.contextmanager
-def prometheus(workdir: Path, name: str, scrape: list[str] = (), interval: str = "1s"
-               ) -> Iterator[tuple[subprocess.Popen, str]]:
+def prometheus(workdir: Path, name: str, scrape: list[str] = (), interval: str = "1s",
+               alertmanager: str | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
     """/usr/bin/prometheus on a free loopback port, scraping each host:port of scrape every
-    interval (its scrapes go through go-conntrack's dialer; its web server's listener is
+    interval, and with alertmanager (host:port), sending it an alert that always fires, every
+    second (its HTTP clients dial through go-conntrack; its web server's listener is
     go-conntrack's inside netutil.LimitListener). Yields (process, its host:port)."""
     port = free_port()
-    config = workdir / f"{name}.yml"
-    targets = ", ".join(f'"{t}"' for t in scrape)
-    config.write_text(f"global:\n  scrape_interval: {interval}\nscrape_configs:\n"
-                      f"  - job_name: {name}\n    static_configs:\n"
-                      f"      - targets: [{targets}]\n" if scrape else
-                      f"global:\n  scrape_interval: {interval}\n")
-    command = ["/usr/bin/prometheus", f"--config.file={config}",
+    config = [f"global:\n  scrape_interval: {interval}\n  evaluation_interval: 1s\n"]
+    if scrape:
+        targets = ", ".join(f'"{t}"' for t in scrape)
+        config.append(f"scrape_configs:\n  - job_name: {name}\n    static_configs:\n"
+                      f"      - targets: [{targets}]\n")
+    if alertmanager:
+        rules = workdir / f"{name}-rules.yml"
+        rules.write_text(ALWAYS_FIRING_RULES)
+        config.append(f"rule_files: [{rules}]\nalerting:\n  alertmanagers:\n"
+                      f"    - static_configs:\n        - targets: [\"{alertmanager}\"]\n")
+    config_file = workdir / f"{name}.yml"
+    config_file.write_text("".join(config))
+    command = ["/usr/bin/prometheus", f"--config.file={config_file}",
                f"--storage.tsdb.path={workdir / (name + '-data')}",
-               f"--web.listen-address=127.0.0.1:{port}"]
+               f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"]
     with running(command, f"http://127.0.0.1:{port}/-/ready", workdir / f"{name}.log") as proc:
+        yield proc, f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def alertmanager(workdir: Path, webhook: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """/usr/bin/prometheus-alertmanager, no cluster, notifying the webhook URL of every alert
+    group every few seconds (its HTTP client dials through go-conntrack)."""
+    port = free_port()
+    config = workdir / "alertmanager.yml"
+    config.write_text("route:\n  receiver: hook\n  group_wait: 1s\n  group_interval: 1s\n"
+                      "  repeat_interval: 2s\nreceivers:\n  - name: hook\n"
+                      f"    webhook_configs:\n      - url: {webhook}\n")
+    command = ["/usr/bin/prometheus-alertmanager", f"--config.file={config}",
+               f"--storage.path={workdir / 'alertmanager-data'}",
+               f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    with running(command, f"http://127.0.0.1:{port}/-/ready",
+                 workdir / "alertmanager.log") as proc:
+        yield proc, f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def node_exporter(workdir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """/usr/bin/prometheus-node-exporter on a free loopback port."""
+    port = free_port()
+    command = ["/usr/bin/prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}"]
+    with running(command, f"http://127.0.0.1:{port}/metrics",
+                 workdir / "node-exporter.log") as proc:
         yield proc, f"127.0.0.1:{port}"
 
 

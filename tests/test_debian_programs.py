@@ -4,6 +4,9 @@ types gotrace has no special knowledge of, and their requests must still link in
 - prometheus (2.42, Go 1.19, stripped, no module versions): its scrapes dial through
   go-conntrack (*conntrack.clientConnTracker); its web server accepts through go-conntrack
   inside netutil.LimitListener (*netutil.limitListenerConn around *conntrack.serverConnTracker).
+- prometheus-alertmanager (0.25, Go 1.19, stripped): its notifications' HTTP client dials
+  through go-conntrack; prometheus sends it alerts, it sends them on to a webhook
+  (prometheus-node-exporter, 1.5, Go 1.19, here only as an HTTP server).
 - etcd and etcdctl (3.4, Go 1.19, stripped, no module versions): etcd serves gRPC and HTTP on
   one port through cmux (*cmux.MuxConn); etcdctl calls it over gRPC, one process a command.
 """
@@ -14,7 +17,7 @@ import json
 import re
 import time
 
-from debian_programs import etcd, etcdctl, prometheus
+from debian_programs import alertmanager, etcd, etcdctl, node_exporter, prometheus
 from tracing import gotrace, stop
 
 
@@ -96,4 +99,26 @@ def test_etcdctl_calls_to_etcd_through_cmux_link(tmp_path):
     assert sorted(s["name"] for _, s in pairs) == ["etcdserverpb.KV/Put"] * 6 + [
         "etcdserverpb.KV/Range"], err
     assert all(c["name"] == s["name"] for c, s in pairs)
+    assert conn_misses(err) == {"unknown_type": 0, "nil": 0, "too_deep": 0, "unix": 0}
+
+
+def test_alerts_from_prometheus_through_alertmanager_to_a_webhook_link(tmp_path):
+    """prometheus -> alertmanager -> webhook (node-exporter): both hops, each through a
+    go-conntrack dialer, link every call (a notification is not a child of the alert that
+    caused it: alertmanager sends it later, from its own goroutines)."""
+    with node_exporter(tmp_path) as (hook, hook_addr), \
+            alertmanager(tmp_path, f"http://{hook_addr}/metrics") as (manager, manager_addr), \
+            prometheus(tmp_path, "alerting", alertmanager=manager_addr) as (source, _):
+        capture = tmp_path / "spans.jsonl"
+        with gotrace(tmp_path, "trace", "--pid", str(source.pid), "--pid", str(manager.pid),
+                     "--pid", str(hook.pid), "--jsonl", str(capture), "--stats") as tracer:
+            time.sleep(8)
+            _, err = stop(tracer)
+    spans = read_spans(capture)
+    alerts = linked_pairs(spans, manager.pid, {source.pid})
+    notifications = linked_pairs(spans, hook.pid, {manager.pid})
+    assert len(alerts) >= 3 and len(notifications) >= 1, err
+    assert {s["attributes"]["url.path"] for _, s in alerts} == {"/api/v2/alerts"}
+    assert {(s["attributes"]["http.request.method"], s["attributes"]["url.path"])
+            for _, s in notifications} == {("POST", "/metrics")}
     assert conn_misses(err) == {"unknown_type": 0, "nil": 0, "too_deep": 0, "unix": 0}
