@@ -101,8 +101,7 @@ class Plan:
     @property
     def key(self) -> str:
         text = (repr(sorted(self.macros.items())) + repr([p.library for p in self.probes])
-                + repr(sorted((h, s.kind, s.offset, s.next_hash, s.tls, s.unix)
-                              for h, s in self.conn_steps.items())))
+                + repr(sorted(self.conn_steps.items())))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -283,7 +282,7 @@ def _source(plan: Plan) -> str:
 
 def address_bytes(address: str) -> bytes:
     """An address as the kernel records it: 16 bytes, IPv4 mapped into IPv6, or a Unix
-    socket's inode number (gotrace/unix_sockets.py)."""
+    socket's end as bpf/sampling.h keys it (gotrace/unix_sockets.py)."""
     if is_unix_address(address):
         return unix_address_bytes(address)
     ip = ipaddress.ip_address(address)

@@ -141,7 +141,7 @@ def _endpoint(endpoints: dict[object, _Endpoint], shape: SpanShape, rec: RecordF
 
 
 def _address(addr: bytes, flags: int) -> str:
-    """One end of a span's connection: an IP address, or a Unix socket's 'unix:<inode>'."""
+    """One end of a span's connection: an IP address, or a Unix socket's 'unix:<sock>'."""
     return connection_address(addr) if flags & F_UNIX else ip_text(addr)
 
 

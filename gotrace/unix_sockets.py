@@ -11,14 +11,12 @@ its peer's for a client span, unknown to a client span that comes before the acc
 
 from __future__ import annotations
 
-import time
-
 from gotrace.record_view import RecordFields
 from gotrace.records import F_UNIX, SPAN_KIND_GRPC_SERVER, SPAN_KIND_HTTP_SERVER
 from gotrace.spans import AttributeValue
 
 UNIX_PREFIX = "unix:"
-REFRESH_INTERVAL_S = 0.1  # /proc/PID/net/unix is read again on a miss at most this often
+MAX_UNNAMED = 65536  # inodes remembered as having no path, before they are all forgotten
 _SERVER_KINDS = frozenset({SPAN_KIND_HTTP_SERVER, SPAN_KIND_GRPC_SERVER})
 
 
@@ -47,7 +45,9 @@ class UnixSockets:
 
     def __init__(self) -> None:
         self._paths: dict[int, dict[int, str]] = {}  # pid -> inode -> path
-        self._read_at: dict[int, float] = {}
+        # (pid, inode) found without a path when the table was read (a socketpair's, say):
+        # not read again for each of its spans.
+        self._unnamed: set[tuple[int, int]] = set()
 
     def record(self, rec: RecordFields) -> bool:
         return False  # no events of its own
@@ -67,13 +67,19 @@ class UnixSockets:
         return attrs
 
     def _path(self, pid: int, inode: int) -> str | None:
-        paths = self._paths.get(pid)
-        now = time.monotonic()
-        if (paths is None or inode not in paths) and \
-                now - self._read_at.get(pid, 0.0) >= REFRESH_INTERVAL_S:
-            self._read_at[pid] = now
-            paths = self._paths[pid] = _read_unix_table(pid)
-        return (paths or {}).get(inode)
+        """The path of the socket with this inode, read again from /proc for an inode not
+        seen before (a new connection): once per connection, as the endpoint of its spans is
+        worked out once (gotrace/decode.py)."""
+        path = self._paths.get(pid, {}).get(inode)
+        if path is not None or (pid, inode) in self._unnamed:
+            return path
+        paths = self._paths[pid] = _read_unix_table(pid)
+        path = paths.get(inode)
+        if path is None:
+            if len(self._unnamed) >= MAX_UNNAMED:
+                self._unnamed.clear()
+            self._unnamed.add((pid, inode))
+        return path
 
 
 def _read_unix_table(pid: int) -> dict[int, str]:

@@ -14,33 +14,14 @@ types gotrace has no special knowledge of, and their requests must still link in
 from __future__ import annotations
 
 import json
-import re
 import time
 
 from debian_programs import alertmanager, etcd, etcdctl, node_exporter, prometheus
-from tracing import gotrace, stop
+from tracing import conn_misses, gotrace, own_tuple, reversed_tuple, stop
 
 
 def read_spans(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def conn_misses(err: str) -> dict[str, int]:
-    line = re.search(r"^gotrace: spans without their connection (.*)$", err, re.M)
-    assert line, err
-    return {k: int(v) for k, v in (item.split("=") for item in line[1].split(", "))}
-
-
-def reversed_tuple(span: dict) -> tuple:
-    a = span["attributes"]
-    return (a["network.peer.address"], a["network.peer.port"],
-            a["network.local.address"], a["network.local.port"])
-
-
-def own_tuple(span: dict) -> tuple:
-    a = span["attributes"]
-    return (a["network.local.address"], a["network.local.port"],
-            a["network.peer.address"], a["network.peer.port"])
 
 
 def test_prometheus_scraping_prometheus_links_every_scrape(tmp_path):

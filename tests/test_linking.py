@@ -6,13 +6,12 @@ import contextlib
 import http.client
 import time
 import urllib.parse
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from otlp_receiver import OtlpReceiver
-from tracing import go_server, gotrace, otlp_args, stop
+from tracing import chains, go_server, gotrace, name_of, otlp_args, stop
 
 from testapps import matrix
 
@@ -59,32 +58,10 @@ def drive(front_addr: str, middle_addr: str, names: list[str], concurrency: int 
         list(pool.map(worker, chunks))
 
 
-def name_of(span: dict) -> str | None:
-    query = span["attributes"].get("url.query")
-    return urllib.parse.parse_qs(query)["name"][0] if query else None
-
-
 def check_traces(spans: list[dict], names: list[str]) -> None:
     """Exactly one trace of five spans per request, correctly parented, nothing crossed."""
-    traces: dict[str, list[dict]] = defaultdict(list)
-    for span in spans:
-        traces[span["trace_id"]].append(span)
-    assert Counter(len(t) for t in traces.values()) == {5: len(names)}
     seen = []
-    for trace in traces.values():
-        by_id = {s["span_id"]: s for s in trace}
-        roots = [s for s in trace if s["parent_span_id"] is None]
-        if len(roots) != 1:
-            for s in trace:
-                print("TRACE", s["name"], s["kind"], s["span_id"], s["parent_span_id"],
-                      s["start_time_unix_nano"], s["end_time_unix_nano"], s["attributes"])
-        assert len(roots) == 1
-        chain = [roots[0]]
-        while len(chain) < 5:
-            children = [s for s in trace if s["parent_span_id"] == chain[-1]["span_id"]]
-            assert len(children) == 1, [s["name"] for s in trace]
-            chain.append(children[0])
-        assert all(s["parent_span_id"] in by_id for s in chain[1:])
+    for chain in chains(spans, 5, len(names)):
         assert [(s["kind"], s["resource"]["service.name"]) for s in chain] == [
             ("SERVER", "httpgrpc"), ("CLIENT", "httpgrpc"), ("SERVER", "grpcserver"),
             ("CLIENT", "grpcserver"), ("SERVER", "httpserver")]

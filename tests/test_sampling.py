@@ -10,8 +10,8 @@ from collections import defaultdict
 
 import pytest
 from otlp_receiver import OtlpReceiver
-from test_linking import chain_cells, chain_services, check_traces, drive, name_of
-from tracing import go_server, gotrace, otlp_args, stop
+from test_linking import chain_cells, chain_services, check_traces, drive
+from tracing import go_server, gotrace, name_of, otlp_args, stop
 
 from gotrace.errors import GotraceError
 from gotrace.sampling import AdaptivePolicy, SamplerConfig, sampler_config

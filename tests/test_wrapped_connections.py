@@ -11,14 +11,21 @@ import http.client
 import json
 import ssl
 import urllib.parse
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
-from test_debian_programs import conn_misses, own_tuple, reversed_tuple
-from tracing import go_server, gotrace, stop
+from tracing import (
+    chains,
+    conn_misses,
+    go_server,
+    gotrace,
+    name_of,
+    own_tuple,
+    reversed_tuple,
+    stop,
+)
 
 from testapps import matrix
 
@@ -59,6 +66,12 @@ CHAINS = {
         Hop("http", "proxyproto,tls", next_wrap="custom"),
         Hop("grpc", "conntrack,tls", next_wrap="custom"),
         Hop("http", "limit,custom,tls")),
+    # A gRPC server behind a PROXY-protocol listener, HTTP on cmux's other side, dialers
+    # wrapping wrappers (the program's own type around go-conntrack's).
+    "proxyproto-grpc-cmux-http": Chain(
+        Hop("http", "custom,tls", next_wrap="conntrack,custom"),
+        Hop("grpc", "proxyproto", next_wrap="conntrack,custom"),
+        Hop("cmux", "proxyproto,limit")),
     # gRPC and HTTP over Unix sockets between the processes, through wrappers.
     "unix-sockets": Chain(
         Hop("http", "custom", next_wrap="conntrack"),
@@ -72,9 +85,10 @@ def wrapped_cell(go: str) -> matrix.Cell:
     return matrix.Cell("wrapped", go, "stripped", grpc)
 
 
-def _next_url(hop: Hop, addr: str) -> str:
-    """The -next of the process calling hop at addr ('unix:PATH' for a Unix socket)."""
-    if hop.serve == "http":
+def _next_url(hop: Hop, addr: str, grpc: bool) -> str:
+    """The -next of the process calling hop at addr ('unix:PATH' for a Unix socket), over
+    gRPC (the middle of a chain) or HTTP (its back)."""
+    if not grpc:
         scheme = "https" if hop.tls else "http"
         return f"{scheme}+{addr}" if hop.unix else f"{scheme}://{addr}/chain"
     scheme = "grpcs" if hop.tls else "grpc"
@@ -93,11 +107,12 @@ def chain_running(binary, chain: Chain, tmp_path) -> Iterator[tuple[list[int], s
             out += ["-next", next_url, "-next-wrap", hop.next_wrap]
         return out
 
-    with go_server(binary, *args(chain.back, "back", None)) as (back, back_addr), \
-            go_server(binary, *args(chain.middle, "middle", _next_url(chain.back, back_addr))
-                      ) as (middle, middle_addr), \
-            go_server(binary, *args(chain.front, "front", _next_url(chain.middle, middle_addr))
-                      ) as (front, front_addr):
+    with contextlib.ExitStack() as stack:
+        back, back_addr = stack.enter_context(go_server(binary, *args(chain.back, "back", None)))
+        middle, middle_addr = stack.enter_context(go_server(binary, *args(
+            chain.middle, "middle", _next_url(chain.back, back_addr, grpc=False))))
+        front, front_addr = stack.enter_context(go_server(binary, *args(
+            chain.front, "front", _next_url(chain.middle, middle_addr, grpc=True))))
         yield [front.pid, middle.pid, back.pid], front_addr
 
 
@@ -119,27 +134,11 @@ def drive(front_addr: str, tls: bool, names: list[str]) -> None:
         list(pool.map(worker, [names[i::CONCURRENCY] for i in range(CONCURRENCY)]))
 
 
-def name_of(span: dict) -> str | None:
-    query = span["attributes"].get("url.query")
-    return urllib.parse.parse_qs(query)["name"][0] if query else None
-
-
 def check_chains(spans: list[dict], names: list[str], pids: list[int], chain: Chain) -> None:
     """One trace of five spans per request, parented front to back, each client span on the
     connection its server span saw, nothing crossed."""
-    traces: dict[str, list[dict]] = defaultdict(list)
-    for span in spans:
-        traces[span["trace_id"]].append(span)
-    assert Counter(len(t) for t in traces.values()) == {5: len(names)}
     seen = []
-    for trace in traces.values():
-        roots = [s for s in trace if s["parent_span_id"] is None]
-        assert len(roots) == 1
-        hops = [roots[0]]
-        while len(hops) < 5:
-            children = [s for s in trace if s["parent_span_id"] == hops[-1]["span_id"]]
-            assert len(children) == 1, [s["name"] for s in trace]
-            hops.append(children[0])
+    for hops in chains(spans, 5, len(names)):
         assert [(s["kind"], s["resource"]["process.pid"]) for s in hops] == [
             ("SERVER", pids[0]), ("CLIENT", pids[0]), ("SERVER", pids[1]),
             ("CLIENT", pids[1]), ("SERVER", pids[2])]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +114,54 @@ def otlp_args(receiver) -> list[str]:
 
 def env_without_otel() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+
+
+def name_of(span: dict) -> str | None:
+    """The `name` query parameter of an HTTP span's URL (the test drivers name each request)."""
+    query = span["attributes"].get("url.query")
+    return urllib.parse.parse_qs(query)["name"][0] if query else None
+
+
+def chains(spans: list[dict], length: int, requests: int) -> list[list[dict]]:
+    """The spans of each trace from its root down, each span the only child of the one before:
+    there must be exactly `requests` traces of `length` spans each."""
+    traces: dict[str, list[dict]] = defaultdict(list)
+    for span in spans:
+        traces[span["trace_id"]].append(span)
+    assert Counter(len(t) for t in traces.values()) == {length: requests}
+    out = []
+    for trace in traces.values():
+        roots = [s for s in trace if s["parent_span_id"] is None]
+        if len(roots) != 1:
+            for s in trace:
+                print("TRACE", s["name"], s["kind"], s["span_id"], s["parent_span_id"],
+                      s["start_time_unix_nano"], s["end_time_unix_nano"], s["attributes"])
+        assert len(roots) == 1
+        chain = [roots[0]]
+        while len(chain) < length:
+            children = [s for s in trace if s["parent_span_id"] == chain[-1]["span_id"]]
+            assert len(children) == 1, [s["name"] for s in trace]
+            chain.append(children[0])
+        out.append(chain)
+    return out
+
+
+def conn_misses(err: str) -> dict[str, int]:
+    """The `--stats` count of spans left without their connection, by reason."""
+    line = re.search(r"^gotrace: spans without their connection (.*)$", err, re.M)
+    assert line, err
+    return {k: int(v) for k, v in (item.split("=") for item in line[1].split(", "))}
+
+
+def reversed_tuple(span: dict) -> tuple:
+    """A span's connection as the other end sees it: (local, port, peer, port) reversed."""
+    a = span["attributes"]
+    return (a["network.peer.address"], a["network.peer.port"],
+            a["network.local.address"], a["network.local.port"])
+
+
+def own_tuple(span: dict) -> tuple:
+    """A span's connection from its own end: (local address, port, peer address, port)."""
+    a = span["attributes"]
+    return (a["network.local.address"], a["network.local.port"],
+            a["network.peer.address"], a["network.peer.port"])
