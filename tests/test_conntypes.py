@@ -3,10 +3,13 @@ stripped binaries, checked against the DWARF of their unstripped twins."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
 from gotrace.gobin.binary import GoBinary
 from gotrace.gobin.conntypes import StepKind, connection_types
+from gotrace.gobin.typeinfo import KIND_INTERFACE, KIND_PTR, KIND_STRUCT, StructField
 from testapps import matrix
 
 # Wrapper type -> its field holding the connection below (an interface).
@@ -63,3 +66,72 @@ def test_debian_prometheus_connection_types():
     pointer = steps["*github.com/docker/docker/client.hijackedConnCloseWriter"][1]
     assert pointer.kind == StepKind.POINTER
     assert pointer.next_hash == steps["*github.com/docker/docker/client.hijackedConn"][0]
+
+
+class FakeTypes:
+    """Just enough of gobin.typeinfo.TypeInfo for conntypes: descriptors are names here."""
+
+    CONN_METHODS = frozenset({"Read", "Write", "RemoteAddr", "LocalAddr", "Close"})
+
+    def __init__(self, structs: dict[str, list[tuple[str, str, int, bool]]],
+                 itabs: list[str], hashes: dict[str, int] | None = None) -> None:
+        self.structs = structs  # name -> [(field, type, offset, embedded)]
+        self._itabs = itabs
+        self.hashes = hashes or {}
+
+    def kind(self, desc: str) -> int:
+        if desc in ("net.Conn", "io.Reader"):
+            return KIND_INTERFACE
+        return KIND_PTR if desc.startswith("*") else KIND_STRUCT
+
+    def method_names_of(self, desc: str) -> frozenset[str]:
+        return self.CONN_METHODS if desc == "net.Conn" else frozenset({"Read"})
+
+    def qualified_name_of(self, desc: str) -> str:
+        return desc
+
+    def elem_of(self, desc: str) -> str:
+        return desc[1:]
+
+    def fields_of(self, desc: str) -> list[StructField]:
+        return [StructField(*f) for f in self.structs.get(desc, [])]
+
+    def hash_of(self, desc: str) -> int:
+        return self.hashes.get(desc, zlib.crc32(desc.encode()))
+
+    def stored_in_interface_word(self, desc: str) -> bool:
+        return desc.startswith("*")
+
+    def itabs(self) -> list[tuple[str, str]]:
+        return [("net.Conn", c) for c in self._itabs]
+
+
+def test_one_field_leads_on_and_ambiguity_gives_no_step():
+    types = FakeTypes({
+        "net.TCPConn": [("conn", "net.conn", 0, True)],
+        "main.pair": [("a", "net.Conn", 0, False), ("b", "net.Conn", 16, False)],
+        "main.logged": [("Conn", "net.Conn", 0, True), ("mirror", "net.Conn", 16, False)],
+        "main.counted": [("r", "io.Reader", 0, False), ("inner", "main.inline", 16, False)],
+        "main.inline": [("n", "int", 0, False), ("c", "net.Conn", 8, False)],
+        "main.holder": [("next", "*main.holder", 0, False), ("w", "*main.counted", 8, False)],
+    }, itabs=["*net.TCPConn", "*main.pair", "*main.logged", "*main.holder"])
+    found = connection_types(types)
+    steps = {s.type_name: s for s in found.steps.values()}
+    assert found.refused == {"*main.pair": "several fields hold a connection"}
+    assert steps["*main.logged"].kind == StepKind.INTERFACE and steps["*main.logged"].offset == 0
+    counted = steps["*main.counted"]  # through an inline struct, past an io.Reader
+    assert counted.kind == StepKind.INTERFACE and counted.offset == 24
+    holder = steps["*main.holder"]  # through a pointer, past a pointer to itself
+    assert holder.kind == StepKind.POINTER and holder.offset == 8
+    assert holder.next_hash == types.hash_of("*main.counted")
+
+
+def test_types_sharing_a_hash_lose_their_steps():
+    types = FakeTypes({
+        "main.a": [("Conn", "net.Conn", 0, True)],
+        "main.b": [("x", "int", 0, False), ("Conn", "net.Conn", 8, True)],
+    }, itabs=["*net.TCPConn", "*main.a", "*main.b"], hashes={"*main.a": 7, "*main.b": 7})
+    found = connection_types(types)
+    assert {s.type_name for s in found.steps.values()} == {"*net.TCPConn"}
+    assert found.refused == {"*main.a": "its type hash is shared with another type",
+                             "*main.b": "its type hash is shared with another type"}

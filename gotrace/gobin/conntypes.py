@@ -125,8 +125,10 @@ class _Finder:
     def result(self) -> ConnTypes:
         for h, descs in self._hashes.items():
             if len(descs) > 1:
-                step = self.steps.pop(h)
-                self.refused[step.type_name] = "its type hash is shared with another type"
+                del self.steps[h]
+                for desc in descs:
+                    self.refused[self.info.qualified_name_of(desc)] = \
+                        "its type hash is shared with another type"
         return ConnTypes(self.steps, self.refused)
 
 
