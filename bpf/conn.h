@@ -106,14 +106,15 @@ static __always_inline void read_unix_socket(struct span_record *rec, __u64 netc
                         : -1;
     __u64 files = read_kernel_u64((__u64)bpf_get_current_task() + KOFF_task_struct_files);
     __u64 fdt = files ? read_kernel_u64(files + KOFF_files_struct_fdt) : 0;
-    struct { __u32 max_fds; __u32 _pad; __u64 fd; } table = {};
-    _Static_assert(KOFF_fdtable_max_fds == 0 && KOFF_fdtable_fd == 8, "struct fdtable moved");
-    if (sysfd < 0 || !fdt || bpf_probe_read_kernel(&table, sizeof(table), (void *)fdt) != 0 ||
-        sysfd >= table.max_fds) {
+    __u32 max_fds = 0;
+    if (fdt)
+        bpf_probe_read_kernel(&max_fds, sizeof(max_fds), (void *)(fdt + KOFF_fdtable_max_fds));
+    if (sysfd < 0 || sysfd >= max_fds) {
         count_conn_miss(CONN_MISS_NIL);
         return;
     }
-    __u64 file = read_kernel_u64(table.fd + 8 * (__u64)sysfd);
+    __u64 fds = read_kernel_u64(fdt + KOFF_fdtable_fd);
+    __u64 file = fds ? read_kernel_u64(fds + 8 * (__u64)sysfd) : 0;
     __u64 sock = file ? read_kernel_u64(file + KOFF_file_private_data) : 0;
     __u64 sk = sock ? read_kernel_u64(sock + KOFF_socket_sk) : 0;
     __u64 peer = sk ? read_kernel_u64(sk + KOFF_unix_sock_peer) : 0;
