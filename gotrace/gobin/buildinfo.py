@@ -1,10 +1,11 @@
 """Build information (.go.buildinfo): the Go version, main module, dependencies, settings.
 
-The blob starts with a 32-byte header: the magic "\\xff Go buildinf:", pointer size, flags.
-With flag 2 (Go 1.18+) the version and the module text follow inline, each as a uvarint length
-and bytes; before that the header held two pointers to Go string headers. The module text is
-what `go version -m` prints: lines `path`, `mod`, `dep`, `=>` and `build`, tab-separated,
-wrapped in 16-byte sentinels. GOPATH-mode builds carry a version but no modules.
+The blob starts with a header (gobin/structs.py): the magic "\\xff Go buildinf:", pointer
+size, flags. With flag 2 (Go 1.18+) the version and the module text follow it inline, each as
+a uvarint length and bytes; before that the header held two pointers to Go string headers.
+The module text is what `go version -m` prints: lines `path`, `mod`, `dep`, `=>` and `build`,
+tab-separated, wrapped in 16-byte sentinels. GOPATH-mode builds carry a version but no
+modules.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from gotrace.errors import CorruptBinaryError
 from gotrace.gobin.elffile import ElfImage
+from gotrace.gobin.structs import BUILDINFO_HEADER, STRING
 from gotrace.gobin.varint import uvarint
 
 MAGIC = b"\xff Go buildinf:"
@@ -52,7 +54,8 @@ def _find_blob(image: ElfImage) -> int | None:
 
 
 def _read_go_string(image: ElfImage, header_addr: int) -> str:
-    ptr, length = image.pointer(header_addr), image.u64(header_addr + 8)
+    ptr = image.pointer(header_addr + STRING.at.ptr)
+    length = image.u64(header_addr + STRING.at.len)
     if not 0 <= length < 1 << 20:
         raise CorruptBinaryError(f"{image.path}: malformed build info string")
     return image.read(ptr, length).decode("utf-8", "replace")
@@ -63,14 +66,14 @@ def read_buildinfo(image: ElfImage) -> BuildInfo | None:
     addr = _find_blob(image)
     if addr is None:
         return None
-    header = image.read(addr, 32)
-    if header[:14] != MAGIC:
+    header = BUILDINFO_HEADER.unpack(image.read(addr, BUILDINFO_HEADER.size))
+    if header.magic != MAGIC:
         raise CorruptBinaryError(f"{image.path}: malformed .go.buildinfo header")
-    flags = header[15]
-    if flags & _FLAG_INLINE:
+    if header.flags & _FLAG_INLINE:
         seg = image.segment_of(addr)
         assert seg is not None
-        data = image.read(addr + 32, min(1 << 20, seg.vaddr + seg.filesz - addr - 32))
+        start = addr + BUILDINFO_HEADER.size
+        data = image.read(start, min(1 << 20, seg.vaddr + seg.filesz - start))
         length, pos = uvarint(data, 0)
         version = data[pos: pos + length].decode("utf-8", "replace")
         length, pos = uvarint(data, pos + length)
@@ -78,8 +81,8 @@ def read_buildinfo(image: ElfImage) -> BuildInfo | None:
         if pos + length > len(data):
             raise CorruptBinaryError(f"{image.path}: truncated build info")
     else:
-        version = _read_go_string(image, addr + 16)
-        modinfo = _read_go_string(image, addr + 24)
+        version = _read_go_string(image, addr + BUILDINFO_HEADER.at.version)
+        modinfo = _read_go_string(image, addr + BUILDINFO_HEADER.at.mod)
     if not version.startswith("go"):
         raise CorruptBinaryError(f"{image.path}: malformed Go version {version[:40]!r}")
     info = BuildInfo(go_version=version)

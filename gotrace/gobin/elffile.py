@@ -26,6 +26,12 @@ _ET_DYN = 3
 _PT_LOAD = 1
 _SHT_RELA = 4
 _SHT_NOBITS = 8
+_EI_NIDENT = 16
+# The ELF64 structures read here.
+_EHDR = struct.Struct("<HHIQQQIHHHHHH")  # Elf64_Ehdr after e_ident
+_PHDR = struct.Struct("<IIQQQQQQ")  # Elf64_Phdr
+_SHDR = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr
+_RELA = struct.Struct("<QQq")  # Elf64_Rela
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class ElfImage:
         if data[4] != 2 or data[5] != 1:
             raise NotGoBinaryError(f"{self.path}: not a 64-bit little-endian ELF file")
         (e_type, e_machine, _version, _entry, e_phoff, e_shoff, _flags, _ehsize, e_phentsize,
-         e_phnum, e_shentsize, e_shnum, e_shstrndx) = struct.unpack_from("<HHIQQQIHHHHHH", data, 16)
+         e_phnum, e_shentsize, e_shnum, e_shstrndx) = _EHDR.unpack_from(data, _EI_NIDENT)
         if e_machine != _EM_X86_64:
             raise NotGoBinaryError(f"{self.path}: not an x86-64 executable "
                                    f"(ELF machine {e_machine})")
@@ -98,10 +104,10 @@ class ElfImage:
         self.segments = []
         for i in range(e_phnum):
             (p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz,
-             _align) = struct.unpack_from("<IIQQQQQQ", data, e_phoff + i * e_phentsize)
+             _align) = _PHDR.unpack_from(data, e_phoff + i * e_phentsize)
             if p_type == _PT_LOAD:
                 self.segments.append(Segment(p_vaddr, p_offset, p_filesz, p_memsz, p_flags))
-        raw_sections = [struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * e_shentsize)
+        raw_sections = [_SHDR.unpack_from(data, e_shoff + i * e_shentsize)
                         for i in range(e_shnum if e_shoff else 0)]
         names = b""
         if 0 < e_shstrndx < len(raw_sections):
@@ -152,9 +158,6 @@ class ElfImage:
     def u8(self, vaddr: int) -> int:
         return self.read(vaddr, 1)[0]
 
-    def u16(self, vaddr: int) -> int:
-        return struct.unpack("<H", self.read(vaddr, 2))[0]
-
     def u32(self, vaddr: int) -> int:
         return struct.unpack("<I", self.read(vaddr, 4))[0]
 
@@ -184,8 +187,8 @@ class ElfImage:
             return {}
         out: dict[int, int] = {}
         for offset, size in self.rela_sections:
-            raw = self.data[offset: offset + size // 24 * 24]
-            for r_offset, r_info, r_addend in struct.iter_unpack("<QQq", raw):
+            raw = self.data[offset: offset + size // _RELA.size * _RELA.size]
+            for r_offset, r_info, r_addend in _RELA.iter_unpack(raw):
                 if r_info & 0xFFFFFFFF == _R_X86_64_RELATIVE:
                     out[r_offset] = r_addend
         return out
@@ -205,10 +208,6 @@ class ElfImage:
         if len(out) != sec.size:
             raise CorruptBinaryError(f"{self.path}: section {sec.name} runs past the end of file")
         return out
-
-    @property
-    def has_symtab(self) -> bool:
-        return self.section(".symtab") is not None
 
     @property
     def has_dwarf(self) -> bool:

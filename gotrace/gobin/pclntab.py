@@ -1,14 +1,8 @@
 """The function table in .gopclntab (Go 1.18+ layout).
 
-Every Go binary keeps it, stripped or not. Layout of the header (pointer size 8):
-
-    magic u32 | pad u8 u8 | minLC u8 | ptrSize u8 | nfunc | nfiles | textStart |
-    funcnameOffset | cuOffset | filetabOffset | pctabOffset | pclnOffset
-
-Offsets are relative to the header. At pclnOffset sits the function table: nfunc+1 pairs of
-u32 (entry offset from textStart, offset of the _func record from the table), the last entry
-giving the end of text. A _func record starts with (entryOff u32, nameOff i32), nameOff being
-relative to the function-name table.
+Every Go binary keeps it, stripped or not. It starts with a header (pcHeader) whose offsets
+lead to the function-name table and to the function table (functab entries), which the _func
+records follow; gobin/structs.py declares the three.
 """
 
 from __future__ import annotations
@@ -19,12 +13,12 @@ from functools import cached_property
 
 from gotrace.errors import CorruptBinaryError, NotGoBinaryError, UnsupportedGoError
 from gotrace.gobin.elffile import ElfImage
+from gotrace.gobin.structs import FUNC, FUNCTAB, PCLNTAB_HEADER
 
 MAGIC_GO118 = 0xFFFFFFF0
 MAGIC_GO120 = 0xFFFFFFF1
 _OLD_MAGICS = {0xFFFFFFFB: "1.2-1.15", 0xFFFFFFFA: "1.16-1.17"}
-_HEADER_WORDS = 8  # nfunc .. pclnOffset
-_HEADER_SIZE = 8 + 8 * _HEADER_WORDS
+_AFTER_MAGIC = (0, 0, 1, 8)  # the header's pad1, pad2, min_lc (x86) and ptr_size
 
 
 @dataclass(frozen=True)
@@ -40,15 +34,16 @@ class Pclntab:
     def __init__(self, image: ElfImage) -> None:
         self.image = image
         self.vaddr, self.magic = self._locate()
-        hdr = image.read(self.vaddr, _HEADER_SIZE)
-        _, pad1, pad2, min_lc, ptr_size = struct.unpack_from("<IBBBB", hdr)
-        if (pad1, pad2, min_lc, ptr_size) != (0, 0, 1, 8):
+        hdr = PCLNTAB_HEADER.unpack(image.read(self.vaddr, PCLNTAB_HEADER.size))
+        if (hdr.pad1, hdr.pad2, hdr.min_lc, hdr.ptr_size) != _AFTER_MAGIC:
             raise CorruptBinaryError(f"{image.path}: malformed pclntab header")
-        (self.nfunc, _nfiles, _text_start, self.funcname_off, _cu, _filetab, _pctab,
-         self.functab_off) = struct.unpack_from(f"<{_HEADER_WORDS}Q", hdr, 8)
+        self.nfunc = hdr.nfunc
+        self.funcname_off = hdr.funcname_offset
+        self._cu_off = hdr.cu_offset  # where the function-name table ends
+        self.functab_off = hdr.pcln_offset
         # textStart is an absolute address (relocated in PIE binaries). Go 1.26 stopped storing
         # it (the word is 0): there only moduledata.text knows where text starts.
-        self.header_text_start = image.pointer(self.vaddr + 8 + 2 * 8)
+        self.header_text_start = image.pointer(self.vaddr + PCLNTAB_HEADER.at.text_start)
         if not 0 < self.nfunc < 10_000_000:
             raise CorruptBinaryError(f"{image.path}: implausible function count {self.nfunc}")
 
@@ -61,7 +56,7 @@ class Pclntab:
             return sec.addr, magic
         # Externally linked PIE: no section of its own; find the header by its magic bytes.
         for magic in (MAGIC_GO120, MAGIC_GO118, *_OLD_MAGICS):
-            needle = struct.pack("<I", magic) + b"\x00\x00\x01\x08"
+            needle = struct.pack("<I4B", magic, *_AFTER_MAGIC)
             for vaddr in image.find_aligned(needle, 8, skip_executable=True):
                 if self._plausible_header(vaddr):
                     self._check_magic(magic)
@@ -70,7 +65,8 @@ class Pclntab:
 
     def _plausible_header(self, vaddr: int) -> bool:
         try:
-            nfunc, nfiles = struct.unpack("<2Q", self.image.read(vaddr + 8, 16))
+            nfunc, nfiles = struct.unpack(
+                "<2Q", self.image.read(vaddr + PCLNTAB_HEADER.at.nfunc, 16))
         except CorruptBinaryError:
             return False
         return 0 < nfunc < 10_000_000 and 0 < nfiles < 10_000_000
@@ -82,15 +78,15 @@ class Pclntab:
             raise CorruptBinaryError(f"{self.image.path}: unknown pclntab magic {magic:#x}")
 
     @cached_property
-    def _functab(self) -> tuple[int, ...]:
-        raw = self.image.read(self.vaddr + self.functab_off, (self.nfunc + 1) * 8)
-        return struct.unpack(f"<{2 * (self.nfunc + 1)}I", raw)
+    def _functab(self) -> list[tuple[int, int]]:
+        """(entryoff, funcoff) of each function, then of the end of text."""
+        raw = self.image.read(self.vaddr + self.functab_off, (self.nfunc + 1) * FUNCTAB.size)
+        return list(FUNCTAB.struct.iter_unpack(raw))
 
     @cached_property
     def _funcnames(self) -> bytes:
         # The name table ends where the compilation-unit table begins.
-        (cu_off,) = struct.unpack("<Q", self.image.read(self.vaddr + 8 + 4 * 8, 8))
-        size = cu_off - self.funcname_off
+        size = self._cu_off - self.funcname_off
         if not 0 < size < 1 << 31:
             raise CorruptBinaryError(f"{self.image.path}: malformed pclntab name table")
         return self.image.read(self.vaddr + self.funcname_off, size)
@@ -109,10 +105,10 @@ class Pclntab:
         tab, records, names = self._functab, self._func_records, self._funcnames
         out: list[FuncEntry] = []
         for i in range(self.nfunc):
-            entry_off, func_off = tab[2 * i], tab[2 * i + 1]
-            next_entry = tab[2 * i + 2]
+            entry_off, func_off = tab[i]
+            next_entry = tab[i + 1][0]
             try:
-                (name_off,) = struct.unpack_from("<i", records, func_off + 4)
+                _entry_off, name_off = FUNC.struct.unpack_from(records, func_off)
             except struct.error:
                 raise CorruptBinaryError(f"{self.image.path}: malformed pclntab record") from None
             end = names.find(b"\0", name_off)

@@ -10,7 +10,7 @@ import struct
 
 from gotrace.gobin.elffile import ElfImage
 
-_SYM_SIZE = 24
+_SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym
 _STT_FUNC = 2
 
 
@@ -23,8 +23,8 @@ def function_symbols(image: ElfImage) -> dict[str, tuple[int, int]]:
     raw = image.section_bytes(symtab)
     names = image.section_bytes(strtab)
     out: dict[str, tuple[int, int]] = {}
-    for st_name, st_info, _other, _shndx, value, size in struct.iter_unpack(
-        "<IBBHQQ", raw[: len(raw) // _SYM_SIZE * _SYM_SIZE]
+    for st_name, st_info, _other, _shndx, value, size in _SYM.iter_unpack(
+        raw[: len(raw) // _SYM.size * _SYM.size]
     ):
         if st_info & 0xF != _STT_FUNC or not value:
             continue

@@ -1,26 +1,14 @@
 """Struct field offsets from the runtime's own type descriptors (works on stripped binaries).
 
-Descriptors live between moduledata.types and moduledata.etypes. An abi.Type is 48 bytes:
-
-    size 0 | ptrdata 8 | hash 16 | tflag 20 | align 21 | fieldAlign 22 | kind 23 |
-    equal 24 | gcdata 32 | str (nameOff) 40 | ptrToThis (typeOff) 44
-
-A struct type follows with pkgPath (name pointer) at 48 and its fields slice at 56; each field
-is (name pointer, type pointer, offset), 24 bytes; Go 1.18 stored offset<<1|embedded. When
-tflag has the uncommon bit, an uncommonType follows the struct header (at 80) and its first
-word is the nameOff of the package path.
-
-A name is a flags byte, a uvarint length and the bytes. A named type's str is usually "*T"
-with the extra-star flag set, the string being shared with *T.
+Descriptors live between moduledata.types and moduledata.etypes; gobin/structs.py declares
+their layouts (abi.Type, the structures of the struct, pointer and interface kinds that start
+with it, uncommonType, struct fields, interface methods, itabs). A named type's str is usually
+"*T" with the extra-star flag set, the string being shared with *T.
 
 We never walk all types: for each wanted type we look for its name's bytes in the types region,
 then for the descriptor whose str points at that name. From a descriptor, the graph is walked
 only as far as a question needs (a pointer's element, a struct's fields, an interface's
 methods): the connection types of gobin/conntypes.py, for instance.
-
-A pointer type follows the header with its element type (a pointer) at 48; an interface type
-with pkgPath at 48 and its methods slice at 56, each method (nameOff, typeOff), 8 bytes. An
-itab (moduledata.itablinks) is (interface type, concrete type, hash, ...).
 """
 
 from __future__ import annotations
@@ -32,21 +20,30 @@ from functools import cached_property
 from gotrace.errors import CorruptBinaryError
 from gotrace.gobin.elffile import ElfImage
 from gotrace.gobin.moduledata import ModuleData
+from gotrace.gobin.structs import (
+    IMETHOD,
+    INTERFACE_TYPE,
+    ITAB,
+    NAME_LENGTH_AT,
+    NAME_MAX_HEADER,
+    PTR_TYPE,
+    STRUCT_FIELD,
+    STRUCT_TYPE,
+    TYPE,
+    UNCOMMON_TYPE,
+)
 from gotrace.gobin.varint import encode_uvarint, uvarint
 
-_TYPE_SIZE = 48
 _KIND_MASK = 0x1F
 KIND_INTERFACE = 20
 KIND_PTR = 22
 KIND_STRUCT = 25
 _KIND_DIRECT_IFACE = 0x20
-_HASH_OFFSET = 16
-_PTR_TO_THIS_OFFSET = 44
 _TFLAG_UNCOMMON = 1
 _TFLAG_EXTRA_STAR = 2
-# Where the uncommonType (whose first word is the package path's nameOff) follows the
-# kind-specific part of a named type's descriptor.
-_UNCOMMON_OFFSET = {KIND_STRUCT: 80, KIND_INTERFACE: 80, KIND_PTR: 56}
+# The uncommonType of a named type follows the structure of its kind.
+_UNCOMMON_AT = {KIND_STRUCT: STRUCT_TYPE.size, KIND_INTERFACE: INTERFACE_TYPE.size,
+                KIND_PTR: PTR_TYPE.size}
 _NAME_EMBEDDED = 8  # a struct field name's flag, Go 1.19+
 
 
@@ -90,13 +87,13 @@ class TypeInfo:
         region = self._region
         if 0 <= off < len(region) - 2:
             return self._decode_name(region, off)
-        head = self.image.read(vaddr, 12)
-        length, pos = uvarint(head, 1)
+        head = self.image.read(vaddr, NAME_MAX_HEADER)
+        length, pos = uvarint(head, NAME_LENGTH_AT)
         return self.image.read(vaddr + pos, length).decode("utf-8", "replace")
 
     @staticmethod
     def _decode_name(region: bytes, off: int) -> str:
-        length, pos = uvarint(region, off + 1)
+        length, pos = uvarint(region, off + NAME_LENGTH_AT)
         return region[pos: pos + length].decode("utf-8", "replace")
 
     def _name_offsets(self, text: str) -> list[int]:
@@ -107,7 +104,7 @@ class TypeInfo:
         out = []
         pos = region.find(needle, 1)
         while pos != -1:
-            out.append(pos - 1)  # the flags byte
+            out.append(pos - NAME_LENGTH_AT)  # the flags byte
             pos = region.find(needle, pos + 1)
         return out
 
@@ -118,9 +115,10 @@ class TypeInfo:
         out = []
         pos = region.find(needle)
         while pos != -1:
-            start = pos - 40
-            if start >= 0 and (self.md.types + start) % 8 == 0 and start + 64 <= len(region):
-                tflag, kind = region[start + 20], region[start + 23]
+            start = pos - TYPE.at.str
+            if (start >= 0 and (self.md.types + start) % 8 == 0
+                    and start + STRUCT_TYPE.at.fields_len <= len(region)):
+                tflag, kind = region[start + TYPE.at.tflag], region[start + TYPE.at.kind_]
                 if (kind & _KIND_MASK == KIND_STRUCT
                         and bool(tflag & _TFLAG_EXTRA_STAR) == extra_star):
                     out.append(self.md.types + start)
@@ -130,31 +128,34 @@ class TypeInfo:
     def _package_of(self, desc: int) -> str:
         """The package path of a named type (of a struct also when unnamed), else ''."""
         kind = self.kind(desc)
-        if self.image.u8(desc + 20) & _TFLAG_UNCOMMON and kind in _UNCOMMON_OFFSET:
-            pkg_off = self.image.i32(desc + _UNCOMMON_OFFSET[kind])
+        if self._tflag(desc) & _TFLAG_UNCOMMON and kind in _UNCOMMON_AT:
+            pkg_off = self.image.i32(desc + _UNCOMMON_AT[kind] + UNCOMMON_TYPE.at.pkg_path)
             if pkg_off:
                 return self._name_at(self.md.types + pkg_off)
         if kind != KIND_STRUCT:
             return ""
-        pkg_ptr = self.image.pointer(desc + 48)
+        pkg_ptr = self.image.pointer(desc + STRUCT_TYPE.at.pkg_path)
         return self._name_at(pkg_ptr) if pkg_ptr else ""
 
     # --- one descriptor ----------------------------------------------------------------------
 
+    def _tflag(self, desc: int) -> int:
+        return self.image.u8(desc + TYPE.at.tflag)
+
     def kind(self, desc: int) -> int:
-        return self.image.u8(desc + 23) & _KIND_MASK
+        return self.image.u8(desc + TYPE.at.kind_) & _KIND_MASK
 
     def stored_in_interface_word(self, desc: int) -> bool:
         """A pointer-shaped type: an interface's data word holds the value itself."""
-        return bool(self.image.u8(desc + 23) & _KIND_DIRECT_IFACE)
+        return bool(self.image.u8(desc + TYPE.at.kind_) & _KIND_DIRECT_IFACE)
 
     def hash_of(self, desc: int) -> int:
-        return self.image.u32(desc + _HASH_OFFSET)
+        return self.image.u32(desc + TYPE.at.hash)
 
     def name_of(self, desc: int) -> str:
         """The type as Go prints it, with the package's last element: '*tls.Conn'."""
-        text = self._name_at(self.md.types + self.image.i32(desc + 40))
-        return text[1:] if self.image.u8(desc + 20) & _TFLAG_EXTRA_STAR else text
+        text = self._name_at(self.md.types + self.image.i32(desc + TYPE.at.str))
+        return text[1:] if self._tflag(desc) & _TFLAG_EXTRA_STAR else text
 
     def qualified_name_of(self, desc: int) -> str:
         """'*crypto/tls.Conn' for a named type or a pointer to one; name_of otherwise."""
@@ -168,18 +169,19 @@ class TypeInfo:
 
     def elem_of(self, desc: int) -> int:
         """A pointer type's element type."""
-        return self.image.pointer(desc + 48)
+        return self.image.pointer(desc + PTR_TYPE.at.elem)
 
     def fields_of(self, desc: int) -> list[StructField]:
         """A struct type's fields, in order."""
-        fields_ptr = self.image.pointer(desc + 56)
-        count = self.image.u64(desc + 64)
+        fields_ptr = self.image.pointer(desc + STRUCT_TYPE.at.fields)
+        count = self.image.u64(desc + STRUCT_TYPE.at.fields_len)
         if count > 10_000:
             raise CorruptBinaryError(f"{self.image.path}: malformed struct type at {desc:#x}")
-        words = self.image.words(fields_ptr, 3 * count) if count else []
+        per_field = STRUCT_FIELD.size // 8  # all of a field's words are pointer-sized
+        words = self.image.words(fields_ptr, per_field * count) if count else []
         out = []
         for i in range(count):
-            name_ptr, typ, offset = words[3 * i: 3 * i + 3]
+            name_ptr, typ, offset = words[per_field * i: per_field * (i + 1)]
             if self.embedded_bit_in_offset:
                 embedded, offset = bool(offset & 1), offset >> 1
             else:
@@ -189,13 +191,13 @@ class TypeInfo:
 
     def method_names_of(self, desc: int) -> frozenset[str]:
         """An interface type's method names."""
-        methods_ptr = self.image.pointer(desc + 56)
-        count = self.image.u64(desc + 64)
+        methods_ptr = self.image.pointer(desc + INTERFACE_TYPE.at.methods)
+        count = self.image.u64(desc + INTERFACE_TYPE.at.methods_len)
         if count > 10_000:
             raise CorruptBinaryError(f"{self.image.path}: malformed interface type at {desc:#x}")
-        raw = self.image.read(methods_ptr, 8 * count) if count else b""
+        raw = self.image.read(methods_ptr, IMETHOD.size * count) if count else b""
         return frozenset(self._name_at(self.md.types + name_off)
-                         for name_off, _typ in struct.iter_unpack("<ii", raw))
+                         for name_off, _typ in IMETHOD.struct.iter_unpack(raw))
 
     def itabs(self) -> list[tuple[int, int]]:
         """(interface type, concrete type) of every itab the linker laid out."""
@@ -203,8 +205,8 @@ class TypeInfo:
             return []
         out = []
         for itab in self.image.words(self.md.itablinks, self.md.nitablinks):
-            inter, concrete = self.image.words(itab, 2)
-            out.append((inter, concrete))
+            out.append((self.image.pointer(itab + ITAB.at.inter),
+                        self.image.pointer(itab + ITAB.at.type)))
         return out
 
     def find_struct(self, full_name: str) -> int | None:
@@ -221,7 +223,7 @@ class TypeInfo:
     def type_hash(self, type_name: str) -> int | None:
         """The runtime's hash of a named struct type, or of a pointer to one ('*pkg.T').
 
-        An itab stores its dynamic type's hash at the same offset (16) as the type does, so a
+        An itab stores its dynamic type's hash at the same offset as the type does, so a
         probe can tell the dynamic type of an interface value, or the key of a context value,
         by one comparison, with no per-process address (PIE) involved.
         """
@@ -229,14 +231,14 @@ class TypeInfo:
         if desc is None:
             return None
         if type_name.startswith("*"):
-            ptr_to_this = self.image.i32(desc + _PTR_TO_THIS_OFFSET)
+            ptr_to_this = self.image.i32(desc + TYPE.at.ptr_to_this)
             if ptr_to_this <= 0:  # *T is not linked into the program
                 return None
             desc = self.md.types + ptr_to_this
             if self.kind(desc) != KIND_PTR:
                 raise CorruptBinaryError(f"{self.image.path}: malformed type descriptor "
                                          f"{type_name}")
-        return self.image.u32(desc + _HASH_OFFSET)
+        return self.hash_of(desc)
 
     def struct_fields(self, full_name: str) -> dict[str, int] | None:
         """Field name -> byte offset for a named struct type, or None if absent."""

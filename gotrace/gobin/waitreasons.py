@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from gotrace.errors import CorruptBinaryError
 from gotrace.gobin.elffile import ElfImage, Section
+from gotrace.gobin.structs import STRING
 
 ANCHOR = b"GC assist marking"  # waitReasonStrings[1]
 SECOND = b"IO wait"  # waitReasonStrings[2]
@@ -26,9 +27,9 @@ def wait_reason_names(image: ElfImage) -> list[str]:
     for text_addr in _occurrences(image, rodata, ANCHOR):
         # Go string headers {ptr, len} = {text_addr, len(ANCHOR)} in writable data.
         for entry in image.pointers_to(text_addr):
-            if image.u64(entry + 8) != len(ANCHOR):
+            if image.u64(entry + STRING.at.len) != len(ANCHOR):
                 continue
-            names = _read_array(image, rodata, entry - 16)
+            names = _read_array(image, rodata, entry - STRING.size)
             if names[:3] == ["", ANCHOR.decode(), SECOND.decode()]:
                 return names
     return []
@@ -50,7 +51,7 @@ def _read_array(image: ElfImage, rodata: Section, start: int) -> list[str]:
     names: list[str] = []
     for index in range(MAX_REASONS):
         try:
-            ptr, length = image.words(start + 16 * index, 2)
+            ptr, length = image.words(start + STRING.size * index, 2)
         except CorruptBinaryError:  # ran off the loaded image
             break
         if index == 0 and length == 0:
