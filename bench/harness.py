@@ -154,5 +154,18 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
                       attached.result(), time.monotonic() - started, opt_in, shared_cpus,
                       connections)
     verdicts = evaluate(results)
-    out.write_text(render(results, verdicts) + "\n")
+    out.write_text(render(results, verdicts) + "\n" + kept_by_hand(out))
     return results, verdicts
+
+
+KEPT_BY_HAND = "## Measured once, behind design choices"
+
+
+def kept_by_hand(report: Path) -> str:
+    """The report's last section, written by hand and carried from run to run: figures
+    measured once on this machine that explain a choice in the code (whose comments point
+    here rather than quote them)."""
+    old = report.read_text() if report.exists() else ""
+    start = old.find(KEPT_BY_HAND)
+    return "\n" + old[start:] if start >= 0 else ""
+

@@ -41,7 +41,7 @@ def _profile_threads(profilers: list[cProfile.Profile],
 
 def main() -> int:
     out, args = Path(sys.argv[1]), sys.argv[2:]
-    from gotrace.cli import main as gotrace_main
+    from gotrace.cli.main import main as gotrace_main
 
     profiler = cProfile.Profile(time.thread_time)
     profilers: list[cProfile.Profile] = [profiler]

@@ -10,14 +10,16 @@
  * struct the value points at. A TCP socket gives its addresses (SPAN_F_HAS_CONN); a Unix
  * socket its kernel identity (SPAN_F_UNIX, read_unix_socket). At most MAX_CONN_STEPS steps are followed; every way of
  * failing is counted by reason in conn_misses and leaves the span without addresses.
- *
- * gotrace/bpfprog.py concatenates this after common.h.
+
  */
 #ifndef GOTRACE_CONN_H
 #define GOTRACE_CONN_H
 
+#include "goabi.h"
+#include "record.h"
+
 /* CONN_STEP_* (kinds and F_ flags) and CONN_MISS_* (reasons, and their count
- * CONN_MISS_REASONS) come as macros from gotrace/bpfprog.py (conn_macros), the one definition
+ * CONN_MISS_REASONS) come as macros from gotrace/kernel/plan.py (conn_macros), the one definition
  * of these values. */
 #define MAX_CONN_STEPS 6
 

@@ -9,9 +9,13 @@
 #ifndef GOTRACE_GOCONTEXT_H
 #define GOTRACE_GOCONTEXT_H
 
+#include "goabi.h"
+
+#ifdef HAS_GOCONTEXT  /* defined with the macros below, when the binary's layout has them */
+
 #define CTX_MAX_DEPTH 8  /* contexts visited, from the given one towards the root */
 
-/* A *valueCtx's parent, key and value, read at once (a window, bpf/common.h). */
+/* A *valueCtx's parent, key and value, read at once (a window, bpf/goabi.h). */
 #define VALUECTX_WINDOW MAX3(END_OF(OFF_context_valueCtx_Context, struct go_iface), \
                              END_OF(OFF_context_valueCtx_key, struct go_iface), \
                              END_OF(OFF_context_valueCtx_val, struct go_iface))
@@ -51,4 +55,5 @@ static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash)
     return 0;
 }
 
+#endif  /* HAS_GOCONTEXT */
 #endif

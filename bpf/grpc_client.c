@@ -15,6 +15,11 @@
  * normal end; an RPC error is a *status.Error; the interface's itab says which, by type hash.
  */
 
+#include "goabi.h"
+#include "counters.h"
+#include "span.h"
+#include "conn.h"
+
 BPF_HASH(grpc_client_calls, struct go_key, struct span_record, MAX_INFLIGHT);    /* by g */
 BPF_HASH(grpc_client_streams, struct go_key, struct span_record, MAX_INFLIGHT);  /* by *clientStream */
 
@@ -111,7 +116,7 @@ int grpc_client_stream_returned(struct pt_regs *ctx) {
 }
 
 /* The call's TCP connection and HTTP/2 stream id, from its current attempt (whose transport
- * and stream are read at once, a window: bpf/common.h). */
+ * and stream are read at once, a window: bpf/goabi.h). */
 #define ATTEMPT_WINDOW MAX2(END_OF(OFF_google_golang_org_grpc_csAttempt_t, struct go_iface), \
                             END_OF(OFF_google_golang_org_grpc_csAttempt_s, __u64))
 _Static_assert(ATTEMPT_WINDOW <= WINDOW_SIZE, "a window of grpc-go's csAttempt is too large");

@@ -9,6 +9,13 @@
  * An incoming traceparent is in the stream's context, under metadata's incoming key.
  */
 
+#include "goabi.h"
+#include "counters.h"
+#include "span.h"
+#include "served_conn.h"
+#include "traceparent.h"
+#include "gocontext.h"
+
 #if defined(HAS_TRACEPARENT) && defined(HAS_GOCONTEXT) && \
     defined(TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey) && \
     defined(OFF_google_golang_org_grpc_internal_transport_Stream_ctx)
@@ -17,7 +24,7 @@
 
 BPF_HASH(grpc_server_inflight, struct go_key, struct span_record, MAX_INFLIGHT);  /* by g */
 
-/* The stream's id and method, read at once (a window, bpf/common.h). */
+/* The stream's id and method, read at once (a window, bpf/goabi.h). */
 #define STREAM_WINDOW \
     MAX2(END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_id, __u32), \
          END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_method, struct go_string))

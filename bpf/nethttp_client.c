@@ -6,13 +6,15 @@
  * persistConn.roundTrip(pc *persistConn, req *transportRequest): pc in RAX.
  */
 
-BPF_HASH(http_client_inflight, struct go_key, struct span_record, MAX_INFLIGHT);  /* by g */
-#ifdef INJECT_TRACEPARENT
-/* The span context of each request handed to a connection's writer (bpf/nethttp_inject.c). */
-BPF_TABLE("lru_hash", struct go_key, struct trace_ctx, inject_by_request, MAX_INFLIGHT);
-#endif
+#include "goabi.h"
+#include "counters.h"
+#include "span.h"
+#include "conn.h"
+#include "inject_handoff.h"
 
-/* The windows (bpf/common.h) read: the request's fields and its URL's at the entry, the
+BPF_HASH(http_client_inflight, struct go_key, struct span_record, MAX_INFLIGHT);  /* by g */
+
+/* The windows (bpf/goabi.h) read: the request's fields and its URL's at the entry, the
  * response's at the return. */
 #define CLIENT_REQUEST_WINDOW MAX3(END_OF(OFF_net_http_Request_Method, struct go_string), \
                                    END_OF(OFF_net_http_Request_URL, __u64), \
@@ -60,17 +62,7 @@ int http_client_conn(struct pt_regs *ctx) {
     if (!rec)
         return 0;
     read_conn(rec, GO_ARG1(ctx) + OFF_net_http_persistConn_conn);
-#ifdef INJECT_TRACEPARENT
-    /* persistConn.roundTrip(pc, req *transportRequest): req in RBX. */
-    struct go_key req =
-        go_key(read_u64(GO_ARG2(ctx) + OFF_net_http_transportRequest_Request));
-    if (req.id) {
-        struct trace_ctx ids = {};
-        __builtin_memcpy(ids.trace_id, rec->trace_id, 16);
-        __builtin_memcpy(ids.span_id, rec->span_id, 8);
-        inject_by_request.update(&req, &ids);
-    }
-#endif
+    inject_hand_over(rec, GO_ARG2(ctx));  /* with --inject-traceparent */
     return 0;
 }
 

@@ -14,6 +14,11 @@
  * Two hits per request more, only with the flag.
  */
 
+#include "goabi.h"
+#include "counters.h"
+#include "inject_handoff.h"
+#include "traceparent.h"
+
 #define TP_HEADER_LEN 70  /* "Traceparent: " 13 + 55 + "\r\n" */
 
 BPF_TABLE("lru_hash", struct go_key, struct trace_ctx, inject_writing, MAX_INFLIGHT);  /* by g */
@@ -22,6 +27,7 @@ struct inject_line {
     char text[TP_HEADER_LEN + 2];
 };
 BPF_PERCPU_ARRAY(inject_scratch, struct inject_line, 1);
+BPF_PERCPU_ARRAY(inject_probe_record, struct span_record, 1);
 
 int http_inject_request_write(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_INJECT_REQUEST_WRITE);
@@ -31,8 +37,12 @@ int http_inject_request_write(struct pt_regs *ctx) {
         return 0;
     __u64 g = GO_G(ctx);
 #ifdef HAS_TRACEPARENT
-    struct span_record *probe = new_record(0, g);  /* scratch: is one there already? */
+    /* Is one there already? Read into a record of this probe's own: new_record would begin
+     * a span's scheduler accounting (--sched-wait) on the writer goroutine. */
+    __u32 zero = 0;
+    struct span_record *probe = inject_probe_record.lookup(&zero);
     if (probe) {
+        probe->flags = 0;
         read_traceparent(probe, read_u64(req.id + OFF_net_http_Request_Header));
         if (probe->flags & SPAN_F_REMOTE_PARENT) {
             inject_by_request.delete(&req);
@@ -75,10 +85,10 @@ int http_inject_header(struct pt_regs *ctx) {
         return 0;
     }
     /* "Traceparent: 00-" as two little-endian words (no string constants in BPF). */
-    *(__u64 *)line->text = TP_B('T', 0) | TP_B('r', 1) | TP_B('a', 2) | TP_B('c', 3) |
-                           TP_B('e', 4) | TP_B('p', 5) | TP_B('a', 6) | TP_B('r', 7);
-    *(__u64 *)(line->text + 8) = TP_B('e', 0) | TP_B('n', 1) | TP_B('t', 2) | TP_B(':', 3) |
-                                 TP_B(' ', 4) | TP_B('0', 5) | TP_B('0', 6) | TP_B('-', 7);
+    *(__u64 *)line->text = BYTE_AT('T', 0) | BYTE_AT('r', 1) | BYTE_AT('a', 2) | BYTE_AT('c', 3) |
+                           BYTE_AT('e', 4) | BYTE_AT('p', 5) | BYTE_AT('a', 6) | BYTE_AT('r', 7);
+    *(__u64 *)(line->text + 8) = BYTE_AT('e', 0) | BYTE_AT('n', 1) | BYTE_AT('t', 2) | BYTE_AT(':', 3) |
+                                 BYTE_AT(' ', 4) | BYTE_AT('0', 5) | BYTE_AT('0', 6) | BYTE_AT('-', 7);
 #pragma unroll
     for (int k = 0; k < 4; k++)
         *(__u64 *)(line->text + 16 + 8 * k) = hex4(ids->trace_id + 4 * k);

@@ -12,6 +12,12 @@
  * second trap that costs about as much as the first (gobin/disasm.py entry_probe_site).
  */
 
+#include "goabi.h"
+#include "counters.h"
+#include "span.h"
+#include "served_conn.h"
+#include "traceparent.h"
+
 struct http_server_inflight {
     struct span_record rec;
     __u64 request;
@@ -30,7 +36,7 @@ static __always_inline void server_conn(struct span_record *rec, __u64 conn) {
         *(__u64 *)rec->scheme = SCHEME_HTTPS;
 }
 
-/* The windows (bpf/common.h) read: at the entry, the response's req and conn, the request's
+/* The windows (bpf/goabi.h) read: at the entry, the response's req and conn, the request's
  * fields, the URL's path and query; at the end, the response's status and size. */
 #define SERVER_RESPONSE_WINDOW MAX2(END_OF(OFF_net_http_response_req, __u64), \
                              END_OF(OFF_net_http_response_conn, __u64))

@@ -7,50 +7,15 @@
 #ifndef GOTRACE_RECORD_H
 #define GOTRACE_RECORD_H
 
-#define SPAN_KIND_HTTP_SERVER 1
-#define SPAN_KIND_HTTP_CLIENT 2
-#define SPAN_KIND_GRPC_SERVER 3
-#define SPAN_KIND_GRPC_CLIENT 4
-/* Runtime events, not spans: what gotrace/runtime_facts.py attributes to spans. */
-#define EVENT_KIND_STW_PAUSE 100  /* a stop-the-world pause: start_ns..end_ns */
-#define EVENT_KIND_GC_CYCLE 101   /* a GC cycle began at start_ns */
-#define EVENT_KIND_TCP_RETRANSMIT 102  /* a segment of the connection resent, at start_ns */
-#define EVENT_KIND_TCP_CONNECT 103     /* the connection's handshake: start_ns..end_ns */
-
-/* flags */
-#define SPAN_F_HAS_PARENT 1       /* parent_span_id is set */
-#define SPAN_F_REMOTE_PARENT 2    /* the parent came from an incoming traceparent */
-#define SPAN_F_TRANSPORT_ERROR 4  /* a client call ended with an error, no response */
-#define SPAN_F_HAS_CONN 8         /* the addresses below are known */
-#define SPAN_F_HAS_QUERY 16       /* the URL had a query string (not exported by default) */
-#define SPAN_F_SCHED 32           /* sched_ns holds the goroutine's scheduler waits (--sched-wait) */
-/* The trace's sampling decision (bpf/sampling.h): kept; or left to gotrace, which learns the
- * trace of a same-host caller only when it links the spans. A span with neither is a client
- * call of an unsampled trace to this host, sent only so that its callee is linked (and
- * dropped) alike. */
-#define SPAN_F_SAMPLED 64
-#define SPAN_F_DEFERRED 128
-#define SPAN_F_DECISION (SPAN_F_SAMPLED | SPAN_F_DEFERRED)
-/* A Unix socket (bpf/conn.h): local_addr and peer_addr hold the kernel's struct sock address
- * and the inode number (as `ss -x` shows it; 0 while unknown) of the span's socket and of its
- * peer, 8 bytes each; the ports are 0. */
-#define SPAN_F_UNIX 256
-
-#define SPAN_METHOD_LEN 16
-#define SPAN_PATH_LEN 128
-#define SPAN_HOST_LEN 64
-#define SPAN_ROUTE_LEN 64
-#define SPAN_SCHEME_LEN 8
-#define SPAN_QUERY_LEN 128
-/* sched_ns slots: time runnable but not running, then blocked by reason (bpf/sched.h). */
-#define SCHED_SLOT_RUNNABLE 0
-#define SCHED_SLOT_NETWORK 1
-#define SCHED_SLOT_CHANNEL 2
-#define SCHED_SLOT_LOCK 3
-#define SCHED_SLOT_SLEEP 4
-#define SCHED_SLOT_SYSCALL 5
-#define SCHED_SLOT_OTHER 6
-#define SCHED_SLOTS 7
+/* Its constants come as -D macros from gotrace/records.py (boundary_macros), their one
+ * definition: SPAN_KIND_<NAME> (numbered from the probes' declarations), EVENT_KIND_<NAME>,
+ * SPAN_F_<FLAG>, SCHED_SLOT_<NAME> and SCHED_SLOTS, DROP_<REASON> and DROP_REASONS, the
+ * SPAN_*_LEN of the text fields; SERVER_KINDS and CLIENT_KINDS are bit masks of the span
+ * kinds by role, and FIRST_EVENT_KIND is where runtime and network events begin. */
+#define SPAN_F_DECISION (SPAN_F_SAMPLED | SPAN_F_DEFERRED)  /* the trace's sampling decision */
+#define IS_SPAN_KIND(kind) ((kind) < FIRST_EVENT_KIND)
+#define IS_SERVER_KIND(kind) ((kind) < 64 && (((__u64)SERVER_KINDS >> (kind)) & 1))
+#define IS_CLIENT_KIND(kind) ((kind) < 64 && (((__u64)CLIENT_KINDS >> (kind)) & 1))
 
 struct span_record {
     __u64 start_ns;          /* CLOCK_MONOTONIC */

@@ -1,4 +1,4 @@
-/* Goroutine ancestry, where a goroutine's creator is not enough (bpf/common.h
+/* Goroutine ancestry, where a goroutine's creator is not enough (bpf/context.h
  * goroutine_context): Go < 1.21, which has no g.parentGoid, or --goroutine-ancestry, which
  * follows up to MAX_GOROUTINE_DEPTH hops and keeps the span a goroutine was started under. One
  * hit per goroutine creation, at newproc1's RETs; built only with ANCESTRY_NEWPROC.
@@ -8,6 +8,11 @@
  * the goroutine that called go: callergp, recovered at the RET as g0.m.curg, where the
  * argument registers no longer hold it. The new g comes back in RAX, its goid already set.
  */
+
+#include "goabi.h"
+#include "context.h"
+#include "counters.h"
+#include "span.h"
 
 #ifdef ANCESTRY_NEWPROC
 int newproc_return(struct pt_regs *ctx) {

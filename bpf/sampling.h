@@ -10,7 +10,7 @@
  * incoming trace id.
  *
  * A server span whose caller is on this host may be the child of a traced client span in
- * another process, whose decision only gotrace sees once it links the two (gotrace/linking.py):
+ * another process, whose decision only gotrace sees once it links the two (gotrace/pipeline/linking.py):
  * such a span is sent DEFERRED, and so is its trace here, unless gotrace has found that no
  * traced client sits at the connection's other end (untraced_peers). Conversely, a client
  * span of an unsampled trace to this host is still sent, without a decision, so that its
@@ -18,6 +18,9 @@
  */
 #ifndef GOTRACE_SAMPLING_H
 #define GOTRACE_SAMPLING_H
+
+#include "record.h"
+#include "counters.h"
 
 struct ip_key {
     __u8 addr[16];  /* IPv4 as ::ffff:a.b.c.d */
@@ -36,7 +39,7 @@ struct peer_key {
  * one's TIME_WAIT is over, 60 s on Linux), and gotrace finds out again. */
 BPF_HASH(host_addresses, struct ip_key, __u8, 1024);
 BPF_TABLE("lru_hash", struct peer_key, __u64, untraced_peers, 65536);
-/* UNTRACED_PEER_IDLE_NS: gotrace/linking.py's, which trusts its own marks as long. */
+/* UNTRACED_PEER_IDLE_NS: gotrace/pipeline/linking.py's, which trusts its own marks as long. */
 
 static __always_inline int trace_id_sampled(const __u8 *trace_id) {
 #if SAMPLER_ROOT == 2
@@ -75,8 +78,7 @@ static __always_inline int peer_on_this_host(struct span_record *rec) {
 }
 
 static __always_inline __u16 root_decision(struct span_record *rec) {
-    int server = rec->kind == SPAN_KIND_HTTP_SERVER || rec->kind == SPAN_KIND_GRPC_SERVER;
-    if (server && peer_on_this_host(rec)) {
+    if (IS_SERVER_KIND(rec->kind) && peer_on_this_host(rec)) {
         struct peer_key key = {.peer_port = rec->peer_port, .local_port = rec->local_port};
         __builtin_memcpy(key.peer_addr, rec->peer_addr, 16);
         if (rec->flags & SPAN_F_UNIX)  /* the peer's sock names it; its inode may come later */
@@ -103,8 +105,7 @@ static __always_inline void remote_decision(struct span_record *rec, __u8 flags)
 static __always_inline int sampled_out(struct span_record *rec) {
     if (rec->flags & SPAN_F_DECISION)
         return 0;
-    int client = rec->kind == SPAN_KIND_HTTP_CLIENT || rec->kind == SPAN_KIND_GRPC_CLIENT;
-    if (client && peer_on_this_host(rec))
+    if (IS_CLIENT_KIND(rec->kind) && peer_on_this_host(rec))
         return 0;
     count_drop(DROP_SAMPLED_OUT);
     return 1;

@@ -10,13 +10,17 @@
  * Go 1.26 enters and leaves most system calls without casgstatus.
  */
 
+#include "goabi.h"
+#include "counters.h"
+#include "sched.h"
+
 #define G_RUNNABLE 1
 #define G_RUNNING 2
 #define G_SYSCALL 3
 #define G_WAITING 4
 #define G_PREEMPTED 9
 
-/* Masks hold 63 reasons each (gotrace/sched_wait.py wait_class_macros). */
+/* Masks hold 63 reasons each (gotrace/facts/scheduler.py wait_class_macros). */
 static __always_inline int in_mask(__u64 lo, __u64 hi, __u8 reason) {
     if (reason < 63)
         return (lo >> reason) & 1;

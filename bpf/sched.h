@@ -8,6 +8,11 @@
 #ifndef GOTRACE_SCHED_H
 #define GOTRACE_SCHED_H
 
+#include "goabi.h"
+#include "record.h"
+
+#ifdef SCHED_WAIT
+
 #define SCHED_RUNNING 0xff  /* not waiting: nothing accrues */
 
 struct sched_account {
@@ -60,5 +65,10 @@ static __always_inline void sched_span_end(struct span_record *rec) {
     for (int i = 0; i < SCHED_SLOTS; i++)
         rec->sched_ns[i] = acct->total_ns[i] - rec->sched_ns[i];
 }
+
+#else
+#define sched_span_begin(rec)
+#define sched_span_end(rec)
+#endif
 
 #endif

@@ -5,14 +5,17 @@
  * reads every frame of an HTTP/2 connection and starts each RPC's goroutine. A goroutine id
  * is never reused, so keyed by that goroutine's id, an entry names one connection for good:
  * its first request reads the addresses (seven to nine user-memory reads, read_conn in
- * bpf/common.h) and the later ones copy them from here. The struct holding the net.Conn (the
+ * bpf/conn.h) and the later ones copy them from here. The struct holding the net.Conn (the
  * owner: an *http.conn, a grpc-go *http2Server) is checked as well. An entry outlives its
  * connection until the LRU evicts it; no later request can name it.
  *
- * gotrace/bpfprog.py concatenates this after common.h for the probes that use it.
  */
 #ifndef GOTRACE_SERVED_CONN_H
 #define GOTRACE_SERVED_CONN_H
+
+#include "goabi.h"
+#include "record.h"
+#include "conn.h"
 
 struct served_conn {
     __u64 owner;

@@ -1,7 +1,7 @@
 /* TCP trouble from kernel tracepoints (no uprobes, no kprobes): one program for the whole
  * tracer, whatever the traced programs. Each event is a record of bpf/record.h's layout with
  * the connection as the sender (retransmit) or the connecting side (connect) sees it, and a
- * connect's record names the process that connected; gotrace/network_facts.py attributes
+ * connect's record names the process that connected; gotrace/facts/network.py attributes
  * them to the spans on that connection, and tells same-host linking who opened one.
  */
 #include <uapi/linux/ptrace.h>

@@ -2,7 +2,7 @@
  * map[string][]string (a request's http.Header, which holds it as "Traceparent", or a gRPC
  * stream's metadata.MD, which holds it lowercase) and parse the first value.
  *
- * gotrace/bpfprog.py concatenates this after common.h, and defines HAS_TRACEPARENT, only when
+ * gotrace/probes/features.py defines HAS_TRACEPARENT, and with it what follows, only when
  * the traced binary's map layout is resolved. Besides the OFF_* struct fields it passes:
  *   GOMAP_SWISS         1: Go 1.24+ swiss tables (internal/runtime/maps); 0: runtime.hmap
  *   GOMAP_CHUNK_SIZE    bytes of one bucket (hmap) or one group (swiss), read with one call
@@ -10,7 +10,7 @@
  *   GOMAP_ELEMS_OFF, GOMAP_ELEM_STRIDE  slot i's value (a []string header) within a chunk
  *   GOMAP_OVERFLOW_OFF  hmap only: the bucket's overflow-bucket pointer
  *   GOMAP_PTR_SIZE      a pointer (directory entries)
- * The derivation of each is in gotrace/bpfprog.py.
+ * The derivation of each is in gotrace/probes/features.py.
  *
  * The key's hash cannot be computed here (it is seeded per map), so buckets / groups are
  * scanned, with constant bounds: one look-up takes at most TP_MAX_STEPS steps (a step reads
@@ -21,6 +21,12 @@
  */
 #ifndef GOTRACE_TRACEPARENT_H
 #define GOTRACE_TRACEPARENT_H
+
+#include "goabi.h"
+#include "record.h"
+#include "sampling.h"
+
+#ifdef HAS_TRACEPARENT  /* defined with the macros below, when the binary's layout has them */
 
 #define GOMAP_SLOTS 8             /* entries per bucket / group: abi.MapBucketCount, MapGroupSlots */
 #define GOMAP_MIN_TOPHASH 5       /* hmap: tophash below this = empty or evacuated slot */
@@ -66,12 +72,11 @@ struct traceparent_scratch {
 
 BPF_PERCPU_ARRAY(traceparent_scratch, struct traceparent_scratch, 1);
 
-#define TP_B(c, i) ((__u64)(__u8)(c) << (8 * (i)))
 /* "tracepar" and "ent" as little-endian words. Setting bit 5 of every byte lowercases an
  * ASCII letter, and only a letter's two cases become a given lowercase letter that way. */
-#define TP_KEY_LO (TP_B('t', 0) | TP_B('r', 1) | TP_B('a', 2) | TP_B('c', 3) | \
-                   TP_B('e', 4) | TP_B('p', 5) | TP_B('a', 6) | TP_B('r', 7))
-#define TP_KEY_HI (TP_B('e', 0) | TP_B('n', 1) | TP_B('t', 2))
+#define TP_KEY_LO (BYTE_AT('t', 0) | BYTE_AT('r', 1) | BYTE_AT('a', 2) | BYTE_AT('c', 3) | \
+                   BYTE_AT('e', 4) | BYTE_AT('p', 5) | BYTE_AT('a', 6) | BYTE_AT('r', 7))
+#define TP_KEY_HI (BYTE_AT('e', 0) | BYTE_AT('n', 1) | BYTE_AT('t', 2))
 #define TP_LOWER_8 0x2020202020202020ULL
 #define TP_LOWER_3 0x202020ULL
 
@@ -289,4 +294,5 @@ static __always_inline void read_traceparent(struct span_record *rec, __u64 m) {
     remote_decision(rec, tp_hex_value(s->text[54]));  /* the flags' low hex digit */
 }
 
+#endif  /* HAS_TRACEPARENT */
 #endif

@@ -1,5 +1,5 @@
 import sys
 
-from gotrace.cli import main
+from gotrace.cli.main import main
 
 sys.exit(main())

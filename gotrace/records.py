@@ -8,28 +8,57 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+from collections.abc import Iterable
 
-SPAN_KIND_HTTP_SERVER = 1
-SPAN_KIND_HTTP_CLIENT = 2
-SPAN_KIND_GRPC_SERVER = 3
-SPAN_KIND_GRPC_CLIENT = 4
-EVENT_KIND_STW_PAUSE = 100
-EVENT_KIND_GC_CYCLE = 101
-EVENT_KIND_TCP_RETRANSMIT = 102
-EVENT_KIND_TCP_CONNECT = 103
+# Runtime and network events, not spans: what gotrace/facts/runtime.py and
+# gotrace/facts/network.py attribute to spans. Span kinds are numbered below them, from the
+# probes' declarations (gotrace/probes).
+EVENT_KIND_STW_PAUSE = 100  # a stop-the-world pause: start_ns..end_ns
+EVENT_KIND_GC_CYCLE = 101  # a GC cycle began at start_ns
+EVENT_KIND_TCP_RETRANSMIT = 102  # a segment of the connection resent, at start_ns
+EVENT_KIND_TCP_CONNECT = 103  # the connection's handshake: start_ns..end_ns
+EVENT_KINDS = {"STW_PAUSE": EVENT_KIND_STW_PAUSE, "GC_CYCLE": EVENT_KIND_GC_CYCLE,
+               "TCP_RETRANSMIT": EVENT_KIND_TCP_RETRANSMIT, "TCP_CONNECT": EVENT_KIND_TCP_CONNECT}
+FIRST_EVENT_KIND = min(EVENT_KINDS.values())
 
-F_HAS_PARENT = 1
-F_REMOTE_PARENT = 2
-F_TRANSPORT_ERROR = 4
-F_HAS_CONN = 8
-F_HAS_QUERY = 16
-F_SCHED = 32
-F_SAMPLED = 64  # the trace is kept (bpf/sampling.h)
-F_DEFERRED = 128  # left to gotrace (gotrace/sampling.py); neither: sent only for linking
-F_UNIX = 256  # a Unix socket: local_addr, peer_addr hold each end's struct sock and inode
+F_HAS_PARENT = 1  # parent_span_id is set
+F_REMOTE_PARENT = 2  # the parent came from an incoming traceparent
+F_TRANSPORT_ERROR = 4  # a client call ended with an error, no response
+F_HAS_CONN = 8  # the addresses are known
+F_HAS_QUERY = 16  # the URL had a query string (not exported by default)
+F_SCHED = 32  # sched_ns holds the goroutine's scheduler waits (--sched-wait)
+# The trace's sampling decision (bpf/sampling.h): kept; or left to gotrace, which learns the
+# trace of a same-host caller only when it links the spans (gotrace/pipeline/sampling.py). A
+# span with neither is a client call of an unsampled trace to this host, sent only so that its
+# callee is linked (and dropped) alike.
+F_SAMPLED = 64
+F_DEFERRED = 128
+# A Unix socket (bpf/conn.h): local_addr and peer_addr hold the kernel's struct sock address
+# and the inode number (as `ss -x` shows it; 0 while unknown) of the span's socket and of its
+# peer, 8 bytes each; the ports are 0.
+F_UNIX = 256
+SPAN_FLAGS = {"HAS_PARENT": F_HAS_PARENT, "REMOTE_PARENT": F_REMOTE_PARENT,
+              "TRANSPORT_ERROR": F_TRANSPORT_ERROR, "HAS_CONN": F_HAS_CONN,
+              "HAS_QUERY": F_HAS_QUERY, "SCHED": F_SCHED, "SAMPLED": F_SAMPLED,
+              "DEFERRED": F_DEFERRED, "UNIX": F_UNIX}
 
-# sched_ns slots (bpf/record.h SCHED_SLOT_*), in order.
+# sched_ns slots, in order: time runnable but not running, then blocked by reason
+# (bpf/sched.h).
 SCHED_SLOTS = ("runnable", "network", "channel", "lock", "sleep", "syscall", "other")
+
+# Requests not turned into spans in the kernel, by reason: the index of each in the
+# kernel_drops counters (bpf/counters.h) is the macro DROP_<REASON>.
+KERNEL_DROP_REASONS = (
+    "ringbuf_full",
+    "inflight_full",
+    "unsupported_writer",  # not a response the HTTP server probe knows how to end
+    "end_not_seen",  # a call began again before its end was seen
+    "inject_skipped",  # --inject-traceparent: no room, or not a buffered writer
+    "sampled_out",  # not lost: the sampler said no (bpf/sampling.h)
+)
+
+# The record's text fields and their sizes (SPAN_<NAME>_LEN).
+TEXT_FIELDS = {"method": 16, "scheme": 8, "host": 64, "path": 128, "route": 64, "query": 128}
 
 
 class SpanRecord(ctypes.Structure):
@@ -54,17 +83,39 @@ class SpanRecord(ctypes.Structure):
         ("proto_minor", ctypes.c_uint8),
         ("_pad", ctypes.c_uint16),
         ("stream_id", ctypes.c_uint32),
-        ("method", ctypes.c_char * 16),
-        ("scheme", ctypes.c_char * 8),
-        ("host", ctypes.c_char * 64),
-        ("path", ctypes.c_char * 128),
-        ("route", ctypes.c_char * 64),
-        ("query", ctypes.c_char * 128),
+        *((name, ctypes.c_char * size) for name, size in TEXT_FIELDS.items()),
         ("sched_ns", ctypes.c_uint64 * len(SCHED_SLOTS)),
     ]
 
 
 RECORD_SIZE = ctypes.sizeof(SpanRecord)
+
+
+def boundary_macros(span_kinds: dict[str, int], server_kinds: Iterable[int],
+                    client_kinds: Iterable[int]) -> dict[str, int]:
+    """The C macros of everything above that the kernel's side uses (bpf/record.h), with the
+    span kinds numbered by the probes' declarations and their roles as bit masks."""
+    macros = {f"SPAN_KIND_{name}": kind for name, kind in span_kinds.items()}
+    macros.update({f"EVENT_KIND_{name}": kind for name, kind in EVENT_KINDS.items()})
+    macros["FIRST_EVENT_KIND"] = FIRST_EVENT_KIND
+    macros.update({f"SPAN_F_{name}": bit for name, bit in SPAN_FLAGS.items()})
+    macros.update({f"SCHED_SLOT_{name.upper()}": i for i, name in enumerate(SCHED_SLOTS)})
+    macros["SCHED_SLOTS"] = len(SCHED_SLOTS)
+    macros.update({f"DROP_{reason.upper()}": i for i, reason in enumerate(KERNEL_DROP_REASONS)})
+    macros["DROP_REASONS"] = len(KERNEL_DROP_REASONS)
+    macros.update({f"SPAN_{name.upper()}_LEN": size for name, size in TEXT_FIELDS.items()})
+    macros["SERVER_KINDS"] = _mask(server_kinds)
+    macros["CLIENT_KINDS"] = _mask(client_kinds)
+    return macros
+
+
+def _mask(kinds: Iterable[int]) -> int:
+    mask = 0
+    for kind in kinds:
+        if not 0 < kind < 64:
+            raise ValueError(f"span kind {kind} outside 1-63")
+        mask |= 1 << kind
+    return mask
 
 
 def text(value: bytes) -> str:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from gotrace.metrics.red import RedMetric
 
 AttributeValue = str | int | float | bool
 SpanKind = Literal["SERVER", "CLIENT", "INTERNAL"]
-# The kernel's sampling decision (gotrace/sampling.py): kept, left to gotrace, or no (a span
-# sent only so that linking can find its callee).
+# The kernel's sampling decision (gotrace/pipeline/sampling.py): kept, left to gotrace, or no
+# (a span sent only so that linking can find its callee).
 Sampling = Literal["sampled", "deferred", "link-only"]
 StatusCode = Literal["UNSET", "OK", "ERROR"]
 
@@ -68,7 +71,7 @@ class Span:
     status_message: str = ""
     own_attributes: dict[str, AttributeValue] = field(default_factory=dict)  # this span's alone
     shared_attributes: SharedAttributes = NO_SHARED_ATTRIBUTES  # never the same keys as own
-    # For linking across processes (gotrace/linking.py); exporters use the attributes.
+    # For linking across processes (gotrace/pipeline/linking.py); exporters use the attributes.
     connection: Connection | None = None
     stream_id: int = 0  # the HTTP/2 stream of a gRPC call
     remote_parent: bool = False  # the parent came from an incoming traceparent
@@ -77,6 +80,7 @@ class Span:
     monotonic_start_ns: int = 0
     monotonic_end_ns: int = 0
     sampling: Sampling = "sampled"
+    metric: RedMetric | None = None  # the RED histogram it feeds (its probe's declaration)
 
     @property
     def attributes(self) -> dict[str, AttributeValue]:

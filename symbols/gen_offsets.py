@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gotrace.gobin.binary import GoBinary
-from gotrace.layout import resolve
-from gotrace.manifest import load_manifests
+from gotrace.resolve.layout import resolve
+from gotrace.resolve.manifest import load_manifests
 from testapps import matrix
 
 OUT = Path(__file__).resolve().parent / "offsets.json"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gotrace.cli import main
+from gotrace.cli.main import main
 from gotrace.gobin.binary import GoBinary
 from testapps import matrix
 

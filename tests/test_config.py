@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from tracing import REPO, get, go_server, gotrace, stop
 
-from gotrace.cli import build_parser
-from gotrace.config import apply_config
+from gotrace.cli.config import apply_config
+from gotrace.cli.listeners import listening_pids
+from gotrace.cli.main import build_parser
 from gotrace.errors import GotraceError
 from gotrace.export import otlp_config
-from gotrace.listeners import listening_pids
 from testapps import matrix
 
 

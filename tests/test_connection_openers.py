@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 
-from gotrace.decode import MonotonicClock, decode_records
-from gotrace.network_facts import NetworkFacts, TcpEventSource
+from gotrace.facts.network import NetworkFacts
+from gotrace.kernel.tcp_events import TcpEventSource
+from gotrace.pipeline.decode import MonotonicClock, decode_records
+from gotrace.probes import CLIENT_KINDS
 from gotrace.spans import Connection
 
 CONNECT = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1]))).close()"
@@ -31,7 +33,7 @@ def test_the_opener_of_a_connection_is_the_connecting_process():
         source.poll()
     finally:
         source.close()
-    facts = NetworkFacts()
+    facts = NetworkFacts(CLIENT_KINDS)
     decode_records(raw, lambda _pid: None, MonotonicClock(), (facts,))
 
     def seen_accepting(sock: socket.socket) -> Connection:

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from tracing import REPO, go_server
 
-from gotrace.cli import build_parser
-from gotrace.config import apply_config
+from gotrace.cli.config import apply_config
+from gotrace.cli.main import build_parser
 from testapps import matrix
 
 DEPLOY = REPO / "deploy"

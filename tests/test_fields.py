@@ -6,8 +6,8 @@ import functools
 from pathlib import Path
 
 from gotrace.gobin.binary import GoBinary
-from gotrace.layout import resolve
-from gotrace.manifest import load_manifests
+from gotrace.resolve.layout import resolve
+from gotrace.resolve.manifest import load_manifests
 
 
 def manifest_types() -> frozenset[str]:

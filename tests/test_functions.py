@@ -8,7 +8,7 @@ import subprocess
 from conftest import go_tool
 
 from gotrace.gobin.binary import GoBinary
-from gotrace.layout import resolve
+from gotrace.resolve.layout import resolve
 
 
 def elide_type_arguments(name: str) -> str:

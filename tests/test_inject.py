@@ -20,7 +20,7 @@ import pytest
 from tracing import REPO
 
 from gotrace.errors import GotraceError
-from gotrace.tracer import LOCKDOWN, require_user_memory_writes
+from gotrace.pipeline.session import LOCKDOWN, require_user_memory_writes
 from testapps import matrix
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from gotrace.linking import SameHostLinker
+from gotrace.pipeline.linking import SameHostLinker
 from gotrace.spans import Connection, Resource, Span
 
 _ids = itertools.count(1)

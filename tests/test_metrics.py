@@ -26,15 +26,11 @@ from gotrace.errors import GotraceError
 from gotrace.export import LaneStats, PipelineStats
 from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
 from gotrace.metrics.histograms import OVERFLOW_LABELS, DurationHistograms
-from gotrace.metrics.red import (
-    BUCKETS,
-    HTTP_CLIENT,
-    HTTP_SERVER,
-    RPC_CLIENT,
-    RPC_SERVER,
-    observation,
-    status_class,
-)
+from gotrace.metrics.red import BUCKETS, RedMetric, observation, status_class
+from gotrace.probes import DURATION_METRICS
+from gotrace.probes.grpc_client import RPC_CLIENT_METRIC
+from gotrace.probes.grpc_server import RPC_SERVER_METRIC
+from gotrace.probes.http_attributes import HTTP_CLIENT_METRIC, HTTP_SERVER_METRIC
 from gotrace.spans import AttributeValue, Resource, Span, SpanKind
 from testapps import matrix
 
@@ -42,15 +38,19 @@ PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+HTTP_SERVER, HTTP_CLIENT = HTTP_SERVER_METRIC.metric, HTTP_CLIENT_METRIC.metric
+RPC_SERVER, RPC_CLIENT = RPC_SERVER_METRIC.metric, RPC_CLIENT_METRIC.metric
 
 
 def make_span(kind: SpanKind, attributes: dict[str, AttributeValue], seconds: float = 0.001,
-              service: str = "api") -> Span:
+              service: str = "api", red: RedMetric | None = None) -> Span:
+    """A span as decoding makes it: red is the RED metric its probe declares."""
     start = 1_700_000_000_000_000_000
     return Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, parent_span_id=None, name="op",
                 kind=kind, start_time_unix_nano=start,
                 end_time_unix_nano=start + round(seconds * 1e9),
-                resource=Resource({"service.name": service}), own_attributes=attributes)
+                resource=Resource({"service.name": service}), own_attributes=attributes,
+                metric=red)
 
 
 def http_server(route: str | None = "/users/{id}", status: int = 200, method: str = "GET",
@@ -59,14 +59,14 @@ def http_server(route: str | None = "/users/{id}", status: int = 200, method: st
                                         "http.response.status_code": status}
     if route is not None:
         attrs["http.route"] = route
-    return make_span("SERVER", attrs, seconds)
+    return make_span("SERVER", attrs, seconds, red=HTTP_SERVER_METRIC)
 
 
 def grpc(kind: SpanKind, code: int = 0) -> Span:
     attrs: dict[str, AttributeValue] = {"rpc.system": "grpc", "rpc.service": "demo.Echo",
                                         "rpc.method": "Say", "rpc.grpc.status_code": code,
                                         "server.address": "10.0.0.2", "server.port": 50051}
-    return make_span(kind, attrs)
+    return make_span(kind, attrs, red=RPC_SERVER_METRIC if kind == "SERVER" else RPC_CLIENT_METRIC)
 
 
 def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -96,7 +96,7 @@ def fetch(url: str) -> tuple[str, str]:
 
 @pytest.fixture
 def exporter() -> Iterator[MetricsExporter]:
-    e = MetricsExporter("127.0.0.1", 0)
+    e = MetricsExporter("127.0.0.1", 0, metrics=DURATION_METRICS)
     try:
         yield e
     finally:
@@ -123,7 +123,7 @@ def test_http_server_span_without_route_has_method_only():
 def test_http_client_span_labels():
     span = make_span("CLIENT", {"http.request.method": "GET", "url.full": "http://db:8080/x",
                                 "server.address": "db", "server.port": 8080,
-                                "http.response.status_code": 200})
+                                "http.response.status_code": 200}, red=HTTP_CLIENT_METRIC)
     metric, labels = observation(span)
     assert metric is HTTP_CLIENT
     assert metric.prometheus_name == "http_client_request_duration_seconds"
@@ -133,7 +133,7 @@ def test_http_client_span_labels():
 
 def test_http_client_transport_error_is_labelled_by_error_type():
     span = make_span("CLIENT", {"http.request.method": "GET", "server.address": "db",
-                                "error.type": "_OTHER"})
+                                "error.type": "_OTHER"}, red=HTTP_CLIENT_METRIC)
     _, labels = observation(span)
     assert dict(labels) == {"service_name": "api", "http_request_method": "GET",
                             "error_type": "_OTHER", "server_address": "db"}
@@ -154,8 +154,16 @@ def test_grpc_span_labels(kind, metric, name):
 
 
 def test_spans_no_red_metric_covers_are_ignored():
-    assert observation(make_span("INTERNAL", {"http.request.method": "GET"})) is None
-    assert observation(make_span("SERVER", {"url.path": "/"})) is None
+    """Only a span whose probe declares a RED metric feeds one."""
+    assert observation(make_span("SERVER", {"http.request.method": "GET"})) is None
+
+
+def test_every_span_probe_declares_a_red_metric():
+    """A server or client record kind without a metric would silently have no RED data."""
+    from gotrace.probes import SHAPES
+    for shape in SHAPES.values():
+        assert shape.kind == "INTERNAL" or shape.metric is not None, shape.record_kind
+    assert {HTTP_SERVER, HTTP_CLIENT, RPC_SERVER, RPC_CLIENT} <= set(DURATION_METRICS)
 
 
 @pytest.mark.parametrize(("code", "label"), [
@@ -281,7 +289,7 @@ def test_exposition_is_valid_for_promtool(exporter):
         http_server(route='/q/"quoted"\\back\nslash', status=201),
         http_server(route=None, status=500, method="_OTHER"),
         make_span("CLIENT", {"http.request.method": "GET", "server.address": "db",
-                             "error.type": "_OTHER"}, seconds=12),
+                             "error.type": "_OTHER"}, seconds=12, red=HTTP_CLIENT_METRIC),
         grpc("SERVER"), grpc("CLIENT", code=2),
     ])
     text = exporter.render().decode()

@@ -1,4 +1,4 @@
-"""gotrace.ringbuf against the kernel: records of odd sizes and given-up ones, read as the
+"""gotrace.kernel.ringbuf against the kernel: records of odd sizes and given-up ones, read as the
 producer wrote them while the buffer wraps around many times."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import struct
 
 from bcc import BPF
 
-from gotrace.ringbuf import RingBuffer
+from gotrace.kernel.ringbuf import RingBuffer
 
 # Each getppid() of this process sends a 13-byte record, then a 100-byte one, both carrying a
 # sequence number; every third 100-byte one is reserved, then given up (discarded).

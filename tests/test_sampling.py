@@ -14,8 +14,8 @@ from test_linking import chain_cells, chain_services, check_traces, drive
 from tracing import go_server, gotrace, name_of, otlp_args, stop
 
 from gotrace.errors import GotraceError
-from gotrace.sampling import AdaptivePolicy, SamplerConfig, sampler_config
-from gotrace.tracer import POLL_INTERVAL_MS
+from gotrace.pipeline.sampling import AdaptivePolicy, SamplerConfig, sampler_config
+from gotrace.pipeline.session import POLL_INTERVAL_MS
 from testapps import matrix
 
 SAMPLED_OUT = re.compile(r"spans sampled out (\d+) in the kernel, (\d+) by gotrace")

@@ -16,9 +16,9 @@ import pytest
 from otlp_receiver import OtlpReceiver
 from tracing import get, go_server, gotrace, otlp_args, stop
 
+from gotrace.facts.scheduler import ATTRIBUTE_NAMES, reason_class
 from gotrace.gobin.binary import GoBinary
 from gotrace.gobin.waitreasons import wait_reason_names
-from gotrace.sched_wait import ATTRIBUTE_NAMES, reason_class
 from testapps import matrix
 
 GOS = [matrix.go_versions()[0], matrix.go_versions()[-1]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gotrace.export.console import span_line
-from gotrace.slowdown import slowdown
+from gotrace.facts.slowdown import slowdown
 from gotrace.spans import Resource, Span
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from tracing import REPO, get, go_server, gotrace, stop
 
+from gotrace.cli.status import JsonLog, LiveLine, Snapshot, open_status
 from gotrace.export import ExportPipeline
 from gotrace.spans import Resource, Span
-from gotrace.status import JsonLog, LiveLine, Snapshot, open_status
 from testapps import matrix
 
 CLEAR = "\r\x1b[K"

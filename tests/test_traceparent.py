@@ -23,18 +23,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gotrace.bpfprog import Program, _traceparent_macros, compile_program, plan_probes
-from gotrace.decode import MonotonicClock, decode_records
 from gotrace.gobin.binary import GoBinary
-from gotrace.layout import Layout, resolve
-from gotrace.records import (
-    F_HAS_PARENT,
-    F_REMOTE_PARENT,
-    SPAN_KIND_HTTP_CLIENT,
-    SPAN_KIND_HTTP_SERVER,
-    SpanRecord,
-)
-from gotrace.sampling import SamplerConfig
+from gotrace.kernel.plan import plan_probes
+from gotrace.kernel.program import Program, compile_program
+from gotrace.pipeline.decode import MonotonicClock, decode_records
+from gotrace.pipeline.sampling import SamplerConfig
+from gotrace.probes import span_kind
+from gotrace.probes.features import traceparent_macros
+from gotrace.records import F_HAS_PARENT, F_REMOTE_PARENT, SpanRecord
+from gotrace.resolve.layout import Layout, resolve
 from gotrace.spans import Resource
 from testapps import matrix
 
@@ -48,7 +45,7 @@ def _cells() -> list[matrix.Cell]:
 
 CELLS = _cells()
 
-# BCC warns about str paths given to attach_uprobe (gotrace/bpfprog.py passes str).
+# BCC warns about str paths given to attach_uprobe (gotrace/kernel/program.py passes str).
 pytestmark = pytest.mark.filterwarnings("ignore:not a bytes object:DeprecationWarning")
 
 
@@ -182,7 +179,7 @@ def run(request, programs) -> Run:
         layout = resolve(gb)
     # always_on: every valid traceparent continues, its sampled flag aside (which the
     # parent-based samplers follow: tests/test_sampling.py).
-    plan = plan_probes(layout, sampler=ALWAYS_ON)
+    plan = plan_probes(layout, ALWAYS_ON.kernel_macros())
     assert plan.macros.get("HAS_TRACEPARENT") == 1, plan.refused
     compiled = programs.get(plan.key)
     if compiled is None:
@@ -223,7 +220,7 @@ def run(request, programs) -> Run:
     by_label = {}
     for rec in records:
         name = _query_name(rec)
-        if rec.kind == SPAN_KIND_HTTP_SERVER and rec.pid == proc.pid and name:
+        if rec.kind == span_kind("HTTP_SERVER") and rec.pid == proc.pid and name:
             by_label[name] = rec
     return Run(layout, dict(plan.macros), by_label, records, list(raw), proxy_tp)
 
@@ -250,7 +247,7 @@ def test_map_offsets_also_from_offsets_db(run: Run):
         from_db = resolve(gb, field_sources=("offsets-db",))
     map_fields = [n for n in from_db.fields if "hmap" in n or "runtime/maps" in n]
     assert map_fields and all(from_db.fields[n].source == "offsets-db" for n in map_fields)
-    assert _traceparent_macros(from_db) == _traceparent_macros(run.layout)
+    assert traceparent_macros(from_db) == traceparent_macros(run.layout)
 
 
 def test_valid_traceparent_is_continued(run: Run):
@@ -299,13 +296,13 @@ def test_decoded_spans_carry_the_remote_parent(run: Run):
 
 def test_outgoing_call_joins_the_incoming_trace(run: Run):
     _, trace, parent, _ = run.proxy_tp.split("-")
-    servers = [r for r in run.records if r.kind == SPAN_KIND_HTTP_SERVER
+    servers = [r for r in run.records if r.kind == span_kind("HTTP_SERVER")
                and r.path.decode() == "/proxy"]
     assert len(servers) == 1
     server = servers[0]
     assert bytes(server.trace_id).hex() == trace
     assert bytes(server.parent_span_id).hex() == parent
-    clients = [r for r in run.records if r.kind == SPAN_KIND_HTTP_CLIENT]
+    clients = [r for r in run.records if r.kind == span_kind("HTTP_CLIENT")]
     assert len(clients) == 1
     client = clients[0]
     assert bytes(client.trace_id).hex() == trace
@@ -321,7 +318,7 @@ def test_swiss_map_experiment_off_is_refused():
         layout = resolve(gb)
     changed = dataclasses.replace(layout, settings={**layout.settings,
                                                     "GOEXPERIMENT": "noswissmap"})
-    plan = plan_probes(changed)
+    plan = plan_probes(changed, ALWAYS_ON.kernel_macros())
     assert "HAS_TRACEPARENT" not in plan.macros
     assert "nethttp_server.traceparent" in plan.refused
     assert any(p.library == "nethttp_server" for p in plan.probes)

@@ -7,7 +7,7 @@ import pytest
 from gotrace.errors import GotraceError
 from gotrace.gobin.typeinfo import package_matches, split_type_name
 from gotrace.gobin.varint import encode_uvarint, uvarint
-from gotrace.manifest import load_manifest, load_manifests
+from gotrace.resolve.manifest import load_manifest, load_manifests
 from gotrace.versions import parse_version, satisfies
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from gotrace.errors import GotraceError, malformed_input_is_corrupt
 from gotrace.gobin.binary import GoBinary
 from gotrace.gobin.conntypes import ConnStep, StepKind
-from gotrace.layout import Layout, resolve
-from gotrace.manifest import Manifest, load_manifests
+from gotrace.resolve.layout import Layout, resolve
+from gotrace.resolve.manifest import Manifest, load_manifests
 
 
 def executable_of_pid(pid: int) -> tuple[Path, str]:

@@ -39,8 +39,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     target.add_argument("--pid", type=int, help="inspect the executable of a running process")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
 
-    from gotrace import cli_help
-    from gotrace.trace_command import add_output_arguments, add_target_arguments
+    from gotrace.cli import help as cli_help
+    from gotrace.cli.trace import add_output_arguments, add_target_arguments
 
     trace = sub.add_parser(
         "trace",
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.subcommand == "inspect":
-            from gotrace.inspect import run_inspect
+            from gotrace.cli.inspect import run_inspect
 
             print(run_inspect(args.binary, args.pid, args.json))
             return 0
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                                slowest=args.slowest)
             print(f"gotrace: wrote {out}")
             return 0
-        from gotrace.config import apply_config
-        from gotrace.trace_command import run_program, run_trace
+        from gotrace.cli.config import apply_config
+        from gotrace.cli.trace import run_program, run_trace
 
         args = apply_config(args, configurable[args.subcommand])
         return run_trace(args) if args.subcommand == "trace" else run_program(args)

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from gotrace.export import ExportPipeline
+from gotrace.pipeline.session import ALL_PROCESSES, Tracer
 from gotrace.procfs import process_ids
-from gotrace.tracer import ALL_PROCESSES, Tracer
 
 LOG_INTERVAL_S = 10.0
 DEFAULT_COLUMNS = 80

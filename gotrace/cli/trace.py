@@ -9,15 +9,21 @@ import sys
 import time
 from pathlib import Path
 
+from gotrace.cli.listeners import pids_on_port
+from gotrace.cli.status import StatusReporter, open_status, take_snapshot
 from gotrace.errors import GotraceError
 from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExporter, otlp_config
-from gotrace.linking import LinkStats
-from gotrace.listeners import pids_on_port
 from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
+from gotrace.pipeline.linking import LinkStats
+from gotrace.pipeline.sampling import sampler_config
+from gotrace.pipeline.session import (
+    Tracer,
+    quiet_garbage_collector,
+    require_root,
+    require_user_memory_writes,
+)
+from gotrace.probes import DURATION_METRICS
 from gotrace.probes.runtime import DEEP_ANCESTRY
-from gotrace.sampling import sampler_config
-from gotrace.status import StatusReporter, open_status, take_snapshot
-from gotrace.tracer import Tracer, quiet_garbage_collector, require_root, require_user_memory_writes
 
 DEFAULT_METRICS_HOST = "0.0.0.0"
 
@@ -43,7 +49,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """Outputs and session options of trace and run. Their defaults are None (switches:
-    False) so that gotrace.config can tell which were given; see there."""
+    False) so that gotrace.cli.config can tell which were given; see there."""
     out = parser.add_argument_group("outputs (any combination; the console when none is given)")
     out.add_argument("--otlp-endpoint", metavar="URL",
                      help="send spans over OTLP (default from OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -109,7 +115,7 @@ def _exporters(args: argparse.Namespace) -> tuple[dict[str, Exporter], dict[str,
         exporters["jsonl"] = JsonlExporter(args.jsonl)
     if args.metrics_port is not None:
         exporters["metrics"] = MetricsExporter(args.metrics_host or DEFAULT_METRICS_HOST,
-                                               args.metrics_port)
+                                               args.metrics_port, metrics=DURATION_METRICS)
     if args.console or not exporters:
         exporters["console"] = ConsoleExporter()
     return exporters, delays

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TextIO
 
-from gotrace.slowdown import slowdown
+from gotrace.facts.slowdown import slowdown
 from gotrace.spans import Span
 
 # Groups of (label, attribute key): the first key of a group the span has is shown.

@@ -9,35 +9,27 @@ Attributes (documented in the README):
 It also remembers which process opened each connection (the connecting end's PID), which
 same-host linking asks when a server span's caller is on this host.
 
-One BPF program serves the whole tracer. Its events are polled after the probes' ring
-buffers and decoded before their spans, so that every event that happened before a span
-ended is known when the span is decoded.
+The events come from one BPF program for the whole tracer (gotrace/kernel/tcp_events.py),
+polled after the probes' ring buffers and decoded before their spans, so that every event
+that happened before a span ended is known when the span is decoded.
 """
 
 from __future__ import annotations
 
 import collections
-import ctypes
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future
-from pathlib import Path
+from collections.abc import Collection
 
-from gotrace.bpfprog import address_bytes, compile_bpf, open_ring
+from gotrace.addresses import address_bytes
+from gotrace.facts.runtime import count_between
 from gotrace.records import (
     EVENT_KIND_TCP_CONNECT,
     EVENT_KIND_TCP_RETRANSMIT,
     F_HAS_CONN,
-    SPAN_KIND_GRPC_CLIENT,
-    SPAN_KIND_HTTP_CLIENT,
     SpanRecord,
 )
-from gotrace.runtime_facts import count_between
 from gotrace.spans import AttributeValue, Connection
 
-BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "tcp_events.c"
 EVENT_KINDS = frozenset({EVENT_KIND_TCP_RETRANSMIT, EVENT_KIND_TCP_CONNECT})
-CLIENT_KINDS = frozenset({SPAN_KIND_HTTP_CLIENT, SPAN_KIND_GRPC_CLIENT})
 KEEP_PER_CONNECTION = 1024
 MAX_CONNECTIONS = 65536
 NO_RETRANSMITS: dict[str, AttributeValue] = {"network.tcp.retransmits": 0}
@@ -59,7 +51,8 @@ class NetworkFacts:
     """Recent retransmits per connection; handshakes, with the connecting process, per
     (local, peer) endpoint pair of the connecting end."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_kinds: Collection[int]) -> None:
+        self._client_kinds = frozenset(client_kinds)  # record kinds of client spans
         self._retransmits: collections.OrderedDict[tuple, collections.deque[int]] = \
             collections.OrderedDict()
         # (local, peer) endpoint pair of the connecting end -> (SYN sent, established, PID)
@@ -109,7 +102,7 @@ class NetworkFacts:
         count = count_between(self._retransmits.get(_connection(rec), ()), start, end) \
             if self._retransmits else 0  # none seen: the common case, without a key to build
         connect_ns = None
-        if self._connects and rec.kind in CLIENT_KINDS:
+        if self._connects and rec.kind in self._client_kinds:
             handshake = self._connects.get(_endpoints(rec))
             if handshake and start <= handshake[1] <= end:
                 connect_ns = handshake[1] - handshake[0]
@@ -119,44 +112,3 @@ class NetworkFacts:
         if connect_ns is not None:
             attrs["network.tcp.connect_ns"] = connect_ns
         return attrs
-
-
-class TcpEventSource:
-    """The tracepoint program and its ring buffer (compiled once per tracer)."""
-
-    def __init__(self, on_records: Callable[[list[bytes]], None]) -> None:
-        self.bpf = compile_bpf(BPF_SOURCE.read_text(), {}, "the TCP tracepoint program")
-        self._ring = open_ring(self.bpf, "tcp_events")
-        self._on_records = on_records
-        self._lost = self.bpf["tcp_lost"]
-
-    @classmethod
-    def start(cls, on_records: Callable[[list[bytes]], None]) -> Future[TcpEventSource]:
-        """Compile and load the program in a thread of its own, so that its compilation
-        overlaps what the caller does meanwhile (resolving the first binary's layout).
-
-        libbcc keeps the maps of every module in one unsynchronised table, so two compilations
-        must not overlap: take the result before compiling anything else with BCC. A failure
-        (a GotraceError) is raised there, in the caller's thread.
-        """
-        future: Future[TcpEventSource] = Future()
-
-        def compile_and_load() -> None:
-            try:
-                future.set_result(cls(on_records))
-            except Exception as e:  # handed over to whoever takes the result
-                future.set_exception(e)
-
-        threading.Thread(target=compile_and_load, name="gotrace-tcp-compile").start()
-        return future
-
-    def poll(self) -> None:
-        self._on_records(self._ring.take())
-
-    def lost(self) -> int:
-        """Events the ring buffer had no room for."""
-        return int(self._lost[ctypes.c_int(0)].value)
-
-    def close(self) -> None:
-        self._ring.close()
-        self.bpf.cleanup()

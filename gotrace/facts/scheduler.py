@@ -64,7 +64,7 @@ def wait_class_macros(reason_names: list[str]) -> dict[str, int]:
 
 
 class SchedWait:
-    """The fact source of go.sched.* (see gotrace/decode.py FactSource): the figures are in
+    """The fact source of go.sched.* (see gotrace/pipeline/decode.py FactSource): the figures are in
     the span's own record, there are no separate events."""
 
     def record(self, rec: SpanRecord) -> bool:

@@ -4,7 +4,7 @@ side by side, flagged when they explain most of the span's duration."""
 
 from __future__ import annotations
 
-from gotrace.sched_wait import BLOCKED_REASONS
+from gotrace.facts.scheduler import BLOCKED_REASONS
 from gotrace.spans import Span
 
 MOST = 0.5  # share of the duration above which a cause is said to explain the span

@@ -11,39 +11,22 @@ its peer's for a client span, unknown to a client span that comes before the acc
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
+from gotrace.addresses import inode_of
 from gotrace.record_view import RecordFields
-from gotrace.records import F_UNIX, SPAN_KIND_GRPC_SERVER, SPAN_KIND_HTTP_SERVER
+from gotrace.records import F_UNIX
 from gotrace.spans import AttributeValue
 
-UNIX_PREFIX = "unix:"
 MAX_UNNAMED = 65536  # inodes remembered as having no path, before they are all forgotten
-_SERVER_KINDS = frozenset({SPAN_KIND_HTTP_SERVER, SPAN_KIND_GRPC_SERVER})
-
-
-def inode_of(addr: bytes) -> int:
-    """The inode number in a Unix span's local_addr or peer_addr (0 when unknown)."""
-    return int.from_bytes(addr[8:16], "little")
-
-
-def connection_address(addr: bytes) -> str:
-    """How linking names one end of a Unix socket connection: 'unix:<struct sock address>'."""
-    return f"{UNIX_PREFIX}{int.from_bytes(addr[:8], 'little'):x}"
-
-
-def is_unix_address(address: str) -> bool:
-    return address.startswith(UNIX_PREFIX)
-
-
-def address_bytes(address: str) -> bytes:
-    """A 'unix:<sock>' end as bpf/sampling.h keys it: the sock's address, the inode (which
-    the server's end may gain only later) left zero."""
-    return int(address.removeprefix(UNIX_PREFIX), 16).to_bytes(8, "little") + bytes(8)
 
 
 class UnixSockets:
-    """A fact source (gotrace/decode.py): the transport and the path of Unix-socket spans."""
+    """A fact source (gotrace/pipeline/decode.py): the transport and the path of Unix-socket
+    spans."""
 
-    def __init__(self) -> None:
+    def __init__(self, server_kinds: Collection[int]) -> None:
+        self._server_kinds = frozenset(server_kinds)  # record kinds of server spans
         self._paths: dict[int, dict[int, str]] = {}  # pid -> inode -> path
         # (pid, inode) found without a path when the table was read (a socketpair's, say):
         # not read again for each of its spans.
@@ -58,7 +41,7 @@ class UnixSockets:
     def usual(self, rec: RecordFields) -> dict[str, AttributeValue]:
         if not rec.flags & F_UNIX:
             return {}
-        server = rec.kind in _SERVER_KINDS
+        server = rec.kind in self._server_kinds
         inode = inode_of(rec.local_addr if server else rec.peer_addr)
         path = self._path(rec.pid, inode) if inode else None
         attrs: dict[str, AttributeValue] = {"network.transport": "unix"}
@@ -69,7 +52,7 @@ class UnixSockets:
     def _path(self, pid: int, inode: int) -> str | None:
         """The path of the socket with this inode, read again from /proc for an inode not
         seen before (a new connection): once per connection, as the endpoint of its spans is
-        worked out once (gotrace/decode.py)."""
+        worked out once (gotrace/pipeline/decode.py)."""
         path = self._paths.get(pid, {}).get(inode)
         if path is not None or (pid, inode) in self._unnamed:
             return path

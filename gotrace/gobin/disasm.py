@@ -38,9 +38,10 @@ def entry_probe_site(image: ElfImage, start: int, end: int) -> int:
     prologue is the usual one, else the function's first instruction.
 
     The kernel emulates a conditional branch under a uprobe but single-steps most other
-    instructions, at a second trap: on this VM a hit on the branch cost 0.8 µs against 7 µs
-    on a function's first instruction (bench/calibrate.py measures both). At the branch every
-    register but R12 and the flags is as the function received it, and no probe reads those.
+    instructions, at a second trap: a hit on the branch costs several times less than one on
+    a function's first instruction (bench/calibrate.py measures both; bench/REPORT.md). At
+    the branch every register but R12 and the flags is as the function received it, and no
+    probe reads those.
     When the stack must grow, morestack restarts the function and the probe runs twice, as it
     does at the first instruction.
     """

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from gotrace.metrics.counters import CounterSource
 from gotrace.metrics.exposition import CounterFamily, counter_lines, document, histogram_lines
 from gotrace.metrics.histograms import DEFAULT_MAX_SERIES, DurationHistograms
-from gotrace.metrics.red import BUCKETS, DURATION_METRICS, observation
+from gotrace.metrics.red import BUCKETS, DurationMetric, observation
 from gotrace.metrics.server import MetricsServer
 from gotrace.spans import Span
 
@@ -21,7 +21,11 @@ OVERFLOW_COUNTER = "gotrace_metric_series_overflow_total"
 class MetricsExporter:
     """Starts serving at once, so a port that cannot be bound fails before tracing starts."""
 
-    def __init__(self, host: str, port: int, *, max_series: int = DEFAULT_MAX_SERIES) -> None:
+    def __init__(self, host: str, port: int, *, metrics: Sequence[DurationMetric] = (),
+                 max_series: int = DEFAULT_MAX_SERIES) -> None:
+        """metrics: the histograms to expose from the start (the probes' declarations); any
+        other a span feeds is exposed from its first observation."""
+        self._metrics: dict[DurationMetric, None] = dict.fromkeys(metrics)
         self._histograms = DurationHistograms(BUCKETS, max_series)
         self._sources: list[CounterSource] = []
         self._server = MetricsServer(host, port, self.render)
@@ -40,6 +44,7 @@ class MetricsExporter:
             found = observation(span)
             if found is not None:
                 metric, labels = found
+                self._metrics.setdefault(metric)
                 observations.append((metric, labels, span.duration_ns / 1e9))
         self._histograms.record(observations)
         return True
@@ -48,7 +53,7 @@ class MetricsExporter:
         """The whole /metrics document, read fresh."""
         snapshot = self._histograms.snapshot()
         lines: list[str] = []
-        for metric in DURATION_METRICS:
+        for metric in list(self._metrics):
             lines += histogram_lines(metric.prometheus_name, metric.description,
                                      self._histograms.bounds, snapshot.series.get(metric, []))
         for source in list(self._sources):

@@ -8,8 +8,9 @@ Every duration is in seconds, the RPC ones included: the RPC conventions histori
 specify milliseconds, but Prometheus' base unit is the second and the `_seconds` suffix says
 which unit a series is in.
 
-Labels are chosen to stay bounded: the route template, never the URL path; the status class
-("2xx", "5xx"), not the exact code, for HTTP; the code (at most 17 values) for gRPC.
+Each probe declares the histogram its spans feed and their labels (a RedMetric), chosen to
+stay bounded: the route template, never the URL path; the status class ("2xx", "5xx"), not
+the exact code, for HTTP; the code (at most 17 values) for gRPC.
 """
 
 from __future__ import annotations
@@ -41,19 +42,6 @@ class DurationMetric:
         return label_name(self.name) + "_seconds"
 
 
-HTTP_SERVER = DurationMetric("http.server.request.duration",
-                             "Duration of HTTP server requests.")
-HTTP_CLIENT = DurationMetric("http.client.request.duration",
-                             "Duration of HTTP client requests.")
-RPC_SERVER = DurationMetric("rpc.server.duration", "Duration of RPCs served.")
-RPC_CLIENT = DurationMetric("rpc.client.duration", "Duration of RPCs made.")
-DURATION_METRICS = (HTTP_SERVER, HTTP_CLIENT, RPC_SERVER, RPC_CLIENT)
-
-# Attributes copied into labels as they are (left out when the span lacks them). The probes
-# already reduce http.request.method to the known methods and "_OTHER".
-_HTTP_ATTRIBUTES = ("http.request.method", "http.route")
-_RPC_ATTRIBUTES = ("rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code")
-_STATUS_CODE = "http.response.status_code"
 _ERROR_TYPE = "error.type"
 _SERVER_ADDRESS = "server.address"
 
@@ -63,30 +51,34 @@ def status_class(code: int) -> str:
     return f"{code // 100}xx" if 100 <= code <= 599 else "_OTHER"
 
 
+@dataclass(frozen=True, slots=True)
+class RedMetric:
+    """How the spans of one record kind feed a histogram (a probe declares it): the
+    histogram, the attributes copied into labels as they are (left out when a span lacks
+    them), and the outcome: the class of a status-code attribute, or without one the span's
+    error.type. A client span is labelled with the server it called."""
+
+    metric: DurationMetric
+    labels: tuple[str, ...]
+    status_code: str | None = None  # the attribute whose class ("2xx") is a label
+
+    def labels_of(self, span: Span) -> Labels:
+        attrs = span.attributes
+        labels = [("service_name", str(span.resource.attributes.get("service.name",
+                                                                    "unknown_service")))]
+        labels.extend((label_name(key), str(attrs[key])) for key in self.labels if key in attrs)
+        if self.status_code is not None:
+            code = attrs.get(self.status_code)
+            if isinstance(code, int):
+                labels.append((label_name(self.status_code), status_class(code)))
+            elif _ERROR_TYPE in attrs:  # no response at all: the transport failed
+                labels.append((label_name(_ERROR_TYPE), str(attrs[_ERROR_TYPE])))
+        if span.kind == "CLIENT" and _SERVER_ADDRESS in attrs:
+            labels.append((label_name(_SERVER_ADDRESS), str(attrs[_SERVER_ADDRESS])))
+        return tuple(labels)
+
+
 def observation(span: Span) -> tuple[DurationMetric, Labels] | None:
     """The histogram and labels span counts in; None for spans no RED metric covers."""
-    attrs = span.attributes
-    if span.kind not in ("SERVER", "CLIENT"):
-        return None
-    server = span.kind == "SERVER"
-    outcome: list[tuple[str, str]] = []
-    if "rpc.system" in attrs:
-        metric = RPC_SERVER if server else RPC_CLIENT
-        copied = _RPC_ATTRIBUTES
-    elif "http.request.method" in attrs:
-        metric = HTTP_SERVER if server else HTTP_CLIENT
-        copied = _HTTP_ATTRIBUTES
-        code = attrs.get(_STATUS_CODE)
-        if isinstance(code, int):
-            outcome.append((label_name(_STATUS_CODE), status_class(code)))
-        elif _ERROR_TYPE in attrs:  # no response at all: the transport failed
-            outcome.append((label_name(_ERROR_TYPE), str(attrs[_ERROR_TYPE])))
-    else:
-        return None
-    labels = [("service_name", str(span.resource.attributes.get("service.name",
-                                                                "unknown_service")))]
-    labels.extend((label_name(key), str(attrs[key])) for key in copied if key in attrs)
-    labels.extend(outcome)
-    if not server and _SERVER_ADDRESS in attrs:
-        labels.append((label_name(_SERVER_ADDRESS), str(attrs[_SERVER_ADDRESS])))
-    return metric, tuple(labels)
+    red = span.metric
+    return None if red is None else (red.metric, red.labels_of(span))

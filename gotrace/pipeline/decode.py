@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
-from gotrace.probes import ALL_PROBES
+from gotrace.addresses import unix_address
+from gotrace.probes import SHAPES
 from gotrace.probes.base import SpanShape
 from gotrace.record_view import RecordFields, unpack_record
 from gotrace.records import (
@@ -31,9 +32,7 @@ from gotrace.spans import (
     Span,
     StatusCode,
 )
-from gotrace.unix_sockets import connection_address
 
-SHAPES: dict[int, SpanShape] = {k: s for p in ALL_PROBES for k, s in p.record_kinds.items()}
 _CONNECTED = F_HAS_CONN | F_UNIX  # the record names its connection (TCP or Unix)
 # The kernel's sampling decision, by the record's two sampling flags.
 _SAMPLING_FLAGS = F_SAMPLED | F_DEFERRED
@@ -142,7 +141,7 @@ def _endpoint(endpoints: dict[object, _Endpoint], shape: SpanShape, rec: RecordF
 
 def _address(addr: bytes, flags: int) -> str:
     """One end of a span's connection: an IP address, or a Unix socket's 'unix:<sock>'."""
-    return connection_address(addr) if flags & F_UNIX else ip_text(addr)
+    return unix_address(addr) if flags & F_UNIX else ip_text(addr)
 
 
 def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource | None],
@@ -202,6 +201,7 @@ def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource |
             start_ns,  # monotonic_start_ns
             end_ns,  # monotonic_end_ns
             _SAMPLING[flags & _SAMPLING_FLAGS],
+            shape.metric,
         ))
     return spans
 

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gotrace.addresses import is_unix_address
 from gotrace.spans import Connection, Span
-from gotrace.unix_sockets import is_unix_address
 
 WAIT_NS = 1_000_000_000  # how long a same-host server span waits for its client span
 MAX_HELD_SPANS = 200_000  # beyond this, the oldest held traces are released unlinked

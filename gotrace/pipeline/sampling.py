@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from gotrace.errors import GotraceError
+from gotrace.pipeline.linking import UNTRACED_PEER_IDLE_NS
 from gotrace.spans import Span
 
 DEFAULT_SAMPLER = "parentbased_always_on"
@@ -61,10 +62,12 @@ class SamplerConfig:
         return int(self.ratio * BOUND_ONE)
 
     def kernel_macros(self) -> dict[str, int]:
-        """SAMPLER_* of bpf/sampling.h."""
+        """The settings of bpf/sampling.h: SAMPLER_*, and how long it trusts a mark of an
+        untraced peer (as long as linking trusts its own)."""
         rule = self._root_rule()
         macros = {"SAMPLER_ROOT": {"off": 0, "on": 1, "ratio": 2}[rule],
-                  "SAMPLER_PARENT_BASED": int(self.name.startswith("parentbased_"))}
+                  "SAMPLER_PARENT_BASED": int(self.name.startswith("parentbased_")),
+                  "UNTRACED_PEER_IDLE_NS": UNTRACED_PEER_IDLE_NS}
         if rule == "ratio":
             macros["SAMPLER_BOUND"] = self.bound
         return macros

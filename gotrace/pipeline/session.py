@@ -18,26 +18,28 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gotrace.bpfprog import Plan, Program, compile_program, plan_probes
-from gotrace.decode import MonotonicClock, decode_records
 from gotrace.errors import GotraceError, malformed_input_is_corrupt
 from gotrace.export import ExportPipeline
+from gotrace.facts.network import NetworkFacts
+from gotrace.facts.runtime import RuntimeFacts
+from gotrace.facts.scheduler import SchedWait
+from gotrace.facts.unix_sockets import UnixSockets
 from gotrace.gobin.binary import GoBinary
-from gotrace.layout import Layout, resolve
-from gotrace.linking import SameHostLinker
-from gotrace.network_facts import NetworkFacts, TcpEventSource
-from gotrace.resource import process_resource
-from gotrace.runtime_facts import RuntimeFacts
-from gotrace.sampling import KEEP_ALL, SamplerConfig, SamplingGate
-from gotrace.sched_wait import SchedWait
+from gotrace.kernel.plan import Plan, plan_probes
+from gotrace.kernel.program import Program, compile_program
+from gotrace.kernel.tcp_events import TcpEventSource
+from gotrace.pipeline.decode import MonotonicClock, decode_records
+from gotrace.pipeline.linking import SameHostLinker
+from gotrace.pipeline.resource import process_resource
+from gotrace.pipeline.sampling import KEEP_ALL, SamplerConfig, SamplingGate
+from gotrace.probes import CLIENT_KINDS, SERVER_KINDS
+from gotrace.resolve.layout import Layout, resolve
 from gotrace.spans import Connection, Resource, Span
-from gotrace.unix_sockets import UnixSockets
 
 # How long a poll waits for records when the kernel does not wake gotrace first (it does once
-# a CPU has sent bpf/common.h's WAKEUP_EVERY records). Every poll decodes what came, and a
-# small batch costs more per span than a large one (measured: about 17 µs per span in
-# batches of twenty, 10 µs in batches of hundreds): at 250 ms rather than 100, traceidratio
-# 0.1 at 2000 requests/s cost the tracer a fifth less. Not longer: a new connection's
+# a CPU has sent bpf/span.h's WAKEUP_EVERY records). Every poll decodes what came, and a
+# small batch costs more per span than a large one (figures in bench/REPORT.md, "Measured
+# once"), so polls are not more frequent than that. Not longer: a new connection's
 # requests go to gotrace until it has read the first (bpf/sampling.h), and at 500 ms a
 # quarter of a 100 requests/s connection's first second did.
 POLL_INTERVAL_MS = 250
@@ -114,7 +116,7 @@ def _alive(pid: int) -> bool:
 
 
 def quiet_garbage_collector() -> None:
-    """Python's cycle collector, tuned for the poll loop (measured: 0.7 µs per span less).
+    """Python's cycle collector, tuned for the poll loop (bench/REPORT.md, "Measured once").
 
     The loop makes and drops a few containers per span (a Span, its attributes), in no cycle,
     at thousands a second: at Python's default the collector runs every 700 of them, and now
@@ -140,7 +142,7 @@ class Tracer:
     def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False,
                  opt_in: Collection[str] = (), sampler: SamplerConfig = KEEP_ALL
                  ) -> None:
-        """opt_in: the opt-in probes to run (gotrace.probes.OPT_IN_PROBES)."""
+        """opt_in: the opt-in probes to run (by library), and what probes' variants look for."""
         self.pipeline = pipeline
         self.sampler = sampler
         self.gate = SamplingGate(sampler)
@@ -157,9 +159,9 @@ class Tracer:
         self._stop = threading.Event()
         self.linker = SameHostLinker(opened_untraced=self._opened_untraced)
         self.runtime = RuntimeFacts()
-        self.network = NetworkFacts()
+        self.network = NetworkFacts(CLIENT_KINDS)
         self.sched = SchedWait()
-        self.unix = UnixSockets()
+        self.unix = UnixSockets(SERVER_KINDS)
         self._tcp_raw: list[bytes] = []
         # Compiled while the first binary's layout is resolved; taken before the first probe
         # program is compiled, so the TCP program is loaded before gotrace says it is ready.
@@ -175,7 +177,7 @@ class Tracer:
             return traced
         with malformed_input_is_corrupt(path), GoBinary(path) as binary:
             layout = resolve(binary)
-        plan: Plan = plan_probes(layout, opt_in=self.opt_in, sampler=self.sampler)
+        plan: Plan = plan_probes(layout, self.sampler.kernel_macros(), opt_in=self.opt_in)
         if self.tcp is None:
             self.tcp = self._tcp_loading.result()
         program = self.programs.get(plan.key)

@@ -1,19 +1,30 @@
-"""What a probe module declares, and the shared mechanics every probe relies on.
+"""What a probe declares: everything gotrace needs to know of one instrumented library.
 
-A probe reads like a declaration: which library it instruments (the symbols/<library>.toml
-manifest and the bpf/<library>.c program share its name), which functions it attaches to
-(entry or every RET), which struct fields its C reads, and how its records become spans.
+A library is its own files: the manifest <library>.toml (the names of its functions and fields
+across versions), the C <library>.c (which includes the shared headers it uses) and the
+declaration <library>.py, whose PROBE says which functions it attaches to (entry or every
+RET), which of the manifest's fields and types its C reads (needed or optional), whether it
+runs only when asked for (opt-in), what it requires (other probes, features computed from the
+binary's layout), and how its records become spans and RED metrics. Nothing shared names a
+library: planning, sampling, network facts and metrics learn all they need from here.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
+from gotrace.metrics.red import RedMetric
 from gotrace.records import SpanRecord
 from gotrace.spans import AttributeValue
+
+if TYPE_CHECKING:
+    from gotrace.resolve.layout import Layout
+
+BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
 
 Where = Literal["entry", "return"]
 
@@ -30,7 +41,7 @@ class Attachment:
 
 # Record fields that differ from one request to the next on the same endpoint; the rest
 # (process, kind, flags, status, addresses, method, host, route, ...) name an endpoint, and
-# their attributes are worked out once per endpoint and shared (gotrace/decode.py). Of a
+# their attributes are worked out once per endpoint and shared (gotrace/pipeline/decode.py). Of a
 # connection's ports, the caller's changes with each connection.
 REQUEST_FIELDS = frozenset({
     "start_ns", "end_ns", "trace_id", "span_id", "parent_span_id", "goid",
@@ -51,12 +62,34 @@ class SpanShape:
     rest. The two attribute sets never share a key (tests/test_records.py checks both).
     """
 
-    kind: Literal["SERVER", "CLIENT", "INTERNAL"]
+    record_kind: str  # the C's name for it: SPAN_KIND_<record_kind>
+    kind: Literal["SERVER", "CLIENT", "INTERNAL"]  # its role: sampling and linking use it
     name: Callable[[SpanRecord], str]
     endpoint_attributes: Callable[[SpanRecord], dict[str, AttributeValue]]
     request_attributes: Callable[[SpanRecord, bool], dict[str, AttributeValue]]  # with_query
     is_error: Callable[[SpanRecord], bool]
     request_fields: frozenset[str]
+    metric: RedMetric | None = None  # the RED histogram its spans feed, if any
+
+
+# Macros computed from a binary's layout, or the reason they cannot be.
+LayoutMacros = Callable[["Layout"], "dict[str, int] | str"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """Macros a probe's C needs beyond its fields, computed from the binary's layout. Without
+    a required one the probe cannot run; without another it runs without that feature, and
+    `gotrace` names it among the refused as '<library>.<name>'."""
+
+    name: str
+    macros: LayoutMacros
+    required: bool = False
+
+
+# How a probe adapts itself to a binary and to what the user opted into: the probe that runs
+# there and the macros telling its C which way it was built.
+Variant = Callable[["Probe", "Layout", Collection[str]], "tuple[Probe, dict[str, int]]"]
 
 
 @dataclass(frozen=True)
@@ -67,13 +100,22 @@ class Probe:
     optional_fields: tuple[str, ...] = ()  # read only where the binary has them
     types: tuple[str, ...] = ()  # types whose runtime hash the C compares (TYPEHASH_ macros)
     optional_types: tuple[str, ...] = ()
-    # Shared C in bpf/ that the probe's C uses, given once before every probe's C.
-    headers: tuple[str, ...] = ()
-    record_kinds: dict[int, SpanShape] = field(default_factory=dict)
+    record_kinds: tuple[SpanShape, ...] = ()
+    opt_in: bool = False  # runs only when its library is named among the opt-ins
+    requires: tuple[str, ...] = ()  # libraries whose probes must run with it
+    features: tuple[Feature, ...] = ()
+    variant: Variant | None = None
+    # Where its C (and manifest) are: bpf/ for gotrace's own, the declaration's directory for
+    # a library on GOTRACE_PROBE_PATH.
+    directory: Path = BPF_DIR
 
     @property
-    def source_file(self) -> str:
-        return f"{self.library}.c"
+    def source(self) -> Path:
+        return self.directory / f"{self.library}.c"
+
+    def for_binary(self, layout: Layout, opt_in: Collection[str]) -> tuple[Probe, dict[str, int]]:
+        """The probe as it runs on this binary, and the macros of that choice."""
+        return self.variant(self, layout, opt_in) if self.variant else (self, {})
 
 
 def macro_name(go_name: str) -> str:
@@ -84,6 +126,11 @@ def macro_name(go_name: str) -> str:
 def type_hash_macro(go_type: str) -> str:
     """'*context.valueCtx' -> 'TYPEHASH_ptr_context_valueCtx'."""
     return "TYPEHASH_" + re.sub(r"[^A-Za-z0-9]", "_", go_type.replace("*", "ptr_"))
+
+
+def library_macro(library: str) -> str:
+    """Defined for every probe that runs: 'nethttp_inject' -> 'WITH_NETHTTP_INJECT'."""
+    return "WITH_" + re.sub(r"[^A-Za-z0-9]", "_", library).upper()
 
 
 def program_macro(program: str) -> str:

@@ -3,19 +3,23 @@ streaming: three; see bpf/grpc_client.c)."""
 
 from __future__ import annotations
 
+from gotrace.metrics.red import DurationMetric, RedMetric
 from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, Probe, SpanShape
-from gotrace.probes.grpc_server import goroutine, rpc_attributes, span_name
+from gotrace.probes.grpc_server import RPC_METRIC_LABELS, goroutine, rpc_attributes, span_name
 from gotrace.probes.http_attributes import (
     connection_attributes,
     connection_port,
     split_host_port,
 )
-from gotrace.records import SPAN_KIND_GRPC_CLIENT, SpanRecord, text
+from gotrace.records import SpanRecord, text
 from gotrace.spans import AttributeValue
 
 INVOKE = "google.golang.org/grpc.(*ClientConn).Invoke"
 NEW_STREAM = "google.golang.org/grpc.(*ClientConn).NewStream"
 FINISH = "google.golang.org/grpc.(*clientStream).finish"
+
+RPC_CLIENT_METRIC = RedMetric(DurationMetric("rpc.client.duration", "Duration of RPCs made."),
+                              RPC_METRIC_LABELS)
 
 
 def server_of(target: str) -> tuple[str, int | None]:
@@ -62,14 +66,16 @@ PROBE = Probe(
         "internal/abi.ITab.Hash",
     ),
     types=("*google.golang.org/grpc/internal/status.Error", "*errors.errorString"),
-    record_kinds={
-        SPAN_KIND_GRPC_CLIENT: SpanShape(
+    record_kinds=(
+        SpanShape(
+            record_kind="GRPC_CLIENT",
             kind="CLIENT",
             name=span_name,
             endpoint_attributes=endpoint_attributes,
             request_attributes=request_attributes,
             is_error=lambda rec: rec.status != 0,  # any non-OK status is the caller's error
             request_fields=CLIENT_REQUEST_FIELDS,
-        )
-    },
+            metric=RPC_CLIENT_METRIC,
+        ),
+    ),
 )

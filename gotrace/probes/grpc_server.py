@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from gotrace.metrics.red import DurationMetric, RedMetric
 from gotrace.probes.base import SERVER_REQUEST_FIELDS, Attachment, Probe, SpanShape
+from gotrace.probes.features import GRPC_TRACEPARENT
 from gotrace.probes.http_attributes import (
     connection_attributes,
     connection_port,
 )
-from gotrace.records import F_HAS_CONN, SPAN_KIND_GRPC_SERVER, SpanRecord, ip_text, text
+from gotrace.records import F_HAS_CONN, SpanRecord, ip_text, text
 from gotrace.spans import AttributeValue
 
 HANDLE_STREAM = "google.golang.org/grpc.(*Server).handleStream"
@@ -16,6 +18,10 @@ WRITE_STATUS = "google.golang.org/grpc/internal/transport.(*http2Server).WriteSt
 # Codes the RPC semantic conventions count as server errors: UNKNOWN, DEADLINE_EXCEEDED,
 # UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
 SERVER_ERROR_CODES = frozenset({2, 4, 12, 13, 14, 15})
+
+RPC_METRIC_LABELS = ("rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code")
+RPC_SERVER_METRIC = RedMetric(DurationMetric("rpc.server.duration", "Duration of RPCs served."),
+                              RPC_METRIC_LABELS)
 
 
 def split_method(rec: SpanRecord) -> tuple[str, str]:
@@ -82,16 +88,18 @@ PROBE = Probe(
         "google.golang.org/grpc.serverOptions.numServerWorkers",
         "runtime.g.parentGoid",
     ),
-    headers=("served_conn.h",),
     optional_types=("google.golang.org/grpc/metadata.mdIncomingKey",),
-    record_kinds={
-        SPAN_KIND_GRPC_SERVER: SpanShape(
+    features=(GRPC_TRACEPARENT,),
+    record_kinds=(
+        SpanShape(
+            record_kind="GRPC_SERVER",
             kind="SERVER",
             name=span_name,
             endpoint_attributes=endpoint_attributes,
             request_attributes=request_attributes,
             is_error=lambda rec: rec.status in SERVER_ERROR_CODES,
             request_fields=SERVER_REQUEST_FIELDS,
-        )
-    },
+            metric=RPC_SERVER_METRIC,
+        ),
+    ),
 )

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
+from gotrace.metrics.red import DurationMetric, RedMetric
 from gotrace.records import F_HAS_CONN, SpanRecord, ip_text, text
 from gotrace.spans import AttributeValue
 
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# The probes reduce http.request.method to the known methods and "_OTHER" already.
+_METRIC_LABELS = ("http.request.method", "http.route")
+HTTP_SERVER_METRIC = RedMetric(
+    DurationMetric("http.server.request.duration", "Duration of HTTP server requests."),
+    _METRIC_LABELS, status_code="http.response.status_code")
+HTTP_CLIENT_METRIC = RedMetric(
+    DurationMetric("http.client.request.duration", "Duration of HTTP client requests."),
+    _METRIC_LABELS, status_code="http.response.status_code")
 
 
 def method_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:

@@ -10,6 +10,7 @@ from gotrace.probes.base import (
     SpanShape,
 )
 from gotrace.probes.http_attributes import (
+    HTTP_CLIENT_METRIC,
     connection_attributes,
     connection_port,
     method_attributes,
@@ -17,7 +18,7 @@ from gotrace.probes.http_attributes import (
     span_method,
     split_host_port,
 )
-from gotrace.records import F_HAS_QUERY, F_TRANSPORT_ERROR, SPAN_KIND_HTTP_CLIENT, SpanRecord, text
+from gotrace.records import F_HAS_QUERY, F_TRANSPORT_ERROR, SpanRecord, text
 from gotrace.spans import AttributeValue
 
 ROUND_TRIP = "net/http.(*Transport).roundTrip"
@@ -73,14 +74,16 @@ PROBE = Probe(
         "net/http.Response.StatusCode", "net/http.Response.ContentLength",
         "net/http.persistConn.conn",
     ),
-    record_kinds={
-        SPAN_KIND_HTTP_CLIENT: SpanShape(
+    record_kinds=(
+        SpanShape(
+            record_kind="HTTP_CLIENT",
             kind="CLIENT",
             name=span_method,
             endpoint_attributes=endpoint_attributes,
             request_attributes=request_attributes,
             is_error=is_error,
             request_fields=CLIENT_REQUEST_FIELDS | HTTP_REQUEST_FIELDS,
-        )
-    },
+            metric=HTTP_CLIENT_METRIC,
+        ),
+    ),
 )

@@ -9,7 +9,9 @@ from gotrace.probes.base import (
     Probe,
     SpanShape,
 )
+from gotrace.probes.features import TRACEPARENT
 from gotrace.probes.http_attributes import (
+    HTTP_SERVER_METRIC,
     connection_attributes,
     connection_port,
     method_attributes,
@@ -20,7 +22,6 @@ from gotrace.probes.http_attributes import (
 from gotrace.records import (
     F_HAS_CONN,
     F_HAS_QUERY,
-    SPAN_KIND_HTTP_SERVER,
     SpanRecord,
     ip_text,
     text,
@@ -98,15 +99,17 @@ PROBE = Probe(
         "net/http.response.status", "net/http.response.written", "net/http.conn.rwc",
     ),
     optional_fields=("net/http.Request.Pattern", "net/http.Request.Header"),
-    headers=("served_conn.h",),
-    record_kinds={
-        SPAN_KIND_HTTP_SERVER: SpanShape(
+    features=(TRACEPARENT,),
+    record_kinds=(
+        SpanShape(
+            record_kind="HTTP_SERVER",
             kind="SERVER",
             name=span_name,
             endpoint_attributes=endpoint_attributes,
             request_attributes=request_attributes,
             is_error=lambda rec: rec.status >= 500,
             request_fields=SERVER_REQUEST_FIELDS | HTTP_REQUEST_FIELDS,
-        )
-    },
+            metric=HTTP_SERVER_METRIC,
+        ),
+    ),
 )

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gotrace.facts.slowdown import slowdown
 from gotrace.report.markup import Markup, element, format_duration, truncate
 from gotrace.report.spaninfo import is_error, service_of
 from gotrace.report.stats import RouteStats
 from gotrace.report.traces import TraceView
-from gotrace.slowdown import slowdown
 
 # Colours told apart by most readers; services take them in name order, round robin.
 PALETTE = ("#3b6ea5", "#4f9d69", "#8c6bb1", "#d08c2f", "#2a9d8f", "#a0522d", "#6b7f99",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from gotrace.facts.slowdown import slowdown
 from gotrace.report.markup import format_duration, truncate
 from gotrace.report.spaninfo import is_error, service_of
 from gotrace.report.traces import TraceView
-from gotrace.slowdown import slowdown
 from gotrace.spans import Span
 
 LABEL_WIDTH = 52

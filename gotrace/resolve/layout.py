@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gotrace import offsets_db
 from gotrace.gobin.binary import GoBinary
 from gotrace.gobin.conntypes import ConnTypes, connection_types
 from gotrace.gobin.typeinfo import split_type_name
 from gotrace.gobin.waitreasons import wait_reason_names
-from gotrace.manifest import Manifest, Spec, load_manifests
+from gotrace.resolve import offsets_db
+from gotrace.resolve.manifest import Manifest, Spec, load_manifests
 
 FUNCTION_SOURCES = ("symtab", "pclntab")
 FIELD_SOURCES = ("typeinfo", "dwarf", "offsets-db")

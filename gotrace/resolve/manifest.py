@@ -14,7 +14,14 @@ from gotrace.errors import GotraceError
 from gotrace.versions import Version, check_constraint, satisfies
 
 SYMBOLS_DIR = Path(os.environ.get("GOTRACE_SYMBOLS_DIR",
-                                  Path(__file__).resolve().parent.parent / "symbols"))
+                                  Path(__file__).resolve().parent.parent.parent / "symbols"))
+# Directories of more libraries, each as <library>.toml, .c and .py (gotrace/probes).
+PROBE_PATH_ENV = "GOTRACE_PROBE_PATH"
+
+
+def probe_directories() -> list[Path]:
+    """The directories GOTRACE_PROBE_PATH lists (separated by ':'), in order."""
+    return [Path(d) for d in os.environ.get(PROBE_PATH_ENV, "").split(os.pathsep) if d]
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,15 @@ def load_manifest(path: Path) -> Manifest:
     )
 
 
-def load_manifests(directory: Path = SYMBOLS_DIR) -> list[Manifest]:
-    paths = sorted(directory.glob("*.toml"))
-    if not paths:
-        raise GotraceError(f"no symbol manifests in {directory}")
-    return [load_manifest(p) for p in paths]
+def load_manifests(directory: Path | None = None) -> list[Manifest]:
+    """The manifests of directory; by default gotrace's own (symbols/) and those of the
+    GOTRACE_PROBE_PATH directories."""
+    if directory is not None:
+        paths = sorted(directory.glob("*.toml"))
+        if not paths:
+            raise GotraceError(f"no symbol manifests in {directory}")
+        return [load_manifest(p) for p in paths]
+    manifests = load_manifests(SYMBOLS_DIR)
+    for extra in probe_directories():
+        manifests += [load_manifest(p) for p in sorted(extra.glob("*.toml"))]
+    return manifests

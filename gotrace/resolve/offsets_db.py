@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-from gotrace.manifest import SYMBOLS_DIR
+from gotrace.resolve.manifest import SYMBOLS_DIR
 
 DB_PATH = SYMBOLS_DIR / "offsets.json"
 

@@ -1,0 +1,1 @@
+"""The gotrace command: its subcommands, configuration and what they print."""

@@ -1,0 +1,1 @@
+"""Facts that are not spans (runtime, network, scheduler), attributed to the spans they touched."""

@@ -1,0 +1,1 @@
+"""From the kernel's records to exported spans: decode, link, sample, export, in a session."""

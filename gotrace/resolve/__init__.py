@@ -1,0 +1,1 @@
+"""What the manifests name, found in one binary: its Layout."""
