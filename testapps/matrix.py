@@ -85,10 +85,11 @@ SYSTEM_GOPATH = Path("/usr/share/gocode")
 GO_ROOTS_GLOB = "/usr/lib/go-1.*"
 
 APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hitloop",
-        "loadgen", "schedwait", "wrapped")
+        "loadgen", "schedwait", "wrapped", "kvwire")
 # Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC),
 # schedwait (routes that wait in known ways) and wrapped (HTTP/gRPC/cmux over wrapped
-# connections, calling a next hop) by the tests that need them; hitloop (uprobe cost
+# connections, calling a next hop) and kvwire (a key-value service, the library of the
+# test-only probe in tests/probe_library) by the tests that need them; hitloop (uprobe cost
 # calibration) and loadgen (HTTP and gRPC load generator) by the benchmark (bench/).
 GRPC_APPS = frozenset({"grpcserver", "grpcclient", "httpgrpc", "loadgen", "wrapped"})
 

@@ -13,15 +13,10 @@ types gotrace has no special knowledge of, and their requests must still link in
 
 from __future__ import annotations
 
-import json
 import time
 
 from debian_programs import alertmanager, etcd, etcdctl, node_exporter, prometheus
-from tracing import conn_misses, gotrace, own_tuple, reversed_tuple, stop
-
-
-def read_spans(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+from tracing import conn_misses, gotrace, linked_pairs, read_spans, stop
 
 
 def test_prometheus_scraping_prometheus_links_every_scrape(tmp_path):
@@ -40,23 +35,6 @@ def test_prometheus_scraping_prometheus_links_every_scrape(tmp_path):
         assert client["attributes"]["url.full"] == f"http://{back_addr}/metrics"
         assert server["attributes"]["url.path"] == "/metrics"
     assert conn_misses(err) == {"unknown_type": 0, "nil": 0, "too_deep": 0, "unix": 0}
-
-
-def linked_pairs(spans: list[dict], server_pid: int, client_pids: set[int]
-                 ) -> list[tuple[dict, dict]]:
-    """(client, server) of every server span of server_pid, each with its parent client span,
-    which must be one of client_pids' and on the connection the server span saw."""
-    by_id = {s["span_id"]: s for s in spans if s["kind"] == "CLIENT"}
-    pairs = []
-    for server in (s for s in spans
-                   if s["kind"] == "SERVER" and s["resource"]["process.pid"] == server_pid):
-        client = by_id.get(server["parent_span_id"])
-        assert client is not None, server
-        assert client["trace_id"] == server["trace_id"]
-        assert client["resource"]["process.pid"] in client_pids
-        assert own_tuple(client) == reversed_tuple(server)
-        pairs.append((client, server))
-    return pairs
 
 
 def test_etcdctl_calls_to_etcd_through_cmux_link(tmp_path):

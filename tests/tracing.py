@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -45,14 +46,16 @@ def terminate(proc: subprocess.Popen, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def gotrace(tmp_path: Path, *args: str, timeout: float = 60) -> Iterator[subprocess.Popen[str]]:
-    """Run `gotrace <args> --ready-file ...` until it is attached; SIGINT and wait on exit."""
+def gotrace(tmp_path: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+            ) -> Iterator[subprocess.Popen[str]]:
+    """Run `gotrace <args> --ready-file ...` (with env, else this process's environment)
+    until it is attached; SIGINT and wait on exit."""
     ready = tmp_path / f"ready-{time.monotonic_ns()}"
     split = args.index("--") if "--" in args else len(args)
     command = [*args[:split], "--ready-file", str(ready), *args[split:]]
     proc = subprocess.Popen([sys.executable, "-m", "gotrace", *command],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO)
+                            cwd=REPO, env=env)
     deadline = time.monotonic() + timeout
     try:
         while not ready.exists():
@@ -165,3 +168,25 @@ def own_tuple(span: dict) -> tuple:
     a = span["attributes"]
     return (a["network.local.address"], a["network.local.port"],
             a["network.peer.address"], a["network.peer.port"])
+
+
+def read_spans(path: Path) -> list[dict]:
+    """The spans of a --jsonl capture."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def linked_pairs(spans: list[dict], server_pid: int, client_pids: set[int]
+                 ) -> list[tuple[dict, dict]]:
+    """(client, server) of every server span of server_pid, each with its parent client span,
+    which must be one of client_pids' and on the connection the server span saw."""
+    by_id = {s["span_id"]: s for s in spans if s["kind"] == "CLIENT"}
+    pairs = []
+    for server in (s for s in spans
+                   if s["kind"] == "SERVER" and s["resource"]["process.pid"] == server_pid):
+        client = by_id.get(server["parent_span_id"])
+        assert client is not None, server
+        assert client["trace_id"] == server["trace_id"]
+        assert client["resource"]["process.pid"] in client_pids
+        assert own_tuple(client) == reversed_tuple(server)
+        pairs.append((client, server))
+    return pairs
