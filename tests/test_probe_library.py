@@ -108,3 +108,22 @@ def test_without_the_library_gotrace_does_not_know_it(tmp_path, kvwire):
                           capture_output=True, text=True, cwd=REPO, env=with_library(),
                           timeout=120)
     assert "main.(*kvServer).handle" in done.stdout and "MISSING" not in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(("declaration", "error"), [
+    ("raise ValueError('boom')", "cannot load the probe declaration: boom"),
+    ("from gotrace.probes.base import Probe\n"
+     "PROBE = Probe(library='runtime', attachments=(), fields=())",
+     "probe library 'runtime' is declared twice"),
+    ("from gotrace.probes.base import Probe\n"
+     "PROBE = Probe(library='x', attachments=(), fields=(), requires=('nothing',))",
+     "probe x requires 'nothing', not declared"),
+])
+def test_a_bad_declaration_is_one_line_and_exit_2(tmp_path, declaration, error):
+    (tmp_path / "x.py").write_text(declaration + "\n")
+    done = subprocess.run([sys.executable, "-m", "gotrace", "trace", "--pid", "1"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env={**os.environ, "GOTRACE_PROBE_PATH": str(tmp_path)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"gotrace: {tmp_path / 'x.py'}: {error}"
+                                                if "load" in error else f"gotrace: {error}"]

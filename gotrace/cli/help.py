@@ -32,6 +32,9 @@ environment:
   OTEL_TRACES_SAMPLER            which traces to keep (--sampler): parentbased_always_on
                                  (default), traceidratio, always_off, adaptive, ...
   OTEL_TRACES_SAMPLER_ARG        its argument (--sampler-arg), e.g. 0.1
+  GOTRACE_PROBE_PATH             directories (':'-separated) of more libraries to
+                                 instrument, each as <library>.toml, .c and .py (README:
+                                 "Adding a library")
 """
 
 _STATUS = """\

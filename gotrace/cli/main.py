@@ -86,7 +86,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, configurable = build_parser()
+    try:
+        parser, configurable = build_parser()  # loads the probe declarations
+    except GotraceError as e:
+        print(f"gotrace: {e}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     try:
         if args.subcommand == "inspect":
