@@ -117,21 +117,20 @@ def _gaps(probe: Probe, layout: Layout) -> list[str]:
     return list(dict.fromkeys(gaps))
 
 
-def _with_features(probe: Probe, layout: Layout, macros: dict[str, int],
-                   refused: dict[str, str]) -> bool:
-    """Add the probe's feature macros; False when a required one cannot be (refused)."""
+def _feature_macros(probe: Probe, layout: Layout, refused: dict[str, str]
+                    ) -> dict[str, int] | None:
+    """The probe's feature macros; None when a required one cannot be (refused)."""
     found: dict[str, int] = {}
     for feature in probe.features:
         result = feature.macros(layout)
         if isinstance(result, str):
             if feature.required:
                 refused[probe.library] = result
-                return False
+                return None
             refused[f"{probe.library}.{feature.name}"] = result
         else:
             found.update(result)
-    macros.update(found)
-    return True
+    return found
 
 
 def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Probe] = ALL_PROBES,
@@ -144,8 +143,7 @@ def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Pr
         raise GotraceError(f"{layout.path}: cannot resolve {', '.join(missing_common)}; "
                            "see `gotrace inspect`")
     refused: dict[str, str] = {}
-    feature_macros: dict[str, int] = {}
-    candidates: list[Probe] = []
+    candidates: dict[Probe, dict[str, int]] = {}  # each with its variant's and features' macros
     for declared in wanted:
         if declared.library in layout.absent_libraries:
             continue
@@ -155,11 +153,10 @@ def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Pr
         if gaps := _gaps(probe, layout):
             refused[probe.library] = "missing " + ", ".join(gaps)
             continue
-        macros = dict(variant_macros)
-        if _with_features(probe, layout, macros, refused):
-            candidates.append(probe)
-            feature_macros.update(macros)
-    probes = _with_requirements(candidates, refused)
+        features = _feature_macros(probe, layout, refused)
+        if features is not None:
+            candidates[probe] = {**variant_macros, **features}
+    probes = _with_requirements(list(candidates), refused)
     if not probes:
         raise GotraceError(f"{layout.path}: no probe can run on this binary "
                            f"({'; '.join(f'{k}: {v}' for k, v in refused.items()) or 'no HTTP'})")
@@ -167,7 +164,8 @@ def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Pr
         raise GotraceError(f"{layout.path}: {len(layout.conn_types.steps)} connection types, "
                            f"more than the {TUNABLES['CONN_STEP_TYPES']} gotrace keeps")
     macros = _layout_macros(layout, probes)
-    macros.update(feature_macros)
+    for probe in probes:  # not those a missing requirement dropped
+        macros.update(candidates[probe])
     macros.update({library_macro(p.library): 1 for p in probes})
     macros.update({program_macro(p): i for p, i in PROBE_IDS.items()})
     macros["MAX_PROBES"] = len(PROBE_IDS)

@@ -1,0 +1,31 @@
+"""plan_probes over declarations: a probe dropped for a missing requirement takes its
+variant's and features' macros with it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gotrace.gobin.binary import GoBinary
+from gotrace.kernel.plan import plan_probes
+from gotrace.pipeline.sampling import KEEP_ALL
+from gotrace.probes import ALL_PROBES
+from gotrace.probes.base import Feature
+from gotrace.resolve.layout import resolve
+from testapps import matrix
+
+
+def test_a_probe_whose_requirement_cannot_run_leaves_no_macros():
+    with GoBinary(matrix.build(matrix.Cell("httpclient", matrix.go_versions()[-1],
+                                           "plain"))) as binary:
+        layout = resolve(binary)
+    client = next(p for p in ALL_PROBES if p.library == "nethttp_client")
+    marked = Feature("mark", lambda _layout: {"MARKED_FEATURE": 1})
+    needy = dataclasses.replace(client, library="needy", requires=("nowhere",),
+                                features=(marked,))
+    plan = plan_probes(layout, KEEP_ALL.kernel_macros(), [client, needy])
+    assert [p.library for p in plan.probes] == ["nethttp_client"]
+    assert plan.refused["needy"] == "needs the nowhere probe, which cannot run"
+    assert "MARKED_FEATURE" not in plan.macros and "WITH_NEEDY" not in plan.macros
+    kept = dataclasses.replace(needy, requires=("nethttp_client",))
+    plan = plan_probes(layout, KEEP_ALL.kernel_macros(), [client, kept])
+    assert plan.macros["MARKED_FEATURE"] == 1 and plan.macros["WITH_NEEDY"] == 1
