@@ -172,19 +172,19 @@ def bcc_compiler() -> type:
 # not, it would substitute bpf_probe_read): most of a probe program's compile time (bench/
 # REPORT.md, "Measured once"). The kernels gotrace runs on have it (the ring buffers need 5.8, the
 # helper 5.5), so the programs call it under another name, declared as BCC's helpers.h
-# declares it (a pointer holding the helper's number), which BCC does not look into. #line
-# keeps the line numbers of compiler errors those of the program's own text.
+# declares it (a pointer holding the helper's number), which BCC does not look into. The text
+# after it begins with a #line of its own (gotrace/kernel/c_source.py), so compiler errors
+# name the program's files and lines.
 _READ_USER_UNCHECKED = """\
 static long (*const gotrace_read_user)(void *dst, __u32 size, const void *src) =
     (void *)BPF_FUNC_probe_read_user;
 #define bpf_probe_read_user gotrace_read_user
-#line 1
 """
 
 
 def compile_bpf(text: str, macros: dict[str, int], what: str) -> object:
-    """A loaded bcc.BPF module of the C text (which may include files of bpf/), with macros
-    as -D flags; a failure is a GotraceError naming what was being compiled."""
+    """A loaded bcc.BPF module of the C text (program_text's), with macros as -D flags; a
+    failure is a GotraceError naming what was being compiled."""
     BPF = bcc_compiler()
     cflags = [f"-I{BPF_DIR}", "-Wno-unused-function", *(f"-D{k}={v}" for k, v in macros.items())]
     try:

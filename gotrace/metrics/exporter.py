@@ -25,7 +25,7 @@ class MetricsExporter:
                  max_series: int = DEFAULT_MAX_SERIES) -> None:
         """metrics: the histograms to expose from the start (the probes' declarations); any
         other a span feeds is exposed from its first observation."""
-        self._metrics: dict[DurationMetric, None] = dict.fromkeys(metrics)
+        self._metrics = tuple(metrics)
         self._histograms = DurationHistograms(BUCKETS, max_series)
         self._sources: list[CounterSource] = []
         self._server = MetricsServer(host, port, self.render)
@@ -44,7 +44,6 @@ class MetricsExporter:
             found = observation(span)
             if found is not None:
                 metric, labels = found
-                self._metrics.setdefault(metric)
                 observations.append((metric, labels, span.duration_ns / 1e9))
         self._histograms.record(observations)
         return True
@@ -53,7 +52,7 @@ class MetricsExporter:
         """The whole /metrics document, read fresh."""
         snapshot = self._histograms.snapshot()
         lines: list[str] = []
-        for metric in list(self._metrics):
+        for metric in dict.fromkeys((*self._metrics, *snapshot.series)):
             lines += histogram_lines(metric.prometheus_name, metric.description,
                                      self._histograms.bounds, snapshot.series.get(metric, []))
         for source in list(self._sources):
