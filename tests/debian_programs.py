@@ -4,20 +4,13 @@ versions), for the end-to-end tests: how to start each on loopback and know it i
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from tracing import terminate
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tracing import free_port, terminate
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:

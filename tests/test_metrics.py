@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tracing import REPO, get, go_server, gotrace, stop, terminate
+from tracing import REPO, free_port, get, go_server, gotrace, stop, terminate
 
 from gotrace.errors import GotraceError
 from gotrace.export import LaneStats, PipelineStats
@@ -80,12 +80,6 @@ def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         labels = tuple(sorted(LABEL.findall(m[2] or "")))
         samples[m[1], labels] = float(m[3])
     return samples
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fetch(url: str) -> tuple[str, str]:

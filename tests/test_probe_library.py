@@ -7,7 +7,6 @@ like gotrace's own libraries."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tracing import REPO, go_server, gotrace, linked_pairs, probe_hits, read_spans, stop
+from tracing import (
+    REPO,
+    free_port,
+    go_server,
+    gotrace,
+    linked_pairs,
+    probe_hits,
+    read_spans,
+    stop,
+)
 
 from testapps import matrix
 
@@ -35,12 +43,6 @@ def with_library(**extra: str) -> dict[str, str]:
 def call(kvwire: Path, addr: str, n: int, keys: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(kvwire), "-call", addr, "-n", str(n), "-keys", keys],
                           capture_output=True, text=True, timeout=60, check=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_library_of_its_own_files_gets_spans_links_metrics_and_hits(tmp_path, kvwire):

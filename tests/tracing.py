@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,13 @@ def go_server(path: Path, *args: str, env: dict[str, str] | None = None
         yield proc, line.split()[1]
     finally:
         terminate(proc, timeout=10)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def terminate(proc: subprocess.Popen, timeout: float) -> None:
