@@ -29,3 +29,20 @@ def test_a_probe_whose_requirement_cannot_run_leaves_no_macros():
     kept = dataclasses.replace(needy, requires=("nethttp_client",))
     plan = plan_probes(layout, KEEP_ALL.kernel_macros(), [client, kept])
     assert plan.macros["MARKED_FEATURE"] == 1 and plan.macros["WITH_NEEDY"] == 1
+
+
+def test_a_feature_that_cannot_be_takes_its_attachments_with_it():
+    """The bundled HTTP/2 server's end is attached only where its feature resolves; where it
+    does not, the probe runs without it and gotrace names the feature among the refused."""
+    with GoBinary(matrix.build(matrix.Cell("h2", matrix.go_versions()[-1], "plain"))) as binary:
+        layout = resolve(binary)
+    server = next(p for p in ALL_PROBES if p.library == "nethttp_server")
+    plan = plan_probes(layout, KEEP_ALL.kernel_macros(), [server])
+    programs = [a.program for a in plan.probes[0].attachments]
+    assert "http2_server_end" in programs and plan.macros["NETHTTP_HTTP2"] == 1
+    del layout.fields["net/http.http2stream.id"]
+    plan = plan_probes(layout, KEEP_ALL.kernel_macros(), [server])
+    assert [p.library for p in plan.probes] == ["nethttp_server"]
+    assert "http2_server_end" not in [a.program for a in plan.probes[0].attachments]
+    assert "NETHTTP_HTTP2" not in plan.macros
+    assert plan.refused["nethttp_server.http2"] == "missing net/http.http2stream.id"

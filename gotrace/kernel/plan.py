@@ -9,6 +9,7 @@ connection steps' constants and the kernel's own offsets for Unix sockets.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -111,16 +112,18 @@ class Plan:
 
 def _gaps(probe: Probe, layout: Layout) -> list[str]:
     gaps = [a.function for a in probe.attachments
-            if a.function not in layout.functions and not a.optional]
+            if a.function not in layout.functions and not a.optional and not a.feature]
     gaps += [f for f in probe.fields if f not in layout.fields]
     gaps += [t for t in probe.types if t not in layout.type_hashes]
     return list(dict.fromkeys(gaps))
 
 
-def _feature_macros(probe: Probe, layout: Layout, refused: dict[str, str]
-                    ) -> dict[str, int] | None:
-    """The probe's feature macros; None when a required one cannot be (refused)."""
+def _with_features(probe: Probe, layout: Layout, refused: dict[str, str]
+                   ) -> tuple[Probe, dict[str, int]] | None:
+    """The probe without the attachments of its features that cannot be, and its features'
+    macros; None when a required feature cannot be (refused)."""
     found: dict[str, int] = {}
+    lacking: set[str] = set()
     for feature in probe.features:
         result = feature.macros(layout)
         if isinstance(result, str):
@@ -128,9 +131,11 @@ def _feature_macros(probe: Probe, layout: Layout, refused: dict[str, str]
                 refused[probe.library] = result
                 return None
             refused[f"{probe.library}.{feature.name}"] = result
+            lacking.add(feature.name)
         else:
             found.update(result)
-    return found
+    attachments = tuple(a for a in probe.attachments if a.feature not in lacking)
+    return dataclasses.replace(probe, attachments=attachments), found
 
 
 def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Probe] = ALL_PROBES,
@@ -153,8 +158,9 @@ def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Pr
         if gaps := _gaps(probe, layout):
             refused[probe.library] = "missing " + ", ".join(gaps)
             continue
-        features = _feature_macros(probe, layout, refused)
-        if features is not None:
+        with_features = _with_features(probe, layout, refused)
+        if with_features is not None:
+            probe, features = with_features
             candidates[probe] = {**variant_macros, **features}
     probes = _with_requirements(list(candidates), refused)
     if not probes:

@@ -37,6 +37,8 @@ class Attachment:
     # A method only some programs call: Go's linker drops methods no interface call names,
     # and where the function is absent there is nothing to probe.
     optional: bool = False
+    # Attached only where the probe's feature of this name resolves (its C is compiled then).
+    feature: str | None = None
 
 
 # Record fields that differ from one request to the next on the same endpoint; the rest

@@ -4,25 +4,35 @@ context.Context chain (bpf/gocontext.h)."""
 
 from __future__ import annotations
 
-from gotrace.probes.base import Feature, macro_name, type_hash_macro
+from collections.abc import Sequence
+
+from gotrace.probes.base import Feature, LayoutMacros, macro_name, type_hash_macro
 from gotrace.resolve.layout import Layout
+
+
+def resolved_macros(flag: str, fields: Sequence[str], types: Sequence[str] = (),
+                    functions: Sequence[str] = ()) -> LayoutMacros:
+    """Macros for C that needs all of these: their offsets and type hashes, and flag = 1;
+    else what is missing."""
+    def macros(layout: Layout) -> dict[str, int] | str:
+        gaps = [f for f in functions if f not in layout.functions]
+        gaps += [f for f in fields if f not in layout.fields]
+        gaps += [t for t in types if t not in layout.type_hashes]
+        if gaps:
+            return "missing " + ", ".join(gaps)
+        found = {macro_name(f): layout.fields[f].offset for f in fields}
+        found.update({type_hash_macro(t): layout.type_hashes[t] for t in types})
+        found[flag] = 1
+        return found
+    return macros
+
 
 GOCONTEXT_FIELDS = ("internal/abi.ITab.Hash", "internal/abi.Type.Hash",
                     "context.valueCtx.Context", "context.valueCtx.key", "context.valueCtx.val",
                     "context.cancelCtx.Context", "context.timerCtx.cancelCtx")
 GOCONTEXT_TYPES = ("*context.valueCtx", "*context.cancelCtx", "*context.timerCtx")
-
-
-def gocontext_macros(layout: Layout) -> dict[str, int] | str:
-    """Macros for bpf/gocontext.h (walking a context.Context chain), or what is missing."""
-    gaps = [f for f in GOCONTEXT_FIELDS if f not in layout.fields]
-    gaps += [t for t in GOCONTEXT_TYPES if t not in layout.type_hashes]
-    if gaps:
-        return "missing " + ", ".join(gaps)
-    macros = {macro_name(f): layout.fields[f].offset for f in GOCONTEXT_FIELDS}
-    macros.update({type_hash_macro(t): layout.type_hashes[t] for t in GOCONTEXT_TYPES})
-    macros["HAS_GOCONTEXT"] = 1
-    return macros
+# Macros for bpf/gocontext.h (walking a context.Context chain), or what is missing.
+gocontext_macros = resolved_macros("HAS_GOCONTEXT", GOCONTEXT_FIELDS, GOCONTEXT_TYPES)
 
 
 HMAP_FIELDS = ("runtime.hmap.flags", "runtime.hmap.B", "runtime.hmap.buckets",
