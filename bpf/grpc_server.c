@@ -7,6 +7,11 @@
  * (*http2Server).WriteStatus / writeStatus(t, stream, st *status.Status) ends the RPC on the
  * same goroutine: st in RCX; st.s is the *spb.Status with the code.
  * An incoming traceparent is in the stream's context, under metadata's incoming key.
+ *
+ * Through (*Server).ServeHTTP, t is a *serverHandlerTransport instead, the stream's id is 0,
+ * and the RPC runs on a goroutine started by net/http's HTTP/2 handler goroutine: its span
+ * is that request's child (bpf/http2_server.h). Its status is written by
+ * (*serverHandlerTransport).WriteStatus / writeStatus, with the same arguments.
  */
 
 #include "goabi.h"
@@ -56,6 +61,18 @@ static __always_inline void rpc_conn(struct span_record *rec, __u64 g, __u64 ser
     read_conn(rec, conn);
 }
 
+/* Whether handleStream's transport (its itab) is grpc-go's serverHandlerTransport: the RPC
+ * came through (*Server).ServeHTTP, from net/http's server. Else it is grpc-go's own
+ * *http2Server, the only other ServerTransport. */
+static __always_inline int served_by_net_http(__u64 itab) {
+#ifdef TYPEHASH_ptr_google_golang_org_grpc_internal_transport_serverHandlerTransport
+    return itab && read_u32(itab + OFF_internal_abi_ITab_Hash) ==
+        TYPEHASH_ptr_google_golang_org_grpc_internal_transport_serverHandlerTransport;
+#else
+    return 0;
+#endif
+}
+
 int grpc_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
@@ -75,16 +92,22 @@ int grpc_server_entry(struct pt_regs *ctx) {
         return 0;
     COPY_GO_STRING(rec->path,
                    WINDOW_STRING(s, OFF_google_golang_org_grpc_internal_transport_Stream_method));
-    __u64 transport = GO_ARG3(ctx);
-    if (transport)
-        rpc_conn(rec, g, GO_ARG1(ctx), transport);
     rec->stream_id = stream_id;
-    begin_span(rec, g);
+    if (served_by_net_http(GO_ARG2(ctx))) {
+        /* Inside net/http's HTTP/2 request, whose span has the connection, the stream and
+         * the caller's traceparent: the RPC is its child. */
+        begin_span_in_context(rec, g);
+    } else {
+        __u64 transport = GO_ARG3(ctx);
+        if (transport)
+            rpc_conn(rec, g, GO_ARG1(ctx), transport);
+        begin_span(rec, g);
 #ifdef GRPC_METADATA_TRACEPARENT
-    read_traceparent(rec, context_value(
-        stream + OFF_google_golang_org_grpc_internal_transport_Stream_ctx,
-        TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey));
+        read_traceparent(rec, context_value(
+            stream + OFF_google_golang_org_grpc_internal_transport_Stream_ctx,
+            TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey));
 #endif
+    }
     if (grpc_server_inflight.update(&by_g, rec) != 0) {
         count_drop(DROP_INFLIGHT_FULL);
         return 0;

@@ -27,12 +27,9 @@ static __always_inline void random_bytes(__u8 *dst, int words) {
     }
 }
 
-/* Start a span's identity: a child of the goroutine's context when it has one. A server span
- * begins the work of its request in this process: its goroutine serves the connection or
- * the call, and inherits nothing (the lookups are skipped; its parent, if any, is remote). */
-static __always_inline void begin_span(struct span_record *rec, __u64 g) {
+/* Start a span's identity: a child of parent, or the root of a new trace. */
+static __always_inline void begin_span_under(struct span_record *rec, struct trace_ctx *parent) {
     random_bytes(rec->span_id, 2);
-    struct trace_ctx *parent = IS_SERVER_KIND(rec->kind) ? 0 : goroutine_context(g, rec->goid);
     if (parent) {
         __builtin_memcpy(rec->trace_id, parent->trace_id, 16);
         __builtin_memcpy(rec->parent_span_id, parent->span_id, 8);
@@ -41,6 +38,19 @@ static __always_inline void begin_span(struct span_record *rec, __u64 g) {
         random_bytes(rec->trace_id, 4);
         rec->flags |= root_decision(rec);
     }
+}
+
+/* A child of the goroutine's context when it has one. A server span begins the work of its
+ * request in this process: its goroutine serves the connection or the call, and inherits
+ * nothing (the lookups are skipped; its parent, if any, is remote). */
+static __always_inline void begin_span(struct span_record *rec, __u64 g) {
+    begin_span_under(rec, IS_SERVER_KIND(rec->kind) ? 0 : goroutine_context(g, rec->goid));
+}
+
+/* A child of the goroutine's context whatever the span's kind: a server span nested in
+ * another of this process (gRPC served inside net/http's HTTP/2 request). */
+static __always_inline void begin_span_in_context(struct span_record *rec, __u64 g) {
+    begin_span_under(rec, goroutine_context(g, rec->goid));
 }
 
 /* Stamp a zeroed record with what every span has. */

@@ -14,6 +14,9 @@ from gotrace.spans import AttributeValue
 
 HANDLE_STREAM = "google.golang.org/grpc.(*Server).handleStream"
 WRITE_STATUS = "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus"
+# RPCs served through (*Server).ServeHTTP, inside net/http's HTTP/2 requests.
+HANDLER_WRITE_STATUS = \
+    "google.golang.org/grpc/internal/transport.(*serverHandlerTransport).WriteStatus"
 
 # Codes the RPC semantic conventions count as server errors: UNKNOWN, DEADLINE_EXCEEDED,
 # UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
@@ -72,6 +75,7 @@ PROBE = Probe(
     attachments=(
         Attachment(HANDLE_STREAM, "entry", "grpc_server_entry"),
         Attachment(WRITE_STATUS, "entry", "grpc_server_status"),
+        Attachment(HANDLER_WRITE_STATUS, "entry", "grpc_server_status", optional=True),
     ),
     fields=(
         "google.golang.org/grpc/internal/transport.Stream.method",
@@ -88,7 +92,8 @@ PROBE = Probe(
         "google.golang.org/grpc.serverOptions.numServerWorkers",
         "runtime.g.parentGoid",
     ),
-    optional_types=("google.golang.org/grpc/metadata.mdIncomingKey",),
+    optional_types=("google.golang.org/grpc/metadata.mdIncomingKey",
+                    "*google.golang.org/grpc/internal/transport.serverHandlerTransport"),
     features=(GRPC_TRACEPARENT,),
     record_kinds=(
         SpanShape(

@@ -89,3 +89,8 @@ def protocol_version(rec: SpanRecord) -> str | None:
     if rec.proto_major >= 2:
         return str(rec.proto_major)
     return None
+
+
+def stream_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
+    """The HTTP/2 stream a request went on (both ends see the same id)."""
+    return {"http2.stream.id": rec.stream_id} if rec.stream_id else {}

@@ -6,9 +6,11 @@ from gotrace.probes.base import (
     CLIENT_REQUEST_FIELDS,
     HTTP_REQUEST_FIELDS,
     Attachment,
+    Feature,
     Probe,
     SpanShape,
 )
+from gotrace.probes.features import resolved_macros
 from gotrace.probes.http_attributes import (
     HTTP_CLIENT_METRIC,
     connection_attributes,
@@ -17,12 +19,21 @@ from gotrace.probes.http_attributes import (
     redact_query,
     span_method,
     split_host_port,
+    stream_attributes,
 )
 from gotrace.records import F_HAS_QUERY, F_TRANSPORT_ERROR, SpanRecord, text
 from gotrace.spans import AttributeValue
 
 ROUND_TRIP = "net/http.(*Transport).roundTrip"
 CONN_ROUND_TRIP = "net/http.(*persistConn).roundTrip"
+# HTTP/2 through the bundled transport: the connection, and the stream id from the response's
+# body (bpf/http_client.h).
+HTTP2_CONN_ROUND_TRIP = "net/http.(*http2ClientConn).roundTrip"
+HTTP2_FIELDS = ("net/http.http2ClientConn.tconn", "net/http.http2clientStream.ID",
+                "net/http.http2transportResponseBody.cs", "net/http.http2gzipReader.body")
+HTTP2_TYPES = ("net/http.http2transportResponseBody", "*net/http.http2gzipReader")
+HTTP2 = Feature("http2", resolved_macros("NETHTTP_HTTP2_CLIENT", HTTP2_FIELDS, HTTP2_TYPES,
+                                         functions=(HTTP2_CONN_ROUND_TRIP,)))
 
 
 def is_error(rec: SpanRecord) -> bool:
@@ -43,6 +54,8 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
         attrs["http.response.status_code"] = rec.status
         if rec.status >= 400:
             attrs["error.type"] = str(rec.status)
+    if rec.proto_major == 2:  # the HTTP/1 transport does not say which minor version
+        attrs["network.protocol.version"] = "2"
     attrs.update(connection_attributes(rec, "peer"))
     return attrs
 
@@ -58,6 +71,7 @@ def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, Attribute
     if rec.request_body_size > 0:
         attrs["http.request.body.size"] = rec.request_body_size
     attrs.update(connection_port(rec, "local"))
+    attrs.update(stream_attributes(rec))
     return attrs
 
 
@@ -66,14 +80,18 @@ PROBE = Probe(
     attachments=(
         Attachment(ROUND_TRIP, "entry", "http_client_entry"),
         Attachment(CONN_ROUND_TRIP, "entry", "http_client_conn"),
+        Attachment(HTTP2_CONN_ROUND_TRIP, "entry", "http2_client_conn", feature=HTTP2.name),
         Attachment(ROUND_TRIP, "return", "http_client_return"),
     ),
     fields=(
         "net/http.Request.Method", "net/http.Request.URL", "net/http.Request.ContentLength",
         "net/url.URL.Scheme", "net/url.URL.Host", "net/url.URL.Path", "net/url.URL.RawQuery",
         "net/http.Response.StatusCode", "net/http.Response.ContentLength",
-        "net/http.persistConn.conn",
+        "net/http.Response.Body", "net/http.persistConn.conn",
     ),
+    optional_fields=HTTP2_FIELDS,
+    optional_types=HTTP2_TYPES,
+    features=(HTTP2,),
     record_kinds=(
         SpanShape(
             record_kind="HTTP_CLIENT",

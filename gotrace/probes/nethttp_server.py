@@ -6,10 +6,11 @@ from gotrace.probes.base import (
     HTTP_REQUEST_FIELDS,
     SERVER_REQUEST_FIELDS,
     Attachment,
+    Feature,
     Probe,
     SpanShape,
 )
-from gotrace.probes.features import TRACEPARENT
+from gotrace.probes.features import TRACEPARENT, resolved_macros
 from gotrace.probes.http_attributes import (
     HTTP_SERVER_METRIC,
     connection_attributes,
@@ -18,6 +19,7 @@ from gotrace.probes.http_attributes import (
     protocol_version,
     span_method,
     split_host_port,
+    stream_attributes,
 )
 from gotrace.records import (
     F_HAS_CONN,
@@ -32,6 +34,18 @@ SERVE_HTTP = "net/http.serverHandler.ServeHTTP"
 # Where the request ends (bpf/nethttp_server.c): after the handler, or when it hijacks.
 FINISH_REQUEST = "net/http.(*response).finishRequest"
 HIJACK = "net/http.(*response).Hijack"
+# HTTP/2 (net/http's bundled server): ServeHTTP's writer is then an *http2responseWriter, and
+# the request ends at that writer's handlerDone (bpf/http2_server.h).
+HANDLER_DONE = "net/http.(*http2responseWriter).handlerDone"
+HTTP2_FIELDS = (
+    "net/http.http2responseWriter.rws", "net/http.http2responseWriterState.stream",
+    "net/http.http2responseWriterState.req", "net/http.http2responseWriterState.conn",
+    "net/http.http2responseWriterState.status", "net/http.http2responseWriterState.wroteBytes",
+    "net/http.http2stream.id", "net/http.http2serverConn.conn",
+)
+HTTP2_TYPES = ("*net/http.http2responseWriter",)
+HTTP2 = Feature("http2", resolved_macros("NETHTTP_HTTP2", HTTP2_FIELDS, HTTP2_TYPES,
+                                         functions=(HANDLER_DONE,)))
 
 
 def route(rec: SpanRecord) -> str:
@@ -81,6 +95,7 @@ def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, Attribute
     if rec.flags & F_HAS_CONN:
         attrs["client.port"] = rec.peer_port
     attrs.update(connection_port(rec, "peer"))
+    attrs.update(stream_attributes(rec))
     return attrs
 
 
@@ -90,6 +105,7 @@ PROBE = Probe(
         Attachment(SERVE_HTTP, "entry", "http_server_entry"),
         Attachment(FINISH_REQUEST, "entry", "http_server_end"),
         Attachment(HIJACK, "entry", "http_server_hijacked", optional=True),
+        Attachment(HANDLER_DONE, "entry", "http2_server_end", feature=HTTP2.name),
     ),
     fields=(
         "net/http.Request.Method", "net/http.Request.URL", "net/http.Request.ProtoMajor",
@@ -98,8 +114,13 @@ PROBE = Probe(
         "net/http.response.req",
         "net/http.response.status", "net/http.response.written", "net/http.conn.rwc",
     ),
-    optional_fields=("net/http.Request.Pattern", "net/http.Request.Header"),
-    features=(TRACEPARENT,),
+    optional_fields=("net/http.Request.Pattern", "net/http.Request.Header",
+                     # An HTTP/2 connection's addresses are read once where the runtime
+                     # has it (bpf/http2_server.h).
+                     "runtime.g.parentGoid", *HTTP2_FIELDS),
+    # x/net's HTTP/2 writer, whose requests its own probe serves (xnet_http2_server).
+    optional_types=("*golang.org/x/net/http2.responseWriter", *HTTP2_TYPES),
+    features=(TRACEPARENT, HTTP2),
     record_kinds=(
         SpanShape(
             record_kind="HTTP_SERVER",

@@ -1,0 +1,137 @@
+/* An HTTP server request's span, whichever server reads the request: net/http's HTTP/1
+ * connection (bpf/nethttp_server.c), its bundled HTTP/2 server or golang.org/x/net/http2's
+ * (bpf/http2_server.h). All of them hand the handler a net/http *Request; they differ in the
+ * writer, the connection and where the handler's response is complete.
+ *
+ * A request's span is kept by the goroutine that runs its handler, from the probe where
+ * it begins to the one where the response is complete, both on that goroutine.
+ */
+#ifndef GOTRACE_HTTP_SERVER_H
+#define GOTRACE_HTTP_SERVER_H
+
+#include "goabi.h"
+#include "counters.h"
+#include "span.h"
+#include "traceparent.h"
+
+struct http_server_inflight {
+    struct span_record rec;
+    __u64 request;
+    __u64 response;  /* the writer the span's end names */
+    __u64 state;     /* HTTP/2: the writer's *responseWriterState, with the status and size */
+};
+
+BPF_HASH(http_server_inflight, struct go_key, struct http_server_inflight, MAX_INFLIGHT);  /* by g */
+BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
+
+/* The windows (bpf/goabi.h) of a request: its fields, its URL's path and query. */
+#ifdef OFF_net_http_Request_Header
+#define SERVER_REQUEST_HEADER_END END_OF(OFF_net_http_Request_Header, __u64)
+#else
+#define SERVER_REQUEST_HEADER_END 0
+#endif
+#define SERVER_REQUEST_WINDOW MAX3(MAX3(END_OF(OFF_net_http_Request_Method, struct go_string), \
+                                 END_OF(OFF_net_http_Request_Host, struct go_string), \
+                                 END_OF(OFF_net_http_Request_URL, __u64)), \
+                            MAX3(END_OF(OFF_net_http_Request_ProtoMajor, __u64), \
+                                 END_OF(OFF_net_http_Request_ProtoMinor, __u64), \
+                                 END_OF(OFF_net_http_Request_ContentLength, __u64)), \
+                            SERVER_REQUEST_HEADER_END)
+#define SERVER_URL_WINDOW MAX2(END_OF(OFF_net_url_URL_Path, struct go_string), \
+                        END_OF(OFF_net_url_URL_RawQuery, struct go_string))
+_Static_assert(SERVER_REQUEST_WINDOW <= WINDOW_SIZE && SERVER_URL_WINDOW <= WINDOW_SIZE,
+               "a window of net/http's Request or url.URL is too large");
+
+#define SCHEME_HTTPS 0x7370747468ULL  /* "https" as a little-endian word */
+
+/* The scratch entry for a request beginning on goroutine g, or 0 when it began already: the
+ * entry runs again when the stack grew first (morestack restarts the function), and the
+ * span must not become its own parent. */
+static __always_inline struct http_server_inflight *http_server_prepare(__u64 g, __u64 req,
+                                                                        __u64 writer) {
+    struct go_key by_g = go_key(g);
+    struct http_server_inflight *current = http_server_inflight.lookup(&by_g);
+    if (current && current->request == req)
+        return 0;
+    __u32 zero = 0;
+    struct http_server_inflight *st = http_server_scratch.lookup(&zero);
+    if (!st)
+        return 0;
+    st->request = req;
+    st->response = writer;
+    st->state = 0;
+    return st;
+}
+
+/* A new record with the request's facts; the Header map's address in *header (0 when the
+ * binary's Request has none we read). False when the request cannot be read. Uses both
+ * window slots. */
+static __always_inline int read_server_request(struct span_record *rec, __u64 g, __u64 req,
+                                               __u64 *header) {
+    __u8 *r = read_window(0, req, SERVER_REQUEST_WINDOW);
+    if (!r)
+        return 0;
+    init_record(rec, SPAN_KIND_HTTP_SERVER, g);
+    rec->request_body_size = (__s64)WINDOW_U64(r, OFF_net_http_Request_ContentLength);
+    COPY_GO_STRING(rec->method, WINDOW_STRING(r, OFF_net_http_Request_Method));
+    COPY_GO_STRING(rec->host, WINDOW_STRING(r, OFF_net_http_Request_Host));
+    rec->proto_major = (__u8)WINDOW_U64(r, OFF_net_http_Request_ProtoMajor);
+    rec->proto_minor = (__u8)WINDOW_U64(r, OFF_net_http_Request_ProtoMinor);
+#ifdef OFF_net_http_Request_Header
+    *header = WINDOW_U64(r, OFF_net_http_Request_Header);
+#else
+    *header = 0;
+#endif
+    __u8 *url = read_window(1, WINDOW_U64(r, OFF_net_http_Request_URL), SERVER_URL_WINDOW);
+    if (url) {
+        COPY_GO_STRING(rec->path, WINDOW_STRING(url, OFF_net_url_URL_Path));
+        if (COPY_GO_STRING(rec->query, WINDOW_STRING(url, OFF_net_url_URL_RawQuery)) > 0)
+            rec->flags |= SPAN_F_HAS_QUERY;
+    }
+    return 1;
+}
+
+/* The span begins: its identity (continuing an incoming traceparent), kept until its end,
+ * and the goroutine's context for the calls the handler makes. */
+static __always_inline void http_server_begin(struct http_server_inflight *st, __u64 g,
+                                              __u64 header) {
+    struct span_record *rec = &st->rec;
+    begin_span(rec, g);
+#ifdef HAS_TRACEPARENT
+    if (header)
+        read_traceparent(rec, header);
+#endif
+    struct go_key by_g = go_key(g);
+    if (http_server_inflight.update(&by_g, st) != 0) {
+        count_drop(DROP_INFLIGHT_FULL);
+        return;
+    }
+    enter_span_context(rec);
+}
+
+/* The span of goroutine g's request answered through writer, if that is its writer. */
+static __always_inline struct http_server_inflight *http_server_ending(__u64 g, __u64 writer) {
+    struct go_key by_g = go_key(g);
+    struct http_server_inflight *st = http_server_inflight.lookup(&by_g);
+    return st && st->response == writer ? st : 0;
+}
+
+/* The response is complete: status (0 when none was written) and body size, the pattern
+ * ServeMux matched, then the span goes out. */
+static __always_inline void http_server_finish(struct http_server_inflight *st, __u64 g,
+                                               __u32 status, __s64 written) {
+    struct span_record *rec = &st->rec;
+    rec->end_ns = bpf_ktime_get_ns();
+    rec->status = status;
+    rec->response_body_size = written;
+#ifdef OFF_net_http_Request_Pattern
+    READ_GO_STRING(rec->route, st->request + OFF_net_http_Request_Pattern);
+#endif
+    __u64 goid = rec->goid;
+    emit(rec);
+    struct go_key by_g = go_key(g);
+    http_server_inflight.delete(&by_g);
+    end_span_context(goid);
+}
+
+#endif
