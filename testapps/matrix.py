@@ -85,19 +85,30 @@ SYSTEM_GOPATH = Path("/usr/share/gocode")
 GO_ROOTS_GLOB = "/usr/lib/go-1.*"
 
 APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hitloop",
-        "loadgen", "schedwait", "wrapped", "kvwire")
+        "loadgen", "schedwait", "wrapped", "kvwire",
+        "grpchttp", "h2")
 # Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC),
 # schedwait (routes that wait in known ways) and wrapped (HTTP/gRPC/cmux over wrapped
 # connections, calling a next hop) and kvwire (a key-value service, the library of the
-# test-only probe in tests/probe_library) by the tests that need them; hitloop (uprobe cost
-# calibration) and loadgen (HTTP and gRPC load generator) by the benchmark (bench/).
-GRPC_APPS = frozenset({"grpcserver", "grpcclient", "httpgrpc", "loadgen", "wrapped"})
+# test-only probe in tests/probe_library) and grpchttp (gRPC through grpc.Server.ServeHTTP
+# and plain HTTP on one net/http server, h2c or TLS) by the tests that need them; hitloop
+# (uprobe cost calibration) and loadgen (HTTP and gRPC load generator) by the benchmark
+# (bench/). h2 (HTTP/2 server and client: net/http's bundled HTTP/2, x/net's http2 and h2c)
+# is in the cell sets.
+GRPC_APPS = frozenset({"grpcserver", "grpcclient", "grpchttp", "httpgrpc", "loadgen", "wrapped"})
 
 # Apps whose GOPATH is the grpc GOPATH followed by the system GOPATH, for the libraries
 # only the system GOPATH has. Checked: every package grpc imports still comes from the
 # grpc GOPATH (Go takes an import path from the first GOPATH entry that has it), and the
 # system's Prometheus client_golang 1.14 builds against trixie's protobuf 1.36.
 SYSTEM_GOPATH_FALLBACK_APPS = frozenset({"wrapped"})
+
+# Apps without grpc that import libraries from the system GOPATH (golang.org/x/net and
+# x/text: bookworm's 0.7.0 and 0.7.0), with the Debian packages that hold them: their
+# versions are part of the build key.
+SYSTEM_LIB_APPS: dict[str, tuple[str, ...]] = {
+    "h2": ("golang-golang-x-net-dev", "golang-golang-x-text-dev"),
+}
 
 # variant -> (extra `go build` arguments, CGO_ENABLED)
 VARIANT_FLAGS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -193,7 +204,7 @@ class Cell:
     @classmethod
     def parse(cls, name: str) -> Cell:
         """Inverse of :attr:`name`."""
-        m = re.fullmatch(r"([a-z]+)-go(\d+\.\d+)(?:-grpc(\d+\.\d+))?-([a-z-]+)", name)
+        m = re.fullmatch(r"([a-z][a-z0-9]*)-go(\d+\.\d+)(?:-grpc(\d+\.\d+))?-([a-z-]+)", name)
         if not m:
             raise ValueError(f"not a cell name: {name!r}")
         return cls(app=m[1], go=m[2], grpc=m[3], variant=m[4])
@@ -277,6 +288,17 @@ def _system_stamp(full_version: str) -> str:
     except OSError:
         out = ""
     return f"{SYSTEM_GOPATH}\ngrpc_version={full_version}\n{out}"
+
+
+@functools.cache
+def _dpkg_stamp(packages: tuple[str, ...]) -> str:
+    """'<package>\t<version>' lines of the given Debian packages, as dpkg-query -W prints."""
+    try:
+        return subprocess.run(
+            ["dpkg-query", "-W", *packages], capture_output=True, text=True
+        ).stdout
+    except OSError:
+        return ""
 
 
 @functools.cache
@@ -367,8 +389,9 @@ def _spread(items: Sequence[str], i: int, k: int) -> str:
 def default_cells() -> list[Cell]:
     """A small set for the default test run.
 
-    Every Go version: httpserver plain + stripped, httpclient plain. Oldest and
-    newest Go: httpserver in every PIE / external-link variant. Every grpc version:
+    Every Go version: httpserver plain + stripped, httpclient plain, h2 plain. Oldest
+    and newest Go: httpserver in every PIE / external-link variant, h2 stripped. Every
+    grpc version:
     grpcserver + grpcclient plain + stripped with one supported Go (oldest grpc with
     the oldest Go, newest with the newest, others in between).
     """
@@ -379,9 +402,11 @@ def default_cells() -> list[Cell]:
             Cell("httpserver", go, "plain"),
             Cell("httpserver", go, "stripped"),
             Cell("httpclient", go, "plain"),
+            Cell("h2", go, "plain"),
         ]
     for go in dict.fromkeys([gos[0], gos[-1]] if gos else []):
         cells += [Cell("httpserver", go, v) for v in VARIANTS if v not in ("plain", "stripped")]
+        cells.append(Cell("h2", go, "stripped"))
     grpcs = list(grpc_gopaths())
     for i, grpc in enumerate(grpcs):
         sup = supported_go(grpc, gos)
@@ -397,10 +422,14 @@ def default_cells() -> list[Cell]:
 
 
 def full_cells() -> list[Cell]:
-    """Every app x every Go x every variant (gRPC apps: every supported combination)."""
+    """httpserver, httpclient, h2, grpcserver and grpcclient, each x every Go x every
+    variant (gRPC apps: every supported combination)."""
     gos = go_versions()
     cells = [
-        Cell(app, go, v) for app in ("httpserver", "httpclient") for go in gos for v in VARIANTS
+        Cell(app, go, v)
+        for app in ("httpserver", "httpclient", "h2")
+        for go in gos
+        for v in VARIANTS
     ]
     for grpc in grpc_gopaths():
         cells += [
@@ -440,12 +469,18 @@ def _base_env() -> dict[str, str]:
 
 
 def _sources(app: str) -> list[Path]:
+    """The app's Go files, symlinks included: a file several apps share lives in one app's
+    directory and is linked from the others' (e.g. httpserver/selfsigned.go), and
+    :func:`cell_key` reads it through the link, so changing it changes every linking app's
+    key."""
     return sorted((TESTAPPS_DIR / app).glob("*.go"))
 
 
 def _gopath_for(cell: Cell) -> tuple[str, str]:
     """The cell's GOPATH value (one directory, or a list) and the stamp of what is in it."""
     if cell.grpc is None:
+        if cell.app in SYSTEM_LIB_APPS:
+            return str(SYSTEM_GOPATH), f"{SYSTEM_GOPATH}\n{_dpkg_stamp(SYSTEM_LIB_APPS[cell.app])}"
         return str(SYSTEM_GOPATH), "no-grpc"
     info = grpc_gopaths().get(cell.grpc)
     if info is None:
@@ -558,12 +593,15 @@ def build_many(cells: Iterable[Cell], jobs: int = 2) -> dict[Cell, Path | BuildE
 
 def _compile_groups(cell: Cell) -> tuple[tuple[object, ...], ...]:
     """What a build compiles that other builds can reuse from the Go build cache:
-    the standard library per (Go, PIE, cgo), grpc per (Go, grpc, PIE, cgo), and for the
-    SYSTEM_GOPATH_FALLBACK_APPS the system GOPATH's libraries per (Go, grpc, PIE, cgo).
-    Stripping only changes the link step."""
+    the standard library per (Go, PIE, cgo), grpc per (Go, grpc, PIE, cgo), for the
+    SYSTEM_GOPATH_FALLBACK_APPS the system GOPATH's libraries per (Go, grpc, PIE, cgo) and
+    for the SYSTEM_LIB_APPS theirs per (Go, PIE, cgo). Stripping only changes the link
+    step."""
     _, cgo = VARIANT_FLAGS[cell.variant]
     std = ("std", cell.go, cell.pie, cgo)
     if cell.grpc is None:
+        if cell.app in SYSTEM_LIB_APPS:
+            return (std, ("system-libs", cell.go, SYSTEM_LIB_APPS[cell.app], cell.pie, cgo))
         return (std,)
     grpc = ("grpc", cell.go, cell.grpc, cell.pie, cgo)
     if cell.app in SYSTEM_GOPATH_FALLBACK_APPS:

@@ -7,8 +7,8 @@ import (
 
 // busyWork burns about us microseconds of CPU with a fixed number of multiply-adds, so a
 // request costs the same CPU however loaded the machine is (a wall-clock spin would burn
-// less when preempted). The rate is measured once, on first use. testapps/grpcserver links
-// this file (a symlink).
+// less when preempted). The rate is measured once, on first use. testapps/grpcserver,
+// grpchttp and schedwait link this file (a symlink).
 func busyWork(us int) uint64 {
 	spinOnce.Do(measureSpin)
 	return spin(us * spinPerMicrosecond)

@@ -1,0 +1,1 @@
+../grpcserver/echo.go

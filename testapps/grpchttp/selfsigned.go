@@ -1,0 +1,1 @@
+../httpserver/selfsigned.go

@@ -1,0 +1,1 @@
+../httpclient/requests.go
