@@ -4,6 +4,7 @@ versions), for the end-to-end tests: how to start each on loopback and know it i
 from __future__ import annotations
 
 import contextlib
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -12,6 +13,9 @@ from pathlib import Path
 
 from tracing import free_port, terminate
 
+# The test programs' HTTPS certificates are self-signed.
+UNVERIFIED = ssl._create_unverified_context()
+
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     """Until url answers 200; fails when the process exits first or time runs out."""
@@ -19,7 +23,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     while True:
         assert proc.poll() is None, f"{proc.args[0]} exited with {proc.returncode}"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2, context=UNVERIFIED) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -51,19 +55,37 @@ groups:
 """
 
 
+def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
+    """(certificate, key) PEM files for localhost and 127.0.0.1, made by openssl."""
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
+                        str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext",
+                        "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+    return cert, key
+
+
 @contextlib.contextmanager
 def prometheus(workdir: Path, name: str, scrape: list[str] = (), interval: str = "1s",
-               alertmanager: str | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+               alertmanager: str | None = None, https: bool = False
+               ) -> Iterator[tuple[subprocess.Popen, str]]:
     """/usr/bin/prometheus on a free loopback port, scraping each host:port of scrape every
     interval, and with alertmanager (host:port), sending it an alert that always fires, every
     second (its HTTP clients dial through go-conntrack; its web server's listener is
-    go-conntrack's inside netutil.LimitListener). Yields (process, its host:port)."""
+    go-conntrack's inside netutil.LimitListener). With https, it serves over TLS (where Go's
+    server offers HTTP/2) and scrapes its targets over HTTPS with HTTP/2 enabled. Yields
+    (process, its host:port)."""
     port = free_port()
     config = [f"global:\n  scrape_interval: {interval}\n  evaluation_interval: 1s\n"]
     if scrape:
         targets = ", ".join(f'"{t}"' for t in scrape)
         config.append(f"scrape_configs:\n  - job_name: {name}\n    static_configs:\n"
                       f"      - targets: [{targets}]\n")
+        if https:
+            config.append("    scheme: https\n    enable_http2: true\n"
+                          "    tls_config:\n      insecure_skip_verify: true\n")
     if alertmanager:
         rules = workdir / f"{name}-rules.yml"
         rules.write_text(ALWAYS_FIRING_RULES)
@@ -74,7 +96,14 @@ def prometheus(workdir: Path, name: str, scrape: list[str] = (), interval: str =
     command = ["/usr/bin/prometheus", f"--config.file={config_file}",
                f"--storage.tsdb.path={workdir / (name + '-data')}",
                f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"]
-    with running(command, f"http://127.0.0.1:{port}/-/ready", workdir / f"{name}.log") as proc:
+    if https:
+        cert, key = self_signed_certificate(workdir)
+        web = workdir / f"{name}-web.yml"
+        web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+        command.append(f"--web.config.file={web}")
+    scheme = "https" if https else "http"
+    with running(command, f"{scheme}://127.0.0.1:{port}/-/ready",
+                 workdir / f"{name}.log") as proc:
         yield proc, f"127.0.0.1:{port}"
 
 

@@ -9,12 +9,16 @@ types gotrace has no special knowledge of, and their requests must still link in
   (prometheus-node-exporter, 1.5, Go 1.19, here only as an HTTP server).
 - etcd and etcdctl (3.4, Go 1.19, stripped, no module versions): etcd serves gRPC and HTTP on
   one port through cmux (*cmux.MuxConn); etcdctl calls it over gRPC, one process a command.
+- prometheus over HTTPS (its web config's TLS): Go's server offers HTTP/2 there, and with
+  `enable_http2` its scrapes speak HTTP/2 too; curl and httpx call it over HTTP/2.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 
+import httpx
 from debian_programs import alertmanager, etcd, etcdctl, node_exporter, prometheus
 from tracing import conn_misses, gotrace, linked_pairs, read_spans, stop
 
@@ -34,6 +38,56 @@ def test_prometheus_scraping_prometheus_links_every_scrape(tmp_path):
     for client, server in pairs:
         assert client["attributes"]["url.full"] == f"http://{back_addr}/metrics"
         assert server["attributes"]["url.path"] == "/metrics"
+    assert conn_misses(err) == {"unknown_type": 0, "nil": 0, "too_deep": 0, "unix": 0}
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_prometheus_over_https_and_http2(tmp_path):
+    """Prometheus B serves HTTPS; prometheus A scrapes it over HTTP/2, curl and httpx query
+    it over HTTP/2 with a traceparent: every request a server span over HTTP/2 (B's scrapes
+    linked to A's, the queries continuing the caller's trace)."""
+    with prometheus(tmp_path, "back", https=True) as (back, back_addr), \
+            prometheus(tmp_path, "front", scrape=[back_addr], interval="500ms",
+                       https=True) as (front, _):
+        capture = tmp_path / "spans.jsonl"
+        with gotrace(tmp_path, "trace", "--pid", str(front.pid), "--pid", str(back.pid),
+                     "--jsonl", str(capture), "--stats") as tracer:
+            query = f"https://{back_addr}/api/v1/query?query=up"
+            for _ in range(3):
+                out = subprocess.run(["curl", "-sk", "--http2", "-H",
+                                      f"traceparent: {TRACEPARENT}", "-o", "/dev/null", "-w",
+                                      "%{http_version} %{http_code}", query],
+                                     capture_output=True, text=True, check=True).stdout
+                assert out == "2 200"
+            with httpx.Client(http2=True, verify=False) as session:
+                for _ in range(5):
+                    response = session.get(query, headers={"traceparent": TRACEPARENT})
+                    assert (response.http_version, response.status_code) == ("HTTP/2", 200)
+            time.sleep(6)
+            _, err = stop(tracer)
+    spans = read_spans(capture)
+    queries = [s for s in spans if s["kind"] == "SERVER"
+               and s["attributes"]["url.path"] == "/api/v1/query"]
+    assert len(queries) == 8, err
+    trace_id, parent = TRACEPARENT.split("-")[1:3]
+    for span in queries:
+        attrs = span["attributes"]
+        assert (span["trace_id"], span["parent_span_id"]) == (trace_id, parent)
+        assert attrs["network.protocol.version"] == "2" and attrs["url.scheme"] == "https"
+        assert attrs["http.response.status_code"] == 200 and attrs["http2.stream.id"] > 0
+    # Every other span of B's is a scrape, linked to A's call.
+    scrapes = linked_pairs([s for s in spans if s not in queries], back.pid, {front.pid})
+    assert len(scrapes) >= 5, err
+    calls = [s for s in spans
+             if s["kind"] == "CLIENT" and s["resource"]["process.pid"] == front.pid]
+    assert len(scrapes) <= len(calls) <= len(scrapes) + 1  # one may be cut by the stop
+    for client, server in scrapes:
+        assert client["attributes"]["url.full"] == f"https://{back_addr}/metrics"
+        assert client["attributes"]["network.protocol.version"] == "2"
+        assert client["attributes"]["http2.stream.id"] == server["attributes"]["http2.stream.id"]
+    assert {s["attributes"]["url.path"] for _, s in scrapes} == {"/metrics"}
     assert conn_misses(err) == {"unknown_type": 0, "nil": 0, "too_deep": 0, "unix": 0}
 
 
