@@ -22,6 +22,7 @@ class Apps:
     loadgen: Path
     hitloop: Path
     wrapped: Path  # testapps/wrapped: servers and clients with wrapped connections
+    h2: Path  # testapps/h2: HTTP/2 servers and clients (net/http's and golang.org/x/net's)
     go: str  # the Go the HTTP programs are built with
     grpc: str  # the grpc-go the gRPC programs are built with
     grpc_go: str  # ... and their Go
@@ -43,7 +44,7 @@ def build_apps() -> Apps:
     return Apps(httpserver=plain("httpserver"), httpclient=plain("httpclient"),
                 grpcserver=with_grpc("grpcserver"), grpcclient=with_grpc("grpcclient"),
                 loadgen=with_grpc("loadgen"), hitloop=plain("hitloop"),
-                wrapped=with_grpc("wrapped"), go=go, grpc=grpc,
+                wrapped=with_grpc("wrapped"), h2=plain("h2"), go=go, grpc=grpc,
                 grpc_go=grpc_go)
 
 

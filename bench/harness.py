@@ -22,6 +22,7 @@ from bench.otlp_sink import otlp_sink
 from bench.probe_hits import (
     CONNECTION_WORKLOADS,
     HIT_WORKLOADS,
+    HTTP2_WORKLOADS,
     OPT_IN_WORKLOADS,
     SCHED_WAIT,
     count_hits,
@@ -52,7 +53,7 @@ class Plan:
 
 FULL = Plan(
     name="full", loop_calls=1_000_000, calibration_pairs=2, hit_calls=10_000,
-    hit_workloads=(*HIT_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS),
+    hit_workloads=(*HIT_WORKLOADS, *HTTP2_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS),
     overhead=overhead.Settings(pairs=3, seconds=5, rate=2000, busy_rate=1000,
                                conns=Connections(fixed=4, saturation=16)),
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
@@ -63,7 +64,7 @@ QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
     calibration_pairs=1, hit_calls=50,
     hit_workloads=("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
-                   SCHED_WAIT, *CONNECTION_WORKLOADS),
+                   *HTTP2_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS),
     overhead=overhead.Settings(pairs=1, seconds=0.5, rate=300, busy_rate=300,
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,

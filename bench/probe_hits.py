@@ -30,6 +30,10 @@ STREAM_MESSAGES = 5  # messages per server-streaming RPC
 RUNTIME_EVENT_PROBES = frozenset({"stw_begin", "stw_restart_called", "stw_end", "gc_cycle"})
 HIT_WORKLOADS = ("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
                  "gRPC client, unary", "gRPC client, streaming")
+# testapps/h2's modes: net/http's bundled HTTP/2 over TLS, golang.org/x/net's over h2c.
+HTTP2_MODES = {"TLS, net/http": "tls", "h2c, x/net": "h2c"}
+HTTP2_WORKLOADS = tuple(f"HTTP/2 {side}, {mode}" for side in ("server", "client")
+                        for mode in HTTP2_MODES)
 # What opt-in probes add, measured like the rest; reported as a cost, not judged by a target.
 SCHED_WAIT = "HTTP server, --sched-wait"
 OPT_IN_WORKLOADS = {SCHED_WAIT: "HTTP server"}  # -> the workload it adds to
@@ -87,9 +91,19 @@ class HitCount:
         return text + (f", other probes {rare:.3f}" if rare else "")
 
 
-def _server_side(server: Path, client: Callable[[str], list[str]], *flags: str) -> TraceStats:
+# A server program, and the arguments it runs with.
+ServerCommand = Path | tuple[Path, ...]
+
+
+def _serving(server: ServerCommand) -> contextlib.AbstractContextManager:
+    path, *args = server if isinstance(server, tuple) else (server,)
+    return serve(path, *args)
+
+
+def _server_side(server: ServerCommand, client: Callable[[str], list[str]], *flags: str
+                 ) -> TraceStats:
     """Trace the server by PID while the client program runs against it untraced."""
-    with serve(server) as srv, Gotrace(["trace", "--pid", str(srv.pid), "--jsonl",
+    with _serving(server) as srv, Gotrace(["trace", "--pid", str(srv.pid), "--jsonl",
                                         "/dev/null", *flags]) as session:
         session.ready()
         subprocess.run(client(srv.addr), check=True, stdout=subprocess.DEVNULL)
@@ -115,9 +129,9 @@ def _wrapped_side(apps: Apps, calls: int, listen_wrap: str, next_wrap: str | Non
         return session.stop()
 
 
-def _client_side(server: Path, client: Callable[[str], list[str]]) -> TraceStats:
+def _client_side(server: ServerCommand, client: Callable[[str], list[str]]) -> TraceStats:
     """Launch the client under `gotrace run` against an untraced server."""
-    with serve(server) as srv, Gotrace(["run", "--jsonl", "/dev/null", "--",
+    with _serving(server) as srv, Gotrace(["run", "--jsonl", "/dev/null", "--",
                                         *client(srv.addr)]) as session:
         return session.wait()
 
@@ -133,6 +147,20 @@ def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats
         return [str(apps.grpcclient), "-addr", addr, "-n", "0", "-streams", str(calls),
                 "-count", str(STREAM_MESSAGES)]
 
+    def http2(mode: str) -> Callable[[str], list[str]]:
+        def command(addr: str) -> list[str]:
+            scheme = "https" if mode == "tls" else "http"
+            return [str(apps.h2), "call", "-mode", mode, "-url", f"{scheme}://{addr}/hello",
+                    "-n", str(calls)]
+        return command
+
+    def h2(mode: str) -> tuple[Path, ...]:
+        return (apps.h2, "serve", "-mode", mode)
+
+    http2_runs = [(f"HTTP/2 server, {label}", lambda m=mode: _server_side(h2(m), http2(m)))
+                  for label, mode in HTTP2_MODES.items()]
+    http2_runs += [(f"HTTP/2 client, {label}", lambda m=mode: _client_side(h2(m), http2(m)))
+                   for label, mode in HTTP2_MODES.items()]
     runs = [
         lambda: _server_side(apps.httpserver, http),
         lambda: _client_side(apps.httpserver, http),
@@ -143,7 +171,7 @@ def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats
     ]
     connections = [(label, lambda wraps=wraps: _wrapped_side(apps, calls, *wraps))
                    for label, wraps in CONNECTION_WORKLOADS.items()]
-    return [*zip(HIT_WORKLOADS, runs, strict=True),
+    return [*zip(HIT_WORKLOADS, runs, strict=True), *http2_runs,
             (SCHED_WAIT, lambda: _server_side(apps.httpserver, http, "--sched-wait")),
             *connections]
 

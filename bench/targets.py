@@ -68,6 +68,15 @@ HITS_WHY = {
         "response's framing and which a response without a body (NoBody) lacks. Beginning "
         "the span at persistConn.roundTrip instead would drop the wait for a connection and "
         "the dial from its duration, and every request whose dial fails."),
+    # As for HTTP/1: the third is where the request meets its connection.
+    "HTTP/2 client, TLS, net/http": (
+        "The third, http2_client_conn at (*http2ClientConn).roundTrip's entry, is where the "
+        "request meets its connection, as (*persistConn).roundTrip's is for HTTP/1 (see the "
+        "HTTP client)."),
+    "HTTP/2 client, h2c, x/net": (
+        "The third, xnet_http2_client_conn at x/net's (*ClientConn).roundTrip's entry, is where "
+        "the request meets its connection, as (*persistConn).roundTrip's is for HTTP/1 (see "
+        "the HTTP client)."),
     "gRPC client, streaming": (
         "A stream may end on another goroutine (its reader's, or grpc's context watcher), so "
         "NewStream's RET moves the record from the goroutine to the *clientStream it "
