@@ -75,7 +75,7 @@ fi
 PACKAGES=(
     python3-bpfcc libbpfcc bpfcc-tools bpftool
     linux-headers-amd64/bookworm
-    binutils make gcc python3-venv nftables iproute2 prometheus chromium
+    binutils make gcc python3-venv nftables iproute2 prometheus chromium curl openssl
     etcd-server etcd-client prometheus-alertmanager prometheus-node-exporter
     golang-1.19-go
     golang-1.21-go/bookworm-backports golang-1.22-go/bookworm-backports
