@@ -141,7 +141,7 @@ static __always_inline int read_conn(struct span_record *rec, __u64 conn_iface_a
         count_conn_miss(CONN_MISS_NIL);
         return 0;
     }
-    __u32 type = read_u32(conn.tab + OFF_internal_abi_ITab_Hash);
+    __u32 type = itab_type(conn.tab);
     __u64 data = conn.data;
     int tls = 0;
 #pragma unroll
@@ -169,7 +169,7 @@ static __always_inline int read_conn(struct span_record *rec, __u64 conn_iface_a
         if (step->kind == CONN_STEP_INTERFACE) {
             conn.tab = conn.data = 0;
             bpf_probe_read_user(&conn, sizeof(conn), (void *)at);
-            type = conn.tab ? read_u32(conn.tab + OFF_internal_abi_ITab_Hash) : 0;
+            type = itab_type(conn.tab);
             data = conn.data;
         } else {
             type = step->next_hash;

@@ -108,6 +108,12 @@ static __always_inline __u8 *read_window(__u32 slot, __u64 addr, __u32 size) {
 #define WINDOW_U64(w, off) (*(__u64 *)((w) + (off)))
 #define WINDOW_STRING(w, off) (*(struct go_string *)((w) + (off)))
 
+/* An interface value's dynamic type, by the hash its itab carries (the TYPEHASH_ macros
+ * name types by theirs); 0 for a nil interface. */
+static __always_inline __u32 itab_type(__u64 itab) {
+    return itab ? read_u32(itab + OFF_internal_abi_ITab_Hash) : 0;
+}
+
 static __always_inline __u64 goroutine_id(__u64 g) {
     return read_u64(g + OFF_runtime_g_goid);
 }

@@ -30,7 +30,7 @@ static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash)
     for (int i = 0; i < CTX_MAX_DEPTH; i++) {
         if (!c.tab || !c.data)
             return 0;
-        __u32 type = read_u32(c.tab + OFF_internal_abi_ITab_Hash);
+        __u32 type = itab_type(c.tab);
         __u64 parent;
         if (type == TYPEHASH_ptr_context_valueCtx) {
             __u64 v[(VALUECTX_WINDOW + 7) / 8];

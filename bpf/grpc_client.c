@@ -71,7 +71,7 @@ int grpc_client_new_stream(struct pt_regs *ctx) {
 static __always_inline __u32 grpc_error_code(__u64 itab, __u64 err) {
     if (!itab || !err)
         return 0;
-    __u32 type = read_u32(itab + OFF_internal_abi_ITab_Hash);
+    __u32 type = itab_type(itab);
     if (type == TYPEHASH_ptr_errors_errorString) {
         struct go_string s = {};
         bpf_probe_read_user(&s, sizeof(s), (void *)(err + OFF_errors_errorString_s));

@@ -66,7 +66,7 @@ static __always_inline void rpc_conn(struct span_record *rec, __u64 g, __u64 ser
  * *http2Server, the only other ServerTransport. */
 static __always_inline int served_by_net_http(__u64 itab) {
 #ifdef TYPEHASH_ptr_google_golang_org_grpc_internal_transport_serverHandlerTransport
-    return itab && read_u32(itab + OFF_internal_abi_ITab_Hash) ==
+    return itab_type(itab) ==
         TYPEHASH_ptr_google_golang_org_grpc_internal_transport_serverHandlerTransport;
 #else
     return 0;

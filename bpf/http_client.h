@@ -99,11 +99,11 @@ static __always_inline void h2_client_conn(__u64 g, __u64 cc, struct h2_client_l
 /* The stream id the response body names (above), 0 when it names none. */
 static __always_inline __u32 h2_response_stream(struct go_iface body,
                                                 struct h2_client_layout layout) {
-    __u32 type = body.tab ? read_u32(body.tab + OFF_internal_abi_ITab_Hash) : 0;
+    __u32 type = itab_type(body.tab);
     if (type == layout.gzip_type) {
         if (bpf_probe_read_user(&body, sizeof(body), (void *)(body.data + layout.gzip_body)))
             return 0;
-        type = body.tab ? read_u32(body.tab + OFF_internal_abi_ITab_Hash) : 0;
+        type = itab_type(body.tab);
     }
     return type == layout.body_type && body.data ? read_u32(body.data + layout.stream_id) : 0;
 }

@@ -105,7 +105,7 @@ int http_inject_header(struct pt_regs *ctx) {
 
     /* writeSubset(h Header, w io.Writer, ...): h in RAX, w's itab in RBX, data in RCX. */
     __u64 itab = GO_ARG2(ctx), bw = GO_ARG3(ctx);
-    if (!itab || read_u32(itab + OFF_internal_abi_ITab_Hash) != TYPEHASH_ptr_bufio_Writer) {
+    if (itab_type(itab) != TYPEHASH_ptr_bufio_Writer) {
         count_drop(DROP_INJECT_SKIPPED);
         return 0;
     }

@@ -45,7 +45,7 @@ _Static_assert(SERVER_RESPONSE_WINDOW <= WINDOW_SIZE && SERVER_RESPONSE_END_WIND
 
 /* ServeHTTP with a writer other than HTTP/1's *response, whose type the itab's hash tells. */
 static __always_inline void serve_other_writer(__u64 g, __u64 itab, __u64 w, __u64 req) {
-    __u32 type = itab ? read_u32(itab + OFF_internal_abi_ITab_Hash) : 0;
+    __u32 type = itab_type(itab);
 #ifdef NETHTTP_HTTP2
     if (type == TYPEHASH_ptr_net_http_http2responseWriter) {
         h2_server_begin(g, w, req, BUNDLED_H2_SERVER);
