@@ -16,6 +16,7 @@ from gotrace.probes.http_attributes import (
     connection_attributes,
     connection_port,
     method_attributes,
+    protocol_version,
     redact_query,
     span_method,
     split_host_port,
@@ -54,8 +55,8 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
         attrs["http.response.status_code"] = rec.status
         if rec.status >= 400:
             attrs["error.type"] = str(rec.status)
-    if rec.proto_major == 2:  # the HTTP/1 transport does not say which minor version
-        attrs["network.protocol.version"] = "2"
+    if version := protocol_version(rec):  # HTTP/2's; the HTTP/1 transport does not say
+        attrs["network.protocol.version"] = version
     attrs.update(connection_attributes(rec, "peer"))
     return attrs
 
