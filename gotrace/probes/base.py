@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from gotrace.metrics.red import RedMetric
-from gotrace.records import SpanRecord
+from gotrace.records import F_TRANSPORT_ERROR, SpanRecord
 from gotrace.spans import AttributeValue
 
 if TYPE_CHECKING:
@@ -56,6 +56,33 @@ HTTP_REQUEST_FIELDS = frozenset({"path", "query"})
 
 
 @dataclass(frozen=True)
+class ErrorRule:
+    """Which of a kind's spans are errors, from the record's status and transport-error flag:
+    declared rather than computed, because the kernel applies it too (bpf/shedding.h keeps
+    the errors of the traces it sheds)."""
+
+    min_status: int = 0  # a status at least this is an error (0: none)
+    statuses: frozenset[int] = frozenset()  # these statuses are errors (each below 64)
+    transport: bool = False  # a call that ended without a response is an error
+
+    def __post_init__(self) -> None:
+        if any(not 0 <= status < 64 for status in self.statuses):
+            raise ValueError(f"error statuses are 0-63, not {sorted(self.statuses)}")
+
+    def __call__(self, rec: SpanRecord) -> bool:
+        if self.transport and rec.flags & F_TRANSPORT_ERROR:
+            return True
+        if self.min_status and rec.status >= self.min_status:
+            return True
+        return rec.status in self.statuses
+
+    @property
+    def status_mask(self) -> int:
+        """statuses as a bit mask, as the kernel reads them."""
+        return sum(1 << status for status in self.statuses)
+
+
+@dataclass(frozen=True)
 class SpanShape:
     """How one record kind becomes a span.
 
@@ -69,7 +96,7 @@ class SpanShape:
     name: Callable[[SpanRecord], str]
     endpoint_attributes: Callable[[SpanRecord], dict[str, AttributeValue]]
     request_attributes: Callable[[SpanRecord, bool], dict[str, AttributeValue]]  # with_query
-    is_error: Callable[[SpanRecord], bool]
+    is_error: ErrorRule
     request_fields: frozenset[str]
     metric: RedMetric | None = None  # the RED histogram its spans feed, if any
 

@@ -4,7 +4,7 @@ streaming: three; see bpf/grpc_client.c)."""
 from __future__ import annotations
 
 from gotrace.metrics.red import DurationMetric, RedMetric
-from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, Probe, SpanShape
+from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
 from gotrace.probes.grpc_server import RPC_METRIC_LABELS, goroutine, rpc_attributes, span_name
 from gotrace.probes.http_attributes import (
     connection_attributes,
@@ -73,7 +73,7 @@ PROBE = Probe(
             name=span_name,
             endpoint_attributes=endpoint_attributes,
             request_attributes=request_attributes,
-            is_error=lambda rec: rec.status != 0,  # any non-OK status is the caller's error
+            is_error=ErrorRule(min_status=1),  # any non-OK status is the caller's error
             request_fields=CLIENT_REQUEST_FIELDS,
             metric=RPC_CLIENT_METRIC,
         ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gotrace.metrics.red import DurationMetric, RedMetric
-from gotrace.probes.base import SERVER_REQUEST_FIELDS, Attachment, Probe, SpanShape
+from gotrace.probes.base import SERVER_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
 from gotrace.probes.features import GRPC_TRACEPARENT
 from gotrace.probes.http_attributes import (
     connection_attributes,
@@ -102,7 +102,7 @@ PROBE = Probe(
             name=span_name,
             endpoint_attributes=endpoint_attributes,
             request_attributes=request_attributes,
-            is_error=lambda rec: rec.status in SERVER_ERROR_CODES,
+            is_error=ErrorRule(statuses=SERVER_ERROR_CODES),
             request_fields=SERVER_REQUEST_FIELDS,
             metric=RPC_SERVER_METRIC,
         ),

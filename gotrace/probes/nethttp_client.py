@@ -6,6 +6,7 @@ from gotrace.probes.base import (
     CLIENT_REQUEST_FIELDS,
     HTTP_REQUEST_FIELDS,
     Attachment,
+    ErrorRule,
     Feature,
     Probe,
     SpanShape,
@@ -35,10 +36,6 @@ HTTP2_FIELDS = ("net/http.http2ClientConn.tconn", "net/http.http2clientStream.ID
 HTTP2_TYPES = ("net/http.http2transportResponseBody", "*net/http.http2gzipReader")
 HTTP2 = Feature("http2", resolved_macros("NETHTTP_HTTP2_CLIENT", HTTP2_FIELDS, HTTP2_TYPES,
                                          functions=(HTTP2_CONN_ROUND_TRIP,)))
-
-
-def is_error(rec: SpanRecord) -> bool:
-    return bool(rec.flags & F_TRANSPORT_ERROR) or rec.status >= 400
 
 
 def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
@@ -100,7 +97,7 @@ PROBE = Probe(
             name=span_method,
             endpoint_attributes=endpoint_attributes,
             request_attributes=request_attributes,
-            is_error=is_error,
+            is_error=ErrorRule(min_status=400, transport=True),
             request_fields=CLIENT_REQUEST_FIELDS | HTTP_REQUEST_FIELDS,
             metric=HTTP_CLIENT_METRIC,
         ),
