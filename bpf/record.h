@@ -12,7 +12,8 @@
  * SPAN_F_<FLAG>, SCHED_SLOT_<NAME> and SCHED_SLOTS, DROP_<REASON> and DROP_REASONS, the
  * SPAN_*_LEN of the text fields; SERVER_KINDS and CLIENT_KINDS are bit masks of the span
  * kinds by role, and FIRST_EVENT_KIND is where runtime and network events begin. */
-#define SPAN_F_DECISION (SPAN_F_SAMPLED | SPAN_F_DEFERRED)  /* the trace's sampling decision */
+/* The trace's sampling decision: kept, left to gotrace, or shed (bpf/shedding.h). */
+#define SPAN_F_DECISION (SPAN_F_SAMPLED | SPAN_F_DEFERRED | SPAN_F_SHED)
 #define IS_SPAN_KIND(kind) ((kind) < FIRST_EVENT_KIND)
 #define IS_SERVER_KIND(kind) ((kind) < 64 && (((__u64)SERVER_KINDS >> (kind)) & 1))
 #define IS_CLIENT_KIND(kind) ((kind) < 64 && (((__u64)CLIENT_KINDS >> (kind)) & 1))
@@ -36,7 +37,7 @@ struct span_record {
     __u8 peer_addr[16];
     __u8 proto_major;
     __u8 proto_minor;
-    __u16 _pad;
+    __u16 parked;              /* a kept shed trace's root: its spans held (bpf/shedding.h) */
     __u32 stream_id;           /* HTTP/2 stream of a gRPC call, 0 when none */
     char method[SPAN_METHOD_LEN];
     char scheme[SPAN_SCHEME_LEN];

@@ -41,14 +41,58 @@ BPF_HASH(host_addresses, struct ip_key, __u8, 1024);
 BPF_TABLE("lru_hash", struct peer_key, __u64, untraced_peers, 65536);
 /* UNTRACED_PEER_IDLE_NS: gotrace/pipeline/linking.py's, which trusts its own marks as long. */
 
-static __always_inline int trace_id_sampled(const __u8 *trace_id) {
-#if SAMPLER_ROOT == 2
+/* The trace id's last 8 bytes, read big-endian and shifted right by one: the trace-id rule
+ * keeps a trace when this is below ratio x 2^63. */
+static __always_inline __u64 trace_id_rank(const __u8 *trace_id) {
     __u64 low = 0;
     __builtin_memcpy(&low, trace_id + 8, 8);
-    return (__builtin_bswap64(low) >> 1) < (__u64)SAMPLER_BOUND;
+    return __builtin_bswap64(low) >> 1;
+}
+
+static __always_inline int trace_id_sampled(const __u8 *trace_id) {
+#if SAMPLER_ROOT == 2
+    return trace_id_rank(trace_id) < (__u64)SAMPLER_BOUND;
 #else
     return SAMPLER_ROOT;
 #endif
+}
+
+/* Overload shedding (bpf/shedding.h): while gotrace cannot keep up it sheds the traces the
+ * sampler kept whose rank is at least shed_bound (0: none), by the same rule, so that every
+ * process given the same bound agrees on a trace, and a lower bound keeps a subset of what a
+ * higher one keeps. */
+BPF_ARRAY(shed_bound, __u64, 1);
+
+/* The kernel sheds on its own when the ring buffer fills, so that a gotrace starved of CPU
+ * (it reads nothing, and decides nothing) loses no error or slow request: past half full, the
+ * bound falls with the room left, to none at full. The backlog is the records sent (bpf/
+ * span.h counts them) less those gotrace has taken (it writes that count after each read). */
+BPF_ARRAY(records_out, __u64, 1);
+BPF_ARRAY(records_taken, __u64, 1);
+#define RING_SLOTS (RINGBUF_PAGES * 4096ULL / ((sizeof(struct span_record) + 15) & ~7ULL))
+#define RANK_ONE (1ULL << 63)
+
+static __always_inline __u64 backlog_bound(void) {
+    __u32 zero = 0;
+    __u64 *out = records_out.lookup(&zero), *taken = records_taken.lookup(&zero);
+    if (!out || !taken || *out <= *taken)
+        return 0;
+    __u64 backlog = *out - *taken;
+    if (backlog * 2 <= RING_SLOTS)
+        return 0;
+    if (backlog >= RING_SLOTS)
+        return 1;
+    return RANK_ONE / RING_SLOTS * 2 * (RING_SLOTS - backlog);
+}
+
+/* The decision for a trace the sampler kept: SPAN_F_SAMPLED, or SPAN_F_SHED while shed. */
+static __always_inline __u16 kept_decision(const __u8 *trace_id) {
+    __u32 zero = 0;
+    __u64 *set = shed_bound.lookup(&zero);
+    __u64 bound = set ? *set : 0, by_backlog = backlog_bound();
+    if (by_backlog && (!bound || by_backlog < bound))
+        bound = by_backlog;
+    return bound && trace_id_rank(trace_id) >= bound ? SPAN_F_SHED : SPAN_F_SAMPLED;
 }
 
 static __always_inline int is_loopback(const __u8 *a) {
@@ -84,11 +128,15 @@ static __always_inline __u16 root_decision(struct span_record *rec) {
         if (rec->flags & SPAN_F_UNIX)  /* the peer's sock names it; its inode may come later */
             __builtin_memset(key.peer_addr + 8, 0, 8);
         __u64 *seen = untraced_peers.lookup(&key);
-        if (!seen || rec->start_ns - *seen > (__u64)UNTRACED_PEER_IDLE_NS)
+        /* Past half full, deciding here beats a ring buffer full of undecided spans: a
+         * traced caller's trace may then lack this span, if shed. */
+        if ((!seen || rec->start_ns - *seen > (__u64)UNTRACED_PEER_IDLE_NS) &&
+                !backlog_bound())
             return SPAN_F_DEFERRED;
-        *seen = rec->start_ns;
+        if (seen)
+            *seen = rec->start_ns;
     }
-    return trace_id_sampled(rec->trace_id) ? SPAN_F_SAMPLED : 0;
+    return trace_id_sampled(rec->trace_id) ? kept_decision(rec->trace_id) : 0;
 }
 
 /* Once an incoming traceparent (flags: its last field) set the trace id and the parent. */
@@ -98,12 +146,12 @@ static __always_inline void remote_decision(struct span_record *rec, __u8 flags)
 #else
     int keep = trace_id_sampled(rec->trace_id);
 #endif
-    rec->flags = (rec->flags & ~SPAN_F_DECISION) | (keep ? SPAN_F_SAMPLED : 0);
+    rec->flags = (rec->flags & ~SPAN_F_DECISION) | (keep ? kept_decision(rec->trace_id) : 0);
 }
 
-/* Whether a finished span goes no further (counted). */
+/* Whether a finished span of a trace not shed goes no further (counted). */
 static __always_inline int sampled_out(struct span_record *rec) {
-    if (rec->flags & SPAN_F_DECISION)
+    if (rec->flags & (SPAN_F_SAMPLED | SPAN_F_DEFERRED))
         return 0;
     if (IS_CLIENT_KIND(rec->kind) && peer_on_this_host(rec))
         return 0;

@@ -10,6 +10,7 @@
 #include "counters.h"
 #include "context.h"
 #include "sampling.h"
+#include "shedding.h"
 #include "sched.h"
 
 BPF_RINGBUF_OUTPUT(spans, RINGBUF_PAGES);
@@ -75,9 +76,10 @@ static __always_inline struct span_record *new_record(__u16 kind, __u64 g) {
     return rec;
 }
 
+/* A finished span or an event: to gotrace, unless sampled out or shed. */
 static __always_inline void emit(struct span_record *rec) {
     if (IS_SPAN_KIND(rec->kind)) {
-        if (sampled_out(rec))
+        if (rec->flags & SPAN_F_SHED ? !shed_span_goes_out(rec) : sampled_out(rec))
             return;
         sched_span_end(rec);
     }
@@ -87,8 +89,13 @@ static __always_inline void emit(struct span_record *rec) {
     __u32 zero = 0;
     __u64 *sent = records_sent.lookup(&zero);
     __u64 flags = sent && (++*sent % WAKEUP_EVERY) == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-    if (spans.ringbuf_output(rec, sizeof(*rec), flags) != 0)
+    if (spans.ringbuf_output(rec, sizeof(*rec), flags) != 0) {
         count_drop(DROP_RINGBUF_FULL);
+        return;
+    }
+    __u64 *out = records_out.lookup(&zero);
+    if (out)
+        __sync_fetch_and_add(out, 1);
 }
 
 #endif

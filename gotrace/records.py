@@ -37,10 +37,14 @@ F_DEFERRED = 128
 # and the inode number (as `ss -x` shows it; 0 while unknown) of the span's socket and of its
 # peer, 8 bytes each; the ports are 0.
 F_UNIX = 256
+# The sampler kept the trace but gotrace's overload policy sheds it (bpf/shedding.h): with
+# F_SAMPLED, a span of a trace kept for an error or a slow request; alone, a client span to
+# this host sent only so that its callee is decided with it.
+F_SHED = 512
 SPAN_FLAGS = {"HAS_PARENT": F_HAS_PARENT, "REMOTE_PARENT": F_REMOTE_PARENT,
               "TRANSPORT_ERROR": F_TRANSPORT_ERROR, "HAS_CONN": F_HAS_CONN,
               "HAS_QUERY": F_HAS_QUERY, "SCHED": F_SCHED, "SAMPLED": F_SAMPLED,
-              "DEFERRED": F_DEFERRED, "UNIX": F_UNIX}
+              "DEFERRED": F_DEFERRED, "UNIX": F_UNIX, "SHED": F_SHED}
 
 # sched_ns slots, in order: time runnable but not running, then blocked by reason
 # (bpf/sched.h).
@@ -55,7 +59,10 @@ KERNEL_DROP_REASONS = (
     "end_not_seen",  # a call began again before its end was seen
     "inject_skipped",  # --inject-traceparent: no room, or not a buffered writer
     "sampled_out",  # not lost: the sampler said no (bpf/sampling.h)
+    "shed",  # not lost: the overload policy said no (bpf/shedding.h)
 )
+# Of those, the decisions: spans not sent on purpose, not lost.
+SAMPLING_REASONS = frozenset({"sampled_out", "shed"})
 
 # The record's text fields and their sizes (SPAN_<NAME>_LEN).
 TEXT_FIELDS = {"method": 16, "scheme": 8, "host": 64, "path": 128, "route": 64, "query": 128}
@@ -81,7 +88,7 @@ class SpanRecord(ctypes.Structure):
         ("peer_addr", ctypes.c_uint8 * 16),
         ("proto_major", ctypes.c_uint8),
         ("proto_minor", ctypes.c_uint8),
-        ("_pad", ctypes.c_uint16),
+        ("parked", ctypes.c_uint16),
         ("stream_id", ctypes.c_uint32),
         *((name, ctypes.c_char * size) for name, size in TEXT_FIELDS.items()),
         ("sched_ns", ctypes.c_uint64 * len(SCHED_SLOTS)),

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 AttributeValue = str | int | float | bool
 SpanKind = Literal["SERVER", "CLIENT", "INTERNAL"]
 # The kernel's sampling decision (gotrace/pipeline/sampling.py): kept, left to gotrace, or no
-# (a span sent only so that linking can find its callee).
-Sampling = Literal["sampled", "deferred", "link-only"]
+# (a span sent only so that linking can find its callee); under overload (bpf/shedding.h), a
+# span of a shed trace kept for an error or a slow request ("rescued"), or a client span of a
+# shed trace sent only for linking ("shed").
+Sampling = Literal["sampled", "deferred", "link-only", "rescued", "shed"]
 StatusCode = Literal["UNSET", "OK", "ERROR"]
 
 
@@ -81,6 +83,7 @@ class Span:
     monotonic_end_ns: int = 0
     sampling: Sampling = "sampled"
     metric: RedMetric | None = None  # the RED histogram it feeds (its probe's declaration)
+    record_kind: int = 0  # the kernel's SPAN_KIND_* (the overload policy's rules are per kind)
 
     @property
     def attributes(self) -> dict[str, AttributeValue]:

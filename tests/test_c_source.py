@@ -45,4 +45,4 @@ def test_the_shared_headers_form_a_tree():
     for header in BPF_DIR.glob("*.h"):
         program_text([header])
     assert {p.name for p in local_includes(BPF_DIR / "span.h")} == {
-        "goabi.h", "record.h", "counters.h", "context.h", "sampling.h", "sched.h"}
+        "goabi.h", "record.h", "counters.h", "context.h", "sampling.h", "shedding.h", "sched.h"}

@@ -604,6 +604,30 @@ def test_pipeline_queue_is_bounded_and_counts_drops() -> None:
     pipeline.shutdown()
 
 
+def test_a_full_queue_keeps_errors_and_kept_traces_in_its_reserve() -> None:
+    """Overflowing spans are dropped, except errors and the spans of traces the overload
+    policy kept for an error or a slow request, up to a tenth more than the capacity."""
+    stuck = Scripted()
+    pipeline = ExportPipeline({"stuck": stuck}, capacity=100, max_batch_size=10, **FAST)
+    pipeline.submit(numbered_spans(100, "x"))
+    notable = numbered_spans(30, "notable")
+    for i, span in enumerate(notable):
+        if i % 2:
+            span.status = "ERROR"
+        else:
+            span.sampling = "rescued"
+    pipeline.submit([*numbered_spans(5, "ordinary"), *notable])
+    lane = pipeline.stats().exporters["stuck"]
+    assert (lane.queue_depth, lane.dropped["queue_full"]) == (110, 25)
+    assert_accounted(pipeline.stats())
+    stuck.release(*[True] * 11)
+    assert pipeline.flush(LIVENESS_S)
+    names = [span.name for span in stuck.delivered]
+    assert sum(name.startswith("notable") for name in names) == 10
+    assert not any(name.startswith("ordinary") for name in names)
+    pipeline.shutdown()
+
+
 def test_pipeline_abandons_failed_batch_when_queue_overflows() -> None:
     down = Scripted()
     pipeline = ExportPipeline({"down": down}, capacity=100, max_batch_size=50,

@@ -6,7 +6,10 @@ On a terminal, one line is redrawn in place about once a second:
 
 (processes traced right now; spans decoded per second; spans delivered, per exporter when
 there are several; spans lost in the kernel, dropped by an exporter's queue or export, or
-whose process could not be identified; failed export attempts, retries included). Messages
+whose process could not be identified; failed export attempts, retries included), and once
+the overload policy has shed anything, ", overloaded: keeping 25.0%, shed 91234" (the share
+of the sampler's traces kept now, and the spans shed so far, which are decided, not lost:
+gotrace/pipeline/overload.py). Messages
 from gotrace's modules, an exporter starting to fail say, are printed above it. When the
 console exporter prints span trees on the same terminal, the line is not drawn (it would
 tear the trees); the messages still are.
@@ -14,8 +17,8 @@ tear the trees); the messages still are.
 Anywhere else (a file, a pipe, a container log) every line is one JSON object with `time`,
 `level` and `msg`: "tracing" once attached, "status" every LOG_INTERVAL_S, "stopped" at the
 end, and gotrace's messages. Counters that are still zero are left out, so a record that
-names `dropped` (with `dropped_by`, the count per reason) or `errors` is one worth
-reading. The `--stats` lines are separate and unchanged.
+names `dropped` (with `dropped_by`, the count per reason), `errors` or `kept_share` and
+`shed` is one worth reading. The `--stats` lines are separate and unchanged.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class Snapshot:
     exported: dict[str, int]  # per exporter
     dropped_by: dict[str, int]  # spans lost, by reason (only reasons that happened)
     errors: int
+    kept_share: float = 1.0  # of the traces the sampler kept, the share not shed now
+    shed: int = 0  # spans shed by the overload policy (not lost: decided)
 
     @property
     def dropped(self) -> int:
@@ -82,7 +87,8 @@ def take_snapshot(tracer: Tracer, pipeline: ExportPipeline,
                **stats.dropped, "process_unknown": tracer.records_skipped}
     return Snapshot(processes=attached_processes(tracer), spans=tracer.spans_decoded,
                     exported=stats.exported, dropped_by={r: n for r, n in reasons.items() if n},
-                    errors=stats.errors)
+                    errors=stats.errors, kept_share=tracer.overload.ratio,
+                    shed=sum(tracer.shed()))
 
 
 class StatusReporter(Protocol):
@@ -114,6 +120,13 @@ def _exported_text(exported: Mapping[str, int]) -> str:
     return "exported " + " ".join(f"{name}={n}" for name, n in exported.items())
 
 
+def _shed_text(snapshot: Snapshot) -> str:
+    """The overload policy's part of the line, once it has shed anything."""
+    if snapshot.kept_share >= 1 and not snapshot.shed:
+        return ""
+    return f", overloaded: keeping {snapshot.kept_share:.1%}, shed {snapshot.shed}"
+
+
 class LiveLine:
     """The terminal form; `live` False draws no line (another writer owns the terminal)."""
 
@@ -135,7 +148,7 @@ class LiveLine:
         plural = "" if snapshot.processes == 1 else "es"
         self._draw(f"gotrace: {snapshot.processes} process{plural}, "
                    f"{self._rate.per_second:.0f} spans/s, {_exported_text(snapshot.exported)}, "
-                   f"dropped {snapshot.dropped}, errors {snapshot.errors}")
+                   f"dropped {snapshot.dropped}, errors {snapshot.errors}{_shed_text(snapshot)}")
 
     def stopped(self, snapshot: Snapshot) -> None:
         """The last state stays on screen, as an ordinary line."""
@@ -143,7 +156,7 @@ class LiveLine:
             return
         self._draw(f"gotrace: stopped, {snapshot.spans} spans, "
                    f"{_exported_text(snapshot.exported)}, dropped {snapshot.dropped}, "
-                   f"errors {snapshot.errors}")
+                   f"errors {snapshot.errors}{_shed_text(snapshot)}")
         with self._lock:
             self._write("\n")
             self._line, self._live = "", False
@@ -217,6 +230,8 @@ class JsonLog:
             fields.update(dropped=snapshot.dropped, dropped_by=snapshot.dropped_by)
         if snapshot.errors:
             fields["errors"] = snapshot.errors
+        if snapshot.kept_share < 1 or snapshot.shed:
+            fields.update(kept_share=round(snapshot.kept_share, 4), shed=snapshot.shed)
         return fields
 
     def _emit(self, level: str, msg: str, **fields: Any) -> None:

@@ -15,7 +15,14 @@ from gotrace.errors import GotraceError
 from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExporter, otlp_config
 from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
 from gotrace.pipeline.linking import LinkStats
-from gotrace.pipeline.sampling import sampler_config
+from gotrace.pipeline.overload import (
+    OverloadController,
+    OverloadSettings,
+    SlowRule,
+    parse_max_cpu,
+    parse_slow,
+)
+from gotrace.pipeline.sampling import SamplerConfig, sampler_config
 from gotrace.pipeline.session import (
     Tracer,
     quiet_garbage_collector,
@@ -96,6 +103,13 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      help="the sampler's argument: a ratio for *traceidratio, "
                      "'rate=N,slow=pNN|DURATION' for adaptive (default from "
                      "OTEL_TRACES_SAMPLER_ARG)")
+    run.add_argument("--max-cpu", metavar="PERCENT",
+                     help="keep gotrace's CPU under this share of one core by shedding "
+                     "traces in the kernel (errors and slow requests are kept; see README)")
+    run.add_argument("--slow", metavar="DURATION|pNN",
+                     help="what the overload policy keeps as slow however much it sheds: a "
+                     "duration such as 250ms, or a percentile of each span kind (default: "
+                     "the adaptive sampler's slow=, else p99)")
 
 
 def _exporters(args: argparse.Namespace) -> tuple[dict[str, Exporter], dict[str, float]]:
@@ -121,15 +135,30 @@ def _exporters(args: argparse.Namespace) -> tuple[dict[str, Exporter], dict[str,
     return exporters, delays
 
 
+def _overload_settings(args: argparse.Namespace, sampler: SamplerConfig) -> OverloadSettings:
+    """--max-cpu and --slow; the adaptive sampler's slow rule when --slow is not given."""
+    if args.slow is not None:
+        slow = parse_slow(args.slow)
+    elif sampler.adaptive is not None:
+        slow = SlowRule(sampler.adaptive.slow_ns, sampler.adaptive.slow_quantile)
+    else:
+        slow = SlowRule()
+    return OverloadSettings(max_cpu=parse_max_cpu(args.max_cpu), slow=slow)
+
+
 def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, int],
             pipeline: ExportPipeline, links: LinkStats, sampler: str,
-            sampled_out: tuple[int, int], conn_misses: dict[str, int]) -> None:
+            sampled_out: tuple[int, int], conn_misses: dict[str, int],
+            overload: OverloadController, shed: tuple[int, int]) -> None:
     hits, drops = counters
     print(f"gotrace: {pipeline.stats().summary()}", file=sys.stderr)
     print("gotrace: spans without their connection " + ", ".join(
         f"{k}={v}" for k, v in conn_misses.items()), file=sys.stderr)
     print(f"gotrace: sampler {sampler}: spans sampled out {sampled_out[0]} in the kernel, "
           f"{sampled_out[1]} by gotrace", file=sys.stderr)
+    print(f"gotrace: overload: kept share {overload.ratio:.4g} (lowest "
+          f"{overload.lowest_ratio:.4g}), spans shed {shed[0]} in the kernel, {shed[1]} by "
+          "gotrace", file=sys.stderr)
     print(f"gotrace: same-host links {links.linked}, server spans with a local peer not "
           f"traced {links.unmatched}, released unlinked for lack of room {links.overflow}",
           file=sys.stderr)
@@ -168,8 +197,9 @@ class _Session:
             opt_in.add("sched")
         if args.goroutine_ancestry:
             opt_in.add(DEEP_ANCESTRY)
+        sampler = sampler_config(args.sampler, args.sampler_arg)
         self.tracer = Tracer(self.pipeline, with_query=args.include_query, opt_in=opt_in,
-                             sampler=sampler_config(args.sampler, args.sampler_arg))
+                             sampler=sampler, overload=_overload_settings(args, sampler))
         metrics = exporters.get("metrics")
         if isinstance(metrics, MetricsExporter):
             metrics.add_counters(kernel_counters(self.tracer.counters),
@@ -195,7 +225,7 @@ class _Session:
     def close(self) -> None:
         counters = self.tracer.counters()
         run_ns = self.tracer.bpf_run_ns() if self.args.stats else {}
-        sampled_out = self.tracer.sampled_out()
+        sampled_out, shed = self.tracer.sampled_out(), self.tracer.shed()
         conn_misses = self.tracer.conn_misses()
         self.tracer.close()
         self.pipeline.flush()
@@ -203,7 +233,8 @@ class _Session:
             self.status.stopped(take_snapshot(self.tracer, self.pipeline, counters[1]))
         if self.args.stats:
             _report(counters, run_ns, self.pipeline, self.tracer.linker.stats,
-                    self.tracer.sampler.name, sampled_out, conn_misses)
+                    self.tracer.sampler.name, sampled_out, conn_misses, self.tracer.overload,
+                    shed)
             print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
                   file=sys.stderr)
             for pid, totals in sorted(self.tracer.runtime.totals.items()):

@@ -6,7 +6,10 @@ cannot hold back the others (the console keeps printing).
 Accounting, per lane, at every instant:
     offered = exported + dropped[queue_full] + dropped[export_failed] + queue_depth
 where queue_depth counts queued spans plus the batch being exported or retried, and never
-exceeds the capacity: memory stays bounded however long the exporter stays down.
+exceeds the capacity and its reserve: memory stays bounded however long the exporter stays
+down. The reserve, a tenth of the capacity, takes only spans worth more than the others
+when the queue is full (errors, and the spans of traces the overload policy kept for an
+error or a slow request): a burst that overflows the queue loses the ordinary ones first.
 """
 
 from __future__ import annotations
@@ -95,21 +98,41 @@ class ExportLane:
             if self._stopping:
                 self._dropped["export_failed"] += count
                 return
-            room = self._settings.capacity - len(self._queue) - self._in_flight
-            taken = min(count, max(room, 0))
-            if taken < count:
-                self._dropped["queue_full"] += count - taken
+            depth = len(self._queue) + self._in_flight
+            room = self._settings.capacity - depth
+            if count > room:
+                spans = self._overflowing(spans, room, depth)
+                self._dropped["queue_full"] += count - len(spans)
                 self._overflowed = True
-            if not taken:
+            if not spans:
                 return
             was_empty = not self._queue
             if was_empty:
                 self._first_queued_at = time.monotonic()
-            self._queue.extend(islice(spans, taken))
+            self._queue.extend(spans)
             if was_empty or len(self._queue) >= self._settings.max_batch_size:
                 self._cond.notify_all()
 
+    def _overflowing(self, spans: Sequence[Span], room: int, depth: int) -> Sequence[Span]:
+        """What of spans is queued when they do not all fit: the first that fit, then the
+        notable ones (errors, traces kept for an error or a slow request) while the reserve
+        has room."""
+        capacity = self._settings.capacity
+        taken = list(islice(spans, max(room, 0)))
+        reserve = capacity + capacity // 10 - max(depth, capacity)
+        for span in islice(spans, max(room, 0), None):
+            if reserve <= 0:
+                break
+            if span.status == "ERROR" or span.sampling == "rescued":
+                taken.append(span)
+                reserve -= 1
+        return taken
+
     # --- control (any thread) ---
+
+    @property
+    def capacity(self) -> int:
+        return self._settings.capacity
 
     def stats(self) -> LaneStats:
         with self._cond:

@@ -136,6 +136,10 @@ class ExportPipeline:
             lane.join(_STOP_GRACE_S)
         return flushed
 
+    def fullest_queue(self) -> float:
+        """The largest share of its capacity any exporter's queue holds."""
+        return max(lane.stats().queue_depth / lane.capacity for lane in self._lanes)
+
     def stats(self) -> PipelineStats:
         exporters = {lane.name: lane.stats() for lane in self._lanes}
         return PipelineStats(submitted=self._submitted, exporters=exporters)

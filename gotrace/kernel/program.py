@@ -22,7 +22,8 @@ from gotrace.gobin.conntypes import ConnStep
 from gotrace.kernel.c_source import BPF_DIR
 from gotrace.kernel.plan import CONN_MISS_REASONS, CONN_STEP_FLAGS, PROBE_IDS, Plan
 from gotrace.kernel.ringbuf import RingBuffer
-from gotrace.records import KERNEL_DROP_REASONS
+from gotrace.probes.base import ErrorRule
+from gotrace.records import F_SAMPLED, KERNEL_DROP_REASONS, SpanRecord
 from gotrace.resolve.layout import Layout
 from gotrace.spans import Connection
 
@@ -38,6 +39,9 @@ class Program:
     attached: list[tuple[str, int, int]] = field(default_factory=list)  # (path, addr, pid)
     _ring: RingBuffer | None = None
     _on_records: RecordsCallback | None = None
+    ring_fill: float = 0.0  # the ring buffer's share in use when last read
+    held_taken: int = 0  # records take_held took, which the kernel had counted as shed
+    _taken: int = 0  # records read from the ring buffer
 
     def attach(self, path: str, layout: Layout, pid: int = -1) -> int:
         """Attach every probe of the plan to the binary at path; returns the uprobe count."""
@@ -95,12 +99,50 @@ class Program:
         key.peer_port, key.local_port = conn.peer_port, conn.local_port
         table[key] = ctypes.c_uint64(seen_ns)
 
+    def set_shed_bound(self, bound: int) -> None:
+        """Shed the kept traces whose trace-id rank is at least bound (0: none; bpf/sampling.h)."""
+        self.bpf["shed_bound"][ctypes.c_int(0)] = ctypes.c_uint64(bound)
+
+    def set_shed_rule(self, kind: int, rule: ErrorRule, slow_ns: int | None) -> None:
+        """Which spans of a kind a shed trace is kept for (bpf/shedding.h)."""
+        table = self.bpf["shed_rules"]
+        value = table.Leaf()
+        value.slow_ns = slow_ns or 0
+        value.error_statuses = rule.status_mask
+        value.error_min_status = rule.min_status
+        value.error_transport = int(rule.transport)
+        table[ctypes.c_int(kind)] = value
+
+    def take_held(self, trace_id: bytes, count: int) -> list[bytes]:
+        """The records of a kept shed trace that the kernel held for its root (bpf/shedding.h),
+        marked kept; taken out of the kernel's table."""
+        table = self.bpf["parked_spans"]
+        taken = []
+        for index in range(count):
+            key = table.Key()
+            ctypes.memmove(key.trace_id, trace_id, 16)
+            key.index = index
+            try:
+                held = SpanRecord.from_buffer_copy(bytes(table[key]))
+                del table[key]
+            except KeyError:  # forgotten by the LRU, or one slot taken twice
+                continue
+            held.flags |= F_SAMPLED
+            taken.append(bytes(held))
+        self.held_taken += len(taken)
+        return taken
+
     def poll(self, timeout_ms: int) -> None:
         """Wait up to timeout_ms for a wakeup, then take every record: the probes wake
         gotrace only now and then (bpf/span.h emit), so a wait can end with records that
         announced nothing."""
         self._ring.wait(timeout_ms)
-        self._on_records(self._ring.take())
+        self.ring_fill = self._ring.fill()
+        records = self._ring.take()
+        if records:
+            self._taken += len(records)  # the kernel's backlog (bpf/sampling.h)
+            self.bpf["records_taken"][ctypes.c_int(0)] = ctypes.c_uint64(self._taken)
+        self._on_records(records)
 
     def hits(self) -> dict[str, int]:
         """Hits per BPF program."""
@@ -115,7 +157,9 @@ class Program:
 
     def drops(self) -> dict[str, int]:
         """Spans not sent by the kernel, by reason (KERNEL_DROP_REASONS)."""
-        return self._per_cpu_counts("kernel_drops", KERNEL_DROP_REASONS)
+        drops = self._per_cpu_counts("kernel_drops", KERNEL_DROP_REASONS)
+        drops["shed"] -= self.held_taken  # held, then sent after all
+        return drops
 
     def conn_misses(self) -> dict[str, int]:
         """Spans whose connection was not found, by reason (CONN_MISS_REASONS)."""

@@ -47,6 +47,10 @@ class RingBuffer:
         """Until the producer wakes the reader, or timeout_ms."""
         self._epoll.poll(timeout_ms / 1000)
 
+    def fill(self) -> float:
+        """The share of the buffer holding records not taken yet."""
+        return (self._producer[0] - self._consumer[0]) / (self._mask + 1)
+
     def take(self) -> list[bytes]:
         """Every committed record, in order (up to one still being written)."""
         data, page, mask, length_at = self._data, self._page, self._mask, _LENGTH.unpack_from

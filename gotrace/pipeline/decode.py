@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import operator
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from gotrace.addresses import unix_address
@@ -18,6 +18,7 @@ from gotrace.records import (
     F_HAS_PARENT,
     F_REMOTE_PARENT,
     F_SAMPLED,
+    F_SHED,
     F_UNIX,
     RECORD_SIZE,
     SpanRecord,
@@ -34,10 +35,13 @@ from gotrace.spans import (
 )
 
 _CONNECTED = F_HAS_CONN | F_UNIX  # the record names its connection (TCP or Unix)
-# The kernel's sampling decision, by the record's two sampling flags.
-_SAMPLING_FLAGS = F_SAMPLED | F_DEFERRED
+# The kernel's sampling decision, by the record's three sampling flags (the kernel never sets
+# F_DEFERRED with F_SHED).
+_SAMPLING_FLAGS = F_SAMPLED | F_DEFERRED | F_SHED
 _SAMPLING: dict[int, Sampling] = {0: "link-only", F_SAMPLED: "sampled", F_DEFERRED: "deferred",
-                                  F_SAMPLED | F_DEFERRED: "sampled"}
+                                  F_SAMPLED | F_DEFERRED: "sampled", F_SHED: "shed",
+                                  F_SHED | F_SAMPLED: "rescued", F_SHED | F_DEFERRED: "deferred",
+                                  F_SHED | F_SAMPLED | F_DEFERRED: "rescued"}
 
 
 class MonotonicClock:
@@ -144,11 +148,17 @@ def _address(addr: bytes, flags: int) -> str:
     return unix_address(addr) if flags & F_UNIX else ip_text(addr)
 
 
-def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource | None],
+HeldRecords = Callable[[bytes, int], list[bytes]]  # (trace id, count) -> records
+
+
+def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | None],
                    clock: MonotonicClock, facts: Sequence[FactSource] = (),
-                   with_query: bool = False) -> list[Span]:
+                   with_query: bool = False, held: HeldRecords | None = None) -> list[Span]:
     """Decode a batch in ring-buffer order: events go to their fact source, spans get every
-    source's attributes. Records of unknown processes or kinds are skipped (and not many)."""
+    source's attributes. Records of unknown processes or kinds are skipped (and not many).
+
+    held: the records the kernel held for a kept shed trace's root (bpf/shedding.h), decoded
+    after it."""
     clock.refresh()
     offset = clock.offset
     endpoints = _endpoints_by_sources.setdefault(tuple(map(type, facts)), {})
@@ -179,6 +189,8 @@ def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource |
                     own.update(endpoint.usual)
                 own.update(found)
         flags = rec.flags
+        if flags & F_SHED and rec.parked and held is not None:
+            raw.extend(held(rec.trace_id, rec.parked))  # a list grows under its for loop
         start_ns, end_ns = rec.start_ns, rec.end_ns
         # Positional (in Span's field order): a third of the cost of keywords, per span.
         spans.append(Span(
@@ -202,6 +214,7 @@ def decode_records(raw: Iterable[bytes], resource_of: Callable[[int], Resource |
             end_ns,  # monotonic_end_ns
             _SAMPLING[flags & _SAMPLING_FLAGS],
             shape.metric,
+            kind,
         ))
     return spans
 

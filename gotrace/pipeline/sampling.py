@@ -21,12 +21,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gotrace.errors import GotraceError
 from gotrace.pipeline.linking import UNTRACED_PEER_IDLE_NS
+from gotrace.pipeline.overload import OverloadController, parse_slow
 from gotrace.spans import Span
 
 DEFAULT_SAMPLER = "parentbased_always_on"
@@ -35,6 +36,8 @@ SAMPLERS = frozenset({"always_on", "always_off", "parentbased_always_on",
                       "parentbased_always_off", "adaptive"}) | RATIO_SAMPLERS
 BOUND_ONE = 1 << 63  # the trace-id rule's bound for a ratio of 1
 REMEMBERED_TRACES = 100_000  # decisions kept for spans of the same trace arriving later
+_KEPT = frozenset({"sampled", "rescued"})  # kept by the kernel's decision
+_DECIDED_BY_TRACE = frozenset({"deferred", "shed"})  # kept as their trace is decided
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,6 @@ def sampler_config(name: str | None, arg: str | None) -> SamplerConfig:
     return SamplerConfig(name)
 
 
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s)$")
-UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
-
-
 def _adaptive_policy(arg: str) -> AdaptivePolicy:
     """'rate=10,slow=p99' / 'slow=250ms' -> the policy (unspecified parts: the defaults)."""
     settings: dict[str, object] = {}
@@ -119,13 +118,12 @@ def _adaptive_policy(arg: str) -> AdaptivePolicy:
             except ValueError:
                 raise GotraceError(f"sampler adaptive: rate must be traces per second, "
                                    f"not {value!r}") from None
-        elif key == "slow" and value.startswith("p") and value[1:].replace(".", "").isdigit():
-            quantile = float(value[1:]) / 100
-            if not 0 < quantile < 1:
-                raise GotraceError(f"sampler adaptive: slow={value}: a percentile is p1-p99.9")
-            settings.update(slow_quantile=quantile, slow_ns=None)
-        elif key == "slow" and (match := DURATION.match(value)):
-            settings.update(slow_ns=int(float(match[1]) * UNIT_NS[match[2]]), slow_quantile=None)
+        elif key == "slow":
+            try:
+                slow = parse_slow(value)
+            except GotraceError as e:
+                raise GotraceError(f"sampler adaptive: {e}") from None
+            settings.update(slow_quantile=slow.quantile, slow_ns=slow.threshold_ns)
         else:
             raise GotraceError(f"sampler adaptive: cannot read {item!r} (expected rate=N, "
                                "slow=pNN or slow=DURATION such as 250ms)")
@@ -141,33 +139,68 @@ class _Remembered(collections.OrderedDict[bytes, bool]):
 
 class SamplingGate:
     """The user-space half: decides the deferred traces, drops the spans sent only for
-    linking, and applies the adaptive policy. Feed it what the linker releases."""
+    linking, keeps the shed traces the kernel sent for an error or a slow request whole, and
+    applies the adaptive policy. Feed it what the linker releases (a trace's spans with its
+    local root)."""
 
-    def __init__(self, config: SamplerConfig) -> None:
+    def __init__(self, config: SamplerConfig, overload: OverloadController | None = None,
+                 slow_ns: Callable[[int], int | None] = lambda _kind: None) -> None:
+        """overload: the share of kept traces shed now, which deferred traces obey too;
+        slow_ns: what makes a span of a kind slow (kept however much is shed)."""
         self.config = config
-        self.dropped = 0  # spans sampled out here (the kernel counts its own)
+        self.dropped = 0  # spans sampled out here, shed ones included (the kernel counts its own)
+        self.shed = 0  # of those, shed by the overload policy
+        self._overload = overload
+        self._slow_ns = slow_ns
         self._decided = _Remembered()
         self._adaptive = AdaptiveSampler(config.adaptive) if config.adaptive else None
 
     def filter(self, spans: list[Span]) -> list[Span]:
         decided = self._decided
-        for span in spans:  # what the kernel decided, for the deferred spans of its traces
-            if span.sampling != "deferred":
-                decided.remember(span.trace_id, span.sampling == "sampled")
+        undecided: dict[bytes, list[Span]] = {}
+        for span in spans:  # what the kernel decided, for the other spans of its traces
+            sampling = span.sampling
+            if sampling == "deferred":
+                if span.trace_id not in decided:
+                    undecided.setdefault(span.trace_id, []).append(span)
+            elif sampling != "shed" or span.trace_id not in decided:
+                # A shed span says no only until its trace's rescued root says yes.
+                decided.remember(span.trace_id, sampling in _KEPT)
+        shed_traces = self._decide_deferred(undecided)
         kept = []
+        shed = 0
         for span in spans:
-            keep = span.sampling == "sampled"
-            if span.sampling == "deferred":
-                keep = decided.get(span.trace_id)
-                if keep is None:
-                    keep = self.config.keeps_root(span.trace_id)
-                    decided.remember(span.trace_id, keep)
+            sampling = span.sampling
+            keep = sampling in _KEPT or (sampling in _DECIDED_BY_TRACE and \
+                decided.get(span.trace_id, False))
             if keep:
                 kept.append(span)
+            elif sampling == "shed" or span.trace_id in shed_traces:
+                shed += 1
         if self._adaptive is not None:
             kept = self._adaptive.filter(kept)
         self.dropped += len(spans) - len(kept)
+        self.shed += shed
         return kept
+
+    def _decide_deferred(self, undecided: dict[bytes, list[Span]]) -> set[bytes]:
+        """Deferred traces whose caller was not found: decided by the root rule, and shed as
+        the kernel sheds unless one of their spans is an error or slow. Returns the shed."""
+        shed = set()
+        for trace_id, members in undecided.items():
+            keep = self.config.keeps_root(trace_id)
+            if keep and self._overload is not None and not self._overload.keeps(trace_id) \
+                    and not any(map(self._notable, members)):
+                keep = False
+                shed.add(trace_id)
+            self._decided.remember(trace_id, keep)
+        return shed
+
+    def _notable(self, span: Span) -> bool:
+        if span.status == "ERROR":
+            return True
+        slow = self._slow_ns(span.record_kind)
+        return slow is not None and span.monotonic_end_ns - span.monotonic_start_ns >= slow
 
 
 class AdaptiveSampler:

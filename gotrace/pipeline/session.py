@@ -30,9 +30,11 @@ from gotrace.kernel.program import Program, compile_program
 from gotrace.kernel.tcp_events import TcpEventSource
 from gotrace.pipeline.decode import MonotonicClock, decode_records
 from gotrace.pipeline.linking import SameHostLinker
+from gotrace.pipeline.overload import KindDurations, OverloadController, OverloadSettings, Pressure
 from gotrace.pipeline.resource import process_resource
 from gotrace.pipeline.sampling import KEEP_ALL, SamplerConfig, SamplingGate
-from gotrace.probes import CLIENT_KINDS, SERVER_KINDS
+from gotrace.probes import CLIENT_KINDS, SERVER_KINDS, SHAPES
+from gotrace.records import SAMPLING_REASONS
 from gotrace.resolve.layout import Layout, resolve
 from gotrace.spans import Connection, Resource, Span
 
@@ -140,12 +142,17 @@ def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 
 class Tracer:
     def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False,
-                 opt_in: Collection[str] = (), sampler: SamplerConfig = KEEP_ALL
-                 ) -> None:
+                 opt_in: Collection[str] = (), sampler: SamplerConfig = KEEP_ALL,
+                 overload: OverloadSettings | None = None) -> None:
         """opt_in: the opt-in probes to run (by library), and what probes' variants look for."""
         self.pipeline = pipeline
         self.sampler = sampler
-        self.gate = SamplingGate(sampler)
+        self.overload = OverloadController(overload or OverloadSettings())
+        self.durations = KindDurations()
+        self._slow_ns: dict[int, int | None] = {}  # the slow thresholds the kernel has
+        self._slow_refreshed = 0.0
+        self._kernel_shed = 0  # the kernel's count when last read (its maps go at close)
+        self.gate = SamplingGate(sampler, self.overload, self.slow_ns)
         self.with_query = with_query
         self.opt_in = frozenset(opt_in)
         self.clock = MonotonicClock()
@@ -184,6 +191,7 @@ class Tracer:
         if program is None:
             program = compile_program(plan)
             program.set_host_addresses(self.linker.local)
+            self._tell_shedding(program)
             program.open_ring_buffer(self._raw.setdefault(plan.key, []).extend)
             self.programs[plan.key] = program
         traced = TracedBinary(path, layout, program)
@@ -286,12 +294,62 @@ class Tracer:
             batch, raw[:] = list(raw), []
             events = self.runtime.events
             spans = decode_records(batch, lambda pid, k=plan_key: self._resource_of(pid, k),
-                                   self.clock, facts, self.with_query)
+                                   self.clock, facts, self.with_query,
+                                   self.programs[plan_key].take_held)
             self.spans_decoded += len(spans)
             self.records_skipped += len(batch) - len(spans) - (self.runtime.events - events)
             self._submit(self.linker.add(spans, time.monotonic_ns()))
+            self._govern(spans)
         if self.linker.held:
             self._submit(self.linker.expire(time.monotonic_ns()))
+
+    # --- the overload policy ---------------------------------------------------------------
+
+    def slow_ns(self, kind: int) -> int | None:
+        """What makes a span of this kind slow now (None: nothing yet)."""
+        slow = self.overload.settings.slow
+        if slow.threshold_ns is not None:
+            return slow.threshold_ns
+        return self.durations.quantile(kind, slow.quantile or 0.99)
+
+    def _tell_shedding(self, program: Program) -> None:
+        """A new program learns the shed bound and every kind's rule."""
+        program.set_shed_bound(self.overload.bound)
+        for kind, shape in SHAPES.items():
+            slow = self._slow_ns[kind] = self.slow_ns(kind)
+            program.set_shed_rule(kind, shape.is_error, slow)
+
+    def _govern(self, spans: list[Span]) -> None:
+        """Learn the kinds' durations; now and then, adjust the kernel's shed bound and slow
+        thresholds (gotrace/pipeline/overload.py)."""
+        self.durations.add(spans)
+        if not self.overload.due():
+            return
+        if self.overload.update(self._pressure()):
+            for program in self.programs.values():
+                program.set_shed_bound(self.overload.bound)
+        now = time.monotonic()
+        if now - self._slow_refreshed >= 1.0:
+            self._slow_refreshed = now
+            self._refresh_slow_thresholds()
+
+    def _pressure(self) -> Pressure:
+        lost = sum(program.drops()["ringbuf_full"] for program in self.programs.values())
+        return Pressure(
+            ring_fill=max((p.ring_fill for p in self.programs.values()), default=0.0),
+            queue_fill=self.pipeline.fullest_queue(),
+            lost=lost + self.pipeline.stats().dropped["queue_full"])
+
+    def _refresh_slow_thresholds(self) -> None:
+        """The kernel's slow thresholds follow the kinds' percentiles (a tenth's change)."""
+        for kind in self.durations.kinds():
+            slow = self.slow_ns(kind)
+            told = self._slow_ns.get(kind)
+            if slow is None or (told is not None and abs(slow - told) * 10 < told):
+                continue
+            self._slow_ns[kind] = slow
+            for program in self.programs.values():
+                program.set_shed_rule(kind, SHAPES[kind].is_error, slow)
 
     def _submit(self, released: list[Span]) -> None:
         """What the linker released, sampled, to the exporters; and what linking learnt
@@ -359,7 +417,8 @@ class Tracer:
         drops = _summed(program.drops() for program in self.programs.values())
         if self.tcp is not None:
             drops["tcp_events_lost"] = self.tcp.lost()
-        drops.pop("sampled_out", None)  # not lost: see sampled_out
+        for decision in SAMPLING_REASONS:  # not lost: see sampled_out and shed
+            drops.pop(decision, None)
         return drops
 
     def conn_misses(self) -> dict[str, int]:
@@ -369,9 +428,16 @@ class Tracer:
     def sampled_out(self) -> tuple[int, int]:
         """Spans the sampler dropped: (in the kernel, here)."""
         kernel = sum(program.drops()["sampled_out"] for program in self.programs.values())
-        return kernel, self.gate.dropped
+        return kernel, self.gate.dropped - self.gate.shed
+
+    def shed(self) -> tuple[int, int]:
+        """Spans the overload policy shed: (in the kernel, here)."""
+        if self.programs:
+            self._kernel_shed = sum(program.drops()["shed"] for program in self.programs.values())
+        return self._kernel_shed, self.gate.shed
 
     def close(self) -> None:
+        self.shed()  # read while the programs are loaded
         for traced in self.binaries.values():
             for pid in list(traced.pids):
                 traced.program.detach(traced.path, pid)

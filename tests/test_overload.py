@@ -1,0 +1,186 @@
+"""The overload policy (gotrace/pipeline/overload.py, bpf/shedding.h): when gotrace cannot keep
+up, the kernel sheds whole traces by decision; every error and slow request is still
+exported, and the counts add up. Not timed: the figures are in `make bench`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from tracing import go_server, gotrace, read_spans
+
+from gotrace.pipeline.overload import (
+    MIN_RATIO,
+    OverloadController,
+    OverloadSettings,
+    Pressure,
+)
+from gotrace.pipeline.sampling import KEEP_ALL, SamplingGate
+from gotrace.spans import Resource, Span
+from testapps import matrix
+
+SHED = re.compile(r"overload: kept share (\S+) \(lowest (\S+)\), spans shed (\d+) in the "
+                  r"kernel, (\d+) by gotrace")
+SAMPLED_OUT = re.compile(r"spans sampled out (\d+) in the kernel, (\d+) by gotrace")
+SLOW_MS = 80
+
+
+def _loadgen() -> Path:
+    grpc = list(matrix.grpc_gopaths())[-1]
+    return matrix.build(matrix.Cell("loadgen", matrix.supported_go(grpc)[-1], "stripped", grpc))
+
+
+def _load(url: str, rate: float, seconds: float, conns: int = 4) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(_loadgen()), "-url", url, "-rate", str(rate), "-conns",
+                             str(conns), "-duration", f"{seconds}s"],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _requests(load: subprocess.Popen[str]) -> int:
+    out, _ = load.communicate(timeout=120)
+    return int(json.loads(out)["requests"])
+
+
+def _served_under(tmp_path: Path, extra: list[str], starve: bool) -> tuple[Counter, dict, str]:
+    """A server traced to JSON lines under more load than gotrace takes (starved by SIGSTOP
+    bursts, or its CPU capped), with errors and slow requests among it. Returns the requests
+    sent per path, the exported spans per path, and gotrace's stderr."""
+    binary = matrix.build(matrix.Cell("httpserver", matrix.go_versions()[-1], "stripped"))
+    out = tmp_path / "spans.jsonl"
+    seconds = 10.0
+    with go_server(binary) as (server, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), "--jsonl", str(out),
+                    "--stats", "--slow", f"{SLOW_MS}ms", *extra) as proc:
+        loads = {"/hello": _load(f"http://{addr}/hello", 0, seconds, conns=8),
+                 "/error": _load(f"http://{addr}/error", 40, seconds, conns=1),
+                 "/slow": _load(f"http://{addr}/slow?ms={SLOW_MS + 20}", 5, seconds, conns=1)}
+        if starve:
+            deadline = time.monotonic() + seconds - 1
+            while time.monotonic() < deadline:
+                os.kill(proc.pid, signal.SIGSTOP)
+                time.sleep(2.5)
+                os.kill(proc.pid, signal.SIGCONT)
+                time.sleep(0.5)
+        sent = Counter({path: _requests(load) for path, load in loads.items()})
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    exported = Counter(span["attributes"]["url.path"] for span in read_spans(out))
+    return sent, dict(exported), err
+
+
+def _check(sent: Counter, exported: dict, err: str) -> None:
+    # Every error and every slow request, shed or not.
+    assert exported.get("/error") == sent["/error"] > 0, (sent, exported, err)
+    assert exported.get("/slow") == sent["/slow"] > 0, (sent, exported, err)
+    # The policy shed (the load was too much), by decision: nothing lost.
+    _share, lowest, shed_kernel, shed_here = SHED.search(err).groups()
+    assert float(lowest) < 1 and int(shed_kernel) + int(shed_here) > 0, err
+    assert "spans lost in the kernel" not in err, err
+    summary = next(line for line in err.splitlines() if "jsonl: exported" in line)
+    assert "dropped" not in summary and "could not be delivered" not in err, err
+    sampled_kernel, sampled_here = map(int, SAMPLED_OUT.search(err).groups())
+    assert sampled_kernel == sampled_here == 0, err  # the sampler keeps everything
+    total_exported = sum(exported.values())
+    assert total_exported + int(shed_kernel) + int(shed_here) == sum(sent.values()), \
+        (sent, exported, err)
+
+
+def test_a_starved_tracer_sheds_in_the_kernel_and_keeps_every_error_and_slow_request(tmp_path):
+    """gotrace stopped for 2.5 s at a time: the ring buffer fills past half, and the kernel
+    sheds new traces by itself, keeping the errors and slow ones."""
+    _check(*_served_under(tmp_path, [], starve=True))
+
+
+def test_max_cpu_sheds_to_its_budget_and_keeps_every_error_and_slow_request(tmp_path):
+    """--max-cpu 5: far below what the load needs, so gotrace lowers the kept share."""
+    _check(*_served_under(tmp_path, ["--max-cpu", "5"], starve=False))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.cpu = 0.0
+
+    def tick(self, seconds: float, cpu_share: float) -> None:
+        self.now += seconds
+        self.cpu += seconds * cpu_share
+
+
+CALM = Pressure(ring_fill=0.0, queue_fill=0.0, lost=0)
+
+
+def _controller(max_cpu: float | None = None) -> tuple[OverloadController, _Clock]:
+    clock = _Clock()
+    return OverloadController(OverloadSettings(max_cpu=max_cpu), cpu_clock=lambda: clock.cpu,
+                              clock=lambda: clock.now), clock
+
+
+def test_pressure_halves_the_kept_share_at_most_twice_a_second_and_calm_raises_it():
+    control, clock = _controller()
+    assert control.bound == 0  # nothing shed
+    full = Pressure(ring_fill=0.6, queue_fill=0.0, lost=0)
+    seen = []
+    for _ in range(10):  # 1 s of full ring buffers, looked at every 0.1 s
+        clock.tick(0.1, 0.5)
+        control.update(full)
+        seen.append(control.ratio)
+    assert seen[0] == 0.5 and control.ratio == 0.5 ** 2, seen
+    assert control.bound == int(0.25 * (1 << 63))
+    clock.tick(0.6, 0.5)
+    control.update(Pressure(0.0, 0.0, lost=5))  # spans lost: shed more
+    assert control.ratio == 0.125
+    for _ in range(50):  # calm: a quarter more a second, up to everything
+        clock.tick(0.1, 0.1)
+        control.update(Pressure(0.0, 0.0, lost=5))
+    assert 0.125 < control.ratio < 1 and control.lowest_ratio == 0.125
+    for _ in range(200):
+        clock.tick(0.1, 0.1)
+        control.update(Pressure(0.0, 0.0, lost=5))
+    assert control.ratio == 1 and control.bound == 0
+
+
+def test_max_cpu_cuts_to_the_budget_and_never_below_the_floor():
+    control, clock = _controller(max_cpu=0.2)
+    for _ in range(11):  # a second at 80% of a core: four times the budget
+        clock.tick(0.1, 0.8)
+        control.update(CALM)
+    assert control.ratio == pytest.approx(0.9 * 0.2 / 0.8)
+    for _ in range(1000):
+        clock.tick(0.1, 1.0)
+        control.update(CALM)
+    assert control.ratio == MIN_RATIO
+    assert control.keeps(bytes(16)) and not control.keeps(b"\xff" * 16)
+
+
+def test_the_gate_keeps_a_rescued_trace_whole_and_counts_what_it_sheds():
+    """A client span of a shed trace sent only for linking is kept with its rescued root (in
+    the same release) and shed otherwise; a deferred trace obeys the kept share unless an
+    error or a slow span is in it."""
+    control, clock = _controller()
+    clock.tick(1, 0)
+    control.update(Pressure(ring_fill=0.9, queue_fill=0, lost=0))
+    control.ratio = MIN_RATIO  # shed nearly everything
+    gate = SamplingGate(KEEP_ALL, control, slow_ns=lambda _kind: 1_000)
+
+    def span(trace: int, sampling: str, status: str = "UNSET", duration: int = 10,
+             root: bool = True) -> Span:
+        tid = (trace << 64 | (1 << 63) - 1).to_bytes(16, "big")  # a high rank: shed
+        return Span(tid, bytes(8), None if root else bytes(8), "s", "SERVER", 0, duration,
+                    Resource({}), status=status, sampling=sampling,  # type: ignore[arg-type]
+                    monotonic_start_ns=0, monotonic_end_ns=duration)
+
+    kept = gate.filter([span(1, "shed", root=False), span(1, "rescued", status="ERROR"),
+                        span(2, "shed", root=False),
+                        span(3, "deferred"), span(4, "deferred", status="ERROR"),
+                        span(5, "deferred", duration=5_000)])
+    assert [int.from_bytes(s.trace_id[:8], "big") for s in kept] == [1, 1, 4, 5]
+    assert (gate.dropped, gate.shed) == (2, 2)
