@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from bench import REPO, attach, overhead, pipeline
+from bench import REPO, attach, overhead, pipeline, saturation
 from bench.apps import Apps, build_apps
 from bench.bigprog import build_big_program
 from bench.calibrate import calibrate
@@ -46,6 +46,7 @@ class Plan:
     hit_workloads: tuple[str, ...]  # of bench.probe_hits
     overhead: overhead.Settings
     pipeline: pipeline.Settings
+    saturation: saturation.Settings
     attach_runs: int
     big_binary: bool  # attach to a generated 25 MB-class service, else to a test app
     parallel: bool  # run the sections at once: only where the figures do not matter
@@ -59,6 +60,7 @@ FULL = Plan(
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
                                seconds=4, conns=Connections(fixed=4, saturation=16),
                                sampler_seconds=8, sampler_pairs=3),
+    saturation=saturation.Settings(seconds=8, pairs=3, conns=16, error_rate=20, slow_rate=5),
     attach_runs=3, big_binary=True, parallel=False)
 QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
@@ -69,6 +71,7 @@ QUICK = Plan(
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
                                conns=Connections(fixed=2, saturation=4), sampler_pairs=2),
+    saturation=saturation.Settings(seconds=1, pairs=1, conns=4, error_rate=5, slow_rate=2),
     attach_runs=1, big_binary=False, parallel=True)
 
 
@@ -146,6 +149,8 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
         attached = pool.submit(section, "attach time and memory", lambda: attach.measure(
             attach_binary, attach_label, plan.attach_runs,
             out.with_name(f"{out.stem}-attach.prof")))
+        busy = pool.submit(section, "saturation", lambda: saturation.measure(
+            apps.httpserver, apps.loadgen, plan.saturation))
     own_cpu, shared_cpus = protocols.result()
     hits = [h for h in counted.result()
             if h.label not in OPT_IN_WORKLOADS and h.label not in CONNECTION_WORKLOADS]
@@ -153,7 +158,7 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
     connections = [h for h in counted.result() if h.label in CONNECTION_WORKLOADS]
     results = Results(machine, calibration.result(), hits, own_cpu, spans.result(),
                       attached.result(), time.monotonic() - started, opt_in, shared_cpus,
-                      connections)
+                      connections, busy.result())
     verdicts = evaluate(results)
     out.write_text(render(results, verdicts) + "\n" + kept_by_hand(out))
     return results, verdicts

@@ -1,8 +1,10 @@
 """An OTLP receiver that only counts the spans it gets, over gRPC and over HTTP (protobuf),
 run as a process of its own so that its CPU is never counted as the tracer's.
 
-    python -m bench.otlp_sink     prints 'READY grpc=127.0.0.1:PORT http=127.0.0.1:PORT';
-                                  on SIGTERM, '{"spans": N}'
+    python -m bench.otlp_sink [SLOW_NS]
+        prints 'READY grpc=127.0.0.1:PORT http=127.0.0.1:PORT'; on SIGTERM,
+        '{"spans": N, "errors": E, "slow": S}': of the spans, those with an ERROR status and,
+        given SLOW_NS, those lasting at least that long
 """
 
 from __future__ import annotations
@@ -26,17 +28,26 @@ from bench.cpus import pinned_to
 from gotrace.export.otlp_config import DEFAULT_PROTOCOL, TRACES_PATH
 
 RESPONSE = trace_service_pb2.ExportTraceServiceResponse()
+ERROR = 2  # Status.code STATUS_CODE_ERROR
 
 
 class _Counter(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
-        self.spans = 0
+    def __init__(self, slow_ns: int | None) -> None:
+        self.spans = self.errors = self.slow = 0
+        self._slow_ns = slow_ns
         self._lock = threading.Lock()
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
-        n = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
+        spans = [span for rs in request.resource_spans for scope in rs.scope_spans
+                 for span in scope.spans]
+        errors = sum(span.status.code == ERROR for span in spans)
+        slow = 0 if self._slow_ns is None else sum(
+            span.end_time_unix_nano - span.start_time_unix_nano >= self._slow_ns
+            for span in spans)
         with self._lock:
-            self.spans += n
+            self.spans += len(spans)
+            self.errors += errors
+            self.slow += slow
 
     def Export(self, request, context):  # the gRPC method name
         self.add(request)
@@ -66,7 +77,7 @@ def _http_server(counter: _Counter) -> ThreadingHTTPServer:
 
 
 def main() -> None:
-    counter = _Counter()
+    counter = _Counter(int(sys.argv[1]) if len(sys.argv) > 1 else None)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(counter, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -79,7 +90,8 @@ def main() -> None:
     stop.wait()
     http.shutdown()
     server.stop(grace=1).wait()
-    print(json.dumps({"spans": counter.spans}), flush=True)
+    print(json.dumps({"spans": counter.spans, "errors": counter.errors, "slow": counter.slow}),
+          flush=True)
 
 
 @dataclass
@@ -87,6 +99,8 @@ class Sink:
     grpc_address: str  # host:port
     http_address: str
     received: int = 0  # spans received, known once the sink has stopped
+    errors: int = 0  # ... of them with an ERROR status
+    slow: int = 0  # ... of them lasting at least the sink's slow_ns
 
     def otlp_args(self, protocol: str = DEFAULT_PROTOCOL) -> list[str]:
         """gotrace's options for exporting here (by default with gotrace's default protocol)."""
@@ -96,9 +110,12 @@ class Sink:
 
 
 @contextlib.contextmanager
-def otlp_sink(cpus: frozenset[int] | None = None) -> Iterator[Sink]:
-    """The sink in a process of its own (on cpus, if given: bench.cpus)."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.otlp_sink"], cwd=REPO,
+def otlp_sink(cpus: frozenset[int] | None = None, slow_ns: int | None = None
+              ) -> Iterator[Sink]:
+    """The sink in a process of its own (on cpus, if given: bench.cpus), counting the spans
+    lasting at least slow_ns, if given."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.otlp_sink",
+                             *([str(slow_ns)] if slow_ns is not None else [])], cwd=REPO,
                             stdout=subprocess.PIPE, text=True, preexec_fn=pinned_to(cpus))
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -112,7 +129,10 @@ def otlp_sink(cpus: frozenset[int] | None = None) -> Iterator[Sink]:
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
-        sink.received = json.loads(out)["spans"] if out.strip() else 0
+        if out.strip():
+            counts = json.loads(out)
+            sink.received, sink.errors, sink.slow = (counts["spans"], counts["errors"],
+                                                     counts["slow"])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ CPU-time clock between the start of the load and the moment its last spans have 
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +48,14 @@ class Settings:
         return self.seconds
 
 
+JSON_LINES = "jsonl"  # a Step's protocol when it wrote JSON lines instead of OTLP
+CAPACITY_PROTOCOLS = ("grpc", JSON_LINES)  # measured flat out beside the default protocol
+
+
 @dataclass(frozen=True)
 class Step:
     rate: int
-    protocol: str  # the OTLP exporter's
+    protocol: str  # the OTLP exporter's, or JSON_LINES
     load: LoadResult
     stats: TraceStats
     tracer_cpu_s: float
@@ -94,6 +99,8 @@ class PipelineResult:
     profile: Path
     sent_to_sink: int  # spans exported by every session of this section
     received: int  # by the sink
+    # Flat out with the other exporters (OTLP/gRPC, JSON lines), for their spans per core.
+    capacity: list[Step]
 
     def step_at(self, rate: int) -> Step:
         return next(s for s in self.steps if s.rate == rate)
@@ -127,8 +134,16 @@ def _median_step(steps: list[Step]) -> Step:
 def _step(pid: int, url: str, loadgen: Path, sink: Sink, settings: Settings, rate: int,
           env: dict[str, str], profile: Path | None = None,
           protocol: str = DEFAULT_PROTOCOL) -> Step:
-    with Gotrace(["trace", "--pid", str(pid), *sink.otlp_args(protocol)], env=env,
-                 profile=profile) as session:
+    with tempfile.TemporaryDirectory(prefix="gotrace-bench-") as scratch:
+        outputs = ["--jsonl", f"{scratch}/spans.jsonl"] if protocol == JSON_LINES \
+            else sink.otlp_args(protocol)
+        return _traced_step(pid, url, loadgen, settings, rate, env, profile, protocol, outputs)
+
+
+def _traced_step(pid: int, url: str, loadgen: Path, settings: Settings, rate: int,
+                 env: dict[str, str], profile: Path | None, protocol: str,
+                 outputs: list[str]) -> Step:
+    with Gotrace(["trace", "--pid", str(pid), *outputs], env=env, profile=profile) as session:
         session.ready()
         if profile:
             session.restart_profile()
@@ -158,12 +173,16 @@ def measure(server: Path, loadgen: Path, settings: Settings, profile: Path) -> P
             steps.append(sampler[0].always_on)
         grpc_pair = _pair(srv.pid, url, loadgen, sink, settings, "grpc") \
             if settings.grpc_pair else None
-        highest = max(r for r in settings.rates if r != SATURATION)
+        capacity = [_step(srv.pid, url, loadgen, sink, settings, SATURATION, ALWAYS_ON,
+                          protocol=protocol) for protocol in CAPACITY_PROTOCOLS]
+        highest = max((r for r in settings.rates if r != SATURATION), default=SATURATION)
         profiled = _step(srv.pid, url, loadgen, sink, settings, highest, ALWAYS_ON, profile)
     pairs = [*sampler, *([grpc_pair] if grpc_pair else [])]
     extra = [step for pair in pairs for step in (pair.always_on, pair.ratio)][1:]
-    sent = sum(s.stats.exported for s in (*steps, *extra, profiled))
-    return PipelineResult(steps, sampler, grpc_pair, profiled, profile, sent, sink.received)
+    sent = sum(s.stats.exported for s in (*steps, *extra, profiled, *capacity)
+               if s.protocol != JSON_LINES)
+    return PipelineResult(steps, sampler, grpc_pair, profiled, profile, sent, sink.received,
+                          capacity)
 
 
 def _pair(pid: int, url: str, loadgen: Path, sink: Sink, settings: Settings,

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench import saturation
 from bench.loadgen import SATURATION
 from bench.overhead import BUSY, ProtocolResult
 from bench.pipeline import PipelineResult, Step
 from bench.probe_hits import OPT_IN_WORKLOADS
 from bench.profiles import summarize
 from bench.results import Results
-from bench.targets import Verdict
+from bench.saturation import SaturationResult
+from bench.targets import EXPORTER_NAMES, Verdict
 
 PROFILE_LINES = 12
 SECTIONS = ("Targets", "Calibration: one uprobe hit", "Probe hits per request",
-            "Target CPU per request", "Tracer pipeline", "Attach time and memory")
+            "Target CPU per request", "Tracer pipeline", "Attach time and memory",
+            "Saturation: a busy node")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -188,6 +191,8 @@ def _pipeline(p: PipelineResult) -> list[str]:
         for step, sampler in ((p.grpc_pair.always_on, "always_on"),
                               (p.grpc_pair.ratio, "traceidratio 0.1")):
             rows.append(_step_row(f"{_rate(step.rate)}, {sampler}, OTLP/gRPC", step))
+    rows += [_step_row(f"{_rate(s.rate)}, always_on, {EXPORTER_NAMES[s.protocol]}", s)
+             for s in p.capacity]
     rows.append(_step_row(f"{_rate(p.profiled.rate)}, under the profiler", p.profiled))
     lossless = max(p.lossless, key=lambda s: s.spans_per_s, default=None)
     best = p.busiest
@@ -195,7 +200,8 @@ def _pipeline(p: PipelineResult) -> list[str]:
         f"## {SECTIONS[4]}", "",
         "The HTTP server's trivial handler under load, traced by PID, spans exported over "
         "OTLP/HTTP (protobuf: gotrace's default protocol; the rows marked OTLP/gRPC over "
-        "gRPC) to a counting receiver in another process, every process on any CPU. "
+        "gRPC) to a counting receiver in another process (the row marked JSON lines to a "
+        "file instead), every process on any CPU. "
         "Tracer CPU from the gotrace process's CPU-time clock, from the start of the load "
         "until its spans were exported; of it, the share of the threads of gRPC's C core "
         "(the OTLP/gRPC exporter's client library) from their schedstat.",
@@ -229,10 +235,36 @@ def _attach(results: Results) -> list[str]:
             "### Profile of one attach and detach", "", *_profile(a.profile)]
 
 
+def _saturation(s: SaturationResult) -> list[str]:
+    rows = []
+    for n, (untraced, traced) in enumerate(zip(s.untraced, s.traced, strict=True), 1):
+        st = traced.stats
+        lost = ", ".join(f"{k} {v}" for k, v in st.kernel_lost.items() if v)
+        rows.append((n, f"{untraced.rps:.0f}", f"{traced.served.rps:.0f}",
+                     f"{traced.served.rps / untraced.rps:.3f}", traced.served.requests,
+                     st.exported, traced.received, f"{st.shed[0]} / {st.shed[1]}",
+                     sum(st.sampled_out), (f"{st.dropped}" + (f"; {lost}" if lost else "")),
+                     traced.accounted, f"{st.kept_share:.3g} ({st.lowest_share:.3g})",
+                     f"{traced.received_errors} of {traced.served.errors}",
+                     f"{traced.received_slow} of {traced.served.slow}",
+                     f"{traced.tracer_cpu_s / s.settings.seconds:.0%}"))
+    return [f"## {SECTIONS[6]}", "", saturation.__doc__.split("\n\n")[0].replace("\n", " "),
+            f"Rounds of {s.settings.seconds:g} s, untraced then traced, the flat-out load on "
+            f"{s.settings.conns} connections, {s.settings.error_rate:g} errors/s and "
+            f"{s.settings.slow_rate:g} slow requests/s beside it; gotrace exports over "
+            "OTLP/HTTP with --slow " f"{saturation.SLOW_MS}ms.", "",
+            *_table(["Round", "Req/s untraced", "Req/s traced", "Ratio", "Requests served",
+                     "Spans exported", "Received", "Shed (kernel / gotrace)", "Sampled out",
+                     "Lost (queue; kernel)", "Accounted", "Kept share at the end (lowest)",
+                     "Errors received", "Slow received", "Tracer CPU"], rows),
+            f"- throughput ratio (medians): {s.throughput_ratio:.3f}", ""]
+
+
 def render(results: Results, verdicts: list[Verdict]) -> str:
     machine = ", ".join(f"{k} {v}" for k, v in results.machine.items())
     lines = ["# gotrace benchmark", "",
              f"{machine}; the run took {results.seconds:.0f} s.", "",
              *_targets(verdicts), *_calibration(results), *_hits(results),
-             *_overhead(results), *_pipeline(results.pipeline), *_attach(results)]
+             *_overhead(results), *_pipeline(results.pipeline),
+             *_saturation(results.saturation), *_attach(results)]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from bench.calibrate import Calibration
 from bench.overhead import ProtocolResult
 from bench.pipeline import PipelineResult
 from bench.probe_hits import HitCount
+from bench.saturation import SaturationResult
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Results:
     # has the server on a CPU of its own): for comparison, no target.
     shared_cpus: list[ProtocolResult]
     connection_hits: list[HitCount]  # bench.probe_hits.CONNECTION_WORKLOADS
+    saturation: SaturationResult  # a trivial handler flat out, every process on any CPU
 
     def shared_throughput(self, protocol: str) -> float | None:
         """traced / untraced throughput of the busy handler at saturation, CPUs shared."""

@@ -30,6 +30,11 @@ class TraceStats:
     kernel_lost: dict[str, int]
     sampled_out: tuple[int, int] = (0, 0)  # (in the kernel, in gotrace)
     run_ns: dict[str, int] = field(default_factory=dict)  # per BPF program, if counted
+    # The overload policy: the kept share at the end, the lowest it reached, spans shed
+    # (in the kernel, in gotrace).
+    kept_share: float = 1.0
+    lowest_share: float = 1.0
+    shed: tuple[int, int] = (0, 0)
 
     @property
     def total_hits(self) -> int:
@@ -55,10 +60,14 @@ def parse_stats(stderr: str) -> TraceStats:
     'gotrace: probe hits http_server_entry=2000, http_server_end=2000',
     'gotrace: probe run time ns (kernel.bpf_stats_enabled) http_server_entry=11400000, ...',
     'gotrace: spans lost in the kernel ringbuf_full=3',
-    'gotrace: sampler traceidratio: spans sampled out 900 in the kernel, 80 by gotrace'."""
+    'gotrace: sampler traceidratio: spans sampled out 900 in the kernel, 80 by gotrace',
+    'gotrace: overload: kept share 0.25 (lowest 0.125), spans shed 9000 in the kernel, 10 by
+    gotrace'."""
     summary = next((line for line in stderr.splitlines()
                     if re.match(r"gotrace: \d+ spans", line)), "")
     sampled = re.search(r"spans sampled out (\d+) in the kernel, (\d+) by gotrace", stderr)
+    overload = re.search(r"overload: kept share (\S+) \(lowest (\S+)\), spans shed (\d+) in "
+                         r"the kernel, (\d+) by gotrace", stderr)
     return TraceStats(
         hits=_pairs(stderr, "probe hits"),
         exported=sum(int(n) for n in re.findall(r"exported (\d+)", summary)),
@@ -66,6 +75,8 @@ def parse_stats(stderr: str) -> TraceStats:
         kernel_lost=_pairs(stderr, "spans lost in the kernel"),
         sampled_out=(int(sampled[1]), int(sampled[2])) if sampled else (0, 0),
         run_ns=_pairs(stderr, "probe run time ns (kernel.bpf_stats_enabled)"),
+        **({"kept_share": float(overload[1]), "lowest_share": float(overload[2]),
+            "shed": (int(overload[3]), int(overload[4]))} if overload else {}),
     )
 
 

@@ -8,14 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.overhead import BUSY
-from bench.pipeline import PipelineResult
+from bench.pipeline import JSON_LINES, PipelineResult, Step
 from bench.profiles import summarize
 from bench.results import Results
+from bench.saturation import SaturationResult
+from gotrace.export.otlp_config import DEFAULT_PROTOCOL
 
 HITS_PER_SPAN = 2
 CPU_FLOOR_FACTOR = 1.3
-TRACER_US_PER_SPAN = 25
-SPANS_PER_CORE = 40_000
+TRACER_US_PER_SPAN = 10
+# Spans per second on one core, by exporter (OTLP's default protocol is HTTP).
+SPANS_PER_CORE = {DEFAULT_PROTOCOL: 100_000, "grpc": 100_000, JSON_LINES: 60_000}
+EXPORTER_NAMES = {"http/protobuf": "OTLP/HTTP", "grpc": "OTLP/gRPC", JSON_LINES: "JSON lines"}
+BPF_US_PER_REQUEST = 3  # the server probes' run time per request
+BPF_BUDGETED = ("HTTP server", "gRPC server, unary")
+SATURATION_THROUGHPUT = 0.85  # a trivial handler, every process on any CPU
 SAMPLER_SAVING = 5
 BUSY_THROUGHPUT = 0.95
 ATTACH_S = 3
@@ -131,15 +138,52 @@ def _tracer(pipeline: PipelineResult) -> list[Verdict]:
     busiest = pipeline.busiest
     evidence = _profile_evidence(pipeline.profile, "the tracer at "
                                  f"{pipeline.profiled.rate}/s")
-    per_core = 1e6 / busiest.cpu_us_per_span
     return [
         _at_most("tracer CPU per exported span", TRACER_US_PER_SPAN, " µs",
                  busiest.cpu_us_per_span,
                  f"{busiest.cpu_us_per_span:.1f} µs at {busiest.spans_per_s:.0f} spans/s",
                  evidence),
-        _at_least("spans per second on one core (1 s / CPU per span)", SPANS_PER_CORE, "",
-                  per_core, f"{per_core:.0f} (reached {busiest.spans_per_s:.0f}/s here)",
-                  evidence),
+        *(_per_core(step, evidence) for step in (busiest, *pipeline.capacity)),
+    ]
+
+
+def _per_core(step: Step, evidence: str) -> Verdict:
+    per_core = 1e6 / step.cpu_us_per_span
+    return _at_least(f"spans per second on one core (1 s / CPU per span), "
+                     f"{EXPORTER_NAMES[step.protocol]}", SPANS_PER_CORE[step.protocol], "",
+                     per_core, f"{per_core:.0f} (reached {step.spans_per_s:.0f}/s here)",
+                     evidence)
+
+
+def _bpf_time(results: Results) -> list[Verdict]:
+    return [_at_most(f"probes' BPF run time per request, {h.label}", BPF_US_PER_REQUEST, " µs",
+                     h.run_us_per_call, f"{h.run_us_per_call:.2f} µs ({h.run_detail()} µs "
+                     "per run)", "The probe programs' run time as the kernel counts it "
+                     "(kernel.bpf_stats_enabled); see the hits table.")
+            for h in results.hits if h.label in BPF_BUDGETED and h.run_ns]
+
+
+def _saturation(s: SaturationResult) -> list[Verdict]:
+    """The busy node: throughput kept, nothing lost, every error and slow request exported."""
+    ratio = s.throughput_ratio
+    lost = sum(t.stats.lost for t in s.traced)
+    notable = sum(t.served.errors + t.served.slow for t in s.traced)
+    kept = sum(min(t.received_errors, t.served.errors) + min(t.received_slow, t.served.slow)
+               for t in s.traced)
+    cpu = statistics.median(t.tracer_cpu_s / s.settings.seconds for t in s.traced)
+    shares = ", ".join(f"{t.stats.lowest_share:.3g}" for t in s.traced)
+    return [
+        _at_least("throughput traced / untraced, trivial HTTP handler at saturation, every "
+                  "process on any CPU", SATURATION_THROUGHPUT, "", ratio, f"{ratio:.3f}",
+                  f"The tracer used {cpu:.0%} of a core beside the server, the load "
+                  "generators and the receiver on the machine's two; the lowest kept share "
+                  f"per round: {shares}. See the saturation section."),
+        Verdict("spans lost to a full ring buffer or queue at saturation, overload policy on",
+                "0", str(lost), float(lost), lost == 0,
+                "" if lost == 0 else f"{lost} lost over {len(s.traced)} rounds."),
+        _at_least("errors and slow requests exported at saturation", 1, "",
+                  kept / max(1, notable), f"{kept} of {notable}",
+                  "Every /error and /slow request must reach the receiver, whatever is shed."),
     ]
 
 
@@ -236,6 +280,7 @@ def _attach(results: Results) -> list[Verdict]:
 
 
 def evaluate(results: Results) -> list[Verdict]:
-    return [*_hits(results), *_cpu_added(results), *_tracer(results.pipeline),
-            _sampler(results.pipeline), *_throughput(results), *_attach(results)]
+    return [*_hits(results), *_bpf_time(results), *_cpu_added(results),
+            *_tracer(results.pipeline), _sampler(results.pipeline), *_throughput(results),
+            *_saturation(results.saturation), *_attach(results)]
 

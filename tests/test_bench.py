@@ -34,7 +34,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
 # What the targets ask about; each appears in at least one verdict.
 TARGET_TOPICS = ("uprobe hits per request", "target CPU added per request",
                  "tracer CPU per exported span", "spans per second on one core",
-                 "traceidratio", "throughput traced / untraced", "attach time", "tracer RSS")
+                 "traceidratio", "throughput traced / untraced", "attach time", "tracer RSS",
+                 "BPF run time per request", "at saturation, overload policy on",
+                 "errors and slow requests exported")
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +122,26 @@ def test_pipeline_and_attach(quick_run) -> None:
     assert len(spans.sampler) == 2 and spans.steps == [spans.sampler[0].always_on]
     assert spans.grpc_pair is not None
     pairs = [*spans.sampler, spans.grpc_pair]
+    assert [s.protocol for s in spans.capacity] == ["grpc", "jsonl"]
     for step in (*spans.steps, *(s for pair in pairs for s in (pair.always_on, pair.ratio)),
-                 spans.profiled):
+                 spans.profiled, *spans.capacity):
         assert step.stats.exported > 0 and step.tracer_cpu_s > 0 and step.rss_mb > 0
         if step.protocol == "grpc":
             # gRPC's C core starts its threads with the OTLP exporter: some CPU is theirs.
             assert 0 < step.grpc_cpu_s < step.tracer_cpu_s
         else:
-            assert step.protocol == "http/protobuf" and step.grpc_cpu_s == 0
+            assert step.protocol in ("http/protobuf", "jsonl") and step.grpc_cpu_s == 0
     assert spans.received == spans.sent_to_sink
+    busy = results.saturation
+    assert len(busy.untraced) == len(busy.traced) == QUICK.saturation.pairs
+    for traced in busy.traced:
+        # Every request is a span exported, shed, sampled out or lost: the counts add up.
+        assert traced.accounted == traced.served.requests, traced
+        assert traced.received == traced.stats.exported, traced
+        assert traced.served.errors > 0 and traced.served.slow > 0, traced
+        assert traced.received_errors == traced.served.errors, traced
+        assert traced.received_slow >= traced.served.slow, traced
+    assert busy.throughput_ratio > 0
     attached = results.attach
     assert all(s > 0 for s in attached.seconds) and attached.bare_bcc_mb > 0
     for profile in (spans.profile, attached.profile):

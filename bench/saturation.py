@@ -1,0 +1,117 @@
+"""A busy node: the HTTP test server's trivial handler at saturation on this machine with every
+process on any CPU (server, load generator, gotrace and the OTLP receiver share the two
+cores), untraced and traced in alternating rounds. Among the load, errors (/error, status 500)
+and slow requests (/slow, past the --slow threshold) at a low rate: with the overload policy
+(gotrace/pipeline/overload.py) every one of them must be exported, whatever is shed, and
+nothing lost to a full ring buffer or export queue.
+
+Per traced round: requests served (the load generators' counts), spans exported and received,
+spans shed and sampled out, lost by reason, and the kept share the policy ended on and the
+lowest it reached.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.apps import serve
+from bench.otlp_sink import otlp_sink
+from bench.session import Gotrace, TraceStats
+
+SLOW_MS = 100  # gotrace's --slow; the slow requests take a fifth more
+
+
+@dataclass(frozen=True)
+class Settings:
+    seconds: float
+    pairs: int  # untraced/traced round pairs
+    conns: int  # of the flat-out load
+    error_rate: float  # /error requests per second
+    slow_rate: float  # /slow requests per second
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the load generators got done in one round."""
+
+    requests: int  # every request, errors and slow ones included
+    rps: float  # of the flat-out load
+    errors: int  # /error requests
+    slow: int  # /slow requests
+
+
+@dataclass(frozen=True)
+class TracedRound:
+    served: Served
+    stats: TraceStats  # the overload policy's kept share and shed spans among them
+    received: int  # spans the receiver got
+    received_errors: int  # ... with an ERROR status
+    received_slow: int  # ... lasting at least SLOW_MS
+    tracer_cpu_s: float
+
+    @property
+    def accounted(self) -> int:
+        """Spans exported, shed, sampled out or lost: the requests served, when none is
+        unaccounted for."""
+        s = self.stats
+        return s.exported + sum(s.shed) + sum(s.sampled_out) + s.lost
+
+
+@dataclass(frozen=True)
+class SaturationResult:
+    untraced: list[Served]
+    traced: list[TracedRound]
+    settings: Settings
+
+    @property
+    def throughput_ratio(self) -> float:
+        return statistics.median(t.served.rps for t in self.traced) / \
+            statistics.median(u.rps for u in self.untraced)
+
+
+def _load(loadgen: Path, url: str, rate: float, conns: int, seconds: float
+          ) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(loadgen), "-url", url, "-rate", str(rate), "-conns", str(conns),
+                             "-duration", f"{seconds}s"], stdout=subprocess.PIPE, text=True)
+
+
+def _serve_round(loadgen: Path, addr: str, settings: Settings) -> Served:
+    s = settings
+    loads = {"hello": _load(loadgen, f"http://{addr}/hello", 0, s.conns, s.seconds),
+             "error": _load(loadgen, f"http://{addr}/error", s.error_rate, 1, s.seconds),
+             "slow": _load(loadgen, f"http://{addr}/slow?ms={SLOW_MS * 6 // 5}", s.slow_rate, 1,
+                           s.seconds)}
+    results = {name: json.loads(load.communicate(timeout=s.seconds + 60)[0])
+               for name, load in loads.items()}
+    return Served(requests=sum(r["requests"] for r in results.values()),
+                  rps=results["hello"]["rps"], errors=results["error"]["requests"],
+                  slow=results["slow"]["requests"])
+
+
+def _traced_round(pid: int, loadgen: Path, addr: str, settings: Settings) -> TracedRound:
+    with otlp_sink(slow_ns=SLOW_MS * 1_000_000) as sink, \
+            Gotrace(["trace", "--pid", str(pid), "--slow", f"{SLOW_MS}ms",
+                     *sink.otlp_args()]) as session:
+        session.ready()
+        before = session.cpu()
+        served = _serve_round(loadgen, addr, settings)
+        time.sleep(1.5)  # the last spans exported
+        cpu = session.cpu() - before
+        stats = session.stop()
+    return TracedRound(served, stats, sink.received, sink.errors, sink.slow, cpu)
+
+
+def measure(server: Path, loadgen: Path, settings: Settings) -> SaturationResult:
+    untraced: list[Served] = []
+    traced: list[TracedRound] = []
+    with serve(server) as srv:
+        _load(loadgen, f"http://{srv.addr}/hello", 0, settings.conns, 1).communicate()  # warm
+        for _ in range(settings.pairs):
+            untraced.append(_serve_round(loadgen, srv.addr, settings))
+            traced.append(_traced_round(srv.pid, loadgen, srv.addr, settings))
+    return SaturationResult(untraced, traced, settings)
