@@ -24,7 +24,7 @@ from tracing import REPO, free_port, get, go_server, gotrace, stop, terminate
 
 from gotrace.errors import GotraceError
 from gotrace.export import LaneStats, PipelineStats
-from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
+from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters, shed_counters
 from gotrace.metrics.histograms import OVERFLOW_LABELS, DurationHistograms
 from gotrace.metrics.red import BUCKETS, RedMetric, observation, status_class
 from gotrace.probes import DURATION_METRICS
@@ -246,6 +246,7 @@ def test_gotrace_counters_are_read_at_every_scrape(exporter):
     hits = {"http_server_entry": 0, "http_server_end": 0}
     exporter.add_counters(
         kernel_counters(lambda: (hits, {"ringbuf_full": 1, "inflight_full": 0})),
+        shed_counters(lambda: (40, 2)),
         pipeline_counters(pipeline_stats))
     hits["http_server_entry"] = 5
     samples = parse(exporter.render().decode())
@@ -254,6 +255,8 @@ def test_gotrace_counters_are_read_at_every_scrape(exporter):
     samples = parse(exporter.render().decode())
     assert samples["gotrace_probe_hits_total", (("probe", "http_server_entry"),)] == 9
     assert samples["gotrace_kernel_spans_lost_total", (("reason", "ringbuf_full"),)] == 1
+    assert samples["gotrace_spans_shed_total", (("where", "kernel"),)] == 40
+    assert samples["gotrace_spans_shed_total", (("where", "gotrace"),)] == 2
     assert samples["gotrace_spans_exported_total", (("exporter", "otlp"),)] == 7
     assert samples["gotrace_spans_exported_total", (("exporter", "metrics"),)] == 12
     assert samples["gotrace_spans_dropped_total",

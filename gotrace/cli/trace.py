@@ -13,7 +13,7 @@ from gotrace.cli.listeners import pids_on_port
 from gotrace.cli.status import StatusReporter, open_status, take_snapshot
 from gotrace.errors import GotraceError
 from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExporter, otlp_config
-from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters
+from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters, shed_counters
 from gotrace.pipeline.linking import LinkStats
 from gotrace.pipeline.overload import (
     OverloadController,
@@ -203,6 +203,7 @@ class _Session:
         metrics = exporters.get("metrics")
         if isinstance(metrics, MetricsExporter):
             metrics.add_counters(kernel_counters(self.tracer.counters),
+                                 shed_counters(self.tracer.shed),
                                  pipeline_counters(self.pipeline.stats))
 
     def ready(self) -> None:

@@ -29,6 +29,16 @@ def kernel_counters(read: Callable[[], tuple[Mapping[str, int], Mapping[str, int
     return families
 
 
+def shed_counters(read: Callable[[], tuple[int, int]]) -> CounterSource:
+    """From read() -> spans the overload policy shed (in the kernel, in gotrace)."""
+    def families() -> Sequence[CounterFamily]:
+        kernel, here = read()
+        return (CounterFamily("gotrace_spans_shed_total",
+                              "Spans the overload policy shed (decided, not lost), by where.",
+                              [((("where", "kernel"),), kernel), ((("where", "gotrace"),), here)]),)
+    return families
+
+
 def pipeline_counters(read: Callable[[], PipelineStats]) -> CounterSource:
     """From read() -> the export pipeline's statistics (per exporter)."""
     def families() -> Sequence[CounterFamily]:
