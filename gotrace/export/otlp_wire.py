@@ -49,7 +49,6 @@ _FLAGS = b"\x85\x01" + struct.pack("<I", 0x100)  # SPAN_FLAGS_CONTEXT_HAS_IS_REM
 _DOUBLE = struct.Struct("<d")
 
 _2_63 = 1 << 63
-_INT64 = range(-_2_63, _2_63)
 _SMALL_VARINTS = [bytes((n,)) for n in range(0x80)]
 _MAX_CACHED_STRINGS = 4096  # distinct string attributes kept encoded; then cleared
 _MAX_COMMON_PARTS = 64  # per SharedAttributes: (name, kind, status) pieces kept encoded
@@ -85,7 +84,8 @@ def _any_value(value: AttributeValue) -> bytes | None:
     if isinstance(value, bool):  # before int: bool is an int
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
-        return bytes((_ANY_INT,)) + varint(value) if value in _INT64 else None
+        # Compared, not `in range(...)`: range walks every element for an int subclass (IntEnum).
+        return bytes((_ANY_INT,)) + varint(value) if -_2_63 <= value < _2_63 else None
     if isinstance(value, float):
         return bytes((_ANY_DOUBLE,)) + _DOUBLE.pack(value)
     if isinstance(value, str):
