@@ -16,7 +16,8 @@
 #     go-proxyproto, x/net) from bookworm, in the system GOPATH (its builds against every
 #     grpc take them from there, testapps/matrix.py);
 #   - tracefs mounted;
-#   - the project's Python environment in .venv, with Debian's bcc module importable from it.
+#   - the project's Python environment in .venv, with Debian's bcc module importable from it;
+#   - gotrace's compiled hot paths (gotrace/native, scripts/build_native.sh) for that Python.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,7 +76,7 @@ fi
 PACKAGES=(
     python3-bpfcc libbpfcc bpfcc-tools bpftool
     linux-headers-amd64/bookworm
-    binutils make gcc python3-venv nftables iproute2 prometheus chromium curl openssl
+    binutils make gcc python3-venv python3-dev nftables iproute2 prometheus chromium curl openssl
     etcd-server etcd-client prometheus-alertmanager prometheus-node-exporter
     golang-1.19-go
     golang-1.21-go/bookworm-backports golang-1.22-go/bookworm-backports
@@ -150,4 +151,7 @@ mkdir -p "$VENV/debian-bcc"
 ln -sfn /usr/lib/python3/dist-packages/bcc "$VENV/debian-bcc/bcc"
 echo "$VENV/debian-bcc" >"$site/debian_bcc.pth"
 "$VENV/bin/python" -c 'import bcc' || die "bcc is not importable from $VENV"
+
+# --- compiled hot paths --------------------------------------------------------------------
+bash "$ROOT/scripts/build_native.sh" "$VENV/bin/python"
 say "ready"

@@ -11,12 +11,13 @@ import gotrace
 
 PACKAGE = Path(gotrace.__file__).resolve().parent
 
-# Bottom to top: what the kernel and gotrace share, the readers of a binary, what the
-# manifests resolve to, facts and outputs, the probe declarations, the kernel side, the
-# session and its pipeline, the commands.
+# Bottom to top: what the kernel and gotrace share, the compiled hot paths, the readers of a
+# binary, what the manifests resolve to, facts and outputs, the probe declarations, the kernel
+# side, the session and its pipeline, the commands.
 LAYERS = (
     {"errors", "versions", "records", "addresses", "procfs", "spans"},
     {"record_view"},
+    {"native"},
     {"gobin"},
     {"resolve"},
     {"facts"},

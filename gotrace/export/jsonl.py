@@ -1,13 +1,19 @@
-"""JSON lines: one span per line, a stable flat schema for scripts and tests."""
+"""JSON lines: one span per line, a stable flat schema for scripts and tests.
+
+The lines are written in C (gotrace.native's jsonl_lines); lines_in_python is its reference.
+The C code keeps an endpoint's shared attributes, written, in SharedAttributes.encoded under
+"jsonl", for all the spans of the endpoint.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from gotrace import native
 from gotrace.errors import GotraceError
 from gotrace.spans import Span
 
@@ -30,6 +36,20 @@ def span_record(span: Span) -> dict[str, Any]:
     }
 
 
+def span_line(span: Span) -> str:
+    """One span's line; jsonl_lines writes with it the spans it leaves to Python (values of
+    other types than str, int, float, bool and None, or of their subclasses)."""
+    return json.dumps(span_record(span)) + "\n"
+
+
+def lines_in_python(spans: Iterable[Span], line: Callable[[Span], str]) -> str:
+    """Every span's line: the reference for gotrace.native's jsonl_lines."""
+    return "".join(map(line, spans))
+
+
+_lines = native.compiled("jsonl_lines", lines_in_python)
+
+
 class JsonlExporter:
     """Writes spans to a file, replacing it ("-" = stdout); flushed after every batch."""
 
@@ -46,7 +66,7 @@ class JsonlExporter:
                                    f"{e.strerror or e}") from None
 
     def export(self, spans: Sequence[Span]) -> bool:
-        text = "".join(json.dumps(span_record(span)) + "\n" for span in spans)
+        text = _lines(spans, span_line)
         try:
             self._stream.write(text)
             self._stream.flush()

@@ -11,6 +11,9 @@ trace/v1/trace.proto and common/v1/common.proto.
 What is written matches what the SDK exporters sent: span flags say the parent is not remote,
 a status on every span (its message only on ERROR), and an attribute whose value protobuf
 cannot carry (an int beyond int64) left out.
+
+The per-span loop runs in C (gotrace.native's otlp_encode); TraceRequestEncoder.encode_in_python
+is its reference, and what it falls back to when the compiled module is not built.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from gotrace import native
 from gotrace.spans import AttributeValue, Resource, Span
 
 # Wire types: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32; a tag is field << 3 | type.
@@ -49,7 +53,6 @@ _FLAGS = b"\x85\x01" + struct.pack("<I", 0x100)  # SPAN_FLAGS_CONTEXT_HAS_IS_REM
 _DOUBLE = struct.Struct("<d")
 
 _2_63 = 1 << 63
-_INT64 = range(-_2_63, _2_63)
 _SMALL_VARINTS = [bytes((n,)) for n in range(0x80)]
 _MAX_CACHED_STRINGS = 4096  # distinct string attributes kept encoded; then cleared
 _MAX_COMMON_PARTS = 64  # per SharedAttributes: (name, kind, status) pieces kept encoded
@@ -85,7 +88,8 @@ def _any_value(value: AttributeValue) -> bytes | None:
     if isinstance(value, bool):  # before int: bool is an int
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
-        return bytes((_ANY_INT,)) + varint(value) if value in _INT64 else None
+        # Compared, not `in range(...)`: range walks every element for an int subclass (IntEnum).
+        return bytes((_ANY_INT,)) + varint(value) if -_2_63 <= value < _2_63 else None
     if isinstance(value, float):
         return bytes((_ANY_DOUBLE,)) + _DOUBLE.pack(value)
     if isinstance(value, str):
@@ -119,6 +123,11 @@ class TraceRequestEncoder:
 
     One per exporter (it caches what it encoded, and is not thread-safe; an exporter is only
     called from its own pipeline thread).
+
+    gotrace.native's otlp_encode reads _scope, _strings and _int_heads, and calls the methods
+    that fill them on a miss (_resource, _common_part, _string_attribute, _int_heads_of), and
+    _attribute and _span_bytes for what it leaves to Python; it builds _common_key's key
+    itself. Their names and meanings are shared with gotrace/native/otlp.c.
     """
 
     def __init__(self, scope_name: str, scope_version: str) -> None:
@@ -129,6 +138,10 @@ class TraceRequestEncoder:
 
     def encode(self, spans: Iterable[Span]) -> bytes:
         """The request: spans grouped by resource, each group in the order of its first span."""
+        return _encode(self, spans)
+
+    def encode_in_python(self, spans: Iterable[Span]) -> bytes:
+        """encode, in Python: the reference for gotrace.native's otlp_encode."""
         groups: dict[int, tuple[Resource, list[bytes]]] = {}
         encode_span = self._span
         for span in spans:
@@ -159,13 +172,9 @@ class TraceRequestEncoder:
 
         Protobuf fields may come in any order: what the spans of one endpoint share (name,
         kind, shared attributes, status, flags) is one piece, encoded once per endpoint."""
-        shared = span.shared_attributes
-        key = (span.name, span.kind, span.status, span.status_message)
-        common = shared.encoded.get(key)
+        common = span.shared_attributes.encoded.get(self._common_key(span))
         if common is None:
-            if len(shared.encoded) >= _MAX_COMMON_PARTS:
-                shared.encoded.clear()
-            common = shared.encoded[key] = self._common(span)
+            common = self._common_part(span)
         own = self._attributes(span.own_attributes.items())
         times = _TIMES.pack(0x39, span.start_time_unix_nano, 0x41, span.end_time_unix_nano)
         if span.parent_span_id is None:
@@ -176,6 +185,25 @@ class TraceRequestEncoder:
             size = _IDS_SIZE + _PARENT_SIZE + len(common) + len(own)
             out += (_SPAN_HEAD, varint(size), _TRACE_ID, span.trace_id, _SPAN_ID, span.span_id,
                     _PARENT_SPAN_ID, span.parent_span_id, times, common, own)
+
+    def _span_bytes(self, span: Span) -> bytes:
+        """What _span appends, as one piece."""
+        out: list[bytes] = []
+        self._span(span, out)
+        return b"".join(out)
+
+    @staticmethod
+    def _common_key(span: Span) -> tuple[str, str, str, str]:
+        """What a span's common part is kept under, in SharedAttributes.encoded."""
+        return (span.name, span.kind, span.status, span.status_message)
+
+    def _common_part(self, span: Span) -> bytes:
+        """_common(span), kept in the span's SharedAttributes.encoded."""
+        encoded = span.shared_attributes.encoded
+        if len(encoded) >= _MAX_COMMON_PARTS:
+            encoded.clear()
+        common = encoded[self._common_key(span)] = self._common(span)
+        return common
 
     def _common(self, span: Span) -> bytes:
         """Name, kind, the shared attributes, status and flags of a span."""
@@ -192,19 +220,29 @@ class TraceRequestEncoder:
             if kind is str:
                 encoded = strings.get((key, value))
                 if encoded is None:
-                    if len(strings) >= _MAX_CACHED_STRINGS:
-                        strings.clear()
-                    encoded = strings[key, value] = self._attribute(key, value)
+                    encoded = self._string_attribute(key, value)  # type: ignore[arg-type]
                 parts.append(encoded)
             elif kind is int and 0 <= value < _2_63:  # type: ignore[operator]
                 heads = int_heads.get(key)
                 if heads is None:
-                    heads = int_heads[key] = _int_heads(key)
+                    heads = self._int_heads_of(key)
                 number = _SMALL_VARINTS[value] if value < 0x80 else varint(value)  # type: ignore[operator, arg-type]
                 parts += (heads[len(number)], number)
             else:
                 parts.append(self._attribute(key, value))
         return b"".join(parts)
+
+    def _string_attribute(self, key: str, value: str) -> bytes:
+        """A str attribute, encoded and kept."""
+        if len(self._strings) >= _MAX_CACHED_STRINGS:
+            self._strings.clear()
+        encoded = self._strings[key, value] = self._attribute(key, value)
+        return encoded
+
+    def _int_heads_of(self, key: str) -> tuple[bytes, ...]:
+        """_int_heads(key), computed and kept."""
+        heads = self._int_heads[key] = _int_heads(key)
+        return heads
 
     @staticmethod
     def _attribute(key: str, value: AttributeValue) -> bytes:
@@ -220,3 +258,6 @@ class TraceRequestEncoder:
                 + body
         return field(_STATUS, body)
 
+
+
+_encode = native.compiled("otlp_encode", TraceRequestEncoder.encode_in_python)

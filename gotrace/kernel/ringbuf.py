@@ -1,16 +1,17 @@
-"""A BPF ring buffer read straight from its memory: every waiting record in one Python loop.
+"""A BPF ring buffer read straight from its memory: every waiting record in one call.
 
-libbpf's reader, through BCC, calls back into Python once per record: 3.2 µs a record on this
-machine, against 1.4 µs for the loop below. The layout is the kernel's (kernel/bpf/ringbuf.c):
-a page holding the consumer's position, which the reader writes; a page holding the producer's
-position; then the data area, mapped twice in a row so that a record that wraps around its end
-reads as one piece. A record is an 8-byte header (its length, with a busy bit while the
-producer still writes it and a discard bit when it gave the record up) and the record, padded
-to 8 bytes.
+libbpf's reader, through BCC, calls back into Python once per record, which costs more than
+reading the records here. The reading is gotrace.native's ring_take; take_in_python below is
+its reference. The layout is the kernel's (kernel/bpf/ringbuf.c): a page holding the
+consumer's position, which the reader writes; a page holding the producer's position; then the
+data area, mapped twice in a row so that a record that wraps around its end reads as one
+piece. A record is an 8-byte header (its length, with a busy bit while the producer still
+writes it and a discard bit when it gave the record up) and the record, padded to 8 bytes.
 
 No barriers: gotrace runs only on x86-64 (its probes read the amd64 Go ABI's registers), where
 loads are not reordered with other loads, so a record whose header reads as committed has its
-bytes in place; positions are read and written as single aligned 8-byte moves.
+bytes in place; positions are read and written as single aligned 8-byte moves (ring_take says
+so with acquire loads and a release store, which are plain moves there).
 """
 
 from __future__ import annotations
@@ -19,10 +20,40 @@ import mmap
 import select
 import struct
 
+from gotrace import native
+
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
 _HEADER_SIZE = 8
 _LENGTH = struct.Struct("<I")
+_POSITION = struct.Struct("<Q")
+
+Memory = mmap.mmap | bytearray  # the kernel's mapping, or a ring buffer laid out as it is
+
+
+def take_in_python(consumer_page: Memory, data: Memory, page: int, mask: int) -> list[bytes]:
+    """Every committed record, in order (up to one still being written), and the consumer's
+    position moved past them. consumer_page (writable) starts with the consumer's position;
+    data with the producer's, and its data area starts at offset page; mask is its size - 1."""
+    length_at = _LENGTH.unpack_from
+    consumer = _POSITION.unpack_from(consumer_page)[0]
+    producer = _POSITION.unpack_from(data)[0]
+    records = []
+    while consumer < producer:
+        offset = page + (consumer & mask)
+        length = length_at(data, offset)[0]
+        if length & _BUSY:
+            break
+        size = length & ~(_BUSY | _DISCARD)
+        if not length & _DISCARD:
+            start = offset + _HEADER_SIZE
+            records.append(bytes(data[start:start + size]))
+        consumer += (size + _HEADER_SIZE + 7) & ~7
+    _POSITION.pack_into(consumer_page, 0, consumer)
+    return records
+
+
+_take = native.compiled("ring_take", take_in_python)
 
 
 class RingBuffer:
@@ -38,8 +69,6 @@ class RingBuffer:
                                         mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._data = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ,
                                offset=page)
-        self._consumer = memoryview(self._consumer_page).cast("Q")
-        self._producer = memoryview(self._data).cast("Q")
         self._epoll = select.epoll()
         self._epoll.register(map_fd, select.EPOLLIN)
 
@@ -53,26 +82,9 @@ class RingBuffer:
 
     def take(self) -> list[bytes]:
         """Every committed record, in order (up to one still being written)."""
-        data, page, mask, length_at = self._data, self._page, self._mask, _LENGTH.unpack_from
-        consumer = self._consumer[0]
-        producer = self._producer[0]
-        records = []
-        while consumer < producer:
-            offset = page + (consumer & mask)
-            length = length_at(data, offset)[0]
-            if length & _BUSY:
-                break
-            size = length & ~(_BUSY | _DISCARD)
-            if not length & _DISCARD:
-                start = offset + _HEADER_SIZE
-                records.append(data[start:start + size])
-            consumer += (size + _HEADER_SIZE + 7) & ~7
-        self._consumer[0] = consumer
-        return records
+        return _take(self._consumer_page, self._data, self._page, self._mask)
 
     def close(self) -> None:
         self._epoll.close()
-        self._consumer.release()
-        self._producer.release()
         self._consumer_page.close()
         self._data.close()

@@ -1,0 +1,80 @@
+/* ring_take: gotrace.kernel.ringbuf.take_in_python in C (the layout is described there). */
+#include "fastpath.h"
+
+#include <stdint.h>
+
+#define RING_BUSY (1u << 31)
+#define RING_DISCARD (1u << 30)
+#define RING_HEADER_SIZE 8
+
+static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64_t mask,
+                PyObject *records)
+{
+    if (consumer_page->len < 8 || data->len < 8 || ((uintptr_t)consumer_page->buf & 7)
+        || ((uintptr_t)data->buf & 7)) {
+        PyErr_SetString(PyExc_ValueError, "ring buffer positions: 8 aligned bytes each");
+        return -1;
+    }
+    uint64_t *consumer_at = consumer_page->buf;
+    const unsigned char *bytes = data->buf;
+    uint64_t consumer = __atomic_load_n(consumer_at, __ATOMIC_RELAXED);
+    uint64_t producer = __atomic_load_n((const uint64_t *)bytes, __ATOMIC_ACQUIRE);
+    uint64_t end = (uint64_t)data->len;
+    while (consumer < producer) {
+        uint64_t offset = page + (consumer & mask);
+        if (offset + RING_HEADER_SIZE > end || (offset & 3)) {
+            PyErr_SetString(PyExc_ValueError, "ring buffer record header outside its data");
+            return -1;
+        }
+        uint32_t length = __atomic_load_n((const uint32_t *)(bytes + offset), __ATOMIC_ACQUIRE);
+        if (length & RING_BUSY)
+            break;
+        uint64_t size = length & ~(RING_BUSY | RING_DISCARD);
+        if (!(length & RING_DISCARD)) {
+            uint64_t start = offset + RING_HEADER_SIZE;
+            if (start + size > end) {
+                PyErr_SetString(PyExc_ValueError, "ring buffer record outside its data");
+                return -1;
+            }
+            PyObject *record = PyBytes_FromStringAndSize((const char *)bytes + start,
+                                                         (Py_ssize_t)size);
+            if (record == NULL)
+                return -1;
+            int failed = PyList_Append(records, record);
+            Py_DECREF(record);
+            if (failed)
+                return -1;
+        }
+        consumer += (size + RING_HEADER_SIZE + 7) & ~(uint64_t)7;
+    }
+    __atomic_store_n(consumer_at, consumer, __ATOMIC_RELEASE);
+    return 0;
+}
+
+PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "ring_take(consumer_page, data, page, mask)");
+        return NULL;
+    }
+    uint64_t page = PyLong_AsUnsignedLongLong(args[2]);
+    if (page == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    uint64_t mask = PyLong_AsUnsignedLongLong(args[3]);
+    if (mask == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer consumer_page, data;
+    if (PyObject_GetBuffer(args[0], &consumer_page, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&consumer_page);
+        return NULL;
+    }
+    PyObject *records = PyList_New(0);
+    if (records != NULL && take(&consumer_page, &data, page, mask, records) < 0)
+        Py_CLEAR(records);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&consumer_page);
+    return records;
+}
