@@ -78,7 +78,9 @@ class RingBuffer:
 
     def fill(self) -> float:
         """The share of the buffer holding records not taken yet."""
-        return (self._producer[0] - self._consumer[0]) / (self._mask + 1)
+        consumer = _POSITION.unpack_from(self._consumer_page)[0]
+        producer = _POSITION.unpack_from(self._data)[0]
+        return (producer - consumer) / (self._mask + 1)
 
     def take(self) -> list[bytes]:
         """Every committed record, in order (up to one still being written)."""
