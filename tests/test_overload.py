@@ -27,7 +27,7 @@ from gotrace.spans import Resource, Span
 from testapps import matrix
 
 SHED = re.compile(r"overload: kept share (\S+) \(lowest (\S+)\), spans shed (\d+) in the "
-                  r"kernel, (\d+) by gotrace")
+                  r"kernel, (\d+) by gotrace; of shed traces, (\d+) spans kept")
 SAMPLED_OUT = re.compile(r"spans sampled out (\d+) in the kernel, (\d+) by gotrace")
 SLOW_MS = 80
 
@@ -82,7 +82,7 @@ def _check(sent: Counter, exported: dict, err: str) -> None:
     assert exported.get("/error") == sent["/error"] > 0, (sent, exported, err)
     assert exported.get("/slow") == sent["/slow"] > 0, (sent, exported, err)
     # The policy shed (the load was too much), by decision: nothing lost.
-    _share, lowest, shed_kernel, shed_here = SHED.search(err).groups()
+    _share, lowest, shed_kernel, shed_here, _rescued = SHED.search(err).groups()
     assert float(lowest) < 1 and int(shed_kernel) + int(shed_here) > 0, err
     assert "spans lost in the kernel" not in err, err
     summary = next(line for line in err.splitlines() if "jsonl: exported" in line)
@@ -184,3 +184,68 @@ def test_the_gate_keeps_a_rescued_trace_whole_and_counts_what_it_sheds():
                         span(5, "deferred", duration=5_000)])
     assert [int.from_bytes(s.trace_id[:8], "big") for s in kept] == [1, 1, 4, 5]
     assert (gate.dropped, gate.shed) == (2, 2)
+
+
+@pytest.fixture
+def far_host():
+    """A network namespace joined by a veth pair: an address that is not this host's, so
+    that a call to it is not a same-host link (and a shed trace's call waits in the kernel
+    for its root)."""
+    name, octet = f"gotrace-far-{os.getpid()}", 64 + os.getpid() % 128
+    host_end, far_end = f"gtf{os.getpid() % 100000}", "gtfar0"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for command in (["ip", "link", "add", host_end, "type", "veth", "peer", "name",
+                         far_end, "netns", name],
+                        ["ip", "addr", "add", f"10.199.{octet}.1/30", "dev", host_end],
+                        ["ip", "link", "set", host_end, "up"],
+                        ["ip", "-n", name, "addr", "add", f"10.199.{octet}.2/30", "dev", far_end],
+                        ["ip", "-n", name, "link", "set", far_end, "up"],
+                        ["ip", "-n", name, "link", "set", "lo", "up"]):
+            subprocess.run(command, check=True)
+        yield name, f"10.199.{octet}.2"
+    finally:
+        subprocess.run(["ip", "link", "delete", host_end], check=False)
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_a_shed_trace_with_an_error_is_exported_whole(tmp_path, far_host):
+    """A proxy whose calls go to another host, its CPU budget far below the load: its traces
+    are shed, and those whose call failed (the proxy answers 500) are exported with the call,
+    which the kernel held until the proxy's span ended."""
+    namespace, address = far_host
+    binary = matrix.build(matrix.Cell("httpserver", matrix.go_versions()[-1], "stripped"))
+    far = subprocess.Popen(["ip", "netns", "exec", namespace, str(binary), "-addr",
+                            f"{address}:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        ready = far.stdout.readline() if far.stdout else ""
+        assert ready.startswith("READY "), ready
+        target = ready.split()[1]
+        out = tmp_path / "spans.jsonl"
+        seconds = 8.0
+        with go_server(binary) as (proxy, addr), \
+                gotrace(tmp_path, "trace", "--pid", str(proxy.pid), "--jsonl", str(out),
+                        "--stats", "--slow", "10s", "--max-cpu", "5") as proc:
+            busy = _load(f"http://{addr}/proxy?url=http://{target}/hello", 0, seconds)
+            failing = _load(f"http://{addr}/proxy?url=http://{target}/error", 20, seconds, 1)
+            errors = _requests(failing)
+            _requests(busy)
+            time.sleep(1.5)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+    finally:
+        far.terminate()
+        far.wait(10)
+    assert proc.returncode == 0, err
+    spans = read_spans(out)
+    _share, lowest, shed_kernel, _, rescued = SHED.search(err).groups()
+    assert float(lowest) < 1 and int(shed_kernel) > 0, err
+    assert int(rescued) >= 2, err  # at least one error's server span and its call
+    failed = [s for s in spans if s["kind"] == "SERVER" and s["attributes"].get(
+        "http.response.status_code") == 500]
+    calls = {s["parent_span_id"]: s for s in spans if s["kind"] == "CLIENT"}
+    assert len(failed) == errors > 0, err
+    for server in failed:
+        call = calls.get(server["span_id"])
+        assert call is not None and call["trace_id"] == server["trace_id"], server
+        assert call["attributes"]["url.full"].endswith("/error"), call

@@ -149,7 +149,7 @@ def _overload_settings(args: argparse.Namespace, sampler: SamplerConfig) -> Over
 def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, int],
             pipeline: ExportPipeline, links: LinkStats, sampler: str,
             sampled_out: tuple[int, int], conn_misses: dict[str, int],
-            overload: OverloadController, shed: tuple[int, int]) -> None:
+            overload: OverloadController, shed: tuple[int, int], rescued: int) -> None:
     hits, drops = counters
     print(f"gotrace: {pipeline.stats().summary()}", file=sys.stderr)
     print("gotrace: spans without their connection " + ", ".join(
@@ -158,7 +158,8 @@ def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, i
           f"{sampled_out[1]} by gotrace", file=sys.stderr)
     print(f"gotrace: overload: kept share {overload.ratio:.4g} (lowest "
           f"{overload.lowest_ratio:.4g}), spans shed {shed[0]} in the kernel, {shed[1]} by "
-          "gotrace", file=sys.stderr)
+          f"gotrace; of shed traces, {rescued} spans kept for an error or a slow request",
+          file=sys.stderr)
     print(f"gotrace: same-host links {links.linked}, server spans with a local peer not "
           f"traced {links.unmatched}, released unlinked for lack of room {links.overflow}",
           file=sys.stderr)
@@ -235,7 +236,7 @@ class _Session:
         if self.args.stats:
             _report(counters, run_ns, self.pipeline, self.tracer.linker.stats,
                     self.tracer.sampler.name, sampled_out, conn_misses, self.tracer.overload,
-                    shed)
+                    shed, self.tracer.gate.rescued)
             print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
                   file=sys.stderr)
             for pid, totals in sorted(self.tracer.runtime.totals.items()):

@@ -150,6 +150,7 @@ class SamplingGate:
         self.config = config
         self.dropped = 0  # spans sampled out here, shed ones included (the kernel counts its own)
         self.shed = 0  # of those, shed by the overload policy
+        self.rescued = 0  # spans of shed traces kept for an error or a slow request
         self._overload = overload
         self._slow_ns = slow_ns
         self._decided = _Remembered()
@@ -168,19 +169,21 @@ class SamplingGate:
                 decided.remember(span.trace_id, sampling in _KEPT)
         shed_traces = self._decide_deferred(undecided)
         kept = []
-        shed = 0
+        shed = rescued = 0
         for span in spans:
             sampling = span.sampling
             keep = sampling in _KEPT or (sampling in _DECIDED_BY_TRACE and \
                 decided.get(span.trace_id, False))
             if keep:
                 kept.append(span)
+                rescued += sampling == "rescued"
             elif sampling == "shed" or span.trace_id in shed_traces:
                 shed += 1
         if self._adaptive is not None:
             kept = self._adaptive.filter(kept)
         self.dropped += len(spans) - len(kept)
         self.shed += shed
+        self.rescued += rescued
         return kept
 
     def _decide_deferred(self, undecided: dict[bytes, list[Span]]) -> set[bytes]:
