@@ -95,8 +95,9 @@ def test_dockerfile_copies_files_that_exist_and_the_context_keeps_them():
         if op == "COPY":
             *sources, _destination = shlex.split(arg)
             copied += sources
-    assert {"pyproject.toml", "gotrace/", "bpf/", "symbols/", "deploy/entrypoint.sh"} <= \
-        set(copied)
+    assert {"pyproject.toml", "gotrace/", "bpf/", "symbols/", "deploy/entrypoint.sh",
+            "scripts/build_native.sh"} <= set(copied)
+    assert "scripts/build_native.sh venv/bin/python" in installs  # gotrace.native compiled
     for source in copied:
         assert (REPO / source).exists(), source
     # What pyproject.toml itself names must be there for the install to work.
