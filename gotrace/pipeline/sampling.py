@@ -159,15 +159,19 @@ class SamplingGate:
     def filter(self, spans: list[Span]) -> list[Span]:
         decided = self._decided
         undecided: dict[bytes, list[Span]] = {}
+        shed_traces: set[bytes] = set()  # traces shed, here or in the kernel
         for span in spans:  # what the kernel decided, for the other spans of its traces
             sampling = span.sampling
             if sampling == "deferred":
                 if span.trace_id not in decided:
                     undecided.setdefault(span.trace_id, []).append(span)
-            elif sampling != "shed" or span.trace_id not in decided:
-                # A shed span says no only until its trace's rescued root says yes.
-                decided.remember(span.trace_id, sampling in _KEPT)
-        shed_traces = self._decide_deferred(undecided)
+                continue
+            if sampling == "shed":
+                shed_traces.add(span.trace_id)
+                if span.trace_id in decided:
+                    continue  # it says no only until its trace's rescued root says yes
+            decided.remember(span.trace_id, sampling in _KEPT)
+        shed_traces |= self._decide_deferred(undecided)
         kept = []
         shed = rescued = 0
         for span in spans:
@@ -177,7 +181,7 @@ class SamplingGate:
             if keep:
                 kept.append(span)
                 rescued += sampling == "rescued"
-            elif sampling == "shed" or span.trace_id in shed_traces:
+            elif span.trace_id in shed_traces:
                 shed += 1
         if self._adaptive is not None:
             kept = self._adaptive.filter(kept)
@@ -191,6 +195,8 @@ class SamplingGate:
         the kernel sheds unless one of their spans is an error or slow. Returns the shed."""
         shed = set()
         for trace_id, members in undecided.items():
+            if trace_id in self._decided:  # by a span of the kernel's later in the batch
+                continue
             keep = self.config.keeps_root(trace_id)
             if keep and self._overload is not None and not self._overload.keeps(trace_id) \
                     and not any(map(self._notable, members)):
