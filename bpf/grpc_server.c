@@ -44,17 +44,24 @@ _Static_assert(STREAM_WINDOW <= WINDOW_SIZE, "a window of grpc-go's Stream is to
  * NumStreamWorkers option), every RPC's goroutine is started by its connection's goroutine,
  * whose id the runtime keeps as the RPC goroutine's parentGoid: the addresses are then read
  * once per connection (bpf/served_conn.h). A stream worker serves RPCs of any connection,
- * and its creator serves none: with workers, they are read for every RPC. */
+ * and its creator serves none: with workers, they are read for every RPC. An entry of the
+ * parentGoid's for this transport is looked for first, before the option is read: only a
+ * connection's goroutine without workers makes one, and its goroutine id and the transport
+ * it serves name that connection for good. */
 static __always_inline void rpc_conn(struct span_record *rec, __u64 g, __u64 server,
                                      __u64 transport) {
     __u64 conn = transport + OFF_google_golang_org_grpc_internal_transport_http2Server_conn;
 #ifdef GRPC_SERVED_CONNS
+    struct go_key creator = go_key(read_u64(g + OFF_runtime_g_parentGoid));
+    int tls;
+    if (known_served_conn(rec, &creator, transport, &tls))
+        return;
     __u32 workers = 0;
     if (bpf_probe_read_user(&workers, sizeof(workers),
                             (void *)(server + OFF_google_golang_org_grpc_Server_opts +
                                      OFF_google_golang_org_grpc_serverOptions_numServerWorkers))
             == 0 && workers == 0) {
-        read_served_conn(rec, read_u64(g + OFF_runtime_g_parentGoid), transport, conn);
+        remember_served_conn(rec, &creator, transport, conn);
         return;
     }
 #endif

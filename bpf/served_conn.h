@@ -29,20 +29,25 @@ struct served_conn {
 
 BPF_TABLE("lru_hash", struct go_key, struct served_conn, served_conns, MAX_INFLIGHT);
 
-/* read_conn for a connection served by goroutine conn_goid: from served_conns when its entry
- * is owner's, else read and remembered. True when the connection is TLS. */
-static __always_inline int read_served_conn(struct span_record *rec, __u64 conn_goid,
-                                            __u64 owner, __u64 conn_iface_addr) {
-    struct go_key key = go_key(conn_goid);
-    struct served_conn *known = served_conns.lookup(&key);
-    if (known && known->owner == owner) {
-        __builtin_memcpy(rec->local_addr, known->local_addr, 16);
-        __builtin_memcpy(rec->peer_addr, known->peer_addr, 16);
-        rec->local_port = known->local_port;
-        rec->peer_port = known->peer_port;
-        rec->flags |= known->flags;
-        return known->tls;
-    }
+/* The addresses of the connection served by goroutine conn_goid copied into rec from
+ * served_conns, when its entry is owner's; then *tls tells whether it is TLS. */
+static __always_inline int known_served_conn(struct span_record *rec, struct go_key *key,
+                                             __u64 owner, int *tls) {
+    struct served_conn *known = served_conns.lookup(key);
+    if (!known || known->owner != owner)
+        return 0;
+    __builtin_memcpy(rec->local_addr, known->local_addr, 16);
+    __builtin_memcpy(rec->peer_addr, known->peer_addr, 16);
+    rec->local_port = known->local_port;
+    rec->peer_port = known->peer_port;
+    rec->flags |= known->flags;
+    *tls = known->tls;
+    return 1;
+}
+
+/* read_conn, and the addresses remembered for the connection of key's goroutine. */
+static __always_inline int remember_served_conn(struct span_record *rec, struct go_key *key,
+                                                __u64 owner, __u64 conn_iface_addr) {
     int tls = read_conn(rec, conn_iface_addr);
     __u16 found = rec->flags & (SPAN_F_HAS_CONN | SPAN_F_UNIX);
     if (found) {
@@ -50,9 +55,20 @@ static __always_inline int read_served_conn(struct span_record *rec, __u64 conn_
                                     .peer_port = rec->peer_port, .tls = tls, .flags = found};
         __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
         __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
-        served_conns.update(&key, &fresh);
+        served_conns.update(key, &fresh);
     }
     return tls;
+}
+
+/* read_conn for a connection served by goroutine conn_goid: from served_conns when its entry
+ * is owner's, else read and remembered. True when the connection is TLS. */
+static __always_inline int read_served_conn(struct span_record *rec, __u64 conn_goid,
+                                            __u64 owner, __u64 conn_iface_addr) {
+    struct go_key key = go_key(conn_goid);
+    int tls = 0;
+    if (known_served_conn(rec, &key, owner, &tls))
+        return tls;
+    return remember_served_conn(rec, &key, owner, conn_iface_addr);
 }
 
 #endif
