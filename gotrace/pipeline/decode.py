@@ -70,6 +70,11 @@ class MonotonicClock:
 class FactSource(Protocol):
     """Events that are not spans (runtime, network), attributed to the spans they touched."""
 
+    # The newest time (CLOCK_MONOTONIC ns) of the events this source knows: a span that
+    # started after it gets nothing from attributes(), which then is not called. None: ask
+    # of every span (facts the span's own record holds).
+    latest_event_ns: int | None
+
     def record(self, rec: RecordFields) -> bool:
         """Take the record if it is one of this source's events (never offered spans)."""
         ...
@@ -149,6 +154,7 @@ def _address(addr: bytes, flags: int) -> str:
 
 
 HeldRecords = Callable[[bytes, int], list[bytes]]  # (trace id, count) -> records
+_UNASKED = object()  # a process whose resource this batch has not asked for yet
 
 
 def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | None],
@@ -156,12 +162,14 @@ def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | Non
                    with_query: bool = False, held: HeldRecords | None = None) -> list[Span]:
     """Decode a batch in ring-buffer order: events go to their fact source, spans get every
     source's attributes. Records of unknown processes or kinds are skipped (and not many).
+    resource_of is asked once per process and batch.
 
     held: the records the kernel held for a kept shed trace's root (bpf/shedding.h), decoded
     after it."""
     clock.refresh()
     offset = clock.offset
     endpoints = _endpoints_by_sources.setdefault(tuple(map(type, facts)), {})
+    resources: dict[int, Resource | None] = {}
     spans = []
     for data in raw:
         if len(data) < RECORD_SIZE:
@@ -172,15 +180,22 @@ def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | Non
         if shape is None:
             _offer(facts, rec)
             continue
-        resource = resource_of(rec.pid)
+        pid = rec.pid
+        resource = resources.get(pid, _UNASKED)
+        if resource is _UNASKED:
+            resource = resources[pid] = resource_of(pid)
         if resource is None:
             continue
         key = ENDPOINT_KEYS[kind](data)
         endpoint = endpoints.get(key) or _endpoint(endpoints, shape, rec, key, facts)
         own = shape.request_attributes(rec, with_query)
         shared = endpoint.shared_usual
+        start_ns, end_ns = rec.start_ns, rec.end_ns
         unusual = False
         for source in facts:
+            latest = source.latest_event_ns
+            if latest is not None and latest < start_ns:
+                continue
             found = source.attributes(rec)
             if found is not None:
                 if not unusual:
@@ -191,7 +206,6 @@ def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | Non
         flags = rec.flags
         if flags & F_SHED and rec.parked and held is not None:
             raw.extend(held(rec.trace_id, rec.parked))  # a list grows under its for loop
-        start_ns, end_ns = rec.start_ns, rec.end_ns
         # Positional (in Span's field order): a third of the cost of keywords, per span.
         spans.append(Span(
             rec.trace_id,
