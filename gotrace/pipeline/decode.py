@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
+from gotrace import native
 from gotrace.addresses import unix_address
 from gotrace.probes import SHAPES
 from gotrace.probes.base import SpanShape
-from gotrace.record_view import RecordFields, unpack_record
+from gotrace.record_view import FIELDS, FieldLayout, RecordFields, unpack_record
 from gotrace.records import (
     F_DEFERRED,
     F_HAS_CONN,
@@ -93,7 +95,9 @@ class _Endpoint(NamedTuple):
     """What the spans of one endpoint share: worked out from the first, reused for the rest.
 
     Most spans have only the fact sources' usual values (no GC pause, no retransmit), which
-    then are shared too; a span with something to report has them all as its own."""
+    then are shared too; a span with something to report has them all as its own.
+
+    The compiled loop reads these fields by position (ENDPOINT_* in gotrace/native/decode.c)."""
 
     name: str
     status: StatusCode
@@ -104,9 +108,12 @@ class _Endpoint(NamedTuple):
     peer_address: str
 
 
-def _endpoint_key(request_fields: frozenset[str]) -> Callable[[bytes], object]:
-    """A function picking a record's bytes outside request_fields (adjacent fields as one
-    slice): equal for two records exactly when their endpoint fields are."""
+ByteRanges = tuple[tuple[int, int], ...]  # (start, end) offsets in a record
+
+
+def _endpoint_ranges(request_fields: frozenset[str]) -> ByteRanges:
+    """The record's bytes outside request_fields (adjacent fields as one range): equal for
+    two records exactly when their endpoint fields are."""
     names = {name for name, _ in SpanRecord._fields_}
     assert request_fields <= names, f"not SpanRecord fields: {request_fields - names}"
     ranges: list[list[int]] = []
@@ -119,10 +126,14 @@ def _endpoint_key(request_fields: frozenset[str]) -> Callable[[bytes], object]:
             ranges[-1][1] = end
         else:
             ranges.append([start, end])
-    return operator.itemgetter(*(slice(start, end) for start, end in ranges))
+    return tuple((start, end) for start, end in ranges)
 
 
-ENDPOINT_KEYS = {kind: _endpoint_key(shape.request_fields) for kind, shape in SHAPES.items()}
+ENDPOINT_RANGES = {kind: _endpoint_ranges(shape.request_fields) for kind, shape in SHAPES.items()}
+# The endpoint cache's key of a record: its ENDPOINT_RANGES bytes (one bytes for one range,
+# else a tuple of them).
+ENDPOINT_KEYS = {kind: operator.itemgetter(*(slice(start, end) for start, end in ranges))
+                 for kind, ranges in ENDPOINT_RANGES.items()}
 MAX_ENDPOINTS = 4096  # distinct endpoints remembered; then forgotten all at once
 # By the kinds of fact source decoding with them (their usual attributes differ), then key.
 _endpoints_by_sources: dict[tuple[type, ...], dict[object, _Endpoint]] = {}
@@ -154,7 +165,6 @@ def _address(addr: bytes, flags: int) -> str:
 
 
 HeldRecords = Callable[[bytes, int], list[bytes]]  # (trace id, count) -> records
-_UNASKED = object()  # a process whose resource this batch has not asked for yet
 
 
 def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | None],
@@ -167,8 +177,19 @@ def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | Non
     held: the records the kernel held for a kept shed trace's root (bpf/shedding.h), decoded
     after it."""
     clock.refresh()
-    offset = clock.offset
     endpoints = _endpoints_by_sources.setdefault(tuple(map(type, facts)), {})
+    return _decode(raw, resource_of, clock.offset, facts, with_query, held, endpoints)
+
+
+_UNASKED = object()  # a process whose resource this batch has not asked for yet
+
+
+def decode_in_python(raw: list[bytes], resource_of: Callable[[int], Resource | None],
+                     offset: int, facts: Sequence[FactSource], with_query: bool,
+                     held: HeldRecords | None,
+                     endpoints: dict[object, _Endpoint]) -> list[Span]:
+    """decode_records' loop, with the clock's offset and the endpoint cache of these fact
+    sources: the reference for gotrace.native's decode_records."""
     resources: dict[int, Resource | None] = {}
     spans = []
     for data in raw:
@@ -238,3 +259,39 @@ def _offer(facts: Sequence[FactSource], rec: RecordFields) -> None:
     for source in facts:
         if source.record(rec):
             return
+
+
+class _NativeTables(NamedTuple):
+    """What the compiled loop reads besides decode_in_python's arguments: this module's own
+    tables and functions, so that the two loops share them (gotrace/native/decode.c parses
+    this tuple by position, once a batch)."""
+
+    record_size: int
+    record_fields: type  # RecordFields, which the compiled loop fills as unpack_record does
+    fields: tuple[FieldLayout, ...]
+    shapes: tuple[tuple[int, SpanShape, ByteRanges], ...]  # (kind, shape, ENDPOINT_RANGES)
+    sampling: dict[int, Sampling]
+    sampling_flags: int
+    has_parent: int
+    remote_parent: int
+    connected: int
+    shed: int
+    span: type
+    connection: type
+    new_endpoint: Callable[..., _Endpoint]
+    offer: Callable[[Sequence[FactSource], RecordFields], None]
+
+
+_NATIVE_TABLES = _NativeTables(
+    RECORD_SIZE, RecordFields, tuple(FIELDS),
+    tuple((kind, shape, ENDPOINT_RANGES[kind]) for kind, shape in SHAPES.items()),
+    _SAMPLING, _SAMPLING_FLAGS, F_HAS_PARENT, F_REMOTE_PARENT, _CONNECTED, F_SHED,
+    Span, Connection, _endpoint, _offer)
+
+
+def _compiled_or_reference() -> Callable[..., list[Span]]:
+    decode = native.compiled("decode_records", None)
+    return decode_in_python if decode is None else functools.partial(decode, _NATIVE_TABLES)
+
+
+_decode = _compiled_or_reference()
