@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
 
 #define MAX_FIELDS 64
 #define MAX_KINDS 64  /* span kinds are 1-63 (gotrace.records.boundary_macros) */
@@ -31,6 +32,9 @@ typedef struct {
     PyObject *request_attributes, *span_kind, *metric;
     int ranges;  /* the endpoint key's byte ranges */
     Py_ssize_t start[MAX_RANGES], end[MAX_RANGES];
+    /* The last record of the kind and its key, reused for the next one of the same endpoint
+       (most are): an equal key, with its hash already computed. */
+    PyObject *last_record, *last_key;
 } Shape;
 
 /* RecordFields positions of the fields the loop reads itself. */
@@ -46,7 +50,9 @@ typedef struct {
     Field field[MAX_FIELDS];
     Positions at;
     Shape shape[MAX_KINDS];
-    PyObject *sampling, *span, *new_endpoint, *offer;  /* borrowed from the tables */
+    PyTypeObject *span;
+    Py_ssize_t span_slot[SPAN_FIELDS];  /* where each of Span's fields is in a Span */
+    PyObject *sampling, *new_endpoint, *offer;  /* borrowed from the tables */
     unsigned long sampling_flags, has_parent, remote_parent, connected, shed;
 } Tables;
 
@@ -67,6 +73,8 @@ static void tables_clear(Tables *t)
         Py_CLEAR(t->shape[kind].request_attributes);
         Py_CLEAR(t->shape[kind].span_kind);
         Py_CLEAR(t->shape[kind].metric);
+        Py_CLEAR(t->shape[kind].last_record);
+        Py_CLEAR(t->shape[kind].last_key);
     }
 }
 
@@ -165,17 +173,45 @@ static int parse_shape(Tables *t, PyObject *entry)
     return 0;
 }
 
+/* Where Span keeps each of its fields (its slots' member descriptors). A Span is built by
+   storing them there, which is all its dataclass __init__ does (checked: no __post_init__). */
+static int parse_span_slots(Tables *t, PyObject *names)
+{
+    if (PyTuple_GET_SIZE(names) != SPAN_FIELDS
+        || PyObject_HasAttrString((PyObject *)t->span, "__post_init__")) {
+        PyErr_SetString(PyExc_ValueError, "decode tables: Span is not the one decode.c builds");
+        return -1;
+    }
+    for (int i = 0; i < SPAN_FIELDS; i++) {
+        PyObject *slot = PyObject_GetAttr((PyObject *)t->span, PyTuple_GET_ITEM(names, i));
+        if (slot == NULL)
+            return -1;
+        int is_slot = Py_IS_TYPE(slot, &PyMemberDescr_Type)
+                      && ((PyMemberDescrObject *)slot)->d_member->type == T_OBJECT_EX;
+        if (is_slot)
+            t->span_slot[i] = ((PyMemberDescrObject *)slot)->d_member->offset;
+        Py_DECREF(slot);
+        if (!is_slot) {
+            PyErr_SetString(PyExc_TypeError, "decode tables: a Span field is not a slot");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Reads decode._NativeTables. */
 static int parse_tables(Tables *t, PyObject *tables)
 {
-    PyObject *fields, *shapes;
+    PyObject *fields, *shapes, *span_fields;
     memset(t, 0, sizeof(*t));
-    if (!PyArg_ParseTuple(tables, "nO!O!O!O!kkkkkOO!OO:decode tables", &t->record_size,
+    if (!PyArg_ParseTuple(tables, "nO!O!O!O!kkkkkO!O!O!OO:decode tables", &t->record_size,
                           &PyType_Type, &t->record_fields, &PyTuple_Type, &fields,
                           &PyTuple_Type, &shapes, &PyDict_Type, &t->sampling,
                           &t->sampling_flags, &t->has_parent, &t->remote_parent, &t->connected,
-                          &t->shed, &t->span, &PyType_Type, &t->connection, &t->new_endpoint,
-                          &t->offer))
+                          &t->shed, &PyType_Type, &t->span, &PyTuple_Type, &span_fields,
+                          &PyType_Type, &t->connection, &t->new_endpoint, &t->offer))
+        return -1;
+    if (parse_span_slots(t, span_fields) < 0)
         return -1;
     if (!PyType_IsSubtype(t->record_fields, &PyTuple_Type)
         || !PyType_IsSubtype(t->connection, &PyTuple_Type)) {
@@ -283,7 +319,7 @@ static PyObject *resource_of_pid(Batch *b, uint64_t pid_value)
 }
 
 /* decode.ENDPOINT_KEYS' key: one bytes for one range, else a tuple of them. */
-static PyObject *endpoint_key(const Shape *s, const char *record)
+static PyObject *new_endpoint_key(const Shape *s, const char *record)
 {
     if (s->ranges == 1)
         return PyBytes_FromStringAndSize(record + s->start[0], s->end[0] - s->start[0]);
@@ -298,10 +334,32 @@ static PyObject *endpoint_key(const Shape *s, const char *record)
     return key;
 }
 
-/* The endpoint's _Endpoint (a new reference): cached, or worked out by decode._endpoint. */
-static PyObject *endpoint_of(Batch *b, const Shape *s, PyObject *rec, const char *record)
+static int same_endpoint(const Shape *s, const char *record, const char *other)
 {
-    PyObject *key = endpoint_key(s, record);
+    for (int i = 0; i < s->ranges; i++)
+        if (memcmp(record + s->start[i], other + s->start[i], s->end[i] - s->start[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* The record's endpoint key (a new reference). */
+static PyObject *endpoint_key(Shape *s, PyObject *data)
+{
+    const char *record = PyBytes_AS_STRING(data);
+    if (s->last_record == NULL || !same_endpoint(s, record, PyBytes_AS_STRING(s->last_record))) {
+        PyObject *key = new_endpoint_key(s, record);
+        if (key == NULL)
+            return NULL;
+        Py_XSETREF(s->last_key, key);
+        Py_XSETREF(s->last_record, Py_NewRef(data));
+    }
+    return Py_NewRef(s->last_key);
+}
+
+/* The endpoint's _Endpoint (a new reference): cached, or worked out by decode._endpoint. */
+static PyObject *endpoint_of(Batch *b, Shape *s, PyObject *rec, PyObject *data)
+{
+    PyObject *key = endpoint_key(s, data);
     if (key == NULL)
         return NULL;
     PyObject *endpoint = PyDict_GetItemWithError(b->endpoints, key);
@@ -395,7 +453,7 @@ static PyObject *connection(const Tables *t, PyObject *rec, uint64_t flags, PyOb
     return named_tuple(t->connection, items, 4);
 }
 
-/* The Span, with Span's fields in order, as decode_in_python passes them. */
+/* The Span: its fields as decode_in_python passes them to Span(), stored in its slots. */
 static PyObject *make_span(Batch *b, const Shape *s, PyObject *rec, uint64_t flags,
                            PyObject *endpoint, PyObject *resource, PyObject *own,
                            PyObject *shared)
@@ -439,7 +497,9 @@ static PyObject *make_span(Batch *b, const Shape *s, PyObject *rec, uint64_t fla
         s->metric,
         PyTuple_GET_ITEM(rec, at->kind),  /* record_kind */
     };
-    span = PyObject_Vectorcall(t->span, args, SPAN_FIELDS, NULL);
+    span = t->span->tp_alloc(t->span, 0);
+    for (int i = 0; span != NULL && i < SPAN_FIELDS; i++)
+        *(PyObject **)((char *)span + t->span_slot[i]) = Py_NewRef(args[i]);
 done:
     Py_XDECREF(sampling_key);
     Py_XDECREF(start_time);
@@ -449,15 +509,16 @@ done:
 }
 
 /* A record of a known process and kind to its span, appended to the batch's spans. */
-static int decode_span(Batch *b, const Shape *s, PyObject *resource, const char *record)
+static int decode_span(Batch *b, Shape *s, PyObject *resource, PyObject *data)
 {
     const Tables *t = b->t;
     PyObject *endpoint = NULL, *own = NULL, *span = NULL;
     int result = -1;
+    const char *record = PyBytes_AS_STRING(data);
     PyObject *rec = record_fields(t, record);
     if (rec == NULL)
         return -1;
-    if (!(endpoint = endpoint_of(b, s, rec, record)))
+    if (!(endpoint = endpoint_of(b, s, rec, data)))
         goto done;
     own = PyObject_CallFunctionObjArgs(s->request_attributes, rec, b->with_query, NULL);
     if (own == NULL)
@@ -484,7 +545,7 @@ done:
 /* One record of the batch: skipped, an event, or a span. */
 static int decode_one(Batch *b, PyObject *data)
 {
-    const Tables *t = b->t;
+    Tables *t = b->t;
     if (!PyBytes_Check(data)) {
         PyErr_Format(PyExc_TypeError, "decode_records: a record is %.200s, not bytes",
                      Py_TYPE(data)->tp_name);
@@ -502,7 +563,7 @@ static int decode_one(Batch *b, PyObject *data)
     if (resource == Py_None)
         return 0;
     Py_INCREF(resource);  /* resource_of may be called again, and change the dict */
-    int result = decode_span(b, &t->shape[kind], resource, record);
+    int result = decode_span(b, &t->shape[kind], resource, data);
     Py_DECREF(resource);
     return result;
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import operator
 import time
@@ -277,6 +278,7 @@ class _NativeTables(NamedTuple):
     connected: int
     shed: int
     span: type
+    span_fields: tuple[str, ...]  # in Span's order: the compiled loop stores them in its slots
     connection: type
     new_endpoint: Callable[..., _Endpoint]
     offer: Callable[[Sequence[FactSource], RecordFields], None]
@@ -286,7 +288,8 @@ _NATIVE_TABLES = _NativeTables(
     RECORD_SIZE, RecordFields, tuple(FIELDS),
     tuple((kind, shape, ENDPOINT_RANGES[kind]) for kind, shape in SHAPES.items()),
     _SAMPLING, _SAMPLING_FLAGS, F_HAS_PARENT, F_REMOTE_PARENT, _CONNECTED, F_SHED,
-    Span, Connection, _endpoint, _offer)
+    Span, tuple(field.name for field in dataclasses.fields(Span)), Connection, _endpoint,
+    _offer)
 
 
 def _compiled_or_reference() -> Callable[..., list[Span]]:
