@@ -293,8 +293,9 @@ _NATIVE_TABLES = _NativeTables(
 
 
 def _compiled_or_reference() -> Callable[..., list[Span]]:
-    decode = native.compiled("decode_records", None)
-    return decode_in_python if decode is None else functools.partial(decode, _NATIVE_TABLES)
+    """gotrace.native's decode_records with this module's tables, or decode_in_python."""
+    decode = native.compiled("decode_records", decode_in_python)
+    return decode if decode is decode_in_python else functools.partial(decode, _NATIVE_TABLES)
 
 
 _decode = _compiled_or_reference()
