@@ -120,15 +120,17 @@ def batches(draw: st.DrawFn) -> Batch:
 
 
 class Recording:
-    """A fact source that notes every call made to it (with the record) before passing it on."""
+    """A fact source that notes every call made to it (with the record) before passing it on;
+    asked about every span when told to (its latest_event_ns None)."""
 
-    def __init__(self, source: Any, calls: list[tuple]) -> None:
+    def __init__(self, source: Any, calls: list[tuple], ask_always: bool) -> None:
         self._source = source
         self._calls = calls
+        self._ask_always = ask_always
 
     @property
     def latest_event_ns(self) -> int | None:
-        return self._source.latest_event_ns  # type: ignore[no-any-return]
+        return None if self._ask_always else self._source.latest_event_ns
 
     def record(self, rec: Any) -> bool:
         self._calls.append(("record", rec))
@@ -160,13 +162,14 @@ RESOURCES = {pid: Resource({"service.name": f"s{pid}", "process.pid": pid})
              for pid in KNOWN_PIDS}
 
 
-def run(decode_batch: Any, batch: Batch, offset: int, with_query: bool, batches: int) -> Run:
+def run(decode_batch: Any, batch: Batch, offset: int, with_query: bool, batches: int,
+        ask_always: bool = False) -> Run:
     """Decodes the batch with fresh fact sources, split into that many calls that share the
     endpoint cache."""
     sources = (RuntimeFacts(), NetworkFacts(CLIENT_KINDS), SchedWait(),
                UnixSockets(SERVER_KINDS))
     result = Run([], [], sources)
-    facts = tuple(Recording(source, result.calls) for source in sources)
+    facts = tuple(Recording(source, result.calls, ask_always) for source in sources)
 
     def resource_of(pid: int) -> Resource | None:
         result.asked[-1].append(pid)
@@ -223,6 +226,16 @@ def test_decode_records_matches_python(batch: Batch, offset: int, with_query: bo
     assert list(in_c.endpoints) == list(in_python.endpoints)
     for c, python in zip(in_c.sources, in_python.sources, strict=True):
         assert vars(c) == vars(python)
+
+
+@SETTINGS
+@given(batches())
+def test_fact_sources_are_not_asked_about_spans_after_their_latest_event_only(
+        batch: Batch) -> None:
+    """Asking every source about every span changes nothing."""
+    asked_when_needed = run(decode.decode_in_python, batch, 0, False, 1)
+    asked_always = run(decode.decode_in_python, batch, 0, False, 1, ask_always=True)
+    assert_same_spans(asked_when_needed.spans, asked_always.spans)
 
 
 def test_decode_records_uses_the_compiled_loop() -> None:
