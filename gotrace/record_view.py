@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import struct
 from collections import namedtuple
-from typing import Any
+from typing import Any, NamedTuple
 
 from gotrace.records import RECORD_SIZE, SpanRecord
 
@@ -35,10 +35,19 @@ def _code(ctype: Any, name: str) -> str:
     return _INTEGER_CODES[size] if signed else _INTEGER_CODES[size].upper()
 
 
-def _layout() -> tuple[struct.Struct, list[str]]:
-    """(the struct, field names)."""
+class FieldLayout(NamedTuple):
+    """Where a RecordFields field is in the record, and its struct code ('s': bytes)."""
+
+    name: str
+    offset: int
+    code: str
+    size: int
+
+
+def _layout() -> tuple[struct.Struct, list[FieldLayout]]:
+    """(the struct, the fields it unpacks)."""
     codes: list[str] = []
-    names: list[str] = []
+    fields: list[FieldLayout] = []
     position = 0  # bytes described so far
     for name, ctype in SpanRecord._fields_:
         offset = getattr(SpanRecord, name).offset
@@ -48,19 +57,17 @@ def _layout() -> tuple[struct.Struct, list[str]]:
         if name.startswith("_"):
             codes.append(f"{size}x")
             continue
-        names.append(name)
-        if issubclass(ctype, ctypes.Array):
-            codes.append(f"{size}s")
-        else:
-            codes.append(_code(ctype, name))
+        code = "s" if issubclass(ctype, ctypes.Array) else _code(ctype, name)
+        fields.append(FieldLayout(name, offset, code, size))
+        codes.append(f"{size}s" if code == "s" else code)
     codes.append(f"{RECORD_SIZE - position}x")
     layout = struct.Struct("=" + "".join(codes))
     assert layout.size == RECORD_SIZE
-    return layout, names
+    return layout, fields
 
 
-_STRUCT, _NAMES = _layout()
-RecordFields = namedtuple("RecordFields", _NAMES)  # type: ignore[misc]
+_STRUCT, FIELDS = _layout()  # FIELDS: also how the compiled decode builds RecordFields
+RecordFields = namedtuple("RecordFields", [field.name for field in FIELDS])  # type: ignore[misc]
 _make = RecordFields._make
 _unpack_from = _STRUCT.unpack_from
 

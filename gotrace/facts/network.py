@@ -60,6 +60,8 @@ class NetworkFacts:
             collections.OrderedDict()
         self.retransmits = 0
         self.events = 0
+        # The newest retransmit or handshake end (a FactSource's latest_event_ns).
+        self.latest_event_ns = -1
 
     def record(self, rec: SpanRecord) -> bool:
         """Take a TCP event; False when the record is not one."""
@@ -74,11 +76,13 @@ class NetworkFacts:
                 if len(self._retransmits) > MAX_CONNECTIONS:
                     self._retransmits.popitem(last=False)
             times.append(rec.start_ns)
+            self.latest_event_ns = max(self.latest_event_ns, rec.start_ns)
             self.retransmits += 1
         else:
             key = _endpoints(rec)
             self._connects.pop(key, None)  # a reused 4-tuple: the newest last
             self._connects[key] = (rec.start_ns, rec.end_ns, rec.pid)
+            self.latest_event_ns = max(self.latest_event_ns, rec.end_ns)
             if len(self._connects) > MAX_CONNECTIONS:
                 self._connects.popitem(last=False)
         return True

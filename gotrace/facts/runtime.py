@@ -54,6 +54,8 @@ class RuntimeFacts:
         self._cycles: dict[int, collections.deque[int]] = {}
         self.totals: dict[int, ProcessGcTotals] = {}
         self.events = 0
+        # The newest pause end or cycle start of any process (a FactSource's latest_event_ns).
+        self.latest_event_ns = -1
 
     def record(self, rec: SpanRecord) -> bool:
         """Take a runtime event; False when the record is not one (a span)."""
@@ -64,11 +66,13 @@ class RuntimeFacts:
         if rec.kind == EVENT_KIND_STW_PAUSE:
             pauses = self._pauses.setdefault(rec.pid, collections.deque(maxlen=KEEP_EVENTS))
             pauses.append((rec.start_ns, rec.end_ns))
+            self.latest_event_ns = max(self.latest_event_ns, rec.end_ns)
             totals.pauses += 1
             totals.pause_ns += rec.end_ns - rec.start_ns
         else:
             cycles = self._cycles.setdefault(rec.pid, collections.deque(maxlen=KEEP_EVENTS))
             cycles.append(rec.start_ns)
+            self.latest_event_ns = max(self.latest_event_ns, rec.start_ns)
             totals.cycles += 1
         return True
 

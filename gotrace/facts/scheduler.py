@@ -67,6 +67,8 @@ class SchedWait:
     """The fact source of go.sched.* (see gotrace/pipeline/decode.py FactSource): the figures are in
     the span's own record, there are no separate events."""
 
+    latest_event_ns = None  # so every span is asked about
+
     def record(self, rec: SpanRecord) -> bool:
         return False
 

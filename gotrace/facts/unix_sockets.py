@@ -25,6 +25,8 @@ class UnixSockets:
     """A fact source (gotrace/pipeline/decode.py): the transport and the path of Unix-socket
     spans."""
 
+    latest_event_ns = -1  # no events, nothing per span: no span is asked about
+
     def __init__(self, server_kinds: Collection[int]) -> None:
         self._server_kinds = frozenset(server_kinds)  # record kinds of server spans
         self._paths: dict[int, dict[int, str]] = {}  # pid -> inode -> path

@@ -7,6 +7,8 @@ the same arguments and results, byte for byte (tests/test_native.py compares the
     ring_take    gotrace.kernel.ringbuf.take_in_python
     otlp_encode  gotrace.export.otlp_wire.TraceRequestEncoder.encode_in_python
     jsonl_lines  gotrace.export.jsonl.lines_in_python
+    decode_records  gotrace.pipeline.decode.decode_in_python (semantically: equal spans, the
+                    same calls to the probes and fact sources)
 
 Running from a source tree that was never set up, the references run instead, after one
 logged warning.

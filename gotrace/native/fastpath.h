@@ -8,5 +8,6 @@
 PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *fastpath_otlp_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *fastpath_jsonl_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *fastpath_decode_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

@@ -1,5 +1,6 @@
-/* gotrace.native._fastpath: the per-span export paths in C. Each function has a pure-Python
-   reference (named in gotrace/native/__init__.py) that it must match byte for byte. */
+/* gotrace.native._fastpath: the per-span decode and export paths in C. Each function has a
+   pure-Python reference (named in gotrace/native/__init__.py) that it must match byte for
+   byte. */
 #include "fastpath.h"
 #include "names.h"
 
@@ -26,6 +27,9 @@ static PyMethodDef methods[] = {
     {"jsonl_lines", (PyCFunction)(void (*)(void))fastpath_jsonl_lines, METH_FASTCALL,
      "jsonl_lines(spans, span_line) -> str: one JSON object per span and line, as "
      "gotrace.export.jsonl.lines_in_python; span_line(span) writes the spans it cannot."},
+    {"decode_records", (PyCFunction)(void (*)(void))fastpath_decode_records, METH_FASTCALL,
+     "decode_records(tables, raw, resource_of, offset, facts, with_query, held, endpoints) -> "
+     "list[Span]: gotrace.pipeline.decode.decode_in_python with its _NativeTables first."},
     {NULL, NULL, 0, NULL},
 };
 

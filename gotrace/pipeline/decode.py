@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import functools
 import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
+from gotrace import native
 from gotrace.addresses import unix_address
 from gotrace.probes import SHAPES
 from gotrace.probes.base import SpanShape
-from gotrace.record_view import RecordFields, unpack_record
+from gotrace.record_view import FIELDS, FieldLayout, RecordFields, unpack_record
 from gotrace.records import (
     F_DEFERRED,
     F_HAS_CONN,
@@ -70,6 +73,11 @@ class MonotonicClock:
 class FactSource(Protocol):
     """Events that are not spans (runtime, network), attributed to the spans they touched."""
 
+    # The newest time (CLOCK_MONOTONIC ns) of the events this source knows: a span that
+    # started after it gets nothing from attributes(), which then is not called. None: ask
+    # of every span (facts the span's own record holds).
+    latest_event_ns: int | None
+
     def record(self, rec: RecordFields) -> bool:
         """Take the record if it is one of this source's events (never offered spans)."""
         ...
@@ -88,7 +96,9 @@ class _Endpoint(NamedTuple):
     """What the spans of one endpoint share: worked out from the first, reused for the rest.
 
     Most spans have only the fact sources' usual values (no GC pause, no retransmit), which
-    then are shared too; a span with something to report has them all as its own."""
+    then are shared too; a span with something to report has them all as its own.
+
+    The compiled loop reads these fields by position (ENDPOINT_* in gotrace/native/decode.c)."""
 
     name: str
     status: StatusCode
@@ -99,9 +109,12 @@ class _Endpoint(NamedTuple):
     peer_address: str
 
 
-def _endpoint_key(request_fields: frozenset[str]) -> Callable[[bytes], object]:
-    """A function picking a record's bytes outside request_fields (adjacent fields as one
-    slice): equal for two records exactly when their endpoint fields are."""
+ByteRanges = tuple[tuple[int, int], ...]  # (start, end) offsets in a record
+
+
+def _endpoint_ranges(request_fields: frozenset[str]) -> ByteRanges:
+    """The record's bytes outside request_fields (adjacent fields as one range): equal for
+    two records exactly when their endpoint fields are."""
     names = {name for name, _ in SpanRecord._fields_}
     assert request_fields <= names, f"not SpanRecord fields: {request_fields - names}"
     ranges: list[list[int]] = []
@@ -114,10 +127,14 @@ def _endpoint_key(request_fields: frozenset[str]) -> Callable[[bytes], object]:
             ranges[-1][1] = end
         else:
             ranges.append([start, end])
-    return operator.itemgetter(*(slice(start, end) for start, end in ranges))
+    return tuple((start, end) for start, end in ranges)
 
 
-ENDPOINT_KEYS = {kind: _endpoint_key(shape.request_fields) for kind, shape in SHAPES.items()}
+ENDPOINT_RANGES = {kind: _endpoint_ranges(shape.request_fields) for kind, shape in SHAPES.items()}
+# The endpoint cache's key of a record: its ENDPOINT_RANGES bytes (one bytes for one range,
+# else a tuple of them).
+ENDPOINT_KEYS = {kind: operator.itemgetter(*(slice(start, end) for start, end in ranges))
+                 for kind, ranges in ENDPOINT_RANGES.items()}
 MAX_ENDPOINTS = 4096  # distinct endpoints remembered; then forgotten all at once
 # By the kinds of fact source decoding with them (their usual attributes differ), then key.
 _endpoints_by_sources: dict[tuple[type, ...], dict[object, _Endpoint]] = {}
@@ -156,12 +173,25 @@ def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | Non
                    with_query: bool = False, held: HeldRecords | None = None) -> list[Span]:
     """Decode a batch in ring-buffer order: events go to their fact source, spans get every
     source's attributes. Records of unknown processes or kinds are skipped (and not many).
+    resource_of is asked once per process and batch.
 
     held: the records the kernel held for a kept shed trace's root (bpf/shedding.h), decoded
     after it."""
     clock.refresh()
-    offset = clock.offset
     endpoints = _endpoints_by_sources.setdefault(tuple(map(type, facts)), {})
+    return _decode(raw, resource_of, clock.offset, facts, with_query, held, endpoints)
+
+
+_UNASKED = object()  # a process whose resource this batch has not asked for yet
+
+
+def decode_in_python(raw: list[bytes], resource_of: Callable[[int], Resource | None],
+                     offset: int, facts: Sequence[FactSource], with_query: bool,
+                     held: HeldRecords | None,
+                     endpoints: dict[object, _Endpoint]) -> list[Span]:
+    """decode_records' loop, with the clock's offset and the endpoint cache of these fact
+    sources: the reference for gotrace.native's decode_records."""
+    resources: dict[int, Resource | None] = {}
     spans = []
     for data in raw:
         if len(data) < RECORD_SIZE:
@@ -172,15 +202,22 @@ def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | Non
         if shape is None:
             _offer(facts, rec)
             continue
-        resource = resource_of(rec.pid)
+        pid = rec.pid
+        resource = resources.get(pid, _UNASKED)
+        if resource is _UNASKED:
+            resource = resources[pid] = resource_of(pid)
         if resource is None:
             continue
         key = ENDPOINT_KEYS[kind](data)
         endpoint = endpoints.get(key) or _endpoint(endpoints, shape, rec, key, facts)
         own = shape.request_attributes(rec, with_query)
         shared = endpoint.shared_usual
+        start_ns, end_ns = rec.start_ns, rec.end_ns
         unusual = False
         for source in facts:
+            latest = source.latest_event_ns
+            if latest is not None and latest < start_ns:
+                continue
             found = source.attributes(rec)
             if found is not None:
                 if not unusual:
@@ -191,7 +228,6 @@ def decode_records(raw: list[bytes], resource_of: Callable[[int], Resource | Non
         flags = rec.flags
         if flags & F_SHED and rec.parked and held is not None:
             raw.extend(held(rec.trace_id, rec.parked))  # a list grows under its for loop
-        start_ns, end_ns = rec.start_ns, rec.end_ns
         # Positional (in Span's field order): a third of the cost of keywords, per span.
         spans.append(Span(
             rec.trace_id,
@@ -224,3 +260,42 @@ def _offer(facts: Sequence[FactSource], rec: RecordFields) -> None:
     for source in facts:
         if source.record(rec):
             return
+
+
+class _NativeTables(NamedTuple):
+    """What the compiled loop reads besides decode_in_python's arguments: this module's own
+    tables and functions, so that the two loops share them (gotrace/native/decode.c parses
+    this tuple by position, once a batch)."""
+
+    record_size: int
+    record_fields: type  # RecordFields, which the compiled loop fills as unpack_record does
+    fields: tuple[FieldLayout, ...]
+    shapes: tuple[tuple[int, SpanShape, ByteRanges], ...]  # (kind, shape, ENDPOINT_RANGES)
+    sampling: dict[int, Sampling]
+    sampling_flags: int
+    has_parent: int
+    remote_parent: int
+    connected: int
+    shed: int
+    span: type
+    span_fields: tuple[str, ...]  # in Span's order: the compiled loop stores them in its slots
+    connection: type
+    new_endpoint: Callable[..., _Endpoint]
+    offer: Callable[[Sequence[FactSource], RecordFields], None]
+
+
+_NATIVE_TABLES = _NativeTables(
+    RECORD_SIZE, RecordFields, tuple(FIELDS),
+    tuple((kind, shape, ENDPOINT_RANGES[kind]) for kind, shape in SHAPES.items()),
+    _SAMPLING, _SAMPLING_FLAGS, F_HAS_PARENT, F_REMOTE_PARENT, _CONNECTED, F_SHED,
+    Span, tuple(field.name for field in dataclasses.fields(Span)), Connection, _endpoint,
+    _offer)
+
+
+def _compiled_or_reference() -> Callable[..., list[Span]]:
+    """gotrace.native's decode_records with this module's tables, or decode_in_python."""
+    decode = native.compiled("decode_records", decode_in_python)
+    return decode if decode is decode_in_python else functools.partial(decode, _NATIVE_TABLES)
+
+
+_decode = _compiled_or_reference()

@@ -1,0 +1,633 @@
+/* decode_records: the loop of gotrace.pipeline.decode.decode_in_python in C. What belongs to
+   the probes and the fact sources stays in Python: the probe's request_attributes, the fact
+   sources' attributes, the endpoint's first span (decode._endpoint), events (decode._offer),
+   the process's resource and the records held for a shed trace. Those are called with
+   RecordFields built here from the record's bytes, as gotrace.record_view.unpack_record
+   builds them. The layout, the kinds and the constants come from decode._NativeTables. */
+#include "fastpath.h"
+#include "names.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <structmember.h>
+
+#define MAX_FIELDS 64
+#define MAX_KINDS 64  /* span kinds are 1-63 (gotrace.records.boundary_macros) */
+#define MAX_RANGES 32
+#define SPAN_FIELDS 20
+
+/* decode._Endpoint's fields, by position. */
+enum {
+    ENDPOINT_NAME, ENDPOINT_STATUS, ENDPOINT_SHARED, ENDPOINT_SHARED_USUAL, ENDPOINT_USUAL,
+    ENDPOINT_LOCAL_ADDRESS, ENDPOINT_PEER_ADDRESS, ENDPOINT_FIELDS
+};
+
+typedef struct {
+    Py_ssize_t offset, size;
+    int code;  /* the struct code: an integer's, or 's' for bytes */
+} Field;
+
+typedef struct {
+    PyObject *shape;  /* the SpanShape, borrowed from the tables; NULL: not a span kind */
+    PyObject *request_attributes, *span_kind, *metric;
+    int ranges;  /* the endpoint key's byte ranges */
+    Py_ssize_t start[MAX_RANGES], end[MAX_RANGES];
+    /* The last record of the kind and its key, reused for the next one of the same endpoint
+       (most are): an equal key, with its hash already computed. */
+    PyObject *last_record, *last_key;
+} Shape;
+
+/* RecordFields positions of the fields the loop reads itself. */
+typedef struct {
+    int kind, pid, flags, parked, start_ns, end_ns, trace_id, span_id, parent_span_id,
+        local_port, peer_port, stream_id;
+} Positions;
+
+typedef struct {
+    Py_ssize_t record_size;
+    PyTypeObject *record_fields, *connection;
+    int fields;
+    Field field[MAX_FIELDS];
+    Positions at;
+    Shape shape[MAX_KINDS];
+    PyTypeObject *span;
+    Py_ssize_t span_slot[SPAN_FIELDS];  /* where each of Span's fields is in a Span */
+    PyObject *sampling, *new_endpoint, *offer;  /* borrowed from the tables */
+    unsigned long sampling_flags, has_parent, remote_parent, connected, shed;
+} Tables;
+
+/* One call's arguments and what it keeps while it runs. */
+typedef struct {
+    Tables *t;
+    PyObject *raw, *resource_of, *offset, *facts, *with_query, *held, *endpoints;
+    PyObject *sources;  /* facts as a list or tuple */
+    PyObject *attributes;  /* a list: each source's bound attributes method */
+    PyObject *resources;  /* pid -> resource or None, asked once a batch */
+    PyObject *spans;
+    PyObject *empty;  /* "" */
+} Batch;
+
+static void tables_clear(Tables *t)
+{
+    for (int kind = 0; kind < MAX_KINDS; kind++) {
+        Py_CLEAR(t->shape[kind].request_attributes);
+        Py_CLEAR(t->shape[kind].span_kind);
+        Py_CLEAR(t->shape[kind].metric);
+        Py_CLEAR(t->shape[kind].last_record);
+        Py_CLEAR(t->shape[kind].last_key);
+    }
+}
+
+static int is_unsigned_code(int code)
+{
+    return code == 'B' || code == 'H' || code == 'I' || code == 'Q';
+}
+
+static int field_size_matches(int code, Py_ssize_t size)
+{
+    switch (code) {
+    case 'b': case 'B': return size == 1;
+    case 'h': case 'H': return size == 2;
+    case 'i': case 'I': return size == 4;
+    case 'q': case 'Q': return size == 8;
+    case 's': return size >= 0;
+    }
+    return 0;
+}
+
+/* Reads record_view.FIELDS, and where the fields the loop reads are among them. */
+static int parse_fields(Tables *t, PyObject *fields)
+{
+    struct { const char *name; int *position; int is_unsigned; } wanted[] = {
+        {"kind", &t->at.kind, 1}, {"pid", &t->at.pid, 1}, {"flags", &t->at.flags, 1},
+        {"parked", &t->at.parked, 1}, {"start_ns", &t->at.start_ns, 1},
+        {"end_ns", &t->at.end_ns, 1}, {"trace_id", &t->at.trace_id, 0},
+        {"span_id", &t->at.span_id, 0}, {"parent_span_id", &t->at.parent_span_id, 0},
+        {"local_port", &t->at.local_port, 0}, {"peer_port", &t->at.peer_port, 0},
+        {"stream_id", &t->at.stream_id, 0},
+    };
+    const size_t n_wanted = sizeof(wanted) / sizeof(wanted[0]);
+    for (size_t w = 0; w < n_wanted; w++)
+        *wanted[w].position = -1;
+    if (PyTuple_GET_SIZE(fields) > MAX_FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "decode tables: too many record fields");
+        return -1;
+    }
+    t->fields = (int)PyTuple_GET_SIZE(fields);
+    for (int i = 0; i < t->fields; i++) {
+        PyObject *name;
+        Field *f = &t->field[i];
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(fields, i), "UnCn:record field", &name,
+                              &f->offset, &f->code, &f->size))
+            return -1;
+        if (!field_size_matches(f->code, f->size) || f->offset < 0
+            || f->offset + f->size > t->record_size) {
+            PyErr_Format(PyExc_ValueError, "decode tables: record field %U unreadable", name);
+            return -1;
+        }
+        for (size_t w = 0; w < n_wanted; w++)
+            if (PyUnicode_CompareWithASCIIString(name, wanted[w].name) == 0) {
+                if (wanted[w].is_unsigned && !is_unsigned_code(f->code)) {
+                    PyErr_Format(PyExc_ValueError, "decode tables: %U is not unsigned", name);
+                    return -1;
+                }
+                *wanted[w].position = i;
+            }
+    }
+    for (size_t w = 0; w < n_wanted; w++)
+        if (*wanted[w].position < 0) {
+            PyErr_Format(PyExc_ValueError, "decode tables: no record field %s", wanted[w].name);
+            return -1;
+        }
+    return 0;
+}
+
+/* Reads one (kind, shape, endpoint key ranges) of the tables. */
+static int parse_shape(Tables *t, PyObject *entry)
+{
+    Py_ssize_t kind;
+    PyObject *shape, *ranges;
+    if (!PyArg_ParseTuple(entry, "nOO!:shape", &kind, &shape, &PyTuple_Type, &ranges))
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(ranges);
+    if (kind < 0 || kind >= MAX_KINDS || n < 1 || n > MAX_RANGES) {
+        PyErr_Format(PyExc_ValueError, "decode tables: kind %zd or its %zd key ranges", kind, n);
+        return -1;
+    }
+    Shape *s = &t->shape[kind];
+    s->shape = shape;
+    s->ranges = (int)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(ranges, i), "nn:key range", &s->start[i],
+                              &s->end[i]))
+            return -1;
+        if (s->start[i] < 0 || s->start[i] > s->end[i] || s->end[i] > t->record_size) {
+            PyErr_SetString(PyExc_ValueError, "decode tables: a key range outside the record");
+            return -1;
+        }
+    }
+    if (!(s->request_attributes = PyObject_GetAttr(shape, NAMES.request_attributes))
+        || !(s->span_kind = PyObject_GetAttr(shape, NAMES.kind))
+        || !(s->metric = PyObject_GetAttr(shape, NAMES.metric)))
+        return -1;
+    return 0;
+}
+
+/* Where Span keeps each of its fields (its slots' member descriptors). A Span is built by
+   storing them there, which is all its dataclass __init__ does (checked: no __post_init__). */
+static int parse_span_slots(Tables *t, PyObject *names)
+{
+    if (PyTuple_GET_SIZE(names) != SPAN_FIELDS
+        || PyObject_HasAttrString((PyObject *)t->span, "__post_init__")) {
+        PyErr_SetString(PyExc_ValueError, "decode tables: Span is not the one decode.c builds");
+        return -1;
+    }
+    for (int i = 0; i < SPAN_FIELDS; i++) {
+        PyObject *slot = PyObject_GetAttr((PyObject *)t->span, PyTuple_GET_ITEM(names, i));
+        if (slot == NULL)
+            return -1;
+        int is_slot = Py_IS_TYPE(slot, &PyMemberDescr_Type)
+                      && ((PyMemberDescrObject *)slot)->d_member->type == T_OBJECT_EX;
+        if (is_slot)
+            t->span_slot[i] = ((PyMemberDescrObject *)slot)->d_member->offset;
+        Py_DECREF(slot);
+        if (!is_slot) {
+            PyErr_SetString(PyExc_TypeError, "decode tables: a Span field is not a slot");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads decode._NativeTables. */
+static int parse_tables(Tables *t, PyObject *tables)
+{
+    PyObject *fields, *shapes, *span_fields;
+    memset(t, 0, sizeof(*t));
+    if (!PyArg_ParseTuple(tables, "nO!O!O!O!kkkkkO!O!O!OO:decode tables", &t->record_size,
+                          &PyType_Type, &t->record_fields, &PyTuple_Type, &fields,
+                          &PyTuple_Type, &shapes, &PyDict_Type, &t->sampling,
+                          &t->sampling_flags, &t->has_parent, &t->remote_parent, &t->connected,
+                          &t->shed, &PyType_Type, &t->span, &PyTuple_Type, &span_fields,
+                          &PyType_Type, &t->connection, &t->new_endpoint, &t->offer))
+        return -1;
+    if (parse_span_slots(t, span_fields) < 0)
+        return -1;
+    if (!PyType_IsSubtype(t->record_fields, &PyTuple_Type)
+        || !PyType_IsSubtype(t->connection, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "decode tables: RecordFields and Connection are tuples");
+        return -1;
+    }
+    if (parse_fields(t, fields) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shapes); i++)
+        if (parse_shape(t, PyTuple_GET_ITEM(shapes, i)) < 0)
+            return -1;
+    return 0;
+}
+
+/* An unsigned field of the record (parse_fields checked its code). */
+static uint64_t read_unsigned(const Field *f, const char *record)
+{
+    const char *at = record + f->offset;
+    switch (f->code) {
+    case 'B': { uint8_t v; memcpy(&v, at, 1); return v; }
+    case 'H': { uint16_t v; memcpy(&v, at, 2); return v; }
+    case 'I': { uint32_t v; memcpy(&v, at, 4); return v; }
+    default: { uint64_t v; memcpy(&v, at, 8); return v; }
+    }
+}
+
+static int64_t read_signed(const Field *f, const char *record)
+{
+    const char *at = record + f->offset;
+    switch (f->code) {
+    case 'b': { int8_t v; memcpy(&v, at, 1); return v; }
+    case 'h': { int16_t v; memcpy(&v, at, 2); return v; }
+    case 'i': { int32_t v; memcpy(&v, at, 4); return v; }
+    default: { int64_t v; memcpy(&v, at, 8); return v; }
+    }
+}
+
+/* A field's value as struct.unpack gives it (record_view's "=" byte order: the native). */
+static PyObject *field_value(const Field *f, const char *record)
+{
+    if (f->code == 's')
+        return PyBytes_FromStringAndSize(record + f->offset, f->size);
+    if (is_unsigned_code(f->code))
+        return PyLong_FromUnsignedLongLong(read_unsigned(f, record));
+    return PyLong_FromLongLong(read_signed(f, record));
+}
+
+/* A tuple of a namedtuple type, as its _make builds it: the type's own __new__ only packs its
+   arguments into the tuple. Steals the references of items (NULL: already failed). */
+static PyObject *named_tuple(PyTypeObject *type, PyObject **items, Py_ssize_t n)
+{
+    PyObject *tuple = NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (items[i] == NULL)
+            goto done;
+    tuple = type->tp_alloc(type, n);
+    if (tuple != NULL)
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyTuple_SET_ITEM(tuple, i, items[i]);
+            items[i] = NULL;
+        }
+done:
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_XDECREF(items[i]);
+    return tuple;
+}
+
+/* The record as RecordFields (unpack_record's result). */
+static PyObject *record_fields(const Tables *t, const char *record)
+{
+    PyObject *values[MAX_FIELDS];
+    for (int i = 0; i < t->fields; i++)
+        values[i] = field_value(&t->field[i], record);
+    return named_tuple(t->record_fields, values, t->fields);
+}
+
+/* An event to decode._offer. */
+static int offer_event(Batch *b, const char *record)
+{
+    PyObject *rec = record_fields(b->t, record);
+    if (rec == NULL)
+        return -1;
+    PyObject *done = PyObject_CallFunctionObjArgs(b->t->offer, b->facts, rec, NULL);
+    Py_DECREF(rec);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* The resource of the process (borrowed; None for an unknown one), resource_of asked once a
+   batch. */
+static PyObject *resource_of_pid(Batch *b, uint64_t pid_value)
+{
+    PyObject *pid = PyLong_FromUnsignedLongLong(pid_value);
+    if (pid == NULL)
+        return NULL;
+    PyObject *resource = PyDict_GetItemWithError(b->resources, pid);
+    if (resource == NULL && !PyErr_Occurred()) {
+        PyObject *asked = PyObject_CallOneArg(b->resource_of, pid);
+        if (asked != NULL && PyDict_SetItem(b->resources, pid, asked) == 0)
+            resource = asked;  /* the dict holds it */
+        Py_XDECREF(asked);
+    }
+    Py_DECREF(pid);
+    return resource;
+}
+
+/* decode.ENDPOINT_KEYS' key: one bytes for one range, else a tuple of them. */
+static PyObject *new_endpoint_key(const Shape *s, const char *record)
+{
+    if (s->ranges == 1)
+        return PyBytes_FromStringAndSize(record + s->start[0], s->end[0] - s->start[0]);
+    PyObject *key = PyTuple_New(s->ranges);
+    for (int i = 0; key != NULL && i < s->ranges; i++) {
+        PyObject *part = PyBytes_FromStringAndSize(record + s->start[i], s->end[i] - s->start[i]);
+        if (part == NULL)
+            Py_CLEAR(key);
+        else
+            PyTuple_SET_ITEM(key, i, part);
+    }
+    return key;
+}
+
+static int same_endpoint(const Shape *s, const char *record, const char *other)
+{
+    for (int i = 0; i < s->ranges; i++)
+        if (memcmp(record + s->start[i], other + s->start[i], s->end[i] - s->start[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* The record's endpoint key (a new reference). */
+static PyObject *endpoint_key(Shape *s, PyObject *data)
+{
+    const char *record = PyBytes_AS_STRING(data);
+    if (s->last_record == NULL || !same_endpoint(s, record, PyBytes_AS_STRING(s->last_record))) {
+        PyObject *key = new_endpoint_key(s, record);
+        if (key == NULL)
+            return NULL;
+        Py_XSETREF(s->last_key, key);
+        Py_XSETREF(s->last_record, Py_NewRef(data));
+    }
+    return Py_NewRef(s->last_key);
+}
+
+/* The endpoint's _Endpoint (a new reference): cached, or worked out by decode._endpoint. */
+static PyObject *endpoint_of(Batch *b, Shape *s, PyObject *rec, PyObject *data)
+{
+    PyObject *key = endpoint_key(s, data);
+    if (key == NULL)
+        return NULL;
+    PyObject *endpoint = PyDict_GetItemWithError(b->endpoints, key);
+    if (endpoint != NULL)
+        Py_INCREF(endpoint);
+    else if (!PyErr_Occurred())
+        endpoint = PyObject_CallFunctionObjArgs(b->t->new_endpoint, b->endpoints, s->shape,
+                                                rec, key, b->facts, NULL);
+    Py_DECREF(key);
+    if (endpoint != NULL && (!PyTuple_Check(endpoint)
+                             || PyTuple_GET_SIZE(endpoint) != ENDPOINT_FIELDS)) {
+        PyErr_SetString(PyExc_TypeError, "decode_records: an endpoint is not an _Endpoint");
+        Py_CLEAR(endpoint);
+    }
+    return endpoint;
+}
+
+/* Whether a fact source may know something of a span that started at start_ns: its
+   latest_event_ns is None or not before start_ns. 1, 0, or -1 on an error. */
+static int may_know(PyObject *source, PyObject *start_ns)
+{
+    PyObject *latest = PyObject_GetAttr(source, NAMES.latest_event_ns);
+    if (latest == NULL)
+        return -1;
+    int before = latest == Py_None ? 0 : PyObject_RichCompareBool(latest, start_ns, Py_LT);
+    Py_DECREF(latest);
+    return before < 0 ? -1 : !before;
+}
+
+/* Adds what the fact sources know of the span to own; returns the span's shared attributes
+   (borrowed from the endpoint): the endpoint's with the usual facts, or without them when a
+   source knew something and own has them all. */
+static PyObject *add_facts(Batch *b, PyObject *rec, PyObject *start_ns, PyObject *endpoint,
+                           PyObject *own)
+{
+    PyObject *shared = PyTuple_GET_ITEM(endpoint, ENDPOINT_SHARED_USUAL);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(b->attributes); i++) {
+        int ask = may_know(PySequence_Fast_GET_ITEM(b->sources, i), start_ns);
+        if (ask <= 0) {
+            if (ask < 0)
+                return NULL;
+            continue;
+        }
+        PyObject *found = PyObject_CallOneArg(PyList_GET_ITEM(b->attributes, i), rec);
+        if (found == NULL)
+            return NULL;
+        int failed = 0;
+        if (found != Py_None) {
+            if (shared == PyTuple_GET_ITEM(endpoint, ENDPOINT_SHARED_USUAL)) {
+                shared = PyTuple_GET_ITEM(endpoint, ENDPOINT_SHARED);
+                failed = PyDict_Update(own, PyTuple_GET_ITEM(endpoint, ENDPOINT_USUAL)) < 0;
+            }
+            failed = failed || PyDict_Update(own, found) < 0;
+        }
+        Py_DECREF(found);
+        if (failed)
+            return NULL;
+    }
+    return shared;
+}
+
+/* For a kept shed trace's root, appends the records the kernel held for it to raw (the loop
+   decodes them after it). */
+static int take_held(Batch *b, PyObject *rec, uint64_t flags, const char *record)
+{
+    const Positions *at = &b->t->at;
+    if (!(flags & b->t->shed) || !read_unsigned(&b->t->field[at->parked], record)
+        || b->held == Py_None)
+        return 0;
+    PyObject *records = PyObject_CallFunctionObjArgs(b->held, PyTuple_GET_ITEM(rec, at->trace_id),
+                                                     PyTuple_GET_ITEM(rec, at->parked), NULL);
+    if (records == NULL)
+        return -1;
+    PyObject *done = PyObject_CallMethodOneArg(b->raw, NAMES.extend, records);
+    Py_DECREF(records);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* The span's Connection, or None when the record names none (a new reference). */
+static PyObject *connection(const Tables *t, PyObject *rec, uint64_t flags, PyObject *endpoint)
+{
+    if (!(flags & t->connected))
+        Py_RETURN_NONE;
+    PyObject *items[4] = {PyTuple_GET_ITEM(endpoint, ENDPOINT_LOCAL_ADDRESS),
+                          PyTuple_GET_ITEM(rec, t->at.local_port),
+                          PyTuple_GET_ITEM(endpoint, ENDPOINT_PEER_ADDRESS),
+                          PyTuple_GET_ITEM(rec, t->at.peer_port)};
+    for (int i = 0; i < 4; i++)
+        Py_INCREF(items[i]);
+    return named_tuple(t->connection, items, 4);
+}
+
+/* The Span: its fields as decode_in_python passes them to Span(), stored in its slots. */
+static PyObject *make_span(Batch *b, const Shape *s, PyObject *rec, uint64_t flags,
+                           PyObject *endpoint, PyObject *resource, PyObject *own,
+                           PyObject *shared)
+{
+    const Tables *t = b->t;
+    const Positions *at = &t->at;
+    PyObject *start_ns = PyTuple_GET_ITEM(rec, at->start_ns);
+    PyObject *end_ns = PyTuple_GET_ITEM(rec, at->end_ns);
+    PyObject *span = NULL;
+    PyObject *sampling_key = PyLong_FromUnsignedLong(flags & t->sampling_flags);
+    PyObject *start_time = PyNumber_Add(start_ns, b->offset);
+    PyObject *end_time = PyNumber_Add(end_ns, b->offset);
+    PyObject *conn = connection(t, rec, flags, endpoint);
+    if (sampling_key == NULL || start_time == NULL || end_time == NULL || conn == NULL)
+        goto done;
+    PyObject *sampling = PyDict_GetItemWithError(t->sampling, sampling_key);
+    if (sampling == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, sampling_key);
+        goto done;
+    }
+    PyObject *args[SPAN_FIELDS] = {
+        PyTuple_GET_ITEM(rec, at->trace_id),
+        PyTuple_GET_ITEM(rec, at->span_id),
+        flags & t->has_parent ? PyTuple_GET_ITEM(rec, at->parent_span_id) : Py_None,
+        PyTuple_GET_ITEM(endpoint, ENDPOINT_NAME),
+        s->span_kind,
+        start_time,
+        end_time,
+        resource,
+        PyTuple_GET_ITEM(endpoint, ENDPOINT_STATUS),
+        b->empty,  /* status_message */
+        own,
+        shared,
+        conn,
+        PyTuple_GET_ITEM(rec, at->stream_id),
+        flags & t->remote_parent ? Py_True : Py_False,
+        start_ns,  /* monotonic_start_ns */
+        end_ns,  /* monotonic_end_ns */
+        sampling,
+        s->metric,
+        PyTuple_GET_ITEM(rec, at->kind),  /* record_kind */
+    };
+    span = t->span->tp_alloc(t->span, 0);
+    for (int i = 0; span != NULL && i < SPAN_FIELDS; i++)
+        *(PyObject **)((char *)span + t->span_slot[i]) = Py_NewRef(args[i]);
+done:
+    Py_XDECREF(sampling_key);
+    Py_XDECREF(start_time);
+    Py_XDECREF(end_time);
+    Py_XDECREF(conn);
+    return span;
+}
+
+/* A record of a known process and kind to its span, appended to the batch's spans. */
+static int decode_span(Batch *b, Shape *s, PyObject *resource, PyObject *data)
+{
+    const Tables *t = b->t;
+    PyObject *endpoint = NULL, *own = NULL, *span = NULL;
+    int result = -1;
+    const char *record = PyBytes_AS_STRING(data);
+    PyObject *rec = record_fields(t, record);
+    if (rec == NULL)
+        return -1;
+    if (!(endpoint = endpoint_of(b, s, rec, data)))
+        goto done;
+    own = PyObject_CallFunctionObjArgs(s->request_attributes, rec, b->with_query, NULL);
+    if (own == NULL)
+        goto done;
+    if (!PyDict_Check(own)) {
+        PyErr_SetString(PyExc_TypeError, "request_attributes returned no dict");
+        goto done;
+    }
+    PyObject *shared = add_facts(b, rec, PyTuple_GET_ITEM(rec, t->at.start_ns), endpoint, own);
+    uint64_t flags = read_unsigned(&t->field[t->at.flags], record);
+    if (shared == NULL || take_held(b, rec, flags, record) < 0)
+        goto done;
+    span = make_span(b, s, rec, flags, endpoint, resource, own, shared);
+    if (span != NULL)
+        result = PyList_Append(b->spans, span);
+done:
+    Py_DECREF(rec);
+    Py_XDECREF(endpoint);
+    Py_XDECREF(own);
+    Py_XDECREF(span);
+    return result;
+}
+
+/* One record of the batch: skipped, an event, or a span. */
+static int decode_one(Batch *b, PyObject *data)
+{
+    Tables *t = b->t;
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "decode_records: a record is %.200s, not bytes",
+                     Py_TYPE(data)->tp_name);
+        return -1;
+    }
+    if (PyBytes_GET_SIZE(data) < t->record_size)
+        return 0;
+    const char *record = PyBytes_AS_STRING(data);
+    uint64_t kind = read_unsigned(&t->field[t->at.kind], record);
+    if (kind >= MAX_KINDS || t->shape[kind].shape == NULL)
+        return offer_event(b, record);
+    PyObject *resource = resource_of_pid(b, read_unsigned(&t->field[t->at.pid], record));
+    if (resource == NULL)
+        return -1;
+    if (resource == Py_None)
+        return 0;
+    Py_INCREF(resource);  /* resource_of may be called again, and change the dict */
+    int result = decode_span(b, &t->shape[kind], resource, data);
+    Py_DECREF(resource);
+    return result;
+}
+
+static void batch_clear(Batch *b)
+{
+    Py_CLEAR(b->sources);
+    Py_CLEAR(b->attributes);
+    Py_CLEAR(b->resources);
+    Py_CLEAR(b->spans);
+    Py_CLEAR(b->empty);
+}
+
+/* The batch's own objects: the sources' attributes methods, the resources, the spans. */
+static int batch_start(Batch *b)
+{
+    if (!(b->sources = PySequence_Fast(b->facts, "decode_records: facts is not a sequence"))
+        || !(b->attributes = PyList_New(0)) || !(b->resources = PyDict_New())
+        || !(b->spans = PyList_New(0)) || !(b->empty = PyUnicode_New(0, 0)))
+        return -1;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(b->sources); i++) {
+        PyObject *method = PyObject_GetAttr(PySequence_Fast_GET_ITEM(b->sources, i),
+                                            NAMES.attributes);
+        int failed = method == NULL || PyList_Append(b->attributes, method) < 0;
+        Py_XDECREF(method);
+        if (failed)
+            return -1;
+    }
+    return 0;
+}
+
+/* decode_records(tables, raw, resource_of, offset, facts, with_query, held, endpoints):
+   decode_in_python(raw, ...), with decode._NativeTables first. */
+PyObject *fastpath_decode_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "decode_records takes 8 arguments, not %zd", nargs);
+        return NULL;
+    }
+    Tables tables;
+    Batch b = {.t = &tables, .raw = args[1], .resource_of = args[2], .offset = args[3],
+               .facts = args[4], .with_query = args[5], .held = args[6], .endpoints = args[7]};
+    if (!PyList_Check(b.raw) || !PyDict_Check(b.endpoints)) {
+        PyErr_SetString(PyExc_TypeError, "decode_records: raw is a list, endpoints a dict");
+        return NULL;
+    }
+    PyObject *spans = NULL;
+    if (parse_tables(&tables, args[0]) == 0 && batch_start(&b) == 0) {
+        int failed = 0;
+        /* The list grows as held records are appended (take_held), and each record is
+           kept alive while Python code that might change the list runs. */
+        for (Py_ssize_t i = 0; !failed && i < PyList_GET_SIZE(b.raw); i++) {
+            PyObject *data = PyList_GET_ITEM(b.raw, i);
+            Py_INCREF(data);
+            failed = decode_one(&b, data) < 0;
+            Py_DECREF(data);
+        }
+        if (!failed) {
+            spans = b.spans;
+            b.spans = NULL;
+        }
+    }
+    batch_clear(&b);
+    tables_clear(&tables);
+    return spans;
+}
