@@ -65,11 +65,15 @@ BPF_ARRAY(shed_bound, __u64, 1);
 
 /* The kernel sheds on its own when the ring buffer fills, so that a gotrace starved of CPU
  * (it reads nothing, and decides nothing) loses no error or slow request: past half full, the
- * bound falls with the room left, to none at full. The backlog is the records sent (bpf/
- * span.h counts them) less those gotrace has taken (it writes that count after each read). */
+ * bound falls with the room left, to none at nine tenths, the last tenth kept for the spans
+ * of requests already under way and for the errors and slow requests of shed traces. The
+ * backlog is the records sent (bpf/span.h counts them) less those gotrace has taken (it
+ * writes that count after each read). */
 BPF_ARRAY(records_out, __u64, 1);
 BPF_ARRAY(records_taken, __u64, 1);
 #define RING_SLOTS (RINGBUF_PAGES * 4096ULL / ((sizeof(struct span_record) + 15) & ~7ULL))
+#define SHED_FROM (RING_SLOTS / 2)
+#define SHED_ALL_AT (RING_SLOTS * 9 / 10)
 #define RANK_ONE (1ULL << 63)
 
 static __always_inline __u64 backlog_bound(void) {
@@ -78,11 +82,11 @@ static __always_inline __u64 backlog_bound(void) {
     if (!out || !taken || *out <= *taken)
         return 0;
     __u64 backlog = *out - *taken;
-    if (backlog * 2 <= RING_SLOTS)
+    if (backlog <= SHED_FROM)
         return 0;
-    if (backlog >= RING_SLOTS)
+    if (backlog >= SHED_ALL_AT)
         return 1;
-    return RANK_ONE / RING_SLOTS * 2 * (RING_SLOTS - backlog);
+    return RANK_ONE / (SHED_ALL_AT - SHED_FROM) * (SHED_ALL_AT - backlog);
 }
 
 /* The decision for a trace the sampler kept: SPAN_F_SAMPLED, or SPAN_F_SHED while shed. */
