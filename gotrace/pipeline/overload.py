@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from gotrace.errors import GotraceError
@@ -62,6 +62,19 @@ class Pressure:
     ring_fill: float  # the fullest ring buffer's share in use when it was read
     queue_fill: float  # the fullest export queue's share in use
     lost: int  # spans lost to a full ring buffer or queue so far (a running total)
+
+
+def quantile(durations: Collection[int], q: float) -> int:
+    """The q quantile of some durations (the nearest lower rank), at least one of them."""
+    ordered = sorted(durations)
+    return ordered[int(q * (len(ordered) - 1))]
+
+
+def trace_id_rank(trace_id: bytes) -> int:
+    """OpenTelemetry's trace-id rule ranks a trace by its id's last 8 bytes, big-endian,
+    shifted right by one; a ratio keeps the ranks below ratio x BOUND_ONE (bpf/sampling.h's
+    trace_id_rank)."""
+    return int.from_bytes(trace_id[8:16], "big") >> 1
 
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s)$")
@@ -113,8 +126,7 @@ class KindDurations:
         window = self._windows.get(kind)
         if window is None or len(window) < MIN_DURATIONS:
             return None
-        ordered = sorted(window)
-        return ordered[int(q * (len(ordered) - 1))]
+        return quantile(window, q)
 
     def kinds(self) -> list[int]:
         return list(self._windows)
@@ -147,8 +159,8 @@ class OverloadController:
 
     def keeps(self, trace_id: bytes) -> bool:
         """The kernel's rule, for traces decided here (the deferred ones)."""
-        return self.ratio >= 1 or \
-            int.from_bytes(trace_id[8:16], "big") >> 1 < int(self.ratio * BOUND_ONE)
+        bound = self.bound
+        return not bound or trace_id_rank(trace_id) < bound
 
     def due(self) -> bool:
         """Whether to look at the pipeline now (reading its pressure costs a little)."""

@@ -27,14 +27,19 @@ from dataclasses import dataclass
 
 from gotrace.errors import GotraceError
 from gotrace.pipeline.linking import UNTRACED_PEER_IDLE_NS
-from gotrace.pipeline.overload import OverloadController, parse_slow
+from gotrace.pipeline.overload import (
+    BOUND_ONE,
+    OverloadController,
+    parse_slow,
+    quantile,
+    trace_id_rank,
+)
 from gotrace.spans import Span
 
 DEFAULT_SAMPLER = "parentbased_always_on"
 RATIO_SAMPLERS = frozenset({"traceidratio", "parentbased_traceidratio"})
 SAMPLERS = frozenset({"always_on", "always_off", "parentbased_always_on",
                       "parentbased_always_off", "adaptive"}) | RATIO_SAMPLERS
-BOUND_ONE = 1 << 63  # the trace-id rule's bound for a ratio of 1
 REMEMBERED_TRACES = 100_000  # decisions kept for spans of the same trace arriving later
 _KEPT = frozenset({"sampled", "rescued"})  # kept by the kernel's decision
 _DECIDED_BY_TRACE = frozenset({"deferred", "shed"})  # kept as their trace is decided
@@ -80,7 +85,7 @@ class SamplerConfig:
         rule = self._root_rule()
         if rule != "ratio":
             return rule == "on"
-        return int.from_bytes(trace_id[8:16], "big") >> 1 < self.bound
+        return trace_id_rank(trace_id) < self.bound
 
 
 KEEP_ALL = SamplerConfig()  # the default: parentbased_always_on
@@ -265,7 +270,6 @@ class AdaptiveSampler:
         threshold = self._thresholds.get(route)
         window.append(duration)
         if len(window) >= self.MIN_SAMPLES and len(window) % 32 == 0:
-            ordered = sorted(window)
-            quantile = self.policy.slow_quantile or 0.99
-            threshold = self._thresholds[route] = ordered[int(quantile * (len(ordered) - 1))]
+            threshold = self._thresholds[route] = quantile(window,
+                                                           self.policy.slow_quantile or 0.99)
         return threshold is not None and duration >= threshold
