@@ -17,6 +17,7 @@
 #define GO_ARG4(ctx) ((ctx)->di)
 #define GO_ARG5(ctx) ((ctx)->si)
 #define GO_ARG6(ctx) ((ctx)->r8)
+#define GO_ARG7(ctx) ((ctx)->r9)
 
 struct go_string {
     __u64 ptr;

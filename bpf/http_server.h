@@ -11,6 +11,7 @@
 
 #include "goabi.h"
 #include "counters.h"
+#include "route.h"
 #include "span.h"
 #include "traceparent.h"
 
@@ -19,6 +20,7 @@ struct http_server_inflight {
     __u64 request;
     __u64 response;  /* the writer the span's end names */
     __u64 state;     /* HTTP/2: the writer's *responseWriterState, with the status and size */
+    struct route_source route;  /* a router's object with the route, read at the end */
 };
 
 BPF_HASH(http_server_inflight, struct go_key, struct http_server_inflight, MAX_INFLIGHT);  /* by g */
@@ -60,6 +62,7 @@ static __always_inline struct http_server_inflight *http_server_prepare(__u64 g,
     st->request = req;
     st->response = writer;
     st->state = 0;
+    st->route.object = 0;
     return st;
 }
 
@@ -116,17 +119,35 @@ static __always_inline struct http_server_inflight *http_server_ending(__u64 g, 
     return st && st->response == writer ? st : 0;
 }
 
-/* The response is complete: status (0 when none was written) and body size, the pattern
- * ServeMux matched, then the span goes out. */
+/* The route: as a router probe named it (bpf/route_site.h), else the pattern ServeMux
+ * matched (set in the request during the handler's call): Request.Pattern since Go 1.23,
+ * the matched *pattern's text in Go 1.22. */
+static __always_inline void read_route(struct http_server_inflight *st) {
+    struct span_record *rec = &st->rec;
+    if (rec->flags & SPAN_F_ROUTE_REFS)
+        return;
+    if (st->route.object) {
+        read_route_source(rec, &st->route, st->request);
+        return;
+    }
+#if defined(OFF_net_http_Request_Pattern)
+    READ_GO_STRING(rec->route, st->request + OFF_net_http_Request_Pattern);
+#elif defined(OFF_net_http_Request_pat) && defined(OFF_net_http_pattern_str)
+    __u64 pattern = read_u64(st->request + OFF_net_http_Request_pat);
+    if (pattern)
+        READ_GO_STRING(rec->route, pattern + OFF_net_http_pattern_str);
+#endif
+}
+
+/* The response is complete: status (0 when none was written), body size and route, then
+ * the span goes out. */
 static __always_inline void http_server_finish(struct http_server_inflight *st, __u64 g,
                                                __u32 status, __s64 written) {
     struct span_record *rec = &st->rec;
     rec->end_ns = bpf_ktime_get_ns();
     rec->status = status;
     rec->response_body_size = written;
-#ifdef OFF_net_http_Request_Pattern
-    READ_GO_STRING(rec->route, st->request + OFF_net_http_Request_Pattern);
-#endif
+    read_route(st);
     __u64 goid = rec->goid;
     emit(rec);
     struct go_key by_g = go_key(g);

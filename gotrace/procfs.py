@@ -1,4 +1,5 @@
-"""The processes /proc lists (thread-group leaders; threads are not listed at its top)."""
+"""The processes /proc lists (thread-group leaders; threads are not listed at its top), and
+reading their memory."""
 
 from __future__ import annotations
 
@@ -12,3 +13,19 @@ def process_ids() -> Iterator[int]:
     for name in os.listdir("/proc"):
         if name.isdigit():
             yield int(name)
+
+
+def read_memory(pid: int, address: int, size: int) -> bytes | None:
+    """size bytes of process pid's memory at address (read only, through /proc/<pid>/mem);
+    None when the process is gone or the memory unreadable."""
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.pread(fd, size, address)
+    except (OSError, OverflowError):
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) == size else None

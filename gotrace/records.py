@@ -41,10 +41,14 @@ F_UNIX = 256
 # F_SAMPLED, a span of a trace kept for an error or a slow request; alone, a client span to
 # this host sent only so that its callee is decided with it.
 F_SHED = 512
+# The route field holds references to a router's template strings in the traced process,
+# not text (bpf/route.h; gotrace/probes/http_routes.py reads them).
+F_ROUTE_REFS = 1024
 SPAN_FLAGS = {"HAS_PARENT": F_HAS_PARENT, "REMOTE_PARENT": F_REMOTE_PARENT,
               "TRANSPORT_ERROR": F_TRANSPORT_ERROR, "HAS_CONN": F_HAS_CONN,
               "HAS_QUERY": F_HAS_QUERY, "SCHED": F_SCHED, "SAMPLED": F_SAMPLED,
-              "DEFERRED": F_DEFERRED, "UNIX": F_UNIX, "SHED": F_SHED}
+              "DEFERRED": F_DEFERRED, "UNIX": F_UNIX, "SHED": F_SHED,
+              "ROUTE_REFS": F_ROUTE_REFS}
 
 # sched_ns slots, in order: time runnable but not running, then blocked by reason
 # (bpf/sched.h).
@@ -123,6 +127,16 @@ def _mask(kinds: Iterable[int]) -> int:
             raise ValueError(f"span kind {kind} outside 1-63")
         mask |= 1 << kind
     return mask
+
+
+def char_field(rec: object, name: str) -> bytes:
+    """A char field's whole bytes, NUL padding included: a ctypes SpanRecord gives them only
+    up to the first NUL, a RecordFields (gotrace/record_view.py) as they are."""
+    if isinstance(rec, ctypes.Structure):
+        return ctypes.string_at(ctypes.addressof(rec) + getattr(type(rec), name).offset,
+                                TEXT_FIELDS[name])
+    value: bytes = getattr(rec, name)
+    return value
 
 
 def text(value: bytes) -> str:

@@ -98,4 +98,7 @@ def grpc_traceparent_macros(layout: Layout) -> dict[str, int] | str:
 
 # Continuing an incoming trace: net/http's header map, grpc-go's metadata through the context.
 TRACEPARENT = Feature("traceparent", traceparent_macros)
+# A router's per-request object recognised through the request's context too (bpf/route.h),
+# when a middleware replaced the request; without it, only by the request itself.
+REQUEST_CONTEXT = Feature("request_context", gocontext_macros)
 GRPC_TRACEPARENT = Feature("traceparent", grpc_traceparent_macros)

@@ -22,6 +22,7 @@ from gotrace.probes.http_attributes import (
     split_host_port,
     stream_attributes,
 )
+from gotrace.probes.http_routes import route_template
 from gotrace.records import (
     F_HAS_CONN,
     F_HAS_QUERY,
@@ -49,15 +50,8 @@ HTTP2 = Feature("http2", resolved_macros("NETHTTP_HTTP2", HTTP2_FIELDS, HTTP2_TY
                                          functions=(HANDLER_DONE,)))
 
 
-def route(rec: SpanRecord) -> str:
-    """http.route from a ServeMux pattern '[METHOD ][HOST]/path': the path part."""
-    pattern = text(rec.route)
-    slash = pattern.find("/")
-    return pattern[slash:] if slash >= 0 else ""
-
-
 def span_name(rec: SpanRecord) -> str:
-    template = route(rec)
+    template = route_template(rec)
     return f"{span_method(rec)} {template}" if template else span_method(rec)
 
 
@@ -68,7 +62,7 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     }
     if rec.status:  # none when the handler hijacked the connection without writing one
         attrs["http.response.status_code"] = rec.status
-    if template := route(rec):
+    if template := route_template(rec):
         attrs["http.route"] = template
     if version := protocol_version(rec):
         attrs["network.protocol.version"] = version
@@ -115,7 +109,8 @@ PROBE = Probe(
         "net/http.response.req",
         "net/http.response.status", "net/http.response.written", "net/http.conn.rwc",
     ),
-    optional_fields=("net/http.Request.Pattern", "net/http.Request.Header",
+    optional_fields=("net/http.Request.Pattern", "net/http.Request.pat", "net/http.pattern.str",
+                     "net/http.Request.Header", "net/http.Request.ctx",
                      # An HTTP/2 connection's addresses are read once where the runtime
                      # has it (bpf/http2_server.h).
                      "runtime.g.parentGoid", *HTTP2_FIELDS),
