@@ -15,6 +15,8 @@
 #   - the connection-wrapping Go libraries testapps/wrapped imports (cmux, go-conntrack,
 #     go-proxyproto, x/net) from bookworm, in the system GOPATH (its builds against every
 #     grpc take them from there, testapps/matrix.py);
+#   - the HTTP routers testapps/routers serves (gin, chi, gorilla/mux, httprouter, echo) from
+#     bookworm, in the system GOPATH, with the libraries they need;
 #   - tracefs mounted;
 #   - the project's Python environment in .venv, with Debian's bcc module importable from it;
 #   - gotrace's compiled hot paths (gotrace/native, scripts/build_native.sh) for that Python.
@@ -86,6 +88,9 @@ PACKAGES=(
     golang-google-grpc-dev/bookworm
     golang-github-soheilhy-cmux-dev/bookworm golang-github-mwitkow-go-conntrack-dev/bookworm
     golang-github-pires-go-proxyproto-dev/bookworm golang-golang-x-net-dev/bookworm
+    golang-github-gin-gonic-gin-dev/bookworm golang-github-go-chi-chi-dev/bookworm
+    golang-github-gorilla-mux-dev/bookworm golang-github-julienschmidt-httprouter-dev/bookworm
+    golang-github-labstack-echo-dev/bookworm
 )
 missing=()
 for spec in "${PACKAGES[@]}"; do

@@ -14,6 +14,15 @@ has (bookworm packages, ``scripts/setup.sh``): its GOPATH is the grpc GOPATH fol
 ``/usr/share/gocode``, so grpc, protobuf and golang.org/x/* come from the grpc GOPATH and
 only what it lacks from the system one (see :data:`SYSTEM_GOPATH_FALLBACK_APPS`).
 
+``routers`` (one program serving gin, chi, gorilla/mux, httprouter and echo, each on its own
+port) builds against those routers as bookworm packages them in the system GOPATH
+(``scripts/setup.sh``; see :data:`SYSTEM_LIB_APPS` and :data:`ROUTER_GO`). chi 5 and echo 4
+are imported by their GOPATH paths, ``github.com/go-chi/chi`` and ``github.com/labstack/echo``
+(no ``/v5``, ``/v4``): that is where Debian installs them, and their own imports of
+``.../v5`` or ``.../v4`` resolve there through GOPATH mode's minimal module compatibility
+(their directories have a go.mod). So the symbols are ``github.com/go-chi/chi.(*Mux)...`` and
+``github.com/labstack/echo.(*Echo)...``, not the module builds' ``.../v5.`` and ``.../v4.``.
+
 A build is described by a :class:`Cell`; :func:`build` turns it into a binary under
 ``${GOTRACE_CACHE}/testapps/<key>/<app>``, reusing an existing one.
 
@@ -86,7 +95,7 @@ GO_ROOTS_GLOB = "/usr/lib/go-1.*"
 
 APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hitloop",
         "loadgen", "schedwait", "wrapped", "kvwire",
-        "grpchttp", "h2")
+        "grpchttp", "h2", "routers")
 # Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC),
 # schedwait (routes that wait in known ways) and wrapped (HTTP/gRPC/cmux over wrapped
 # connections, calling a next hop) and kvwire (a key-value service, the library of the
@@ -94,7 +103,8 @@ APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hit
 # and plain HTTP on one net/http server, h2c or TLS) by the tests that need them; hitloop
 # (uprobe cost calibration) and loadgen (HTTP and gRPC load generator) by the benchmark
 # (bench/). h2 (HTTP/2 server and client: net/http's bundled HTTP/2, x/net's http2 and h2c)
-# is in the cell sets.
+# and routers (gin, chi, gorilla/mux, httprouter and echo, for route templates) are in the
+# cell sets.
 GRPC_APPS = frozenset({"grpcserver", "grpcclient", "grpchttp", "httpgrpc", "loadgen", "wrapped"})
 
 # Apps whose GOPATH is the grpc GOPATH followed by the system GOPATH, for the libraries
@@ -108,6 +118,39 @@ SYSTEM_GOPATH_FALLBACK_APPS = frozenset({"wrapped"})
 # versions are part of the build key.
 SYSTEM_LIB_APPS: dict[str, tuple[str, ...]] = {
     "h2": ("golang-golang-x-net-dev", "golang-golang-x-text-dev"),
+    # The five router packages and every package that holds something the program compiles
+    # (`go list -deps` with Go 1.19 and 1.26, each directory's owner from `dpkg -S`).
+    "routers": (
+        "golang-github-gin-gonic-gin-dev", "golang-github-go-chi-chi-dev",
+        "golang-github-gorilla-mux-dev", "golang-github-julienschmidt-httprouter-dev",
+        "golang-github-labstack-echo-dev",
+        "golang-github-gin-contrib-sse-dev", "golang-github-go-playground-validator-v10-dev",
+        "golang-github-go-playground-locales-dev",
+        "golang-github-go-playground-universal-translator-dev", "golang-github-leodido-go-urn-dev",
+        "golang-github-mattn-go-isatty-dev", "golang-github-mattn-go-colorable-dev",
+        "golang-github-pelletier-go-toml.v2-dev", "golang-github-ugorji-go-codec-dev",
+        "golang-gopkg-yaml.v2-dev", "golang-google-protobuf-dev",
+        "golang-github-labstack-gommon-dev", "golang-github-dgrijalva-jwt-go-dev",
+        "golang-github-valyala-fasttemplate-dev", "golang-github-valyala-bytebufferpool-dev",
+        "golang-golang-x-crypto-dev", "golang-golang-x-net-dev", "golang-golang-x-sys-dev",
+        "golang-golang-x-text-dev", "golang-golang-x-time-dev",
+    ),
+}
+
+# Oldest and newest Go each router library of testapps/routers builds with in GOPATH mode,
+# as bookworm packages it (gin 1.8.1, chi 5.0.7, gorilla/mux 1.8.0, httprouter 1.3.0, echo
+# 4.2.1). Determined by building a program importing each (gin and gin.Recovery, chi and
+# chi/middleware, echo and echo/middleware) and then testapps/routers itself with every
+# installed Go (1.19, 1.21-1.26; there is no Debian Go 1.20 here): every library built with
+# every one, so one binary serves all five and needs no build tags. The newest is the newest
+# checked, not a limit: a newer toolchain is tried (and fails loudly) rather than skipped.
+# Should a library stop building with some Go, routers must split it off by build tags.
+ROUTER_GO: dict[str, tuple[str, str]] = {
+    "gin": ("1.19", "1.26"),
+    "chi": ("1.19", "1.26"),
+    "gorilla": ("1.19", "1.26"),
+    "httprouter": ("1.19", "1.26"),
+    "echo": ("1.19", "1.26"),
 }
 
 # variant -> (extra `go build` arguments, CGO_ENABLED)
@@ -347,6 +390,13 @@ def grpc_min_go(info: GrpcPath) -> str:
     return m[1] if m else "1.0"
 
 
+def routers_go(gos: Sequence[str] | None = None) -> list[str]:
+    """Installed Go versions testapps/routers builds with: from the newest of the oldest Go
+    versions in :data:`ROUTER_GO` on."""
+    lo = max(_vkey(oldest) for oldest, _ in ROUTER_GO.values())
+    return [g for g in (gos if gos is not None else go_versions()) if _vkey(g) >= lo]
+
+
 def supported_go(grpc: str, gos: Sequence[str] | None = None) -> list[str]:
     """Installed Go versions the given grpc version builds with."""
     info = grpc_gopaths().get(grpc)
@@ -391,9 +441,10 @@ def default_cells() -> list[Cell]:
 
     Every Go version: httpserver plain + stripped, httpclient plain. Oldest and newest Go:
     httpserver in every PIE / external-link variant, h2 plain + stripped (the HTTP/2 tests
-    build h2 for the Go versions between on demand). Every grpc version: grpcserver +
-    grpcclient plain + stripped with one supported Go (oldest grpc with the oldest Go,
-    newest with the newest, others in between).
+    build h2 for the Go versions between on demand). routers plain + stripped with the
+    oldest and the newest Go it builds with, and pie-stripped with the newest. Every grpc
+    version: grpcserver + grpcclient plain + stripped with one supported Go (oldest grpc with
+    the oldest Go, newest with the newest, others in between).
     """
     gos = go_versions()
     cells: list[Cell] = []
@@ -406,6 +457,11 @@ def default_cells() -> list[Cell]:
     for go in dict.fromkeys([gos[0], gos[-1]] if gos else []):
         cells += [Cell("httpserver", go, v) for v in VARIANTS if v not in ("plain", "stripped")]
         cells += [Cell("h2", go, "plain"), Cell("h2", go, "stripped")]
+    rgos = routers_go(gos)
+    for go in dict.fromkeys([rgos[0], rgos[-1]] if rgos else []):
+        cells += [Cell("routers", go, "plain"), Cell("routers", go, "stripped")]
+    if rgos:
+        cells.append(Cell("routers", rgos[-1], "pie-stripped"))
     grpcs = list(grpc_gopaths())
     for i, grpc in enumerate(grpcs):
         sup = supported_go(grpc, gos)
@@ -422,7 +478,8 @@ def default_cells() -> list[Cell]:
 
 def full_cells() -> list[Cell]:
     """httpserver, httpclient, h2, grpcserver and grpcclient, each x every Go x every
-    variant (gRPC apps: every supported combination)."""
+    variant (gRPC apps: every supported combination); routers x every Go it builds with x
+    every variant."""
     gos = go_versions()
     cells = [
         Cell(app, go, v)
@@ -430,6 +487,7 @@ def full_cells() -> list[Cell]:
         for go in gos
         for v in VARIANTS
     ]
+    cells += [Cell("routers", go, v) for go in routers_go(gos) for v in VARIANTS]
     for grpc in grpc_gopaths():
         cells += [
             Cell(app, go, v, grpc)
