@@ -14,8 +14,10 @@ from tracing import REPO, get, go_server, gotrace, stop
 from gotrace.cli.config import apply_config
 from gotrace.cli.listeners import listening_pids
 from gotrace.cli.main import build_parser
+from gotrace.cli.trace import route_inference
 from gotrace.errors import GotraceError
 from gotrace.export import otlp_config
+from gotrace.pipeline.routes import DEFAULT_MAX_ROUTES
 from testapps import matrix
 
 
@@ -100,6 +102,8 @@ def test_an_empty_file_changes_nothing(tmp_path):
     ("pid: 1\notlp-protocol: thrift\n", "otlp-protocol: 'thrift' is not one of grpc"),
     ("pid: 1\nduration:\n", "duration: expected a single value, got None"),
     ("pid: 1\nconfig: other.yaml\n", "unknown setting 'config'"),
+    ("pid: 1\nmax-inferred-routes: 0\n",
+     "max-inferred-routes: not a number of routes (1 or more): '0'"),
 ])
 def test_bad_files_are_one_line_errors(tmp_path, text, message):
     config = tmp_path / "bad.yaml"
@@ -116,6 +120,20 @@ def test_settings_of_another_command_and_missing_files(tmp_path):
                           "cannot read config")
     with pytest.raises(GotraceError, match="unknown setting 'exe'"):
         parse("run", "--", "true", config="exe: /bin/true\n", tmp_path=tmp_path)
+
+
+def test_route_inference_from_flags_and_files(tmp_path):
+    assert route_inference(parse("trace", "--pid", "1")) is None  # off by default
+    flag = route_inference(parse("trace", "--pid", "1", "--infer-routes"))
+    assert flag is not None and flag.max_routes == DEFAULT_MAX_ROUTES
+    flags = parse("trace", "--pid", "1", "--infer-routes", "--max-inferred-routes", "250")
+    from_file = parse("trace", config="pid: 1\ninfer-routes: true\nmax-inferred-routes: 250\n",
+                      tmp_path=tmp_path)
+    assert {**vars(from_file), "config": None} == vars(flags)
+    inference = route_inference(from_file)
+    assert inference is not None and inference.max_routes == 250
+    assert_one_line_error(run_gotrace("trace", "--pid", "1", "--max-inferred-routes", "5"),
+                          "--max-inferred-routes goes with --infer-routes")
 
 
 def run_gotrace(*args: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -20,7 +19,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tracing import REPO, free_port, get, go_server, gotrace, stop, terminate
+from tracing import (
+    REPO,
+    fetch,
+    free_port,
+    get,
+    go_server,
+    gotrace,
+    metric_samples,
+    stop,
+    terminate,
+)
 
 from gotrace.errors import GotraceError
 from gotrace.export import LaneStats, PipelineStats
@@ -36,8 +45,6 @@ from testapps import matrix
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 HTTP_SERVER, HTTP_CLIENT = HTTP_SERVER_METRIC.metric, HTTP_CLIENT_METRIC.metric
 RPC_SERVER, RPC_CLIENT = RPC_SERVER_METRIC.metric, RPC_CLIENT_METRIC.metric
 
@@ -67,25 +74,6 @@ def grpc(kind: SpanKind, code: int = 0) -> Span:
                                         "rpc.method": "Say", "rpc.grpc.status_code": code,
                                         "server.address": "10.0.0.2", "server.port": 50051}
     return make_span(kind, attrs, red=RPC_SERVER_METRIC if kind == "SERVER" else RPC_CLIENT_METRIC)
-
-
-def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Samples of an exposition as {(name, sorted labels): value}; comments are skipped."""
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = SAMPLE.match(line)
-        assert m, f"not a sample line: {line!r}"
-        labels = tuple(sorted(LABEL.findall(m[2] or "")))
-        samples[m[1], labels] = float(m[3])
-    return samples
-
-
-def fetch(url: str) -> tuple[str, str]:
-    """GET url; (content type, body)."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.headers["Content-Type"], resp.read().decode()
 
 
 @pytest.fixture
@@ -187,7 +175,7 @@ def test_bucket_placement_upper_bounds_are_inclusive():
 def test_span_duration_lands_in_its_bucket_in_seconds(exporter):
     exporter.export([http_server(seconds=0.005), http_server(seconds=0.02),
                      http_server(seconds=3.0)])
-    samples = parse(exporter.render().decode())
+    samples = metric_samples(exporter.render().decode())
     labels = (("http_request_method", "GET"), ("http_response_status_code", "2xx"),
               ("http_route", "/users/{id}"), ("service_name", "api"))
     name = "http_server_request_duration_seconds"
@@ -221,7 +209,7 @@ def test_series_cap_is_reported_as_a_counter():
     e = MetricsExporter("127.0.0.1", 0, max_series=2)
     try:
         e.export([http_server(route=f"/r{i}") for i in range(5)])
-        samples = parse(e.render().decode())
+        samples = metric_samples(e.render().decode())
     finally:
         e.shutdown()
     assert samples["gotrace_metric_series_overflow_total", ()] == 3
@@ -249,10 +237,10 @@ def test_gotrace_counters_are_read_at_every_scrape(exporter):
         shed_counters(lambda: (40, 2)),
         pipeline_counters(pipeline_stats))
     hits["http_server_entry"] = 5
-    samples = parse(exporter.render().decode())
+    samples = metric_samples(exporter.render().decode())
     assert samples["gotrace_probe_hits_total", (("probe", "http_server_entry"),)] == 5
     hits["http_server_entry"] = 9
-    samples = parse(exporter.render().decode())
+    samples = metric_samples(exporter.render().decode())
     assert samples["gotrace_probe_hits_total", (("probe", "http_server_entry"),)] == 9
     assert samples["gotrace_kernel_spans_lost_total", (("reason", "ringbuf_full"),)] == 1
     assert samples["gotrace_spans_shed_total", (("where", "kernel"),)] == 40
@@ -271,7 +259,7 @@ def test_a_failing_counter_source_leaves_out_only_its_counters(exporter):
 
     exporter.add_counters(kernel_counters(broken), pipeline_counters(pipeline_stats))
     exporter.export([http_server()])
-    names = {name for name, _ in parse(exporter.render().decode())}
+    names = {name for name, _ in metric_samples(exporter.render().decode())}
     assert "gotrace_probe_hits_total" not in names
     assert {"gotrace_spans_exported_total", "http_server_request_duration_seconds_count"} \
         <= names
@@ -293,7 +281,7 @@ def test_exposition_is_valid_for_promtool(exporter):
     check = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
                            text=True, timeout=60)
     assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
-    samples = parse(text)
+    samples = metric_samples(text)
     assert ("http_server_request_duration_seconds_count",
             (("http_request_method", "GET"), ("http_response_status_code", "2xx"),
              ("http_route", '/q/\\"quoted\\"\\\\back\\nslash'), ("service_name", "api"))) \
@@ -330,7 +318,7 @@ def test_concurrent_scrapes_see_consistent_histograms(exporter):
     def scrape() -> None:
         last = 0.0
         while not done.is_set():
-            samples = parse(fetch(exporter.url)[1])
+            samples = metric_samples(fetch(exporter.url)[1])
             counts = [v for (name, labels), v in samples.items()
                       if name == "http_server_request_duration_seconds_count"]
             inf = [v for (name, labels), v in samples.items()
@@ -352,7 +340,7 @@ def test_concurrent_scrapes_see_consistent_histograms(exporter):
         for t in scrapers:
             t.join()
     assert failures == []
-    samples = parse(fetch(exporter.url)[1])
+    samples = metric_samples(fetch(exporter.url)[1])
     assert sum(v for (name, _), v in samples.items()
                if name == "http_server_request_duration_seconds_count") == batches * per_batch
 

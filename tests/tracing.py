@@ -13,11 +13,15 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# A sample line of the Prometheus text format, and one label in its braces.
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 @contextlib.contextmanager
@@ -198,3 +202,23 @@ def linked_pairs(spans: list[dict], server_pid: int, client_pids: set[int]
         assert own_tuple(client) == reversed_tuple(server)
         pairs.append((client, server))
     return pairs
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Samples of a Prometheus exposition as {(name, sorted labels): value}; comments are
+    skipped."""
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        labels = tuple(sorted(LABEL.findall(m[2] or "")))
+        samples[m[1], labels] = float(m[3])
+    return samples
+
+
+def fetch(url: str) -> tuple[str, str]:
+    """GET url; (content type, body)."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.headers["Content-Type"], resp.read().decode()

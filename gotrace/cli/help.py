@@ -83,6 +83,9 @@ examples:
 
   Request-duration histograms for Prometheus, settings from a file:
       gotrace trace --config /etc/gotrace/config.yaml --metrics-port 9464
+
+  Routes made from paths where no router names them (/users/42 -> GET /users/{id}):
+      gotrace trace --pid 4242 --metrics-port 9464 --infer-routes
 """
 
 RUN_DESCRIPTION = """\

@@ -13,7 +13,13 @@ from gotrace.cli.listeners import pids_on_port
 from gotrace.cli.status import StatusReporter, open_status, take_snapshot
 from gotrace.errors import GotraceError
 from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExporter, otlp_config
-from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters, shed_counters
+from gotrace.metrics import (
+    MetricsExporter,
+    kernel_counters,
+    pipeline_counters,
+    route_counters,
+    shed_counters,
+)
 from gotrace.pipeline.linking import LinkStats
 from gotrace.pipeline.overload import (
     OverloadController,
@@ -22,6 +28,7 @@ from gotrace.pipeline.overload import (
     parse_max_cpu,
     parse_slow,
 )
+from gotrace.pipeline.routes import DEFAULT_MAX_ROUTES, OTHER_ROUTE, RouteInference
 from gotrace.pipeline.sampling import SamplerConfig, sampler_config
 from gotrace.pipeline.session import (
     Tracer,
@@ -39,6 +46,13 @@ def port_number(text: str) -> int:
     """argparse type: a TCP port number."""
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {text!r}")
+    return int(text)
+
+
+def route_count(text: str) -> int:
+    """argparse type: how many inferred routes a service may have."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a number of routes (1 or more): {text!r}")
     return int(text)
 
 
@@ -94,6 +108,16 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      help="follow work through up to four levels of goroutines started by a "
                      "request's goroutine, each keeping the request it was started under "
                      "(costs a probe hit per goroutine creation; see README)")
+    run.add_argument("--infer-routes", action="store_true",
+                     help="give HTTP server spans that no router named a route made of their "
+                     "path, each segment that looks like an id (number, UUID, hash, token, "
+                     "date, e-mail) as {id}: http.route=/users/{id}, "
+                     "gotrace.route.inferred=true, and the span name and metrics follow "
+                     "(see README)")
+    run.add_argument("--max-inferred-routes", type=route_count, metavar="N",
+                     help=f"with --infer-routes: at most N inferred routes per service, the "
+                     f"first seen (404 answers make none); the spans of any other are "
+                     f"{OTHER_ROUTE} (default {DEFAULT_MAX_ROUTES})")
     run.add_argument("--sampler", metavar="NAME",
                      help="which traces to keep: always_on, always_off, traceidratio, "
                      "parentbased_always_on (default), parentbased_always_off, "
@@ -146,6 +170,15 @@ def _overload_settings(args: argparse.Namespace, sampler: SamplerConfig) -> Over
     return OverloadSettings(max_cpu=parse_max_cpu(args.max_cpu), slow=slow)
 
 
+def route_inference(args: argparse.Namespace) -> RouteInference | None:
+    """--infer-routes and --max-inferred-routes; None when routes are not inferred."""
+    if not args.infer_routes:
+        if args.max_inferred_routes is not None:
+            raise GotraceError("--max-inferred-routes goes with --infer-routes")
+        return None
+    return RouteInference(args.max_inferred_routes or DEFAULT_MAX_ROUTES)
+
+
 def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, int],
             pipeline: ExportPipeline, links: LinkStats, sampler: str,
             sampled_out: tuple[int, int], conn_misses: dict[str, int],
@@ -185,6 +218,7 @@ class _Session:
     """Exporters, pipeline and tracer, torn down in the right order whatever happens."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        routes = route_inference(args)
         require_root()
         self.args = args
         exporters, delays = _exporters(args)
@@ -200,12 +234,15 @@ class _Session:
             opt_in.add(DEEP_ANCESTRY)
         sampler = sampler_config(args.sampler, args.sampler_arg)
         self.tracer = Tracer(self.pipeline, with_query=args.include_query, opt_in=opt_in,
-                             sampler=sampler, overload=_overload_settings(args, sampler))
+                             sampler=sampler, overload=_overload_settings(args, sampler),
+                             routes=routes)
         metrics = exporters.get("metrics")
         if isinstance(metrics, MetricsExporter):
             metrics.add_counters(kernel_counters(self.tracer.counters),
                                  shed_counters(self.tracer.shed),
                                  pipeline_counters(self.pipeline.stats))
+            if routes is not None:
+                metrics.add_counters(route_counters(routes.overflow))
 
     def ready(self) -> None:
         quiet_garbage_collector()
@@ -239,6 +276,9 @@ class _Session:
                     shed, self.tracer.gate.rescued)
             print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
                   file=sys.stderr)
+            if self.tracer.routes is not None:
+                print(f"gotrace: inferred routes per service: {self.tracer.routes.summary()}",
+                      file=sys.stderr)
             for pid, totals in sorted(self.tracer.runtime.totals.items()):
                 print(f"gotrace: runtime pid {pid}: {totals.summary()}", file=sys.stderr)
         self.pipeline.shutdown()

@@ -5,7 +5,13 @@ counters.py turns gotrace's own counters into counter families, exposition.py wr
 text format, server.py serves it, exporter.py plugs all of it into the span pipeline.
 """
 
-from gotrace.metrics.counters import kernel_counters, pipeline_counters, shed_counters
+from gotrace.metrics.counters import (
+    kernel_counters,
+    pipeline_counters,
+    route_counters,
+    shed_counters,
+)
 from gotrace.metrics.exporter import MetricsExporter
 
-__all__ = ["MetricsExporter", "kernel_counters", "pipeline_counters", "shed_counters"]
+__all__ = ["MetricsExporter", "kernel_counters", "pipeline_counters", "route_counters",
+           "shed_counters"]

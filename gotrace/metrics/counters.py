@@ -39,6 +39,19 @@ def shed_counters(read: Callable[[], tuple[int, int]]) -> CounterSource:
     return families
 
 
+def route_counters(read: Callable[[], Mapping[str, int]]) -> CounterSource:
+    """From read() -> per service, the spans --infer-routes gave its overflow route (past
+    the service's cap of inferred routes, or a 404 to a path no route matches)."""
+    def families() -> Sequence[CounterFamily]:
+        return (CounterFamily("gotrace_inferred_routes_overflow_total",
+                              "HTTP server spans given the overflow route of --infer-routes "
+                              "(past their service's cap of inferred routes, or a 404 that "
+                              "matched no inferred route), per service.",
+                              [((("service_name", service),), n)
+                               for service, n in sorted(read().items())]),)
+    return families
+
+
 def pipeline_counters(read: Callable[[], PipelineStats]) -> CounterSource:
     """From read() -> the export pipeline's statistics (per exporter)."""
     def families() -> Sequence[CounterFamily]:

@@ -32,6 +32,7 @@ from gotrace.pipeline.decode import MonotonicClock, decode_records
 from gotrace.pipeline.linking import SameHostLinker
 from gotrace.pipeline.overload import KindDurations, OverloadController, OverloadSettings, Pressure
 from gotrace.pipeline.resource import process_resource
+from gotrace.pipeline.routes import RouteInference
 from gotrace.pipeline.sampling import KEEP_ALL, SamplerConfig, SamplingGate
 from gotrace.probes import CLIENT_KINDS, SERVER_KINDS, SHAPES
 from gotrace.records import SAMPLING_REASONS
@@ -143,8 +144,10 @@ def _summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 class Tracer:
     def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False,
                  opt_in: Collection[str] = (), sampler: SamplerConfig = KEEP_ALL,
-                 overload: OverloadSettings | None = None) -> None:
-        """opt_in: the opt-in probes to run (by library), and what probes' variants look for."""
+                 overload: OverloadSettings | None = None,
+                 routes: RouteInference | None = None) -> None:
+        """opt_in: the opt-in probes to run (by library), and what probes' variants look for.
+        routes: names HTTP server spans without a route by their path's template."""
         self.pipeline = pipeline
         self.sampler = sampler
         self.overload = OverloadController(overload or OverloadSettings())
@@ -154,6 +157,7 @@ class Tracer:
         self._kernel_shed = 0  # the kernel's count when last read (its maps go at close)
         self.gate = SamplingGate(sampler, self.overload, self.slow_ns)
         self.with_query = with_query
+        self.routes = routes
         self.opt_in = frozenset(opt_in)
         self.clock = MonotonicClock()
         self.programs: dict[str, Program] = {}
@@ -297,6 +301,8 @@ class Tracer:
                                    self.clock, facts, self.with_query,
                                    self.programs[plan_key].take_held)
             self.spans_decoded += len(spans)
+            if self.routes is not None:  # before linking: the sampler's rules see the name
+                self.routes.apply(spans)
             self.records_skipped += len(batch) - len(spans) - (self.runtime.events - events)
             self._submit(self.linker.add(spans, time.monotonic_ns()))
             self._govern(spans)

@@ -23,8 +23,9 @@ def service_of(span: Span) -> str:
 def route_of(span: Span) -> Route:
     """The operation a span belongs to, coarse enough to aggregate.
 
-    HTTP: the method and http.route (the handler's pattern), else the method and url.path; the
-    method is kept in both because gotrace's http.route is the pattern's path part only.
+    HTTP: the method and http.route (a router's template, or one --infer-routes made), as in
+    the span name; without a route, the method alone: a path is not a route (one row per
+    user id, hash or token would bury the rest).
     RPC: service/method. Anything else: the span name.
     """
     attrs = span.attributes
@@ -32,8 +33,9 @@ def route_of(span: Span) -> Route:
         return Route(str(attrs["rpc.system"]),
                      f"{attrs.get('rpc.service', '')}/{attrs.get('rpc.method', '')}")
     if "http.request.method" in attrs:
-        path = attrs.get("http.route") or attrs.get("url.path", "")
-        return Route("http", f"{attrs['http.request.method']} {path}")
+        method = str(attrs["http.request.method"])
+        route = attrs.get("http.route")
+        return Route("http", f"{method} {route}" if route else method)
     return Route("", span.name)
 
 
