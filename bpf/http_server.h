@@ -124,7 +124,7 @@ static __always_inline struct http_server_inflight *http_server_ending(__u64 g, 
  * the matched *pattern's text in Go 1.22. */
 static __always_inline void read_route(struct http_server_inflight *st) {
     struct span_record *rec = &st->rec;
-    if (rec->flags & SPAN_F_ROUTE_REFS)
+    if (rec->flags & (SPAN_F_ROUTE_REFS | SPAN_F_ROUTE_TREE))
         return;
     if (st->route.object) {
         read_route_source(rec, &st->route, st->request);

@@ -36,7 +36,8 @@ struct route_source {
     __u16 names_off;  /* where the object names its request */
     __u8 parts;
     __u8 names;       /* ROUTE_NAMES_* */
-    __u8 _pad[2];
+    __u8 levels;      /* router levels that named the object (chi: one per mounted router) */
+    __u8 _pad;
 };
 
 #if defined(HAS_GOCONTEXT) && defined(OFF_net_http_Request_ctx)
@@ -114,8 +115,10 @@ static __always_inline void read_route_source(struct span_record *rec,
         refs[0] = route;
     } else {
         struct go_slice patterns = *(struct go_slice *)(w + route_off);
-        /* More parts than the record holds: no route rather than a part of one. */
-        if (!patterns.ptr || patterns.len <= 0 || patterns.len > ROUTE_PARTS)
+        /* A level whose router matched nothing (a 404 or 405 inside a mounted router)
+         * added no part: the parts so far name the mount, not a route. More parts than
+         * the record holds: no route rather than a part of one. */
+        if (!patterns.ptr || patterns.len != src->levels || patterns.len > ROUTE_PARTS)
             return;
         __u32 bytes = (__u32)patterns.len * sizeof(struct go_string);
         if (bytes > SPAN_ROUTE_LEN)

@@ -44,11 +44,15 @@ F_SHED = 512
 # The route field holds references to a router's template strings in the traced process,
 # not text (bpf/route.h; gotrace/probes/http_routes.py reads them).
 F_ROUTE_REFS = 1024
+# The route field holds a router's tree (its root node, for the request's method) and the
+# length of the path it routed: gotrace matches the path in the tree (httprouter, whose
+# template exists nowhere else; gotrace/probes/route_tree.py).
+F_ROUTE_TREE = 2048
 SPAN_FLAGS = {"HAS_PARENT": F_HAS_PARENT, "REMOTE_PARENT": F_REMOTE_PARENT,
               "TRANSPORT_ERROR": F_TRANSPORT_ERROR, "HAS_CONN": F_HAS_CONN,
               "HAS_QUERY": F_HAS_QUERY, "SCHED": F_SCHED, "SAMPLED": F_SAMPLED,
               "DEFERRED": F_DEFERRED, "UNIX": F_UNIX, "SHED": F_SHED,
-              "ROUTE_REFS": F_ROUTE_REFS}
+              "ROUTE_REFS": F_ROUTE_REFS, "ROUTE_TREE": F_ROUTE_TREE}
 
 # sched_ns slots, in order: time runnable but not running, then blocked by reason
 # (bpf/sched.h).

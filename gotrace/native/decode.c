@@ -53,7 +53,7 @@ typedef struct {
     PyTypeObject *span;
     Py_ssize_t span_slot[SPAN_FIELDS];  /* where each of Span's fields is in a Span */
     PyObject *sampling, *new_endpoint, *offer;  /* borrowed from the tables */
-    unsigned long sampling_flags, has_parent, remote_parent, connected, shed;
+    unsigned long sampling_flags, has_parent, remote_parent, connected, shed, named_per_request;
 } Tables;
 
 /* One call's arguments and what it keeps while it runs. */
@@ -204,11 +204,11 @@ static int parse_tables(Tables *t, PyObject *tables)
 {
     PyObject *fields, *shapes, *span_fields;
     memset(t, 0, sizeof(*t));
-    if (!PyArg_ParseTuple(tables, "nO!O!O!O!kkkkkO!O!O!OO:decode tables", &t->record_size,
+    if (!PyArg_ParseTuple(tables, "nO!O!O!O!kkkkkkO!O!O!OO:decode tables", &t->record_size,
                           &PyType_Type, &t->record_fields, &PyTuple_Type, &fields,
                           &PyTuple_Type, &shapes, &PyDict_Type, &t->sampling,
                           &t->sampling_flags, &t->has_parent, &t->remote_parent, &t->connected,
-                          &t->shed, &PyType_Type, &t->span, &PyTuple_Type, &span_fields,
+                          &t->shed, &t->named_per_request, &PyType_Type, &t->span, &PyTuple_Type, &span_fields,
                           &PyType_Type, &t->connection, &t->new_endpoint, &t->offer))
         return -1;
     if (parse_span_slots(t, span_fields) < 0)
@@ -356,12 +356,23 @@ static PyObject *endpoint_key(Shape *s, PyObject *data)
     return Py_NewRef(s->last_key);
 }
 
-/* The endpoint's _Endpoint (a new reference): cached, or worked out by decode._endpoint. */
-static PyObject *endpoint_of(Batch *b, Shape *s, PyObject *rec, PyObject *data)
+/* The endpoint's _Endpoint (a new reference): cached, or worked out by decode._endpoint. A
+   record whose span's name depends on the request (named_per_request) has it in the key. */
+static PyObject *endpoint_of(Batch *b, Shape *s, PyObject *rec, PyObject *data, uint64_t flags)
 {
     PyObject *key = endpoint_key(s, data);
     if (key == NULL)
         return NULL;
+    if (flags & b->t->named_per_request) {
+        PyObject *namer = PyObject_GetAttrString(s->shape, "name");
+        PyObject *name = namer == NULL ? NULL : PyObject_CallOneArg(namer, rec);
+        Py_XDECREF(namer);
+        PyObject *named = name == NULL ? NULL : PyTuple_Pack(2, key, name);
+        Py_XDECREF(name);
+        Py_SETREF(key, named);
+        if (key == NULL)
+            return NULL;
+    }
     PyObject *endpoint = PyDict_GetItemWithError(b->endpoints, key);
     if (endpoint != NULL)
         Py_INCREF(endpoint);
@@ -518,7 +529,8 @@ static int decode_span(Batch *b, Shape *s, PyObject *resource, PyObject *data)
     PyObject *rec = record_fields(t, record);
     if (rec == NULL)
         return -1;
-    if (!(endpoint = endpoint_of(b, s, rec, data)))
+    uint64_t flags = read_unsigned(&t->field[t->at.flags], record);
+    if (!(endpoint = endpoint_of(b, s, rec, data, flags)))
         goto done;
     own = PyObject_CallFunctionObjArgs(s->request_attributes, rec, b->with_query, NULL);
     if (own == NULL)
@@ -528,7 +540,6 @@ static int decode_span(Batch *b, Shape *s, PyObject *resource, PyObject *data)
         goto done;
     }
     PyObject *shared = add_facts(b, rec, PyTuple_GET_ITEM(rec, t->at.start_ns), endpoint, own);
-    uint64_t flags = read_unsigned(&t->field[t->at.flags], record);
     if (shared == NULL || take_held(b, rec, flags, record) < 0)
         goto done;
     span = make_span(b, s, rec, flags, endpoint, resource, own, shared);

@@ -20,6 +20,7 @@ from gotrace.records import (
     F_HAS_CONN,
     F_HAS_PARENT,
     F_REMOTE_PARENT,
+    F_ROUTE_TREE,
     F_SAMPLED,
     F_SHED,
     F_UNIX,
@@ -209,6 +210,8 @@ def decode_in_python(raw: list[bytes], resource_of: Callable[[int], Resource | N
         if resource is None:
             continue
         key = ENDPOINT_KEYS[kind](data)
+        if rec.flags & F_ROUTE_TREE:
+            key = (key, shape.name(rec))
         endpoint = endpoints.get(key) or _endpoint(endpoints, shape, rec, key, facts)
         own = shape.request_attributes(rec, with_query)
         shared = endpoint.shared_usual
@@ -277,6 +280,7 @@ class _NativeTables(NamedTuple):
     remote_parent: int
     connected: int
     shed: int
+    named_per_request: int  # F_ROUTE_TREE: the endpoint's key has the span's name too
     span: type
     span_fields: tuple[str, ...]  # in Span's order: the compiled loop stores them in its slots
     connection: type
@@ -287,7 +291,7 @@ class _NativeTables(NamedTuple):
 _NATIVE_TABLES = _NativeTables(
     RECORD_SIZE, RecordFields, tuple(FIELDS),
     tuple((kind, shape, ENDPOINT_RANGES[kind]) for kind, shape in SHAPES.items()),
-    _SAMPLING, _SAMPLING_FLAGS, F_HAS_PARENT, F_REMOTE_PARENT, _CONNECTED, F_SHED,
+    _SAMPLING, _SAMPLING_FLAGS, F_HAS_PARENT, F_REMOTE_PARENT, _CONNECTED, F_SHED, F_ROUTE_TREE,
     Span, tuple(field.name for field in dataclasses.fields(Span)), Connection, _endpoint,
     _offer)
 
