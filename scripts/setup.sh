@@ -91,6 +91,7 @@ PACKAGES=(
     golang-github-gin-gonic-gin-dev/bookworm golang-github-go-chi-chi-dev/bookworm
     golang-github-gorilla-mux-dev/bookworm golang-github-julienschmidt-httprouter-dev/bookworm
     golang-github-labstack-echo-dev/bookworm
+    aptly/bookworm docker-registry/bookworm prometheus-pushgateway/bookworm
 )
 missing=()
 for spec in "${PACKAGES[@]}"; do
@@ -109,7 +110,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     # Debian's packages of the Go services the tests run start services of their own; the
     # tests run their own servers.
     if [ -d /run/systemd/system ]; then
-        for service in prometheus etcd prometheus-alertmanager prometheus-node-exporter; do
+        for service in prometheus etcd prometheus-alertmanager prometheus-node-exporter \
+                docker-registry prometheus-pushgateway; do
             if [[ " ${missing[*]} " == *" ${service/etcd/etcd-server} "* ]]; then
                 systemctl disable --now "$service" >/dev/null 2>&1 || true
             fi
