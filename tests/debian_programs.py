@@ -274,10 +274,11 @@ PUSHGATEWAY_REQUESTS = (
 )
 
 # Its /api/v1 routes sit on a second route.Router behind http.StripPrefix("/api/v1"): that
-# router registered, and matched, "/status", not "/api/v1/status".
+# router registered, and matched, "/status"; the route is the whole path's, the prefix it lost
+# included (gotrace/probes/http_routes.py).
 PUSHGATEWAY_STRIPPED_REQUESTS = (
-    RoutedRequest("GET", "/api/v1/status", "/status", 200),
-    RoutedRequest("GET", "/api/v1/metrics", "/metrics", 200),
+    RoutedRequest("GET", "/api/v1/status", "/api/v1/status", 200),
+    RoutedRequest("GET", "/api/v1/metrics", "/api/v1/metrics", 200),
 )
 
 
@@ -326,7 +327,9 @@ REGISTRY_REQUESTS = (
     RoutedRequest("GET", f"/v2/library/alpine/blobs/uploads/{_NO_UPLOAD}",
                   REGISTRY_BLOB_UPLOAD_CHUNK, 404),
     RoutedRequest("GET", "/v2/library//alpine/tags/list", None, 301),  # mux's path cleaning
-    RoutedRequest("GET", "/v2/Library/alpine/tags/list", None, 404),  # not a valid name
+    # "Library/" matches the name's optional registry-host part: the tags route matched, and
+    # the registry's handler answers that no such repository exists.
+    RoutedRequest("GET", "/v2/Library/alpine/tags/list", REGISTRY_TAGS, 404),
 )
 
 
