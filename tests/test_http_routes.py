@@ -7,21 +7,16 @@ routers' own answers have none."""
 
 from __future__ import annotations
 
-import subprocess
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from otlp_receiver import OtlpReceiver
-from tracing import gotrace, otlp_args, probe_hits, stop, terminate
+from tracing import gotrace, otlp_args, probe_hits, routers, stop
 
 from testapps import matrix
 
-ROUTERS = ("gin", "chi", "gorilla", "httprouter", "echo")
 # (method, path): every route shape of testapps/routers, and the routers' own 404 and 405.
 REQUESTS = (
     ("GET", "/health"), ("GET", "/users/42"), ("GET", "/users/missing"),
@@ -49,20 +44,6 @@ def routers_cells() -> list[matrix.Cell]:
 def receiver():
     with OtlpReceiver() as r:
         yield r
-
-
-@contextmanager
-def routers(binary: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
-    """The routers app with all five on free ports: (process, router -> 'host:port')."""
-    flags = [arg for name in ROUTERS for arg in (f"-{name}", "127.0.0.1:0")]
-    proc = subprocess.Popen([str(binary), *flags], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("READY "), f"{binary} did not start: {line!r}"
-        yield proc, dict(pair.split("=", 1) for pair in line.split()[1:])
-    finally:
-        terminate(proc, timeout=10)
 
 
 def send(addr: str, method: str, path: str) -> tuple[int, str | None]:

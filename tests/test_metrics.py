@@ -27,6 +27,7 @@ from tracing import (
     go_server,
     gotrace,
     metric_samples,
+    routers,
     stop,
     terminate,
 )
@@ -480,3 +481,24 @@ def test_prometheus_scrapes_exact_request_counts(tmp_path):
             {("gotrace",): 0}
         out, _ = stop(tracer)
     assert out == ""  # --metrics-port is an output: no console by default
+
+
+def test_prometheus_sees_one_series_per_route_template(tmp_path):
+    """1,000 distinct ids in the path through each of five routers (testapps/routers): one
+    series per route template, none per path."""
+    ids = 1000
+    port = free_port()
+    cell = matrix.Cell("routers", matrix.go_versions()[-1], "stripped")
+    with routers(matrix.build(cell)) as (server, addrs), \
+            gotrace(tmp_path, "trace", "--pid", str(server.pid), "--metrics-host",
+                    "127.0.0.1", "--metrics-port", str(port)), \
+            prometheus(tmp_path, f"127.0.0.1:{port}") as query:
+        for addr in addrs.values():
+            for i in range(ids):
+                assert get(addr, f"/users/{i * 7919}") == 200
+        wait_for_total(query, "http_server_request_duration_seconds_count", ids * len(addrs))
+        counts = query("http_server_request_duration_seconds_count")
+    # gin, httprouter and echo write the template ":id", chi and gorilla/mux "{id}".
+    assert by_label(counts, "http_route", "http_response_status_code") == {
+        ("/users/:id", "2xx"): 3 * ids, ("/users/{id}", "2xx"): 2 * ids}
+    assert all("url_path" not in r["metric"] for r in counts)

@@ -222,3 +222,20 @@ def fetch(url: str) -> tuple[str, str]:
     """GET url; (content type, body)."""
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.headers["Content-Type"], resp.read().decode()
+
+
+ROUTERS = ("gin", "chi", "gorilla", "httprouter", "echo")  # testapps/routers' flags
+
+
+@contextlib.contextmanager
+def routers(binary: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    """The routers app with all five on free ports: (process, router -> 'host:port')."""
+    flags = [arg for name in ROUTERS for arg in (f"-{name}", "127.0.0.1:0")]
+    proc = subprocess.Popen([str(binary), *flags], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), f"{binary} did not start: {line!r}"
+        yield proc, dict(pair.split("=", 1) for pair in line.split()[1:])
+    finally:
+        terminate(proc, timeout=10)
