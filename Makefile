@@ -11,7 +11,7 @@ demo: setup
 
 test: setup
 	$(PY) -m testapps.matrix build
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # Every cell of the test-app matrix (every Go x every variant, grpc-go x every supported Go).
 test-full: setup

@@ -1,9 +1,9 @@
 """End to end: http.route from the routers Go services use (gin, chi, gorilla/mux, httprouter
 and echo, Debian's packages, built into testapps/routers), with static, parameterized,
 catch-all and mounted routes, the routers' own 404 and 405 answers and a middleware that
-replaces the request; on the oldest and newest Go, stripped and not. The expected route of
-each request is what the router itself reported to the handler (the X-Route header); the
-routers' own answers have none."""
+replaces the request; on the oldest and newest Go, stripped (every Go, stripped and not, with
+GOTRACE_MATRIX=full). The expected route of each request is what the router itself reported
+to the handler (the X-Route header); the routers' own answers have none."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import urllib.request
 from collections import Counter
 
 import pytest
+from conftest import FULL
 from otlp_receiver import OtlpReceiver
 from tracing import gotrace, otlp_args, probe_hits, routers, stop
 
@@ -33,10 +34,13 @@ ROUTE_PROGRAMS = {"gin": "gin_route", "chi": "chi_route", "gorilla": "gorilla_mu
 
 
 def routers_cells() -> list[matrix.Cell]:
-    """The oldest and newest Go the five libraries build with: stripped on both, unstripped
-    on the oldest, PIE stripped on the newest."""
-    gos = matrix.go_versions()
-    return [matrix.Cell("routers", gos[0], "stripped"), matrix.Cell("routers", gos[0], "plain"),
+    """The oldest and newest Go the five libraries build with: stripped on the oldest, PIE
+    stripped on the newest; with GOTRACE_MATRIX=full, every Go, stripped and not."""
+    gos = matrix.routers_go(matrix.go_versions())
+    if FULL:
+        return [matrix.Cell("routers", go, variant) for go in gos
+                for variant in ("plain", "stripped")]
+    return [matrix.Cell("routers", gos[0], "stripped"),
             matrix.Cell("routers", gos[-1], "pie-stripped")]
 
 

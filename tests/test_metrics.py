@@ -488,7 +488,7 @@ def test_prometheus_sees_one_series_per_route_template(tmp_path):
     series per route template, none per path."""
     ids = 1000
     port = free_port()
-    cell = matrix.Cell("routers", matrix.go_versions()[-1], "stripped")
+    cell = matrix.Cell("routers", matrix.go_versions()[-1], "pie-stripped")
     with routers(matrix.build(cell)) as (server, addrs), \
             gotrace(tmp_path, "trace", "--pid", str(server.pid), "--metrics-host",
                     "127.0.0.1", "--metrics-port", str(port)), \
