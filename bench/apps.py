@@ -23,6 +23,7 @@ class Apps:
     hitloop: Path
     wrapped: Path  # testapps/wrapped: servers and clients with wrapped connections
     h2: Path  # testapps/h2: HTTP/2 servers and clients (net/http's and golang.org/x/net's)
+    routers: Path  # testapps/routers: gin, chi, gorilla/mux, httprouter and echo
     go: str  # the Go the HTTP programs are built with
     grpc: str  # the grpc-go the gRPC programs are built with
     grpc_go: str  # ... and their Go
@@ -44,8 +45,8 @@ def build_apps() -> Apps:
     return Apps(httpserver=plain("httpserver"), httpclient=plain("httpclient"),
                 grpcserver=with_grpc("grpcserver"), grpcclient=with_grpc("grpcclient"),
                 loadgen=with_grpc("loadgen"), hitloop=plain("hitloop"),
-                wrapped=with_grpc("wrapped"), h2=plain("h2"), go=go, grpc=grpc,
-                grpc_go=grpc_go)
+                wrapped=with_grpc("wrapped"), h2=plain("h2"), routers=plain("routers"), go=go,
+                grpc=grpc, grpc_go=grpc_go)
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,18 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(path: Path, *args: str, cpus: frozenset[int] | None = None) -> Iterator[Server]:
-    """Run a test server on a free loopback port until the block ends (on cpus, if given:
-    bench.cpus)."""
-    proc = subprocess.Popen([str(path), "-addr", "127.0.0.1:0", *args], stdout=subprocess.PIPE,
-                            text=True, preexec_fn=pinned_to(cpus))
+def _ready(command: list[str], cpus: frozenset[int] | None = None
+           ) -> Iterator[tuple[int, list[str]]]:
+    """Run a test server until the block ends: (its pid, the words after READY on the line
+    it prints once it listens)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=pinned_to(cpus))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.startswith("READY "):
-            raise RuntimeError(f"{path} did not start: {line!r}")
-        yield Server(proc.pid, line.split()[1])
+            raise RuntimeError(f"{command[0]} did not start: {line!r}")
+        yield proc.pid, line.split()[1:]
     finally:
         proc.terminate()
         try:
@@ -73,3 +75,19 @@ def serve(path: Path, *args: str, cpus: frozenset[int] | None = None) -> Iterato
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def serve(path: Path, *args: str, cpus: frozenset[int] | None = None) -> Iterator[Server]:
+    """Run a test server on a free loopback port until the block ends (on cpus, if given:
+    bench.cpus)."""
+    with _ready([str(path), "-addr", "127.0.0.1:0", *args], cpus) as (pid, words):
+        yield Server(pid, words[0])
+
+
+@contextlib.contextmanager
+def serve_router(path: Path, router: str) -> Iterator[Server]:
+    """Run testapps/routers serving one router (its flag: gin, chi, gorilla, httprouter or
+    echo) on a free loopback port until the block ends."""
+    with _ready([str(path), f"-{router}", "127.0.0.1:0"]) as (pid, words):
+        yield Server(pid, words[0].split("=", 1)[1])

@@ -7,7 +7,7 @@ import datetime
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -24,7 +24,9 @@ from bench.probe_hits import (
     HIT_WORKLOADS,
     HTTP2_WORKLOADS,
     OPT_IN_WORKLOADS,
+    ROUTE_WORKLOADS,
     SCHED_WAIT,
+    HitCount,
     count_hits,
 )
 from bench.report import render
@@ -54,7 +56,8 @@ class Plan:
 
 FULL = Plan(
     name="full", loop_calls=1_000_000, calibration_pairs=2, hit_calls=10_000,
-    hit_workloads=(*HIT_WORKLOADS, *HTTP2_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS),
+    hit_workloads=(*HIT_WORKLOADS, *HTTP2_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS,
+                   *ROUTE_WORKLOADS),
     overhead=overhead.Settings(pairs=3, seconds=5, rate=2000, busy_rate=1000,
                                conns=Connections(fixed=4, saturation=16)),
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
@@ -66,7 +69,7 @@ QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
     calibration_pairs=1, hit_calls=50,
     hit_workloads=("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
-                   *HTTP2_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS),
+                   *HTTP2_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS, *ROUTE_WORKLOADS),
     overhead=overhead.Settings(pairs=1, seconds=0.5, rate=300, busy_rate=300,
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
@@ -121,6 +124,12 @@ def _machine(apps: Apps, plan: Plan) -> dict[str, str]:
             "grpc-go": f"{apps.grpc} (with Go {apps.grpc_go})"}
 
 
+def _grouped(counts: list[HitCount], *groups: Collection[str]) -> list[list[HitCount]]:
+    """The counts of each group of labels, in order, then those of no group."""
+    grouped = [[h for h in counts if h.label in group] for group in groups]
+    return [*grouped, [h for h in counts if not any(h.label in g for g in groups)]]
+
+
 def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, list[Verdict]]:
     """Measure everything, write the report to out (profiles next to it) and return it."""
     started = time.monotonic()
@@ -152,13 +161,11 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
         busy = pool.submit(section, "saturation", lambda: saturation.measure(
             apps.httpserver, apps.loadgen, plan.saturation))
     own_cpu, shared_cpus = protocols.result()
-    hits = [h for h in counted.result()
-            if h.label not in OPT_IN_WORKLOADS and h.label not in CONNECTION_WORKLOADS]
-    opt_in = [h for h in counted.result() if h.label in OPT_IN_WORKLOADS]
-    connections = [h for h in counted.result() if h.label in CONNECTION_WORKLOADS]
+    opt_in, connections, routes, hits = _grouped(counted.result(), OPT_IN_WORKLOADS,
+                                                 CONNECTION_WORKLOADS, ROUTE_WORKLOADS)
     results = Results(machine, calibration.result(), hits, own_cpu, spans.result(),
                       attached.result(), time.monotonic() - started, opt_in, shared_cpus,
-                      connections, busy.result())
+                      connections, busy.result(), routes)
     verdicts = evaluate(results)
     out.write_text(render(results, verdicts) + "\n" + kept_by_hand(out))
     return results, verdicts

@@ -7,7 +7,8 @@ for too. Sessions are independent, so a few run at once (counts do not depend on
 Meanwhile the kernel counts how long the probe programs run (kernel.bpf_stats_enabled):
 with the trap that enters them (bench.calibrate), that is what a hit costs the target.
 
-    python bench/probe_hits.py [--calls N]     prints hits per request/RPC for each workload
+    python bench/probe_hits.py [--calls N] [--only LABEL]... [--routes]
+        prints hits per request/RPC for each workload (or those labelled, or the routes')
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import concurrent.futures
 import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.apps import Apps, build_apps, serve
+from bench.apps import Apps, Server, build_apps, serve, serve_router
 from bench.session import Gotrace, TraceStats
 
+HELLO = "/hello"  # the path the HTTP server workloads request
 STREAM_MESSAGES = 5  # messages per server-streaming RPC
 RUNTIME_EVENT_PROBES = frozenset({"stw_begin", "stw_restart_called", "stw_end", "gc_cycle"})
 HIT_WORKLOADS = ("HTTP server", "HTTP client", "gRPC server, unary", "gRPC server, streaming",
@@ -48,6 +50,23 @@ CONNECTION_WORKLOADS: dict[str, tuple[str, str | None]] = {
     "HTTP server calling HTTP, plain connections": ("", ""),
     f"HTTP server calling HTTP, client connection in {CLIENT_WRAPS}": ("", CLIENT_WRAPS),
 }
+# testapps/routers serving one router, called by httpclient: what reading http.route costs on
+# top of the net/http server's hits (one more probe; "HTTP server" is the baseline).
+# Label -> (the router's flag, the path requested).
+CHI_MOUNTED = "chi, mounted sub-routers"
+ROUTE_WORKLOADS: dict[str, tuple[str, str]] = {
+    "gin": ("gin", "/users/42"),
+    "chi": ("chi", "/users/42"),
+    CHI_MOUNTED: ("chi", "/api/v1/items/9"),  # through the routers mounted at /api and /v1
+    "gorilla/mux": ("gorilla", "/users/42"),
+    "httprouter": ("httprouter", "/users/42"),
+    "echo": ("echo", "/users/42"),
+}
+# Route workloads whose route probe runs once per router level the request passes (chi's
+# mounted sub-routers): reported, not judged by the hits target.
+PER_ROUTER_LEVEL = frozenset({CHI_MOUNTED})
+LABELS = (*HIT_WORKLOADS, *HTTP2_WORKLOADS, *OPT_IN_WORKLOADS, *CONNECTION_WORKLOADS,
+          *ROUTE_WORKLOADS)  # every workload
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 
@@ -103,8 +122,14 @@ def _serving(server: ServerCommand) -> contextlib.AbstractContextManager:
 def _server_side(server: ServerCommand, client: Callable[[str], list[str]], *flags: str
                  ) -> TraceStats:
     """Trace the server by PID while the client program runs against it untraced."""
-    with _serving(server) as srv, Gotrace(["trace", "--pid", str(srv.pid), "--jsonl",
-                                        "/dev/null", *flags]) as session:
+    return _traced_while_called(_serving(server), client, *flags)
+
+
+def _traced_while_called(serving: contextlib.AbstractContextManager[Server],
+                         client: Callable[[str], list[str]], *flags: str) -> TraceStats:
+    """Start the server, trace it by PID and run the client program against it untraced."""
+    with serving as srv, Gotrace(["trace", "--pid", str(srv.pid), "--jsonl", "/dev/null",
+                                  *flags]) as session:
         session.ready()
         subprocess.run(client(srv.addr), check=True, stdout=subprocess.DEVNULL)
         return session.stop()
@@ -136,9 +161,18 @@ def _client_side(server: ServerCommand, client: Callable[[str], list[str]]) -> T
         return session.wait()
 
 
+def _route_side(apps: Apps, client: Callable[[str], list[str]], router: str) -> TraceStats:
+    """testapps/routers serving one router, traced by PID, called by the client untraced."""
+    return _traced_while_called(serve_router(apps.routers, router), client)
+
+
 def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats]]]:
-    def http(addr: str) -> list[str]:
-        return [str(apps.httpclient), "-url", f"http://{addr}/hello", "-n", str(calls)]
+    def http_path(path: str) -> Callable[[str], list[str]]:
+        def command(addr: str) -> list[str]:
+            return [str(apps.httpclient), "-url", f"http://{addr}{path}", "-n", str(calls)]
+        return command
+
+    http = http_path(HELLO)
 
     def unary(addr: str) -> list[str]:
         return [str(apps.grpcclient), "-addr", addr, "-n", str(calls), "-streams", "0"]
@@ -171,9 +205,11 @@ def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats
     ]
     connections = [(label, lambda wraps=wraps: _wrapped_side(apps, calls, *wraps))
                    for label, wraps in CONNECTION_WORKLOADS.items()]
+    routes = [(label, lambda r=router, p=path: _route_side(apps, http_path(p), r))
+              for label, (router, path) in ROUTE_WORKLOADS.items()]
     return [*zip(HIT_WORKLOADS, runs, strict=True), *http2_runs,
             (SCHED_WAIT, lambda: _server_side(apps.httpserver, http, "--sched-wait")),
-            *connections]
+            *connections, *routes]
 
 
 @contextlib.contextmanager
@@ -200,11 +236,25 @@ def count_hits(apps: Apps, calls: int, only: Collection[str] | None = None,
             for (label, _), s in zip(todo, stats, strict=True)]
 
 
+def _selected(only: Sequence[str] | None, routes: bool) -> list[str] | None:
+    """The labels the command line asked for (None: every workload)."""
+    if only is None and not routes:
+        return None
+    return [*(only or ()), *(ROUTE_WORKLOADS if routes else ())]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--only", action="append", metavar="LABEL", choices=LABELS,
+                        help="measure only this workload (repeatable): "
+                        + "; ".join(f"'{label}'" for label in LABELS))
+    parser.add_argument("--routes", action="store_true",
+                        help="measure the route workloads (testapps/routers), and any --only")
     args = parser.parse_args()
-    for count in count_hits(build_apps(), args.calls):
+    only = _selected(args.only, args.routes)
+    for count in count_hits(build_apps(), args.calls, only=only):
         print(f"{count.label:24} {count.per_call:5.2f} hits per call ({count.detail()}); "
               f"probes ran {count.run_us_per_call:.2f} µs per call ({count.run_detail()})",
               flush=True)

@@ -9,13 +9,20 @@ from bench import saturation
 from bench.loadgen import SATURATION
 from bench.overhead import BUSY, ProtocolResult
 from bench.pipeline import PipelineResult, Step
-from bench.probe_hits import OPT_IN_WORKLOADS
+from bench.probe_hits import (
+    HELLO,
+    OPT_IN_WORKLOADS,
+    PER_ROUTER_LEVEL,
+    ROUTE_WORKLOADS,
+    HitCount,
+)
 from bench.profiles import summarize
 from bench.results import Results
 from bench.saturation import SaturationResult
-from bench.targets import EXPORTER_NAMES, Verdict
+from bench.targets import EXPORTER_NAMES, ROUTE_HITS_PER_REQUEST, Verdict
 
 PROFILE_LINES = 12
+ROUTE_BASELINE = "HTTP server"  # the hits workload of net/http's server without a router
 SECTIONS = ("Targets", "Calibration: one uprobe hit", "Probe hits per request",
             "Target CPU per request", "Tracer pipeline", "Attach time and memory",
             "Saturation: a busy node")
@@ -79,7 +86,8 @@ def _hits(results: Results) -> list[str]:
                      "Probes ran µs per call", "µs per run by probe"],
                     [(h.label, h.calls, f"{h.per_call:.2f}", h.detail(),
                       f"{h.run_us_per_call:.2f}", h.run_detail())
-                     for h in results.hits]), *_opt_in(results), *_connections(results)]
+                     for h in results.hits]), *_opt_in(results), *_connections(results),
+            *_routes(results)]
 
 
 def _connections(results: Results) -> list[str]:
@@ -95,6 +103,39 @@ def _connections(results: Results) -> list[str]:
                      "µs per run by probe"],
                     [(h.label, h.calls, f"{h.per_call:.2f}", f"{h.run_us_per_call:.2f}",
                       h.run_detail()) for h in results.connection_hits])]
+
+
+def _route_row(h: HitCount, label: str, path: str) -> tuple[object, ...]:
+    return (label, path, h.calls, f"{h.per_call:.2f}", h.detail(), f"{h.run_us_per_call:.2f}",
+            h.run_detail())
+
+
+def _route_probe_hits(h: HitCount) -> float:
+    """Per call, the hits of the router's probe (gin_route, chi_route, ...)."""
+    return sum(n for k, n in h.hits.items() if k.endswith("_route")) / h.calls
+
+
+def _routes(results: Results) -> list[str]:
+    """What reading http.route from each router costs, beside net/http's server alone."""
+    if not results.route_hits:
+        return []
+    rows = [_route_row(h, f"{h.label} (net/http alone, the baseline)", HELLO)
+            for h in results.hits if h.label == ROUTE_BASELINE]
+    rows += [_route_row(h, h.label, ROUTE_WORKLOADS[h.label][1]) for h in results.route_hits]
+    notes = [f"- {h.label}: {_route_probe_hits(h):.2f} route probe hits per request, one per "
+             "router level the request passes (the top router, then each mounted one): "
+             "reported, not judged by the target." for h in results.route_hits
+             if h.label in PER_ROUTER_LEVEL]
+    return ["", "### Route templates", "",
+            "testapps/routers serving one router at a time, traced by PID and called by "
+            "httpclient on one keep-alive connection, GET requests. Reading http.route takes one "
+            "probe per request (its program's name ends in _route) beside the net/http "
+            "server's two; the HTTP server workload (testapps/httpserver, no router) is the "
+            f"baseline. Target: at most {ROUTE_HITS_PER_REQUEST:g} hits per request, GC "
+            "events aside (see Targets).", "",
+            *_table(["Workload", "Path", "Calls", "Hits per call", "By probe",
+                     "Probes ran µs per call", "µs per run by probe"], rows),
+            *notes, *([""] if notes else [])]
 
 
 def _opt_in(results: Results) -> list[str]:

@@ -27,6 +27,7 @@ class Results:
     shared_cpus: list[ProtocolResult]
     connection_hits: list[HitCount]  # bench.probe_hits.CONNECTION_WORKLOADS
     saturation: SaturationResult  # a trivial handler flat out, every process on any CPU
+    route_hits: list[HitCount]  # bench.probe_hits.ROUTE_WORKLOADS
 
     def shared_throughput(self, protocol: str) -> float | None:
         """traced / untraced throughput of the busy handler at saturation, CPUs shared."""

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from bench.overhead import BUSY
 from bench.pipeline import JSON_LINES, PipelineResult, Step
+from bench.probe_hits import PER_ROUTER_LEVEL, HitCount
 from bench.profiles import summarize
 from bench.results import Results
 from bench.saturation import SaturationResult
 from gotrace.export.otlp_config import DEFAULT_PROTOCOL
 
 HITS_PER_SPAN = 2
+ROUTE_HITS_PER_REQUEST = 3  # the net/http server's two and the router's route probe
 CPU_FLOOR_FACTOR = 1.3
 TRACER_US_PER_SPAN = 10
 # Spans per second on one core, by exporter (OTLP's default protocol is HTTP).
@@ -98,16 +100,27 @@ HITS_WHY = {
 }
 
 
-def _hits(results: Results) -> list[Verdict]:
+def _hits_verdict(target: str, limit: int, h: HitCount) -> Verdict:
     """Judged at the precision shown (two decimals), without the GC probes' hits, which come
     per GC cycle (shown beside); a process's own start-up (goroutines created before the
     first call) adds a few hits spread over thousands of calls."""
-    return [_at_most(f"uprobe hits per request, {h.label}", HITS_PER_SPAN, "",
-                     round(h.per_span, 2),
-                     f"{h.per_span:.2f} (+{h.runtime_event_hits:.3f} of GC events)",
-                     f"Hits per request by probe: {h.detail()}. {HITS_WHY.get(h.label, '')}"
-                     .rstrip())
+    return _at_most(target, limit, "", round(h.per_span, 2),
+                    f"{h.per_span:.2f} (+{h.runtime_event_hits:.3f} of GC events)",
+                    f"Hits per request by probe: {h.detail()}. {HITS_WHY.get(h.label, '')}"
+                    .rstrip())
+
+
+def _hits(results: Results) -> list[Verdict]:
+    return [_hits_verdict(f"uprobe hits per request, {h.label}", HITS_PER_SPAN, h)
             for h in results.hits]
+
+
+def _route_hits(results: Results) -> list[Verdict]:
+    """The route workloads, those whose route probe runs once per router level aside (the
+    report shows their count)."""
+    return [_hits_verdict(f"uprobe hits per request with http.route, {h.label}",
+                          ROUTE_HITS_PER_REQUEST, h)
+            for h in results.route_hits if h.label not in PER_ROUTER_LEVEL]
 
 
 def _cpu_added(results: Results) -> list[Verdict]:
@@ -280,7 +293,7 @@ def _attach(results: Results) -> list[Verdict]:
 
 
 def evaluate(results: Results) -> list[Verdict]:
-    return [*_hits(results), *_bpf_time(results), *_cpu_added(results),
+    return [*_hits(results), *_route_hits(results), *_bpf_time(results), *_cpu_added(results),
             *_tracer(results.pipeline), _sampler(results.pipeline), *_throughput(results),
             *_saturation(results.saturation), *_attach(results)]
 

@@ -20,6 +20,8 @@ from bench.probe_hits import (
     BPF_STATS,
     CONNECTION_WORKLOADS,
     OPT_IN_WORKLOADS,
+    PER_ROUTER_LEVEL,
+    ROUTE_WORKLOADS,
     SCHED_WAIT,
     bpf_run_times_counted,
 )
@@ -64,6 +66,11 @@ def test_report_has_every_section(quick_run) -> None:
     for section in SECTIONS:
         assert f"\n## {section}\n" in text
     assert "\n### Opt-in probes\n" in text and f"| {SCHED_WAIT} |" in text
+    assert "\n### Route templates\n" in text
+    for label in ROUTE_WORKLOADS:
+        assert f"| {label} |" in text
+        judged = f"uprobe hits per request with http.route, {label}"
+        assert any(v.target == judged for v in verdicts) == (label not in PER_ROUTER_LEVEL)
     for topic in TARGET_TOPICS:
         assert any(topic in v.target for v in verdicts), topic
     for v in verdicts:
@@ -77,10 +84,13 @@ def test_calibration_and_hits(quick_run) -> None:
     assert results.calibration.hit_us > 0
     assert [h.label for h in results.hits] == [
         w for w in QUICK.hit_workloads
-        if w not in OPT_IN_WORKLOADS and w not in CONNECTION_WORKLOADS]
+        if w not in OPT_IN_WORKLOADS and w not in CONNECTION_WORKLOADS
+        and w not in ROUTE_WORKLOADS]
     assert [h.label for h in results.opt_in_hits] == [SCHED_WAIT]
     assert [h.label for h in results.connection_hits] == list(CONNECTION_WORKLOADS)
-    for count in (*results.hits, *results.opt_in_hits, *results.connection_hits):
+    assert [h.label for h in results.route_hits] == list(ROUTE_WORKLOADS)
+    for count in (*results.hits, *results.opt_in_hits, *results.connection_hits,
+                  *results.route_hits):
         assert count.calls > 0 and count.per_call >= 2, count  # an entry and an end at least
         # The kernel timed every program that ran (kernel.bpf_stats_enabled, on meanwhile).
         assert {k for k, n in count.hits.items() if n} <= {k for k, n in count.run_ns.items()
