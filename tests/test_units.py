@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gotrace.errors import GotraceError
-from gotrace.gobin.typeinfo import package_matches, split_type_name
+from gotrace.gobin.typeinfo import package_matches, package_names, split_type_name
 from gotrace.gobin.varint import encode_uvarint, uvarint
 from gotrace.resolve.manifest import load_manifest, load_manifests
 from gotrace.versions import parse_version, satisfies
@@ -75,3 +75,16 @@ def test_every_probe_needs_only_what_its_manifest_names():
         assert {a.function for a in probe.attachments} <= {f.name for f in manifest.functions}
         assert set(probe.fields + probe.optional_fields) <= {
             f.name for f in manifest.fields} | shared
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    ("net/http", "http"), ("github.com/labstack/echo/v4", "echo"),
+    ("github.com/go-chi/chi/v5", "chi"), ("github.com/jackc/pgx/v4", "pgx"),
+    ("gopkg.in/redis.v5", "redis"), ("github.com/mattn/go-sqlite3", "sqlite3"),
+    ("github.com/lib/pq", "pq"),
+])
+def test_a_type_descriptor_is_looked_up_by_its_package_name_not_its_path(path, name):
+    """Module builds name a versioned package's types by its name ('echo.context' for
+    github.com/labstack/echo/v4), which the path's last element is not always."""
+    assert name in package_names(path)
+    assert package_names(path)[0] == path.rsplit("/", 1)[-1]  # the common case first

@@ -13,6 +13,7 @@ methods): the connection types of gobin/conntypes.py, for instance.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -62,6 +63,26 @@ def split_type_name(full: str) -> tuple[str, str]:
     if dot < 0:
         raise ValueError(f"not a qualified Go type name: {full!r}")
     return full[:dot], full[dot + 1:]
+
+
+_MAJOR_VERSION = re.compile(r"v[0-9]+")
+_GOPKG_VERSION = re.compile(r"\.v[0-9]+$")
+
+
+def package_names(path: str) -> list[str]:
+    """The names a package at this import path may declare itself by, likeliest first: a
+    type descriptor names its type by that name ('echo.context'), not by the path. The
+    path's last element, unless it is a major version ('github.com/labstack/echo/v4': echo)
+    or carries one ('gopkg.in/redis.v5': redis); then without a 'go-' prefix or a '-go'
+    suffix ('github.com/mattn/go-sqlite3': sqlite3)."""
+    elements = path.split("/")
+    last = elements[-1]
+    if _MAJOR_VERSION.fullmatch(last) and len(elements) > 1:
+        last = elements[-2]
+    last = _GOPKG_VERSION.sub("", last)
+    names = [elements[-1], last, last.removeprefix("go-").removesuffix("-go")]
+    names.append(names[-1].replace("-", "").replace(".", ""))
+    return list(dict.fromkeys(names))
 
 
 def package_matches(found: str, wanted: str) -> bool:
@@ -212,12 +233,13 @@ class TypeInfo:
     def find_struct(self, full_name: str) -> int | None:
         """The descriptor address of a named struct type, or None if the binary has none."""
         pkg, name = split_type_name(full_name)
-        short = f"{pkg.rsplit('/', 1)[-1]}.{name}"
-        for text, extra_star in ((f"*{short}", True), (short, False)):
-            for name_off in self._name_offsets(text):
-                for desc in self._struct_descriptors(name_off, extra_star):
-                    if package_matches(self._package_of(desc), pkg):
-                        return desc
+        for package_name in package_names(pkg):
+            short = f"{package_name}.{name}"
+            for text, extra_star in ((f"*{short}", True), (short, False)):
+                for name_off in self._name_offsets(text):
+                    for desc in self._struct_descriptors(name_off, extra_star):
+                        if package_matches(self._package_of(desc), pkg):
+                            return desc
         return None
 
     def type_hash(self, type_name: str) -> int | None:
