@@ -21,6 +21,18 @@
                              END_OF(OFF_context_valueCtx_val, struct go_iface))
 _Static_assert(VALUECTX_WINDOW <= 64, "context.valueCtx's fields are not at its start");
 
+/* Where a context of the standard library's types (by its itab's type hash) keeps its parent
+ * Context; 0 for any other type, whose layout is unknown. */
+static __always_inline __u64 context_parent(__u32 type, __u64 data) {
+    if (type == TYPEHASH_ptr_context_valueCtx)
+        return data + OFF_context_valueCtx_Context;
+    if (type == TYPEHASH_ptr_context_cancelCtx)
+        return data + OFF_context_cancelCtx_Context;
+    if (type == TYPEHASH_ptr_context_timerCtx)
+        return data + OFF_context_timerCtx_cancelCtx + OFF_context_cancelCtx_Context;
+    return 0;
+}
+
 /* The data word of the value stored under a key whose type hash is key_hash, in the context
  * at ctx_iface_addr or its ancestors; 0 when none is found. */
 static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash) {
@@ -31,7 +43,6 @@ static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash)
         if (!c.tab || !c.data)
             return 0;
         __u32 type = itab_type(c.tab);
-        __u64 parent;
         if (type == TYPEHASH_ptr_context_valueCtx) {
             __u64 v[(VALUECTX_WINDOW + 7) / 8];
             if (bpf_probe_read_user(v, sizeof(v), (void *)c.data) != 0)
@@ -41,13 +52,10 @@ static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash)
                 return ((struct go_iface *)((__u8 *)v + OFF_context_valueCtx_val))->data;
             c = *(struct go_iface *)((__u8 *)v + OFF_context_valueCtx_Context);
             continue;
-        } else if (type == TYPEHASH_ptr_context_cancelCtx) {
-            parent = c.data + OFF_context_cancelCtx_Context;
-        } else if (type == TYPEHASH_ptr_context_timerCtx) {
-            parent = c.data + OFF_context_timerCtx_cancelCtx + OFF_context_cancelCtx_Context;
-        } else {
-            return 0;
         }
+        __u64 parent = context_parent(type, c.data);
+        if (!parent)
+            return 0;
         c.tab = 0;
         c.data = 0;
         bpf_probe_read_user(&c, sizeof(c), (void *)parent);

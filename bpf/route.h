@@ -52,15 +52,8 @@ static __always_inline int context_descends(struct go_iface ctx, __u64 ours) {
             return 0;
         if (ctx.data == ours)
             return 1;
-        __u32 type = itab_type(ctx.tab);
-        __u64 parent;
-        if (type == TYPEHASH_ptr_context_valueCtx)
-            parent = ctx.data + OFF_context_valueCtx_Context;
-        else if (type == TYPEHASH_ptr_context_cancelCtx)
-            parent = ctx.data + OFF_context_cancelCtx_Context;
-        else if (type == TYPEHASH_ptr_context_timerCtx)
-            parent = ctx.data + OFF_context_timerCtx_cancelCtx + OFF_context_cancelCtx_Context;
-        else
+        __u64 parent = context_parent(itab_type(ctx.tab), ctx.data);
+        if (!parent)
             return 0;
         ctx.tab = 0;
         ctx.data = 0;

@@ -29,7 +29,7 @@ typedef struct {
 
 typedef struct {
     PyObject *shape;  /* the SpanShape, borrowed from the tables; NULL: not a span kind */
-    PyObject *request_attributes, *span_kind, *metric;
+    PyObject *request_attributes, *span_name, *span_kind, *metric;
     int ranges;  /* the endpoint key's byte ranges */
     Py_ssize_t start[MAX_RANGES], end[MAX_RANGES];
     /* The last record of the kind and its key, reused for the next one of the same endpoint
@@ -71,6 +71,7 @@ static void tables_clear(Tables *t)
 {
     for (int kind = 0; kind < MAX_KINDS; kind++) {
         Py_CLEAR(t->shape[kind].request_attributes);
+        Py_CLEAR(t->shape[kind].span_name);
         Py_CLEAR(t->shape[kind].span_kind);
         Py_CLEAR(t->shape[kind].metric);
         Py_CLEAR(t->shape[kind].last_record);
@@ -167,6 +168,7 @@ static int parse_shape(Tables *t, PyObject *entry)
         }
     }
     if (!(s->request_attributes = PyObject_GetAttr(shape, NAMES.request_attributes))
+        || !(s->span_name = PyObject_GetAttr(shape, NAMES.name))
         || !(s->span_kind = PyObject_GetAttr(shape, NAMES.kind))
         || !(s->metric = PyObject_GetAttr(shape, NAMES.metric)))
         return -1;
@@ -364,9 +366,7 @@ static PyObject *endpoint_of(Batch *b, Shape *s, PyObject *rec, PyObject *data, 
     if (key == NULL)
         return NULL;
     if (flags & b->t->named_per_request) {
-        PyObject *namer = PyObject_GetAttrString(s->shape, "name");
-        PyObject *name = namer == NULL ? NULL : PyObject_CallOneArg(namer, rec);
-        Py_XDECREF(namer);
+        PyObject *name = PyObject_CallOneArg(s->span_name, rec);
         PyObject *named = name == NULL ? NULL : PyTuple_Pack(2, key, name);
         Py_XDECREF(name);
         Py_SETREF(key, named);

@@ -55,9 +55,10 @@ def _tree_route(rec: SpanRecord, raw: bytes) -> str:
     front of it) keeps the prefix it lost: the route is then the whole path's."""
     root, routed_length = _REFERENCE.unpack_from(raw, 0)
     layout, _ = _REFERENCE.unpack_from(raw, _REFERENCE.size)
-    path = char_field(rec, "path").partition(b"\0")[0]
+    field = char_field(rec, "path")
+    path = field.partition(b"\0")[0]
     # A path that filled the field may have lost its end, and the routed part with it.
-    if not 0 < routed_length <= len(path) < len(char_field(rec, "path")):
+    if not 0 < routed_length <= len(path) < len(field):
         return ""
     key = (rec.pid, raw, path)
     found = _tree_routes.get(key)
