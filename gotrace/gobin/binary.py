@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 
 from gotrace.errors import NotGoBinaryError, UnsupportedGoError
 from gotrace.gobin.buildinfo import BuildInfo, read_buildinfo
+from gotrace.gobin.callers import direct_callers
 from gotrace.gobin.disasm import entry_probe_site, ret_sites
 from gotrace.gobin.dwarf import dwarf_struct_fields
 from gotrace.gobin.elffile import ElfImage
@@ -18,6 +21,7 @@ from gotrace.gobin.typeinfo import TypeInfo, split_type_name
 from gotrace.versions import Version, parse_version
 
 MIN_GO = (1, 18)
+_METHOD = re.compile(r"(?P<pkg>.+)\.\((?P<type>\*?[^.()]+)\)\.(?P<method>[^.]+)")
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,31 @@ class GoBinary:
             if fn is not None:
                 return fn
         return None
+
+    def direct_callers(self, targets: Collection[Function]) -> dict[str, set[str]]:
+        """Each target's name -> the functions that call it directly (gobin/callers.py)."""
+        if not targets:
+            return {}
+        functions = sorted((f.address, f.name) for f in self.pclntab_functions.values())
+        text_end = max((f.end for f in self.pclntab_functions.values()), default=0)
+        found = direct_callers(self.image, self.moduledata.text, text_end, functions,
+                               {fn.address for fn in targets})
+        return {fn.name: found[fn.address] | self._interfaces_calling(fn.name)
+                for fn in targets}
+
+    def _interfaces_calling(self, name: str) -> set[str]:
+        """A method that interface values can call: 'interface <name>' for each interface
+        the program stores its receiver type in, with the method among the interface's
+        (no CALL names it then)."""
+        method = _METHOD.fullmatch(name)
+        if not method:
+            return set()
+        receiver, method_name = f"{method['pkg']}.{method['type']}", method["method"]
+        info = self.typeinfo
+        return {f"interface {info.qualified_name_of(inter)}"
+                for inter, concrete in info.itabs()
+                if info.qualified_name_of(concrete) == receiver
+                and method_name in info.method_names_of(inter)}
 
     def rets(self, fn: Function) -> list[int]:
         return ret_sites(self.image, fn.address, fn.end)

@@ -23,6 +23,7 @@ candidate types with one hash both lose their steps.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -65,8 +66,10 @@ def _conn_like(info: TypeInfo, desc: int) -> bool:
 
 
 class _Finder:
-    def __init__(self, info: TypeInfo) -> None:
+    def __init__(self, info: TypeInfo, connection_fields: Collection[str] = ()) -> None:
         self.info = info
+        # 'pkg.Type.field': where a type has several fields holding a connection, its own.
+        self.connection_fields = frozenset(connection_fields)
         self.steps: dict[int, ConnStep] = {}
         self.refused: dict[str, str] = {}
         self._decided: dict[int, ConnStep | None] = {}  # by descriptor address
@@ -100,14 +103,22 @@ class _Finder:
         candidates = list(self._fields_leading_on(target, 0, depth, 0))
         if not candidates:
             return None
-        embedded = [c for c in candidates if c[1]]
         if len(candidates) > 1:
-            candidates = embedded
+            candidates = (self._declared(target, candidates)
+                          or [c for c in candidates if c[1]])
         if len(candidates) != 1:
             self.refused[name] = "several fields hold a connection"
             return None
         step = candidates[0][0]
         return ConnStep(name, step.kind, step.offset, step.next_hash, tls=name in TLS_TYPES)
+
+    def _declared(self, struct_desc: int, candidates: list[tuple[ConnStep, bool]]
+                  ) -> list[tuple[ConnStep, bool]]:
+        """Of the candidates, the one a manifest declares the struct's connection."""
+        struct_name = self.info.qualified_name_of(struct_desc)
+        offsets = {f.offset for f in self.info.fields_of(struct_desc)
+                   if f"{struct_name}.{f.name}" in self.connection_fields}
+        return [c for c in candidates if c[0].offset in offsets]
 
     def _fields_leading_on(self, struct_desc: int, base: int, depth: int, inline: int):
         """(step, embedded) for each field of the struct that leads to a connection."""
@@ -132,11 +143,19 @@ class _Finder:
         return ConnTypes(self.steps, self.refused)
 
 
-def connection_types(info: TypeInfo) -> ConnTypes:
-    """The step of every concrete type the program stores in a connection-like interface,
-    and of the types those lead through."""
-    finder = _Finder(info)
+def connection_types(info: TypeInfo, holders: Collection[str] = (),
+                     connection_fields: Collection[str] = ()) -> ConnTypes:
+    """The step of every concrete type the program stores in a connection-like interface or
+    in one of the holders (interfaces named by qualified name, such as a database driver's
+    connection), and of the types those lead through. connection_fields ('pkg.Type.field')
+    settle the types where several fields hold a connection."""
+    finder = _Finder(info, connection_fields)
+    wanted = frozenset(holders)
+    holding: dict[int, bool] = {}  # interface descriptor -> whether its values lead on
     for inter, concrete in info.itabs():
-        if _conn_like(info, inter):
+        if inter not in holding:
+            holding[inter] = (_conn_like(info, inter)
+                              or (bool(wanted) and info.qualified_name_of(inter) in wanted))
+        if holding[inter]:
             finder.step(concrete)
     return finder.result()

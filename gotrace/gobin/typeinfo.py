@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -38,13 +39,14 @@ from gotrace.gobin.varint import encode_uvarint, uvarint
 _KIND_MASK = 0x1F
 KIND_INTERFACE = 20
 KIND_PTR = 22
+KIND_STRING = 24
 KIND_STRUCT = 25
 _KIND_DIRECT_IFACE = 0x20
 _TFLAG_UNCOMMON = 1
 _TFLAG_EXTRA_STAR = 2
 # The uncommonType of a named type follows the structure of its kind.
 _UNCOMMON_AT = {KIND_STRUCT: STRUCT_TYPE.size, KIND_INTERFACE: INTERFACE_TYPE.size,
-                KIND_PTR: PTR_TYPE.size}
+                KIND_PTR: PTR_TYPE.size, KIND_STRING: TYPE.size}
 _NAME_EMBEDDED = 8  # a struct field name's flag, Go 1.19+
 
 
@@ -60,13 +62,15 @@ def split_type_name(full: str) -> tuple[str, str]:
     """'net/http.Request' -> ('net/http', 'Request'); 'runtime.g' -> ('runtime', 'g')."""
     slash = full.rfind("/")
     dot = full.find(".", slash + 1)
+    if dot >= 0 and _GOPKG_VERSION.match(full, dot):  # 'gopkg.in/redis.v5.Client'
+        dot = full.find(".", dot + 1)
     if dot < 0:
         raise ValueError(f"not a qualified Go type name: {full!r}")
     return full[:dot], full[dot + 1:]
 
 
 _MAJOR_VERSION = re.compile(r"v[0-9]+")
-_GOPKG_VERSION = re.compile(r"\.v[0-9]+$")
+_GOPKG_VERSION = re.compile(r"\.v[0-9]+(?=\.|$)")
 
 
 def package_names(path: str) -> list[str]:
@@ -129,8 +133,8 @@ class TypeInfo:
             pos = region.find(needle, pos + 1)
         return out
 
-    def _struct_descriptors(self, name_off: int, extra_star: bool) -> list[int]:
-        """Addresses of struct descriptors whose str is name_off."""
+    def _descriptors(self, name_off: int, extra_star: bool, kind_wanted: int) -> list[int]:
+        """Addresses of descriptors of this kind whose str is name_off."""
         region = self._region
         needle = struct.pack("<i", name_off)
         out = []
@@ -140,7 +144,7 @@ class TypeInfo:
             if (start >= 0 and (self.md.types + start) % 8 == 0
                     and start + STRUCT_TYPE.at.fields_len <= len(region)):
                 tflag, kind = region[start + TYPE.at.tflag], region[start + TYPE.at.kind_]
-                if (kind & _KIND_MASK == KIND_STRUCT
+                if (kind & _KIND_MASK == kind_wanted
                         and bool(tflag & _TFLAG_EXTRA_STAR) == extra_star):
                     out.append(self.md.types + start)
             pos = region.find(needle, pos + 1)
@@ -230,26 +234,43 @@ class TypeInfo:
                         self.image.pointer(itab + ITAB.at.type)))
         return out
 
-    def find_struct(self, full_name: str) -> int | None:
-        """The descriptor address of a named struct type, or None if the binary has none."""
+    def implementations(self, interfaces: Collection[str]) -> dict[int, str]:
+        """Hash -> qualified name of every concrete type the program stores in one of these
+        interfaces (qualified names; 'error' for the builtin), as far as its itabs say."""
+        wanted = frozenset(interfaces)
+        named: dict[int, bool] = {}  # interface descriptor -> whether it is wanted
+        out = {}
+        for inter, concrete in self.itabs():
+            if inter not in named:
+                named[inter] = self.qualified_name_of(inter) in wanted
+            if named[inter]:
+                out[self.hash_of(concrete)] = self.qualified_name_of(concrete)
+        return out
+
+    def find_struct(self, full_name: str, kind: int = KIND_STRUCT) -> int | None:
+        """The descriptor address of a named struct type (or of another kind), or None if
+        the binary has none."""
         pkg, name = split_type_name(full_name)
         for package_name in package_names(pkg):
             short = f"{package_name}.{name}"
             for text, extra_star in ((f"*{short}", True), (short, False)):
                 for name_off in self._name_offsets(text):
-                    for desc in self._struct_descriptors(name_off, extra_star):
+                    for desc in self._descriptors(name_off, extra_star, kind):
                         if package_matches(self._package_of(desc), pkg):
                             return desc
         return None
 
     def type_hash(self, type_name: str) -> int | None:
-        """The runtime's hash of a named struct type, or of a pointer to one ('*pkg.T').
+        """The runtime's hash of a named struct type, or of a pointer to one ('*pkg.T'), or
+        of a named string type (an error type such as Redis's RedisError).
 
         An itab stores its dynamic type's hash at the same offset as the type does, so a
         probe can tell the dynamic type of an interface value, or the key of a context value,
         by one comparison, with no per-process address (PIE) involved.
         """
         desc = self.find_struct(type_name.removeprefix("*"))
+        if desc is None and not type_name.startswith("*"):
+            desc = self.find_struct(type_name, KIND_STRING)
         if desc is None:
             return None
         if type_name.startswith("*"):

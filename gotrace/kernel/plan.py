@@ -155,6 +155,8 @@ def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Pr
         if declared.opt_in and declared.library not in opt_in:
             continue
         probe, variant_macros = declared.for_binary(layout, opt_in)
+        if probe is None:
+            continue  # its variant says the binary does not need it
         if gaps := _gaps(probe, layout):
             refused[probe.library] = "missing " + ", ".join(gaps)
             continue

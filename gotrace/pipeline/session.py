@@ -34,7 +34,7 @@ from gotrace.pipeline.overload import KindDurations, OverloadController, Overloa
 from gotrace.pipeline.resource import process_resource
 from gotrace.pipeline.routes import RouteInference
 from gotrace.pipeline.sampling import KEEP_ALL, SamplerConfig, SamplingGate
-from gotrace.probes import CLIENT_KINDS, SERVER_KINDS, SHAPES
+from gotrace.probes import CLIENT_KINDS, SERVER_KINDS, SHAPES, type_names
 from gotrace.records import SAMPLING_REASONS
 from gotrace.resolve.layout import Layout, resolve
 from gotrace.spans import Connection, Resource, Span
@@ -188,6 +188,7 @@ class Tracer:
             return traced
         with malformed_input_is_corrupt(path), GoBinary(path) as binary:
             layout = resolve(binary)
+        type_names.learn(layout.type_names)
         plan: Plan = plan_probes(layout, self.sampler.kernel_macros(), opt_in=self.opt_in)
         if self.tcp is None:
             self.tcp = self._tcp_loading.result()

@@ -117,8 +117,9 @@ class Feature:
 
 
 # How a probe adapts itself to a binary and to what the user opted into: the probe that runs
-# there and the macros telling its C which way it was built.
-Variant = Callable[["Probe", "Layout", Collection[str]], "tuple[Probe, dict[str, int]]"]
+# there (None: the binary does not need it) and the macros telling its C which way it was
+# built.
+Variant = Callable[["Probe", "Layout", Collection[str]], "tuple[Probe | None, dict[str, int]]"]
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,10 @@ class Probe:
     def source(self) -> Path:
         return self.directory / f"{self.library}.c"
 
-    def for_binary(self, layout: Layout, opt_in: Collection[str]) -> tuple[Probe, dict[str, int]]:
-        """The probe as it runs on this binary, and the macros of that choice."""
+    def for_binary(self, layout: Layout, opt_in: Collection[str]
+                   ) -> tuple[Probe | None, dict[str, int]]:
+        """The probe as it runs on this binary (None: not needed there), and the macros of
+        that choice."""
         return self.variant(self, layout, opt_in) if self.variant else (self, {})
 
 

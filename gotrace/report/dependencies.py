@@ -32,12 +32,19 @@ class Edge:
 
 
 def external_node(client: Span) -> Node:
-    """server.address:server.port of the call ("[::1]:80" for IPv6), "unknown" without one."""
-    address = str(client.attributes.get("server.address") or "unknown")
+    """server.address:server.port of the call ("[::1]:80" for IPv6), "unknown" without one;
+    a database's named by its system too ("postgresql at 127.0.0.1:5432"; "sqlite", in the
+    process itself)."""
+    attrs = client.attributes
+    system = attrs.get("db.system.name")
+    if system and not attrs.get("server.address"):
+        return Node(str(system), external=True)
+    address = str(attrs.get("server.address") or "unknown")
     if ":" in address:
         address = f"[{address}]"
-    port = client.attributes.get("server.port")
-    return Node(address if port is None else f"{address}:{port}", external=True)
+    port = attrs.get("server.port")
+    where = address if port is None else f"{address}:{port}"
+    return Node(f"{system} at {where}" if system else where, external=True)
 
 
 def dependency_graph(spans: Iterable[Span]) -> tuple[list[Node], list[Edge]]:

@@ -32,6 +32,7 @@ class ResolvedFunction:
     source: str
     ret_addresses: tuple[int, ...] = ()  # virtual addresses of the same RETs
     entry_probe: int = 0  # virtual address of the entry uprobe (gobin.disasm.entry_probe_site)
+    callers: frozenset[str] = frozenset()  # functions calling it directly, when asked for
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Layout:
     wait_reasons: list[str] = field(default_factory=list)  # runtime.waitReasonStrings
     # How each type a connection interface may hold leads to its socket.
     conn_types: ConnTypes = field(default_factory=lambda: ConnTypes({}, {}))
+    # Hash -> qualified name of the types the manifests' implementations interfaces hold.
+    type_names: dict[int, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -106,8 +109,11 @@ def _applicable(binary: GoBinary, specs: list[Spec], layout: Layout) -> list[Spe
 def _resolve_functions(binary: GoBinary, specs: list[Spec], sources: Sequence[str],
                        layout: Layout) -> None:
     image = binary.image
-    for spec in specs:
-        fn = next((f for n in spec.names if (f := binary.function(n, tuple(sources)))), None)
+    found = {spec: next((f for n in spec.names if (f := binary.function(n, tuple(sources)))),
+                        None) for spec in specs}
+    callers = binary.direct_callers(
+        [fn for spec, fn in found.items() if fn is not None and spec.callers])
+    for spec, fn in found.items():
         if fn is None:
             layout.missing_functions.append(spec.name)
             continue
@@ -121,6 +127,7 @@ def _resolve_functions(binary: GoBinary, specs: list[Spec], sources: Sequence[st
             source=fn.source,
             ret_addresses=tuple(rets),
             entry_probe=binary.entry_probe(fn),
+            callers=frozenset(callers.get(fn.name, ())),
         )
 
 
@@ -202,6 +209,7 @@ def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,
     )
     fields: list[Spec] = []
     types: list[Spec] = []
+    present: list[Manifest] = []
     for manifest in manifests:
         before = len(layout.functions)
         _resolve_functions(binary, _applicable(binary, manifest.functions, layout),
@@ -213,10 +221,15 @@ def resolve(binary: GoBinary, manifests: list[Manifest] | None = None, *,
             absent = {s.name for s in manifest.functions}
             layout.missing_functions = [n for n in layout.missing_functions if n not in absent]
             continue
+        present.append(manifest)
         fields.extend(f for f in manifest.fields if f.name not in {x.name for x in fields})
         types.extend(t for t in manifest.types if t.name not in {x.name for x in types})
     _resolve_fields(binary, _applicable(binary, fields, layout), field_sources, layout)
     _resolve_types(binary, _applicable(binary, types, layout), layout)
     layout.wait_reasons = wait_reason_names(binary.image)
-    layout.conn_types = connection_types(binary.typeinfo)
+    layout.conn_types = connection_types(
+        binary.typeinfo, [h for m in present for h in m.connection_holders],
+        [f for m in present for f in m.connection_fields])
+    if interfaces := [i for m in present for i in m.implementations]:
+        layout.type_names = binary.typeinfo.implementations(interfaces)
     return layout

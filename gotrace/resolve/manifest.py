@@ -39,6 +39,9 @@ class Spec:
     # A struct never converted to an interface has no runtime type descriptor: its fields
     # come from DWARF or symbols/offsets.json only.
     no_type_descriptor: bool = False
+    # (functions) whether the functions calling it directly are wanted (a probe's variant
+    # decides from them whether it is needed).
+    callers: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -59,6 +62,14 @@ class Manifest:
     functions: list[Spec] = field(default_factory=list)
     fields: list[Spec] = field(default_factory=list)
     types: list[Spec] = field(default_factory=list)
+    # Interfaces whose dynamic types' names gotrace learns (a driver's connection names the
+    # database; an error's type is error.type), by qualified name ('error' for the builtin).
+    implementations: list[str] = field(default_factory=list)
+    # Interfaces whose dynamic types lead to a connection, like net.Conn's do (a database
+    # driver's connection): their concrete types get connection steps (gobin/conntypes.py).
+    connection_holders: list[str] = field(default_factory=list)
+    # Fields that are their struct's connection where several fields hold one.
+    connection_fields: list[str] = field(default_factory=list)
 
 
 def _spec(entry: dict, library: str, module: str | None, where: Path) -> Spec:
@@ -72,6 +83,7 @@ def _spec(entry: dict, library: str, module: str | None, where: Path) -> Spec:
             module_version=entry.get("module_version"),
             why=entry.get("why", ""),
             no_type_descriptor=bool(entry.get("no_type_descriptor", False)),
+            callers=bool(entry.get("callers", False)),
         )
         for constraint in (spec.go, spec.module_version):
             if constraint:
@@ -94,7 +106,17 @@ def load_manifest(path: Path) -> Manifest:
         functions=[_spec(e, name, module, path) for e in data.get("function", [])],
         fields=[_spec(e, name, module, path) for e in data.get("field", [])],
         types=[_spec(e, name, module, path) for e in data.get("type", [])],
+        implementations=[_name(e, path) for e in data.get("implementations", [])],
+        connection_holders=[_name(e, path) for e in data.get("connection_holder", [])],
+        connection_fields=[_name(e, path) for e in data.get("connection_field", [])],
     )
+
+
+def _name(entry: dict, where: Path) -> str:
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if not isinstance(name, str):
+        raise GotraceError(f"{where}: bad manifest entry {entry!r}: no name")
+    return name
 
 
 def load_manifests(directory: Path | None = None) -> list[Manifest]:

@@ -1,0 +1,295 @@
+/* database/sql CLIENT spans, whatever the driver: one per query, exec, prepared statement
+ * execution, commit and rollback, at the package's public methods (entry + RET: 2 hits).
+ *
+ * The public methods, not the internal queryDC/execDC: those run only once a connection was
+ * obtained, so a database that is down would give no span, and a retry after a bad
+ * connection two. None of these is inlined by any Go from 1.19 to 1.26, and their registers
+ * are the same in all:
+ *   (*DB|*Conn|*Tx).QueryContext/ExecContext(recv, ctx, query string, args ...any):
+ *       recv RAX, query RDI:RSI;
+ *   (*Stmt).QueryContext/ExecContext(s, ctx, args ...any): s RAX (the text is s.query);
+ *   (*DB|*Conn).BeginTx(recv, ctx, opts): recv RAX;
+ *   (*Tx).Commit(tx), (*Tx).rollback(tx, discardConn bool): tx RAX, discardConn BL.
+ * Returns: QueryContext (*Rows RAX, error RBX:RCX); ExecContext (Result RAX:RBX, error
+ * RCX:RDI); BeginTx (*Tx RAX, error RBX:RCX); Commit and rollback (error RAX:RBX).
+ *
+ * The connection (its driver, by the dynamic type of driverConn.ci, and its socket) is known
+ * at the entry for a Tx, a Conn and a Stmt bound to either, else at the RET from the result:
+ * Rows.dc, or the driverResult's Locker (the *driverConn). A call that got no connection
+ * names the driver by the DB's connector.
+ *
+ * sql.ErrNoRows comes from Row.Scan, after QueryContext returned: a QueryRow that found
+ * nothing is a successful query here, as the conventions want.
+ */
+
+#include "goabi.h"
+#include "counters.h"
+#include "span.h"
+#include "conn.h"
+#include "db_call.h"
+
+#define OP_BEGIN (BYTE_AT('B', 0) | BYTE_AT('E', 1) | BYTE_AT('G', 2) | BYTE_AT('I', 3) | \
+                  BYTE_AT('N', 4))
+#define OP_COMMIT (BYTE_AT('C', 0) | BYTE_AT('O', 1) | BYTE_AT('M', 2) | BYTE_AT('M', 3) | \
+                   BYTE_AT('I', 4) | BYTE_AT('T', 5))
+#define OP_ROLLBACK (BYTE_AT('R', 0) | BYTE_AT('O', 1) | BYTE_AT('L', 2) | BYTE_AT('L', 3) | \
+                     BYTE_AT('B', 4) | BYTE_AT('A', 5) | BYTE_AT('C', 6) | BYTE_AT('K', 7))
+
+/* The server each DB's calls last went to: a call that failed before it had a connection (the
+ * driver's error) or after it released it names the server by that. */
+struct sql_server {
+    __u8 addr[16];
+    __u16 port;
+    __u16 _pad[3];
+};
+BPF_HASH(sql_servers, struct go_key, struct sql_server, 1024);  /* by *DB */
+
+static __always_inline void sql_server_of_pool(struct span_record *rec) {
+    __u64 pool = db_call_of(rec)->pool;
+    if (!pool)
+        return;
+    struct go_key key = go_key(pool);
+    if (rec->flags & SPAN_F_HAS_CONN) {
+        struct sql_server server = {.port = rec->peer_port};
+        __builtin_memcpy(server.addr, rec->peer_addr, sizeof(server.addr));
+        sql_servers.update(&key, &server);
+        return;
+    }
+    struct sql_server *known = sql_servers.lookup(&key);
+    if (known) {
+        __builtin_memcpy(rec->peer_addr, known->addr, sizeof(rec->peer_addr));
+        rec->peer_port = known->port;
+    }
+}
+
+/* The driver's connection dc (a *driverConn): its type names the driver; below it, the
+ * socket (bpf/conn.h follows the driver's own types to it). */
+static __always_inline void sql_read_driver_conn(struct span_record *rec, __u64 dc) {
+    if (!dc || rec->flags & SPAN_F_HAS_CONN)
+        return;
+    __u64 ci = dc + OFF_database_sql_driverConn_ci;
+    __u32 type = itab_type(read_u64(ci));
+    if (type)
+        db_call_of(rec)->driver_type = type;
+    read_conn(rec, ci);
+}
+
+/* A DB's driver, by its connector's type: the driver's own connector, or database/sql's
+ * dsnConnector around a driver without one (then the driver's type). */
+static __always_inline void sql_read_connector(struct span_record *rec, __u64 db) {
+    struct go_iface connector = {};
+    if (!db || bpf_probe_read_user(&connector, sizeof(connector),
+                                   (void *)(db + OFF_database_sql_DB_connector)))
+        return;
+    __u32 type = itab_type(connector.tab);
+    if (type == TYPEHASH_database_sql_dsnConnector && connector.data)
+        type = itab_type(read_u64(connector.data + OFF_database_sql_dsnConnector_driver));
+    db_call_of(rec)->driver_type = type;
+    db_call_of(rec)->pool = db;
+}
+
+static __always_inline struct span_record *sql_begin(__u64 g) {
+    return new_record(SPAN_KIND_SQL_CLIENT, g);
+}
+
+/* The call's record, begun, kept under its goroutine until a RET ends it. The entry runs
+ * again when the goroutine's stack grew first: the second record replaces the first. */
+static __always_inline void sql_keep(struct span_record *rec, __u64 g) {
+    begin_span(rec, g);
+    struct go_key by_g = go_key(g);
+    if (sql_calls.update(&by_g, rec) != 0)
+        count_drop(DROP_INFLIGHT_FULL);
+}
+
+static __always_inline struct go_string go_string_args(struct pt_regs *ctx) {
+    struct go_string text = {.ptr = GO_ARG4(ctx), .len = (__s64)GO_ARG5(ctx)};
+    return text;
+}
+
+int sql_db_call(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_DB_CALL);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = sql_begin(g);
+    if (!rec)
+        return 0;
+    db_set_text(rec, go_string_args(ctx));
+    sql_read_connector(rec, GO_ARG1(ctx));
+    sql_keep(rec, g);
+    return 0;
+}
+
+int sql_conn_call(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_CONN_CALL);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = sql_begin(g);
+    if (!rec)
+        return 0;
+    db_set_text(rec, go_string_args(ctx));
+#ifdef OFF_database_sql_Conn_dc  /* a program with a (*Conn) method has its fields */
+    sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_dc));
+#endif
+    sql_keep(rec, g);
+    return 0;
+}
+
+int sql_tx_call(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_TX_CALL);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = sql_begin(g);
+    if (!rec)
+        return 0;
+    db_set_text(rec, go_string_args(ctx));
+    sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_dc));
+    sql_keep(rec, g);
+    return 0;
+}
+
+/* A transaction begins on the pool, or on a Conn. */
+int sql_db_begin(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_DB_BEGIN);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = sql_begin(g);
+    if (!rec)
+        return 0;
+    db_set_operation(rec, OP_BEGIN);
+    sql_read_connector(rec, GO_ARG1(ctx));
+    sql_keep(rec, g);
+    return 0;
+}
+
+int sql_conn_begin(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_CONN_BEGIN);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = sql_begin(g);
+    if (!rec)
+        return 0;
+    db_set_operation(rec, OP_BEGIN);
+#ifdef OFF_database_sql_Conn_dc
+    sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_dc));
+#endif
+    sql_keep(rec, g);
+    return 0;
+}
+
+/* A prepared statement: its text, and its connection when it belongs to a Tx or a Conn
+ * (Stmt.cg); a DB's statement finds one per execution (read at the RET). */
+int sql_stmt_call(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_STMT_CALL);
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = sql_begin(g);
+    if (!rec)
+        return 0;
+    __u64 stmt = GO_ARG1(ctx);
+    struct go_string text = {};
+    bpf_probe_read_user(&text, sizeof(text), (void *)(stmt + OFF_database_sql_Stmt_query));
+    db_set_text(rec, text);
+    struct go_iface cg = {};
+    bpf_probe_read_user(&cg, sizeof(cg), (void *)(stmt + OFF_database_sql_Stmt_cg));
+    __u32 grabber = itab_type(cg.tab);
+    __u64 dc = 0;
+#ifdef TYPEHASH_ptr_database_sql_Tx
+    if (grabber == TYPEHASH_ptr_database_sql_Tx && cg.data)
+        dc = read_u64(cg.data + OFF_database_sql_Tx_dc);
+#endif
+#if defined(TYPEHASH_ptr_database_sql_Conn) && defined(OFF_database_sql_Conn_dc)
+    if (grabber == TYPEHASH_ptr_database_sql_Conn && cg.data)
+        dc = read_u64(cg.data + OFF_database_sql_Conn_dc);
+#endif
+    if (dc)
+        sql_read_driver_conn(rec, dc);
+    else
+        sql_read_connector(rec, read_u64(stmt + OFF_database_sql_Stmt_db));
+    sql_keep(rec, g);
+    return 0;
+}
+
+static __always_inline int sql_tx_end(struct pt_regs *ctx, __u64 operation) {
+    __u64 g = GO_G(ctx);
+    struct span_record *rec = sql_begin(g);
+    if (!rec)
+        return 0;
+    db_set_operation(rec, operation);
+    sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_dc));
+    sql_keep(rec, g);
+    return 0;
+}
+
+int sql_commit(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_COMMIT);
+    return sql_tx_end(ctx, OP_COMMIT);
+}
+
+/* tx.rollback(discardConn). Two calls are not rollbacks: the idiomatic `defer tx.Rollback()`
+ * after a Commit (the Tx is done: it returns ErrTxDone at once), and discardConn, the
+ * rollback of a Tx whose context was cancelled, which database/sql runs on a goroutine of
+ * its own (no request's span would be its parent). */
+int sql_rollback(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_ROLLBACK);
+    if ((GO_ARG2(ctx) & 0xff) || read_u32(GO_ARG1(ctx) + OFF_database_sql_Tx_done))
+        return 0;
+    return sql_tx_end(ctx, OP_ROLLBACK);
+}
+
+static __always_inline struct span_record *sql_call_of(struct go_key *by_g) {
+    return sql_calls.lookup(by_g);
+}
+
+static __always_inline void sql_end(struct span_record *rec, struct go_key *by_g,
+                                    __u64 error_itab, __u64 error_data) {
+    rec->end_ns = bpf_ktime_get_ns();
+    db_set_error(rec, error_itab, error_data);
+    sql_server_of_pool(rec);
+    emit(rec);
+    sql_calls.delete(by_g);
+}
+
+/* QueryContext returned (*Rows RAX, error RBX:RCX). */
+int sql_rows_return(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_ROWS_RETURN);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = sql_call_of(&by_g);
+    if (!rec)
+        return 0;
+    if (GO_ARG1(ctx))
+        sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Rows_dc));
+    sql_end(rec, &by_g, GO_ARG2(ctx), GO_ARG3(ctx));
+    return 0;
+}
+
+/* ExecContext returned (Result RAX:RBX, error RCX:RDI): database/sql's driverResult holds
+ * the *driverConn as its sync.Locker. */
+int sql_result_return(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_RESULT_RETURN);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = sql_call_of(&by_g);
+    if (!rec)
+        return 0;
+    if (itab_type(GO_ARG1(ctx)) == TYPEHASH_database_sql_driverResult && GO_ARG2(ctx))
+        sql_read_driver_conn(rec, read_u64(GO_ARG2(ctx) + OFF_database_sql_driverResult_Locker +
+                                           sizeof(__u64)));
+    sql_end(rec, &by_g, GO_ARG3(ctx), GO_ARG4(ctx));
+    return 0;
+}
+
+/* BeginTx returned (*Tx RAX, error RBX:RCX). */
+int sql_tx_return(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_TX_RETURN);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = sql_call_of(&by_g);
+    if (!rec)
+        return 0;
+    if (GO_ARG1(ctx))
+        sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_dc));
+    sql_end(rec, &by_g, GO_ARG2(ctx), GO_ARG3(ctx));
+    return 0;
+}
+
+/* Commit or rollback returned (error RAX:RBX). */
+int sql_error_return(struct pt_regs *ctx) {
+    count_hit(PROBE_SQL_ERROR_RETURN);
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = sql_call_of(&by_g);
+    if (rec)
+        sql_end(rec, &by_g, GO_ARG1(ctx), GO_ARG2(ctx));
+    return 0;
+}

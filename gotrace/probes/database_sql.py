@@ -1,0 +1,65 @@
+"""database/sql: one CLIENT span per query, exec, prepared statement execution, begin, commit
+and rollback, whatever the driver (bpf/database_sql.c; two hits per call)."""
+
+from __future__ import annotations
+
+from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
+from gotrace.probes.db_attributes import (
+    DB_CLIENT_METRIC,
+    ERROR_CODE_FIELDS,
+    ERROR_CODE_TYPES,
+    DatabaseShape,
+)
+
+SQL = "database/sql"
+ANY_DRIVER = DatabaseShape(None)  # the database is named by the driver's type
+
+# (receiver, method) -> (entry program, return program)
+CALLS = {
+    ("DB", "QueryContext"): ("sql_db_call", "sql_rows_return"),
+    ("DB", "ExecContext"): ("sql_db_call", "sql_result_return"),
+    ("Conn", "QueryContext"): ("sql_conn_call", "sql_rows_return"),
+    ("Conn", "ExecContext"): ("sql_conn_call", "sql_result_return"),
+    ("Tx", "QueryContext"): ("sql_tx_call", "sql_rows_return"),
+    ("Tx", "ExecContext"): ("sql_tx_call", "sql_result_return"),
+    ("Stmt", "QueryContext"): ("sql_stmt_call", "sql_rows_return"),
+    ("Stmt", "ExecContext"): ("sql_stmt_call", "sql_result_return"),
+    ("DB", "BeginTx"): ("sql_db_begin", "sql_tx_return"),
+    ("Conn", "BeginTx"): ("sql_conn_begin", "sql_tx_return"),
+    ("Tx", "Commit"): ("sql_commit", "sql_error_return"),
+    ("Tx", "rollback"): ("sql_rollback", "sql_error_return"),
+}
+
+# Go's linker drops the methods a program never calls: each is attached where it exists.
+ATTACHMENTS = tuple(
+    Attachment(f"{SQL}.(*{receiver}).{method}", where, program, optional=True)
+    for (receiver, method), programs in CALLS.items()
+    for where, program in zip(("entry", "return"), programs, strict=True))
+
+PROBE = Probe(
+    library="database_sql",
+    attachments=ATTACHMENTS,
+    fields=(
+        "database/sql.DB.connector", "database/sql.dsnConnector.driver",
+        "database/sql.driverConn.ci", "database/sql.Rows.dc",
+        "database/sql.driverResult.Locker", "database/sql.Tx.dc", "database/sql.Tx.done",
+        "database/sql.Stmt.query", "database/sql.Stmt.cg",
+        "database/sql.Stmt.db", "internal/abi.ITab.Hash",
+    ),
+    # A program that never uses a Tx or a Conn may not have their types.
+    optional_fields=("database/sql.Conn.dc", *ERROR_CODE_FIELDS),
+    types=("database/sql.dsnConnector", "database/sql.driverResult"),
+    optional_types=("*database/sql.Tx", "*database/sql.Conn", *ERROR_CODE_TYPES),
+    record_kinds=(
+        SpanShape(
+            record_kind="SQL_CLIENT",
+            kind="CLIENT",
+            name=ANY_DRIVER.span_name,
+            endpoint_attributes=ANY_DRIVER.endpoint_attributes,
+            request_attributes=ANY_DRIVER.request_attributes,
+            is_error=ErrorRule(transport=True),  # the call returned an error
+            request_fields=CLIENT_REQUEST_FIELDS,
+            metric=DB_CLIENT_METRIC,
+        ),
+    ),
+)

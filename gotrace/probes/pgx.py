@@ -1,0 +1,72 @@
+"""pgx v4's own API: one CLIENT span per Query (QueryRow), Exec (begin, commit and rollback
+too) and batch (bpf/pgx.c; two hits per call)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
+from gotrace.probes.db_attributes import (
+    DB_CLIENT_METRIC,
+    PGCONN_ERROR,
+    PGCONN_ERROR_CODE,
+    DatabaseShape,
+)
+from gotrace.resolve.layout import Layout
+
+PGX = "github.com/jackc/pgx/v4"
+POSTGRESQL = DatabaseShape("postgresql")
+CALLS = (f"{PGX}.(*Conn).Query", f"{PGX}.(*Conn).Exec", f"{PGX}.(*Conn).SendBatch")
+# Where pgx itself calls them for database/sql's driver (pgx/v4/stdlib): a transaction's
+# begin, commit and rollback are Execs.
+DRIVER_PACKAGE = f"{PGX}/stdlib."
+DRIVER_PATHS = frozenset({f"{PGX}.(*Conn).BeginTx", f"{PGX}.(*dbTx).Commit",
+                          f"{PGX}.(*dbTx).Rollback"})
+
+
+def native_use(layout: Layout) -> bool:
+    """Whether the program calls pgx's own API, not only through database/sql: a call from
+    elsewhere than the driver's paths, or an interface the program holds a *Conn in."""
+    return any(not caller.startswith(DRIVER_PACKAGE) and caller not in DRIVER_PATHS
+               for name in CALLS if (fn := layout.functions.get(name))
+               for caller in fn.callers)
+
+
+def for_binary(probe: Probe, layout: Layout,
+               _opt_in: Collection[str]) -> tuple[Probe | None, dict[str, int]]:
+    """The probe where the program uses pgx's own API. Through database/sql alone its calls
+    are database/sql's spans, and its probes would only add two hits to each."""
+    return (probe if native_use(layout) else None), {}
+
+PROBE = Probe(
+    library="pgx",
+    attachments=(
+        Attachment(f"{PGX}.(*Conn).Query", "entry", "pgx_call"),
+        Attachment(f"{PGX}.(*Conn).Query", "return", "pgx_query_return"),
+        Attachment(f"{PGX}.(*Conn).Exec", "entry", "pgx_call"),
+        Attachment(f"{PGX}.(*Conn).Exec", "return", "pgx_exec_return"),
+        Attachment(f"{PGX}.(*Conn).SendBatch", "entry", "pgx_send_batch", optional=True),
+        Attachment(f"{PGX}.(*batchResults).Close", "return", "pgx_batch_closed", optional=True),
+    ),
+    fields=(
+        f"{PGX}.Conn.pgConn", "github.com/jackc/pgconn.PgConn.conn", f"{PGX}.connRows.err",
+        f"{PGX}.connRows.sql", f"{PGX}.Batch.items", f"{PGX}.batchItem.query",
+        "internal/abi.ITab.Hash",
+    ),
+    optional_fields=PGCONN_ERROR_CODE,
+    types=(f"*{PGX}.connRows",),
+    optional_types=PGCONN_ERROR,
+    variant=for_binary,
+    record_kinds=(
+        SpanShape(
+            record_kind="PGX_CLIENT",
+            kind="CLIENT",
+            name=POSTGRESQL.span_name,
+            endpoint_attributes=POSTGRESQL.endpoint_attributes,
+            request_attributes=POSTGRESQL.request_attributes,
+            is_error=ErrorRule(transport=True),
+            request_fields=CLIENT_REQUEST_FIELDS,
+            metric=DB_CLIENT_METRIC,
+        ),
+    ),
+)
