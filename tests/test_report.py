@@ -151,6 +151,25 @@ def test_dependency_edges_follow_server_children_and_name_external_peers():
     }
 
 
+def test_untraced_databases_are_nodes_named_by_their_system():
+    spans = [
+        make_span("api", "SERVER", 0, 20 * MS, span=1),
+        make_span("api", "CLIENT", 1 * MS, 3 * MS, span=2, parent=1,
+                  attrs={"db.system.name": "postgresql", **peer("127.0.0.1", 5432)}),
+        make_span("api", "CLIENT", 4 * MS, 5 * MS, span=3, parent=1,
+                  attrs={"db.system.name": "postgresql", **peer("127.0.0.1", 5432)}),
+        make_span("api", "CLIENT", 6 * MS, 7 * MS, span=4, parent=1,
+                  attrs={"db.system.name": "sqlite"}),  # in the process: no address
+        make_span("api", "CLIENT", 8 * MS, 9 * MS, span=5, parent=1,
+                  attrs={"db.system.name": "redis", **peer("::1", 6379)}),
+    ]
+    nodes, edges = dependency_graph(spans)
+    assert nodes == [Node("api"), Node("postgresql at 127.0.0.1:5432", True),
+                     Node("redis at [::1]:6379", True), Node("sqlite", True)]
+    assert {e.target.name: e.summary.count for e in edges} == {
+        "postgresql at 127.0.0.1:5432": 2, "redis at [::1]:6379": 1, "sqlite": 1}
+
+
 def test_graph_svg_draws_loops_and_cycles_without_covering_anything():
     calls = [("self", "self"), ("a", "b"), ("b", "a"),
              # x and u both call y and v: two edges cross, their labels fall on one spot.

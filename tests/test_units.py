@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from gotrace.errors import GotraceError
+from gotrace.gobin.callers import direct_callers
 from gotrace.gobin.typeinfo import package_matches, package_names, split_type_name
 from gotrace.gobin.varint import encode_uvarint, uvarint
+from gotrace.probes import type_names
+from gotrace.probes.db_attributes import system_name
+from gotrace.probes.type_names import package_of
 from gotrace.resolve.manifest import load_manifest, load_manifests
 from gotrace.versions import parse_version, satisfies
 
@@ -39,6 +45,11 @@ def test_split_type_name():
     assert split_type_name("runtime.g") == ("runtime", "g")
     assert split_type_name("google.golang.org/grpc/internal/transport.Stream") == (
         "google.golang.org/grpc/internal/transport", "Stream")
+    # A gopkg.in path's last element carries its version after a dot.
+    assert split_type_name("gopkg.in/redis.v5.baseClient") == ("gopkg.in/redis.v5", "baseClient")
+    assert split_type_name("gopkg.in/redis.v5/internal.RedisError") == (
+        "gopkg.in/redis.v5/internal", "RedisError")
+    assert split_type_name("gopkg.in/yaml.v2.Node") == ("gopkg.in/yaml.v2", "Node")
     with pytest.raises(ValueError):
         split_type_name("nodot")
 
@@ -88,3 +99,57 @@ def test_a_type_descriptor_is_looked_up_by_its_package_name_not_its_path(path, n
     github.com/labstack/echo/v4), which the path's last element is not always."""
     assert name in package_names(path)
     assert package_names(path)[0] == path.rsplit("/", 1)[-1]  # the common case first
+
+
+@pytest.mark.parametrize(("type_name", "package"), [
+    ("*github.com/lib/pq.conn", "github.com/lib/pq"),
+    ("gopkg.in/redis.v5/internal.RedisError", "gopkg.in/redis.v5/internal"),
+    ("*github.com/jackc/pgx/v4/stdlib.Conn", "github.com/jackc/pgx/v4/stdlib"),
+    ("*errors.errorString", "errors"),
+    ("example.com/cache.Map[example.com/key.ID]", "example.com/cache"),
+])
+def test_a_type_names_its_package(type_name, package):
+    assert package_of(type_name) == package
+
+
+@pytest.mark.parametrize(("type_name", "system"), [
+    ("*github.com/lib/pq.conn", "postgresql"),
+    ("*github.com/jackc/pgx/v4/stdlib.Conn", "postgresql"),  # under pgx's path
+    ("*github.com/go-sql-driver/mysql.mysqlConn", "mysql"),
+    ("*github.com/mattn/go-sqlite3.SQLiteConn", "sqlite"),
+    ("*example.com/ourdriver.conn", "other_sql"),
+])
+def test_the_driver_type_names_the_database(type_name, system):
+    type_names.learn({0x1234: type_name})
+    assert system_name(0x1234) == system
+    assert system_name(0x9999_9999) == "other_sql"  # a type gotrace never learnt
+
+
+class _Text:
+    """An ElfImage's read() over bytes at a base address."""
+
+    def __init__(self, base: int, data: bytes) -> None:
+        self.base, self.data = base, data
+
+    def read(self, address: int, size: int) -> bytes:
+        return self.data[address - self.base: address - self.base + size]
+
+
+def _call(at: int, target: int) -> bytes:
+    return b"\xe8" + struct.pack("<i", target - (at + 5))
+
+
+def test_direct_callers_are_the_functions_holding_a_call_to_the_target():
+    base = 0x401000
+    # f at 0x401000 (calls h), g at 0x401010 (calls h, and i through a byte that only looks
+    # like a call to something else), h at 0x401020, i at 0x401030.
+    code = bytearray(b"\x90" * 0x40)
+    code[0x02:0x07] = _call(base + 0x02, base + 0x20)
+    code[0x11:0x16] = _call(base + 0x11, base + 0x20)
+    code[0x18:0x1D] = _call(base + 0x18, base + 0x30)
+    code[0x1D] = 0xE8  # an E8 byte whose next four bytes lead nowhere listed
+    functions = [(base, "f"), (base + 0x10, "g"), (base + 0x20, "h"), (base + 0x30, "i")]
+    found = direct_callers(_Text(base, bytes(code)), base, base + 0x40, functions,
+                           {base + 0x20, base + 0x30})
+    assert found == {base + 0x20: {"f", "g"}, base + 0x30: {"g"}}
+    assert direct_callers(_Text(base, bytes(code)), base, base + 0x40, functions, ()) == {}

@@ -1,0 +1,221 @@
+"""End to end: database CLIENT spans against real servers (Debian's postgresql, mariadb-server,
+redis-server, started privately by tests/databases.py). The test programs (testapps/sqlclient,
+pgxclient, redisclient) run a fixed script of calls on an HTTP request's context and answer
+each call they made, in order; the spans must equal those calls one for one, with the right
+attributes, all children of the request's SERVER span. database/sql through lib/pq, pgx's
+stdlib driver, go-sql-driver/mysql (MariaDB) and mattn/go-sqlite3 (cgo: a cgo-linked binary),
+pgx v4's own API, and gopkg.in/redis.v5; on the oldest and newest Go each builds with,
+stripped."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import FULL
+from otlp_receiver import OtlpReceiver
+from tracing import db_client, gotrace, otlp_args, probe_hits, stop
+
+from gotrace.probes.sql_text import redact_sql
+from testapps import matrix
+
+# Text of the scripts that must never leave the traced process by default: literals in the
+# statements, and the values the programs pass as arguments (never read at all).
+LITERALS = ("literal-alpha", "literal-gamma", "literal-delta", "literal-batch", "param-beta",
+            "31337", "987654", "4242", "literal-redis-value", "literal-hash-value",
+            "literal-pipeline-value", "literal-multi-value", "gotrace:key", "gotrace:missing",
+            "gotrace:counter", "gotrace:hash")
+
+# database/sql calls (testapps/sqlclient's step names) and what their spans are named by.
+SQL_STATEMENT_CALLS = frozenset({"DB.ExecContext", "DB.QueryContext", "DB.QueryRowContext",
+                                 "Tx.ExecContext", "Stmt.QueryRowContext"})
+SQL_OPERATION_CALLS = {"DB.BeginTx": "BEGIN", "Tx.Commit": "COMMIT", "Tx.Rollback": "ROLLBACK"}
+SQL_DATABASES = {"pq": "postgresql", "pgx": "postgresql", "mysql": "mysql", "sqlite": "sqlite"}
+SQL_PROGRAMS = ("sql_db_call", "sql_tx_call", "sql_stmt_call", "sql_db_begin", "sql_commit",
+                "sql_rollback", "sql_rows_return", "sql_result_return", "sql_tx_return",
+                "sql_error_return")
+
+
+def cells(app: str) -> list[matrix.Cell]:
+    """The app's default cells (oldest and newest Go, stripped); every Go with
+    GOTRACE_MATRIX=full."""
+    chosen = matrix.full_cells() if FULL else matrix.default_cells()
+    return [cell for cell in chosen if cell.app == app and cell.stripped]
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    with OtlpReceiver() as r:
+        yield r
+
+
+def start(span: dict) -> int:
+    return span["start_time_unix_nano"]
+
+
+def end(span: dict) -> int:
+    return span["end_time_unix_nano"]
+
+
+def get_steps(addr: str, path: str) -> list[dict]:
+    with urllib.request.urlopen(f"http://{addr}{path}", timeout=60) as response:
+        return json.load(response)["steps"]
+
+
+def request_trace(receiver: OtlpReceiver, addr: str, path: str, spans_expected: int
+                  ) -> tuple[list[dict], dict, list[dict]]:
+    """(the calls the program made, the request's SERVER span, its CLIENT spans by start)."""
+    receiver.clear()
+    steps = get_steps(addr, path)
+    spans = receiver.wait_for(spans_expected + 1, timeout=30)
+    servers = [s for s in spans if s["kind"] == "SERVER"]
+    assert len(servers) == 1, [s["name"] for s in spans]
+    server = servers[0]
+    clients = sorted((s for s in spans if s["kind"] == "CLIENT"), key=start)
+    assert len(spans) == spans_expected + 1, [s["name"] for s in clients]
+    for client in clients:
+        assert client["trace_id"] == server["trace_id"], client["name"]
+        assert client["parent_span_id"] == server["span_id"], client["name"]
+        assert start(server) <= start(client) <= end(client) <= end(server), client["name"]
+    return steps, server, clients
+
+
+def assert_no_literal(spans: list[dict]) -> None:
+    text = json.dumps(spans)
+    leaked = [literal for literal in LITERALS if literal in text]
+    assert not leaked, leaked
+
+
+def check_sql_span(span: dict, step: dict, system: str, port: int | None) -> None:
+    attrs = span["attributes"]
+    call, sql = step["call"], step["sql"]
+    assert attrs["db.system.name"] == system, (call, sql)
+    if call in SQL_OPERATION_CALLS:
+        assert attrs["db.operation.name"] == SQL_OPERATION_CALLS[call], call
+        assert span["name"] == SQL_OPERATION_CALLS[call]
+        assert "db.query.text" not in attrs
+    else:
+        assert attrs["db.query.text"] == redact_sql(sql, mysql=system == "mysql"), call
+        assert attrs["db.operation.name"] == sql.split()[0].upper(), sql
+        assert span["name"] == attrs["db.query.summary"], sql
+    assert (span["status"] == "ERROR") == bool(step["error"]), (call, sql, step["error"])
+    assert ("error.type" in attrs) == bool(step["error"]), (call, sql)
+    if port is not None:  # a network database: its server, also for calls that failed
+        assert (attrs["server.address"], attrs["server.port"]) == ("127.0.0.1", port), sql
+
+
+def sql_spans_expected(steps: list[dict]) -> list[dict]:
+    """The calls that are spans: not a Prepare or a Stmt's Close, not the deferred Rollback
+    after a Commit."""
+    return [step for step in steps
+            if step["call"] in SQL_STATEMENT_CALLS
+            or (step["call"] in SQL_OPERATION_CALLS and not step.get("deferred"))]
+
+
+@pytest.mark.parametrize("cell", cells("sqlclient"), ids=str)
+def test_database_sql_spans_equal_the_calls(tmp_path: Path, receiver, cell, postgres_server,
+                                            mariadb_server):
+    dsns = {"pq": postgres_server.dsn, "pgx": postgres_server.dsn, "mysql": mariadb_server.dsn,
+            "sqlite": str(tmp_path / "gotrace.sqlite")}
+    ports = {"pq": postgres_server.port, "pgx": postgres_server.port,
+             "mysql": mariadb_server.port, "sqlite": None}
+    flags = [arg for name, dsn in dsns.items() for arg in (f"-{name}", dsn)]
+    calls = 0
+    with db_client(matrix.build(cell), *flags) as (program, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(program.pid), "--stats",
+                    *otlp_args(receiver)) as tracer:
+        exported = []
+        for db, system in SQL_DATABASES.items():
+            steps = get_steps(addr, f"/script?db={db}")  # warm: connections and statements
+            expected = sql_spans_expected(steps)
+            steps, _, spans = request_trace(receiver, addr, f"/script?db={db}", len(expected))
+            expected = sql_spans_expected(steps)
+            calls += 2 * sum(1 for s in steps if s["call"] not in ("DB.PrepareContext",
+                                                                    "Stmt.Close"))
+            for span, step in zip(spans, expected, strict=True):
+                check_sql_span(span, step, system, ports[db])
+            exported += spans
+        _, err = stop(tracer)
+    assert_no_literal(exported)
+    hits = probe_hits(err)
+    assert sum(hits.get(program, 0) for program in SQL_PROGRAMS) <= calls, hits
+
+
+@pytest.mark.parametrize("cell", cells("sqlclient")[:1], ids=str)
+def test_two_queries_are_children_of_their_request(tmp_path: Path, receiver, cell,
+                                                   postgres_server):
+    with db_client(matrix.build(cell), "-pq", postgres_server.dsn) as (program, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(program.pid), *otlp_args(receiver)):
+        get_steps(addr, "/two?db=pq")
+        steps, server, spans = request_trace(receiver, addr, "/two?db=pq", 2)
+    assert [step["call"] for step in steps] == ["DB.QueryRowContext"] * 2
+    assert [span["attributes"]["db.query.text"] for span in spans] == [
+        redact_sql(step["sql"]) for step in steps]
+    assert server["name"].startswith("GET")
+    assert sum(end(s) - start(s) for s in spans) <= end(server) - start(server)
+
+
+# pgx's own API (testapps/pgxclient's step names): each call a span, but a batch's results
+# (the batch is one span, from SendBatch to its results' Close) and the deferred Rollback
+# after a Commit.
+PGX_OPERATIONS = {"Conn.Begin": "BEGIN", "Tx.Commit": "COMMIT"}
+PGX_NOT_SPANS = frozenset({"BatchResults.QueryRow", "BatchResults.Exec", "BatchResults.Close"})
+PGX_PROGRAMS = ("pgx_call", "pgx_send_batch", "pgx_query_return", "pgx_exec_return",
+                "pgx_batch_closed")
+
+
+@pytest.mark.parametrize("cell", cells("pgxclient"), ids=str)
+def test_pgx_spans_equal_the_calls(tmp_path: Path, receiver, cell, postgres_server):
+    with db_client(matrix.build(cell), "-dsn", postgres_server.dsn) as (program, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(program.pid), "--stats",
+                    *otlp_args(receiver)) as tracer:
+        steps = get_steps(addr, "/script")
+        expected = [s for s in steps if s["call"] not in PGX_NOT_SPANS and not s.get("deferred")]
+        steps, _, spans = request_trace(receiver, addr, "/script", len(expected))
+        _, err = stop(tracer)
+    expected = [s for s in steps if s["call"] not in PGX_NOT_SPANS and not s.get("deferred")]
+    for span, step in zip(spans, expected, strict=True):
+        attrs = span["attributes"]
+        assert attrs["db.system.name"] == "postgresql"
+        assert (attrs["server.address"], attrs["server.port"]) == (
+            "127.0.0.1", postgres_server.port)
+        assert (span["status"] == "ERROR") == bool(step["error"]), step
+        if step["call"] in PGX_OPERATIONS:
+            assert attrs["db.operation.name"] == PGX_OPERATIONS[step["call"]], step
+        elif step["call"] == "Conn.SendBatch":
+            assert attrs["db.operation.batch.size"] == len(step["batch"])
+            assert attrs["db.query.text"] == redact_sql(step["batch"][0])
+        else:
+            assert attrs["db.query.text"] == redact_sql(step["sql"]), step
+    failed = [s for s in spans if s["status"] == "ERROR"]
+    assert any(s["attributes"].get("db.response.status_code") == "42P01" for s in failed)
+    assert_no_literal(spans)
+    hits = probe_hits(err)
+    assert sum(hits.get(program, 0) for program in PGX_PROGRAMS) <= 2 * len(steps), hits
+
+
+@pytest.mark.parametrize("cell", cells("redisclient"), ids=str)
+def test_redis_commands_are_spans(tmp_path: Path, receiver, cell, redis_server):
+    with db_client(matrix.build(cell), "-addr", redis_server.dsn) as (program, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(program.pid), *otlp_args(receiver)):
+        steps = get_steps(addr, "/script")
+        steps, _, spans = request_trace(receiver, addr, "/script", len(steps))
+    for span, step in zip(spans, steps, strict=True):
+        attrs = span["attributes"]
+        assert attrs["db.system.name"] == "redis"
+        assert (attrs["server.address"], attrs["server.port"]) == ("127.0.0.1", redis_server.port)
+        assert (span["status"] == "ERROR") == bool(step["error"]), step
+        if step["call"] in ("Pipeline.Exec", "TxPipeline.Exec"):
+            operation = "PIPELINE" if step["call"] == "Pipeline.Exec" else "MULTI"
+            assert attrs["db.operation.name"] == operation
+            assert attrs["db.operation.batch.size"] == len(step["commands"])
+        else:
+            words = step["command"].split()
+            assert attrs["db.operation.name"] == words[0].upper()
+            assert attrs["db.query.text"] == " ".join([words[0].upper()] + ["?"] * (len(words) - 1))
+    assert Counter(s["attributes"].get("db.response.status_code") for s in spans) == Counter(
+        {None: len(spans) - 1, "WRONGTYPE": 1})
+    assert_no_literal(spans)
