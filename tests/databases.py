@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -84,13 +85,16 @@ def _workdir(kind: str, owner: str | None) -> Path:
     return path
 
 
-def _tail(log: Path, lines: int = 6) -> str:
+def _tail(log: Path, lines: int = 4) -> str:
+    """The last lines of log that report an error (or, when none does, its last lines),
+    joined into one."""
     try:
         text = log.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept) or "(empty log)"
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in kept if re.search(r"error|fatal|panic|abort", line, re.I)]
+    return " | ".join((errors or kept)[-lines:]) or "(empty log)"
 
 
 def _run(kind: str, command: list[str], log: Path, owner: str | None, cwd: Path,
@@ -119,7 +123,7 @@ def _wait(kind: str, proc: subprocess.Popen, ready: Callable[[], bool], log: Pat
           timeout: float = START_TIMEOUT) -> None:
     """Until ready() is true; ServerError when the server exits first or time runs out."""
     deadline = time.monotonic() + timeout
-    while not ready():
+    while not ready() or proc.poll() is not None:
         if proc.poll() is not None:
             raise ServerError(f"{kind} exited with {proc.returncode} while starting: "
                               f"{_tail(log)}")
@@ -150,7 +154,10 @@ def _serving(kind: str, command: list[str], log: Path, owner: str | None, cwd: P
 def _port_taken(log: Path) -> bool:
     """Whether the server's log says somebody took its port between free_port() and its
     bind (then it is started again on another)."""
-    text = _tail(log, 20).lower()
+    try:
+        text = log.read_text(errors="replace")[-4000:].lower()
+    except OSError:
+        return False
     return "address already in use" in text or "could not create any tcp/ip sockets" in text
 
 
