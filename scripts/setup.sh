@@ -17,6 +17,12 @@
 #     grpc take them from there, testapps/matrix.py);
 #   - the HTTP routers testapps/routers serves (gin, chi, gorilla/mux, httprouter, echo) from
 #     bookworm, in the system GOPATH, with the libraries they need;
+#   - database servers for the database client tests (tests/databases.py runs private instances
+#     of them in temporary directories; their services are left stopped and disabled):
+#     PostgreSQL 15, MariaDB, Redis;
+#   - the database client libraries testapps/sqlclient, pgxclient and redisclient import
+#     (lib/pq, pgx v4, go-sql-driver/mysql, go-sqlite3 with libsqlite3-dev, gopkg.in/redis.v5)
+#     from bookworm, in the system GOPATH;
 #   - tracefs mounted;
 #   - the project's Python environment in .venv, with Debian's bcc module importable from it;
 #   - gotrace's compiled hot paths (gotrace/native, scripts/build_native.sh) for that Python.
@@ -92,6 +98,18 @@ PACKAGES=(
     golang-github-gorilla-mux-dev/bookworm golang-github-julienschmidt-httprouter-dev/bookworm
     golang-github-labstack-echo-dev/bookworm
     aptly/bookworm docker-registry/bookworm prometheus-pushgateway/bookworm
+    postgresql/bookworm mariadb-server/bookworm redis-server/bookworm
+    golang-github-lib-pq-dev/bookworm golang-github-jackc-pgx-v4-dev/bookworm
+    golang-github-go-sql-driver-mysql-dev/bookworm golang-github-mattn-go-sqlite3-dev/bookworm
+    libsqlite3-dev/bookworm golang-gopkg-redis.v5-dev/bookworm
+)
+# Services the packages above start on installation (service=package): the tests run their own
+# servers, so a service whose package this run installed is stopped and disabled.
+SERVICES=(
+    prometheus=prometheus etcd=etcd-server prometheus-alertmanager=prometheus-alertmanager
+    prometheus-node-exporter=prometheus-node-exporter docker-registry=docker-registry
+    prometheus-pushgateway=prometheus-pushgateway
+    postgresql=postgresql mariadb=mariadb-server redis-server=redis-server
 )
 missing=()
 for spec in "${PACKAGES[@]}"; do
@@ -107,16 +125,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     say "installing ${missing[*]}"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian's packages of the Go services the tests run start services of their own; the
-    # tests run their own servers.
-    if [ -d /run/systemd/system ]; then
-        for service in prometheus etcd prometheus-alertmanager prometheus-node-exporter \
-                docker-registry prometheus-pushgateway; do
-            if [[ " ${missing[*]} " == *" ${service/etcd/etcd-server} "* ]]; then
-                systemctl disable --now "$service" >/dev/null 2>&1 || true
-            fi
-        done
-    fi
+    # Debian's packages of the Go services and databases the tests run start services of their
+    # own; the tests run their own servers. (Without systemd, through the init scripts.)
+    installed=" ${missing[*]%%/*} "
+    for pair in "${SERVICES[@]}"; do
+        service=${pair%%=*}
+        [[ "$installed" == *" ${pair#*=} "* ]] || continue
+        if [ -d /run/systemd/system ]; then
+            systemctl disable --now "$service" >/dev/null 2>&1 || true
+        elif [ -x "/etc/init.d/$service" ]; then
+            invoke-rc.d "$service" stop >/dev/null 2>&1 || true
+            update-rc.d "$service" disable >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 # --- kernel headers ------------------------------------------------------------------------

@@ -95,7 +95,7 @@ GO_ROOTS_GLOB = "/usr/lib/go-1.*"
 
 APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hitloop",
         "loadgen", "schedwait", "wrapped", "kvwire",
-        "grpchttp", "h2", "routers")
+        "grpchttp", "h2", "routers", "sqlclient", "pgxclient", "redisclient")
 # Built on demand, not part of the cell sets: httpgrpc (an HTTP front end calling gRPC),
 # schedwait (routes that wait in known ways) and wrapped (HTTP/gRPC/cmux over wrapped
 # connections, calling a next hop) and kvwire (a key-value service, the library of the
@@ -104,7 +104,9 @@ APPS = ("httpserver", "httpclient", "grpcserver", "grpcclient", "httpgrpc", "hit
 # (uprobe cost calibration) and loadgen (HTTP and gRPC load generator) by the benchmark
 # (bench/). h2 (HTTP/2 server and client: net/http's bundled HTTP/2, x/net's http2 and h2c)
 # and routers (gin, chi, gorilla/mux, httprouter and echo, for route templates) are in the
-# cell sets.
+# cell sets, and so are the database clients sqlclient (database/sql through lib/pq, pgx's
+# stdlib, go-sql-driver/mysql and, in cgo builds only, go-sqlite3), pgxclient (pgx v4's own
+# API) and redisclient (gopkg.in/redis.v5), which tests/databases.py's servers serve.
 GRPC_APPS = frozenset({"grpcserver", "grpcclient", "grpchttp", "httpgrpc", "loadgen", "wrapped"})
 
 # Apps whose GOPATH is the grpc GOPATH followed by the system GOPATH, for the libraries
@@ -135,6 +137,28 @@ SYSTEM_LIB_APPS: dict[str, tuple[str, ...]] = {
         "golang-golang-x-crypto-dev", "golang-golang-x-net-dev", "golang-golang-x-sys-dev",
         "golang-golang-x-text-dev", "golang-golang-x-time-dev",
     ),
+    # The database clients likewise (`go list -deps` with Go 1.19 and 1.26, CGO_ENABLED 0 and
+    # 1, each directory's owner from `dpkg -S`), and for sqlclient libsqlite3-dev, whose
+    # sqlite3.h and libsqlite3.so go-sqlite3 compiles and links against in cgo builds.
+    "sqlclient": (
+        "golang-github-lib-pq-dev", "golang-github-jackc-pgx-v4-dev",
+        "golang-github-go-sql-driver-mysql-dev", "golang-github-mattn-go-sqlite3-dev",
+        "libsqlite3-dev",
+        "golang-github-jackc-pgconn-dev", "golang-github-jackc-pgtype-dev",
+        "golang-github-jackc-pgproto3-v2-dev", "golang-github-jackc-chunkreader-v2-dev",
+        "golang-github-jackc-pgio-dev", "golang-github-jackc-pgpassfile-dev",
+        "golang-github-jackc-pgservicefile-dev",
+        "golang-golang-x-crypto-dev", "golang-golang-x-text-dev",
+    ),
+    "pgxclient": (
+        "golang-github-jackc-pgx-v4-dev",
+        "golang-github-jackc-pgconn-dev", "golang-github-jackc-pgtype-dev",
+        "golang-github-jackc-pgproto3-v2-dev", "golang-github-jackc-chunkreader-v2-dev",
+        "golang-github-jackc-pgio-dev", "golang-github-jackc-pgpassfile-dev",
+        "golang-github-jackc-pgservicefile-dev",
+        "golang-golang-x-crypto-dev", "golang-golang-x-text-dev",
+    ),
+    "redisclient": ("golang-gopkg-redis.v5-dev",),
 }
 
 # Oldest and newest Go each router library of testapps/routers builds with in GOPATH mode,
@@ -151,6 +175,19 @@ ROUTER_GO: dict[str, tuple[str, str]] = {
     "gorilla": ("1.19", "1.26"),
     "httprouter": ("1.19", "1.26"),
     "echo": ("1.19", "1.26"),
+}
+
+# Oldest and newest Go each database client builds with in GOPATH mode, as bookworm packages
+# its libraries (lib/pq 1.10.7, pgx 4.15.0 with pgconn 1.11.0 and pgtype 1.10.0,
+# go-sql-driver/mysql 1.5.0, go-sqlite3 1.14.16 against libsqlite3 3.40.1, redis.v5 5.2.9).
+# Determined by building each program with every installed Go (1.19, 1.21-1.26; there is no
+# Debian Go 1.20 here) in every variant, so sqlclient with go-sqlite3 (the CGO_ENABLED=1,
+# externally linked ones) and without: all 168 builds succeeded. As for ROUTER_GO, the newest
+# is the newest checked, not a limit.
+DB_CLIENT_GO: dict[str, tuple[str, str]] = {
+    "sqlclient": ("1.19", "1.26"),
+    "pgxclient": ("1.19", "1.26"),
+    "redisclient": ("1.19", "1.26"),
 }
 
 # variant -> (extra `go build` arguments, CGO_ENABLED)
@@ -397,6 +434,13 @@ def routers_go(gos: Sequence[str] | None = None) -> list[str]:
     return [g for g in (gos if gos is not None else go_versions()) if _vkey(g) >= lo]
 
 
+def db_client_go(app: str, gos: Sequence[str] | None = None) -> list[str]:
+    """Installed Go versions the database client app (a key of :data:`DB_CLIENT_GO`) builds
+    with."""
+    lo = _vkey(DB_CLIENT_GO[app][0])
+    return [g for g in (gos if gos is not None else go_versions()) if _vkey(g) >= lo]
+
+
 def supported_go(grpc: str, gos: Sequence[str] | None = None) -> list[str]:
     """Installed Go versions the given grpc version builds with."""
     info = grpc_gopaths().get(grpc)
@@ -436,13 +480,23 @@ def _spread(items: Sequence[str], i: int, k: int) -> str:
     return items[round(i * (len(items) - 1) / (k - 1))]
 
 
+# The database clients' variants in the default cell set: (with the oldest Go, with the
+# newest). sqlclient's are cgo builds, externally linked, so that both have go-sqlite3.
+_DB_CLIENT_DEFAULT_VARIANTS: dict[str, tuple[str, str]] = {
+    "sqlclient": ("extlink-stripped", "pie-extlink-stripped"),
+    "pgxclient": ("stripped", "pie-stripped"),
+    "redisclient": ("stripped", "pie-stripped"),
+}
+
+
 def default_cells() -> list[Cell]:
     """A small set for the default test run.
 
     Every Go version: httpserver plain + stripped, httpclient plain. Oldest and newest Go:
     httpserver in every PIE / external-link variant, h2 plain + stripped (the HTTP/2 tests
     build h2 for the Go versions between on demand). routers stripped with the oldest Go
-    it builds with, pie-stripped with the newest. Every grpc
+    it builds with, pie-stripped with the newest; likewise pgxclient and redisclient, and
+    sqlclient extlink-stripped and pie-extlink-stripped (cgo: with go-sqlite3). Every grpc
     version: grpcserver + grpcclient plain + stripped with one supported Go (oldest grpc with
     the oldest Go, newest with the newest, others in between).
     """
@@ -460,6 +514,10 @@ def default_cells() -> list[Cell]:
     rgos = routers_go(gos)
     if rgos:  # their unstripped twins are built on demand
         cells += [Cell("routers", rgos[0], "stripped"), Cell("routers", rgos[-1], "pie-stripped")]
+    for app, (oldest, newest) in _DB_CLIENT_DEFAULT_VARIANTS.items():
+        dgos = db_client_go(app, gos)
+        if dgos:  # unstripped twins on demand, as for routers
+            cells += [Cell(app, dgos[0], oldest), Cell(app, dgos[-1], newest)]
     grpcs = list(grpc_gopaths())
     for i, grpc in enumerate(grpcs):
         sup = supported_go(grpc, gos)
@@ -476,8 +534,9 @@ def default_cells() -> list[Cell]:
 
 def full_cells() -> list[Cell]:
     """httpserver, httpclient, h2, grpcserver and grpcclient, each x every Go x every
-    variant (gRPC apps: every supported combination); routers x every Go it builds with x
-    every variant."""
+    variant (gRPC apps: every supported combination); routers and the database clients
+    (sqlclient, pgxclient, redisclient) x every Go they build with x every variant (the
+    CGO_ENABLED=0 ones of sqlclient have no go-sqlite3)."""
     gos = go_versions()
     cells = [
         Cell(app, go, v)
@@ -486,6 +545,8 @@ def full_cells() -> list[Cell]:
         for v in VARIANTS
     ]
     cells += [Cell("routers", go, v) for go in routers_go(gos) for v in VARIANTS]
+    cells += [Cell(app, go, v) for app in DB_CLIENT_GO for go in db_client_go(app, gos)
+              for v in VARIANTS]
     for grpc in grpc_gopaths():
         cells += [
             Cell(app, go, v, grpc)

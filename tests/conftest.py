@@ -7,8 +7,11 @@ that still covers every Go version, every grpc-go version and every build varian
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+import databases
 import pytest
 
 from testapps import matrix
@@ -53,3 +56,34 @@ def twin(cell: matrix.Cell, build) -> Path:
 
 def go_tool(cell: matrix.Cell) -> str:
     return f"/usr/lib/go-{cell.go}/bin/go"
+
+
+def _database(start: Callable[[], AbstractContextManager[databases.Server]]
+              ) -> Iterator[databases.Server]:
+    """A private database server for the session (tests/databases.py); a failure to start is
+    one line."""
+    try:
+        with start() as server:
+            yield server
+    except databases.ServerError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+# The database servers start when a test first asks for them and stop at the end of the
+# session. Tests share them: each program's script begins by emptying its table.
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[databases.Server]:
+    """PostgreSQL 15: .dsn for sqlclient -pq / -pgx and pgxclient -dsn."""
+    yield from _database(databases.postgres)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[databases.Server]:
+    """MariaDB: .dsn for sqlclient -mysql."""
+    yield from _database(databases.mariadb)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[databases.Server]:
+    """Redis: .dsn (host:port) for redisclient -addr."""
+    yield from _database(databases.redis)

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -47,9 +48,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def terminate(proc: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
-    proc.terminate()
+def terminate(proc: subprocess.Popen, timeout: float, sig: int = signal.SIGTERM) -> None:
+    """sig (SIGTERM), then SIGKILL if it has not exited after `timeout` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -239,3 +241,26 @@ def routers(binary: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str
         yield proc, dict(pair.split("=", 1) for pair in line.split()[1:])
     finally:
         terminate(proc, timeout=10)
+
+
+@contextlib.contextmanager
+def db_client(binary: Path, *flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """One of the database client test programs (testapps/sqlclient, pgxclient, redisclient)
+    serving HTTP on a free loopback port, with flags naming its databases (sqlclient: -pq,
+    -pgx, -mysql DSN, -sqlite PATH; pgxclient: -dsn DSN; redisclient: -addr HOST:PORT; the
+    Server.dsn values of tests/databases.py): (process, 'host:port') once it printed READY,
+    its databases opened and pinged. One that exits first fails with its stderr."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([str(binary), "-listen", "127.0.0.1:0", *flags],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("READY "):
+                proc.wait(timeout=10)
+                err.seek(0)
+                raise AssertionError(f"{binary.name} did not start (exit {proc.returncode}): "
+                                     f"{err.read().strip() or line!r}")
+            yield proc, line.split()[1]
+        finally:
+            terminate(proc, timeout=10)

@@ -1,0 +1,1 @@
+../sqlclient/serve.go
