@@ -95,30 +95,58 @@ class GoBinary:
                 return fn
         return None
 
-    def direct_callers(self, targets: Collection[Function]) -> dict[str, set[str]]:
-        """Each target's name -> the functions that call it directly (gobin/callers.py)."""
+    def callers_from_outside(self, targets: Collection[Function], package: str
+                             ) -> dict[str, set[str]]:
+        """Each target's name -> the functions outside package that call it, directly or
+        through functions of package (any depth), and 'interface <name>' for each interface
+        of another package through which such a method may be called (no CALL names those).
+        The package's own functions calling each other are how a library is built, not
+        evidence that a program uses it (gobin/callers.py)."""
         if not targets:
             return {}
+        prefix = package + "."
+        inside = {f.name: f for f in self.pclntab_functions.values() if f.name.startswith(prefix)}
+        graph = self._direct_callers({f.address for f in (*inside.values(), *targets)})
+        found = {}
+        for target in targets:
+            outside: set[str] = set()
+            seen, todo = {target.name}, [target]
+            while todo:
+                fn = todo.pop()
+                for caller in graph.get(fn.address, set()) | self._interfaces_calling(fn.name):
+                    if caller in inside:
+                        if caller not in seen:
+                            seen.add(caller)
+                            todo.append(inside[caller])
+                    elif not caller.startswith(f"interface {prefix}"):
+                        outside.add(caller)
+            found[target.name] = outside
+        return found
+
+    def _direct_callers(self, addresses: Collection[int]) -> dict[int, set[str]]:
         functions = sorted((f.address, f.name) for f in self.pclntab_functions.values())
         text_end = max((f.end for f in self.pclntab_functions.values()), default=0)
-        found = direct_callers(self.image, self.moduledata.text, text_end, functions,
-                               {fn.address for fn in targets})
-        return {fn.name: found[fn.address] | self._interfaces_calling(fn.name)
-                for fn in targets}
+        return direct_callers(self.image, self.moduledata.text, text_end, functions, addresses)
 
     def _interfaces_calling(self, name: str) -> set[str]:
         """A method that interface values can call: 'interface <name>' for each interface
-        the program stores its receiver type in, with the method among the interface's
-        (no CALL names it then)."""
+        the program stores its receiver type in, with the method among the interface's."""
         method = _METHOD.fullmatch(name)
         if not method:
             return set()
-        receiver, method_name = f"{method['pkg']}.{method['type']}", method["method"]
+        receiver = f"{method['pkg']}.{method['type']}"
+        return {f"interface {inter}" for inter, methods in self._itab_methods.get(receiver, ())
+                if method["method"] in methods}
+
+    @cached_property
+    def _itab_methods(self) -> dict[str, list[tuple[str, frozenset[str]]]]:
+        """Concrete type -> (interface, its methods) of every itab."""
         info = self.typeinfo
-        return {f"interface {info.qualified_name_of(inter)}"
-                for inter, concrete in info.itabs()
-                if info.qualified_name_of(concrete) == receiver
-                and method_name in info.method_names_of(inter)}
+        found: dict[str, list[tuple[str, frozenset[str]]]] = {}
+        for inter, concrete in info.itabs():
+            found.setdefault(info.qualified_name_of(concrete), []).append(
+                (info.qualified_name_of(inter), info.method_names_of(inter)))
+        return found
 
     def rets(self, fn: Function) -> list[int]:
         return ret_sites(self.image, fn.address, fn.end)

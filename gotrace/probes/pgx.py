@@ -17,17 +17,13 @@ from gotrace.resolve.layout import Layout
 PGX = "github.com/jackc/pgx/v4"
 POSTGRESQL = DatabaseShape("postgresql")
 CALLS = (f"{PGX}.(*Conn).Query", f"{PGX}.(*Conn).Exec", f"{PGX}.(*Conn).SendBatch")
-# Where pgx itself calls them for database/sql's driver (pgx/v4/stdlib): a transaction's
-# begin, commit and rollback are Execs.
-DRIVER_PACKAGE = f"{PGX}/stdlib."
-DRIVER_PATHS = frozenset({f"{PGX}.(*Conn).BeginTx", f"{PGX}.(*dbTx).Commit",
-                          f"{PGX}.(*dbTx).Rollback"})
+DRIVER_PACKAGE = f"{PGX}/stdlib."  # database/sql's pgx driver
 
 
 def native_use(layout: Layout) -> bool:
-    """Whether the program calls pgx's own API, not only through database/sql: a call from
-    elsewhere than the driver's paths, or an interface the program holds a *Conn in."""
-    return any(not caller.startswith(DRIVER_PACKAGE) and caller not in DRIVER_PATHS
+    """Whether the program calls pgx's own API, not only through database/sql: the calls'
+    callers outside pgx (symbols/pgx.toml) are not all the driver's."""
+    return any(not caller.startswith(DRIVER_PACKAGE)
                for name in CALLS if (fn := layout.functions.get(name))
                for caller in fn.callers)
 

@@ -32,7 +32,8 @@ class ResolvedFunction:
     source: str
     ret_addresses: tuple[int, ...] = ()  # virtual addresses of the same RETs
     entry_probe: int = 0  # virtual address of the entry uprobe (gobin.disasm.entry_probe_site)
-    callers: frozenset[str] = frozenset()  # functions calling it directly, when asked for
+    # The functions outside a package calling it, when the manifest asks (Spec.callers).
+    callers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,11 @@ def _resolve_functions(binary: GoBinary, specs: list[Spec], sources: Sequence[st
     image = binary.image
     found = {spec: next((f for n in spec.names if (f := binary.function(n, tuple(sources)))),
                         None) for spec in specs}
-    callers = binary.direct_callers(
-        [fn for spec, fn in found.items() if fn is not None and spec.callers])
+    callers: dict[str, set[str]] = {}
+    for package in {spec.callers for spec in specs if spec.callers}:
+        callers.update(binary.callers_from_outside(
+            [fn for spec, fn in found.items() if fn is not None and spec.callers == package],
+            package))
     for spec, fn in found.items():
         if fn is None:
             layout.missing_functions.append(spec.name)

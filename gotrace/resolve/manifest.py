@@ -39,9 +39,10 @@ class Spec:
     # A struct never converted to an interface has no runtime type descriptor: its fields
     # come from DWARF or symbols/offsets.json only.
     no_type_descriptor: bool = False
-    # (functions) whether the functions calling it directly are wanted (a probe's variant
-    # decides from them whether it is needed).
-    callers: bool = False
+    # (functions) a package: the functions outside it that call this one, directly or
+    # through the package's own, are wanted (a probe's variant decides from them whether it
+    # is needed).
+    callers: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -83,7 +84,7 @@ def _spec(entry: dict, library: str, module: str | None, where: Path) -> Spec:
             module_version=entry.get("module_version"),
             why=entry.get("why", ""),
             no_type_descriptor=bool(entry.get("no_type_descriptor", False)),
-            callers=bool(entry.get("callers", False)),
+            callers=entry.get("callers"),
         )
         for constraint in (spec.go, spec.module_version):
             if constraint:
