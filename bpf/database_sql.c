@@ -75,17 +75,47 @@ static __always_inline void sql_read_driver_conn(struct span_record *rec, __u64 
 }
 
 /* A DB's driver, by its connector's type: the driver's own connector, or database/sql's
- * dsnConnector around a driver without one (then the driver's type). */
+ * dsnConnector around a driver without one (then the driver's type); and the database's
+ * name, or the data source name that holds it, where the connector keeps one. */
 static __always_inline void sql_read_connector(struct span_record *rec, __u64 db) {
     struct go_iface connector = {};
     if (!db || bpf_probe_read_user(&connector, sizeof(connector),
                                    (void *)(db + OFF_database_sql_DB_connector)))
         return;
+    struct db_call *call = db_call_of(rec);
+    call->pool = db;
     __u32 type = itab_type(connector.tab);
-    if (type == TYPEHASH_database_sql_dsnConnector && connector.data)
-        type = itab_type(read_u64(connector.data + OFF_database_sql_dsnConnector_driver));
-    db_call_of(rec)->driver_type = type;
-    db_call_of(rec)->pool = db;
+    call->driver_type = type;
+    if (!connector.data)
+        return;
+    if (type == TYPEHASH_database_sql_dsnConnector) {
+        call->driver_type =
+            itab_type(read_u64(connector.data + OFF_database_sql_dsnConnector_driver));
+        bpf_probe_read_user(&call->source, sizeof(call->source),
+                            (void *)(connector.data + OFF_database_sql_dsnConnector_dsn));
+        call->source_kind = DB_SOURCE_DSN;
+    }
+#if defined(TYPEHASH_ptr_github_com_jackc_pgx_v4_stdlib_driverConnector) && \
+    defined(OFF_github_com_jackc_pgx_v4_stdlib_driverConnector_name)
+    if (type == TYPEHASH_ptr_github_com_jackc_pgx_v4_stdlib_driverConnector) {
+        bpf_probe_read_user(&call->source, sizeof(call->source),
+                            (void *)(connector.data +
+                                     OFF_github_com_jackc_pgx_v4_stdlib_driverConnector_name));
+        call->source_kind = DB_SOURCE_DSN;
+    }
+#endif
+#if defined(TYPEHASH_ptr_github_com_go_sql_driver_mysql_connector) && \
+    defined(OFF_github_com_go_sql_driver_mysql_connector_cfg) && \
+    defined(OFF_github_com_go_sql_driver_mysql_Config_DBName)
+    if (type == TYPEHASH_ptr_github_com_go_sql_driver_mysql_connector) {
+        __u64 cfg = read_u64(connector.data + OFF_github_com_go_sql_driver_mysql_connector_cfg);
+        if (cfg) {
+            bpf_probe_read_user(&call->source, sizeof(call->source),
+                                (void *)(cfg + OFF_github_com_go_sql_driver_mysql_Config_DBName));
+            call->source_kind = DB_SOURCE_NAME;
+        }
+    }
+#endif
 }
 
 static __always_inline struct span_record *sql_begin(__u64 g) {
@@ -126,6 +156,7 @@ int sql_conn_call(struct pt_regs *ctx) {
         return 0;
     db_set_text(rec, go_string_args(ctx));
 #ifdef OFF_database_sql_Conn_dc  /* a program with a (*Conn) method has its fields */
+    sql_read_connector(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_db));
     sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_dc));
 #endif
     sql_keep(rec, g);
@@ -139,6 +170,7 @@ int sql_tx_call(struct pt_regs *ctx) {
     if (!rec)
         return 0;
     db_set_text(rec, go_string_args(ctx));
+    sql_read_connector(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_db));
     sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_dc));
     sql_keep(rec, g);
     return 0;
@@ -165,6 +197,7 @@ int sql_conn_begin(struct pt_regs *ctx) {
         return 0;
     db_set_operation(rec, OP_BEGIN);
 #ifdef OFF_database_sql_Conn_dc
+    sql_read_connector(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_db));
     sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_dc));
 #endif
     sql_keep(rec, g);
@@ -195,10 +228,8 @@ int sql_stmt_call(struct pt_regs *ctx) {
     if (grabber == TYPEHASH_ptr_database_sql_Conn && cg.data)
         dc = read_u64(cg.data + OFF_database_sql_Conn_dc);
 #endif
-    if (dc)
-        sql_read_driver_conn(rec, dc);
-    else
-        sql_read_connector(rec, read_u64(stmt + OFF_database_sql_Stmt_db));
+    sql_read_connector(rec, read_u64(stmt + OFF_database_sql_Stmt_db));
+    sql_read_driver_conn(rec, dc);
     sql_keep(rec, g);
     return 0;
 }
@@ -209,6 +240,7 @@ static __always_inline int sql_tx_end(struct pt_regs *ctx, __u64 operation) {
     if (!rec)
         return 0;
     db_set_operation(rec, operation);
+    sql_read_connector(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_db));
     sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_dc));
     sql_keep(rec, g);
     return 0;

@@ -25,13 +25,22 @@ struct db_call {
     __u32 batch_size;       /* statements sent at once (a batch, a pipeline); 0: one */
     __u32 arg_count;        /* a Redis command's arguments */
     __u64 pool;             /* the client (a *sql.DB) whose server the call went to */
-    __u8 _rest[SPAN_ROUTE_LEN - 40];
+    struct go_string source;  /* the database's name, or a DSN naming it (source_kind) */
+    __u32 source_kind;        /* DB_SOURCE_* */
+    __u32 _pad;
 };
 _Static_assert(sizeof(struct db_call) == SPAN_ROUTE_LEN, "struct db_call fills the route field");
 
 /* database/sql's calls in flight, by goroutine (bpf/database_sql.c): a driver that is also a
  * client library of its own (pgx) runs its calls inside them. */
 BPF_HASH(sql_calls, struct go_key, struct span_record, MAX_INFLIGHT);
+
+/* What db_call.source is: nothing, the database's name, a data source name that holds it
+ * (with the password: gotrace reads only the name out of it), or a database's number. */
+#define DB_SOURCE_NONE 0
+#define DB_SOURCE_NAME 1
+#define DB_SOURCE_DSN 2
+#define DB_SOURCE_INDEX 3  /* a numbered database (Redis's): the number in source.len */
 
 static __always_inline struct db_call *db_call_of(struct span_record *rec) {
     return (struct db_call *)rec->route;

@@ -29,8 +29,18 @@ static __always_inline int pgx_begin(__u64 g, __u64 conn, struct go_string text)
         return 0;
     db_set_text(rec, text);
     __u64 pg = read_u64(conn + OFF_github_com_jackc_pgx_v4_Conn_pgConn);
-    if (pg)
+    if (pg) {
         read_conn(rec, pg + OFF_github_com_jackc_pgconn_PgConn_conn);
+#if defined(OFF_github_com_jackc_pgconn_PgConn_config) && \
+    defined(OFF_github_com_jackc_pgconn_Config_Database)
+        __u64 config = read_u64(pg + OFF_github_com_jackc_pgconn_PgConn_config);
+        struct db_call *call = db_call_of(rec);
+        if (config && !bpf_probe_read_user(&call->source, sizeof(call->source),
+                                           (void *)(config +
+                                                    OFF_github_com_jackc_pgconn_Config_Database)))
+            call->source_kind = DB_SOURCE_NAME;
+#endif
+    }
     begin_span(rec, g);
     if (pgx_calls.update(&by_g, rec) != 0)
         count_drop(DROP_INFLIGHT_FULL);

@@ -30,8 +30,11 @@ static __always_inline struct span_record *redis_begin(__u64 g, __u64 client) {
     if (!rec)
         return 0;
     __u64 options = read_u64(client + OFF_gopkg_in_redis_v5_baseClient_opt);
-    if (options)
+    if (options) {
         READ_GO_STRING(rec->host, options + OFF_gopkg_in_redis_v5_Options_Addr);
+        db_call_of(rec)->source.len = (__s64)read_u64(options + OFF_gopkg_in_redis_v5_Options_DB);
+        db_call_of(rec)->source_kind = DB_SOURCE_INDEX;
+    }
     return rec;
 }
 

@@ -93,10 +93,12 @@ def assert_no_literal(spans: list[dict]) -> None:
     assert not leaked, leaked
 
 
-def check_sql_span(span: dict, step: dict, system: str, port: int | None) -> None:
+def check_sql_span(span: dict, step: dict, system: str, port: int | None, namespace: str
+                   ) -> None:
     attrs = span["attributes"]
     call, sql = step["call"], step["sql"]
     assert attrs["db.system.name"] == system, (call, sql)
+    assert attrs["db.namespace"] == namespace, (call, sql)
     if call in SQL_OPERATION_CALLS:
         assert attrs["db.operation.name"] == SQL_OPERATION_CALLS[call], call
         assert span["name"] == SQL_OPERATION_CALLS[call]
@@ -139,7 +141,8 @@ def test_database_sql_spans_equal_the_calls(tmp_path: Path, receiver, client_cel
             calls += sum(1 for s in steps if s["call"] not in ("DB.PrepareContext", "Stmt.Close"))
             transactions += sum(1 for s in steps if s["call"] == "DB.BeginTx")
             for span, step in zip(spans, expected, strict=True):
-                check_sql_span(span, step, system, ports[db])
+                check_sql_span(span, step, system, ports[db],
+                               dsns[db] if db == "sqlite" else postgres_server.database)
             exported += spans
         _, err = stop(tracer)
     assert_no_literal(exported)
@@ -186,6 +189,7 @@ def test_pgx_spans_equal_the_calls(tmp_path: Path, receiver, client_cell, postgr
     for span, step in zip(spans, expected, strict=True):
         attrs = span["attributes"]
         assert attrs["db.system.name"] == "postgresql"
+        assert attrs["db.namespace"] == postgres_server.database
         assert (attrs["server.address"], attrs["server.port"]) == (
             "127.0.0.1", postgres_server.port)
         assert (span["status"] == "ERROR") == bool(step["error"]), step
@@ -215,6 +219,7 @@ def test_redis_commands_are_spans(tmp_path: Path, receiver, client_cell, redis_s
     for span, step in zip(spans, steps, strict=True):
         attrs = span["attributes"]
         assert attrs["db.system.name"] == "redis"
+        assert attrs["db.namespace"] == "0"  # the client's database number
         assert (attrs["server.address"], attrs["server.port"]) == ("127.0.0.1", redis_server.port)
         assert (span["status"] == "ERROR") == bool(step["error"]), step
         if step["call"] in ("Pipeline.Exec", "TxPipeline.Exec"):

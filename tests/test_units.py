@@ -12,6 +12,7 @@ from gotrace.gobin.typeinfo import package_matches, package_names, split_type_na
 from gotrace.gobin.varint import encode_uvarint, uvarint
 from gotrace.probes import type_names
 from gotrace.probes.db_attributes import system_name
+from gotrace.probes.db_namespace import dsn_database
 from gotrace.probes.type_names import package_of
 from gotrace.resolve.manifest import load_manifest, load_manifests
 from gotrace.versions import parse_version, satisfies
@@ -153,3 +154,19 @@ def test_direct_callers_are_the_functions_holding_a_call_to_the_target():
                            {base + 0x20, base + 0x30})
     assert found == {base + 0x20: {"f", "g"}, base + 0x30: {"g"}}
     assert direct_callers(_Text(base, bytes(code)), base, base + 0x40, functions, ()) == {}
+
+
+@pytest.mark.parametrize(("dsn", "system", "database"), [
+    ("postgres://gotrace:secret@127.0.0.1:5432/orders?sslmode=disable", "postgresql", "orders"),
+    ("postgresql://u@db.internal/my%20db", "postgresql", "my db"),
+    ("host=db user=u password='s e c' dbname=orders sslmode=disable", "postgresql", "orders"),
+    ("host=db user=u password=secret", "postgresql", None),  # libpq's default: not said
+    ("u:secret@tcp(127.0.0.1:3306)/shop?parseTime=true", "mysql", "shop"),
+    ("file:/var/lib/app/app.db?cache=shared", "sqlite", "/var/lib/app/app.db"),
+    ("/tmp/x.sqlite", "sqlite", "/tmp/x.sqlite"),
+    ("", "postgresql", None),
+])
+def test_the_database_is_named_out_of_its_data_source_name(dsn, system, database):
+    assert dsn_database(dsn, system) == database
+    if database is not None:
+        assert "secret" not in database

@@ -13,6 +13,12 @@ from gotrace.probes.db_attributes import (
 
 SQL = "database/sql"
 ANY_DRIVER = DatabaseShape(None)  # the database is named by the driver's type
+# Drivers' connectors that name the database (bpf/database_sql.c sql_read_connector).
+NAMESPACE_FIELDS = ("github.com/jackc/pgx/v4/stdlib.driverConnector.name",
+                    "github.com/go-sql-driver/mysql.connector.cfg",
+                    "github.com/go-sql-driver/mysql.Config.DBName")
+NAMESPACE_TYPES = ("*github.com/jackc/pgx/v4/stdlib.driverConnector",
+                   "*github.com/go-sql-driver/mysql.connector")
 
 # (receiver, method) -> (entry program, return program)
 CALLS = {
@@ -41,15 +47,18 @@ PROBE = Probe(
     attachments=ATTACHMENTS,
     fields=(
         "database/sql.DB.connector", "database/sql.dsnConnector.driver",
+        "database/sql.dsnConnector.dsn", "database/sql.Tx.db",
         "database/sql.driverConn.ci", "database/sql.Rows.dc",
         "database/sql.driverResult.Locker", "database/sql.Tx.dc", "database/sql.Tx.done",
         "database/sql.Stmt.query", "database/sql.Stmt.cg",
         "database/sql.Stmt.db", "internal/abi.ITab.Hash",
     ),
     # A program that never uses a Tx or a Conn may not have their types.
-    optional_fields=("database/sql.Conn.dc", *ERROR_CODE_FIELDS),
+    optional_fields=("database/sql.Conn.dc", "database/sql.Conn.db", *ERROR_CODE_FIELDS,
+                     *NAMESPACE_FIELDS),
     types=("database/sql.dsnConnector", "database/sql.driverResult"),
-    optional_types=("*database/sql.Tx", "*database/sql.Conn", *ERROR_CODE_TYPES),
+    optional_types=("*database/sql.Tx", "*database/sql.Conn", *ERROR_CODE_TYPES,
+                    *NAMESPACE_TYPES),
     record_kinds=(
         SpanShape(
             record_kind="SQL_CLIENT",

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from gotrace.metrics.red import DurationMetric, RedMetric
+from gotrace.probes.db_namespace import namespace
 from gotrace.probes.http_attributes import connection_attributes, connection_port
 from gotrace.probes.sql_text import (
     operation_and_collection,
@@ -24,7 +25,8 @@ from gotrace.records import F_HAS_CONN, F_TRANSPORT_ERROR, SpanRecord, char_fiel
 from gotrace.spans import AttributeValue
 
 # struct db_call, in the record's route field.
-_DB_CALL = struct.Struct("<QqIIII")  # text, driver_type, error_type, batch_size, arg_count
+# text, driver_type, error_type, batch_size, arg_count, pool, source, source_kind
+_DB_CALL = struct.Struct("<QqIIIIQQqI")
 
 # A driver's (or client's) package -> db.system.name. A package not listed is "other_sql":
 # database/sql says only that it speaks SQL.
@@ -69,18 +71,14 @@ DB_CLIENT_METRIC = RedMetric(
 class DbCall:
     """The record's struct db_call."""
 
-    __slots__ = (
-        "arg_count",
-        "batch_size",
-        "driver_type",
-        "error_type",
-        "text_address",
-        "text_length",
-    )
+    __slots__ = ("arg_count", "batch_size", "driver_type", "error_type", "pool",
+                 "source_address", "source_kind", "source_length", "text_address",
+                 "text_length")
 
     def __init__(self, rec: SpanRecord) -> None:
         (self.text_address, self.text_length, self.driver_type, self.error_type,
-         self.batch_size, self.arg_count) = _DB_CALL.unpack_from(char_field(rec, "route"))
+         self.batch_size, self.arg_count, self.pool, self.source_address, self.source_length,
+         self.source_kind) = _DB_CALL.unpack_from(char_field(rec, "route"))
 
 
 def system_name(type_hash: int, default: str = OTHER_SQL) -> str:
@@ -179,7 +177,12 @@ class DatabaseShape:
 
     def endpoint_attributes(self, rec: SpanRecord) -> dict[str, AttributeValue]:
         """What every call of one statement to one server shares."""
-        attrs: dict[str, AttributeValue] = {"db.system.name": self.system_of(rec)}
+        system = self.system_of(rec)
+        attrs: dict[str, AttributeValue] = {"db.system.name": system}
+        call = DbCall(rec)
+        if name := namespace(rec.pid, call.source_kind, call.source_address,
+                             call.source_length, system):
+            attrs["db.namespace"] = name
         op, collection = self.operation(rec)
         if op:
             attrs["db.operation.name"] = op
@@ -188,9 +191,8 @@ class DatabaseShape:
         found = self.statement_of(rec)
         if found is not None and found.summary:
             attrs["db.query.summary"] = found.summary
-        batch_size = DbCall(rec).batch_size
-        if batch_size > 1:
-            attrs["db.operation.batch.size"] = batch_size
+        if call.batch_size > 1:
+            attrs["db.operation.batch.size"] = call.batch_size
         if rec.flags & F_TRANSPORT_ERROR:
             code = self.status_code(rec)
             if code:

@@ -76,7 +76,8 @@ PROBE = Probe(
                    "redis_pipeline_return", optional=True),
     ),
     fields=(
-        f"{V5}.baseClient.opt", f"{V5}.Options.Addr", f"{V5}.baseCmd._args",
+        f"{V5}.baseClient.opt", f"{V5}.Options.Addr", f"{V5}.Options.DB",
+        f"{V5}.baseCmd._args",
         f"{V5}/internal/pool.Conn.netConn", "internal/abi.ITab.Hash",
     ),
     types=(f"{V5}/internal.RedisError",),
