@@ -80,6 +80,9 @@ def render_text(layout: Layout, shown_path: str, manifests: list[Manifest]) -> s
                 if fn.entry_probe != fn.address else ""
             lines.append(f"  func  {spec.name}{alias}  addr {fn.address:#x}  entry "
                          f"{fn.entry:#x}{probe}  rets {_hexes(fn.rets)}  [{fn.source}]")
+            if spec.callers:
+                lines.append(f"        called from outside {spec.callers} by: "
+                             f"{', '.join(sorted(fn.callers)) or 'nothing'}")
         for spec in manifest.fields:
             fld = layout.fields.get(spec.name)
             if fld is None:

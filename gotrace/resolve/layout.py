@@ -73,6 +73,7 @@ class Layout:
             "functions": {
                 n: {"address": f.address, "entry": f.entry, "rets": list(f.rets),
                     "entry_probe": f.entry_probe, "source": f.source,
+                    **({"callers": sorted(f.callers)} if f.callers else {}),
                     **({"found_as": f.found_as} if f.found_as != n else {})}
                 for n, f in self.functions.items()
             },
