@@ -38,6 +38,7 @@ from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters,
 from gotrace.metrics.histograms import OVERFLOW_LABELS, DurationHistograms
 from gotrace.metrics.red import BUCKETS, RedMetric, observation, status_class
 from gotrace.probes import DURATION_METRICS
+from gotrace.probes.db_attributes import DB_CLIENT_METRIC
 from gotrace.probes.grpc_client import RPC_CLIENT_METRIC
 from gotrace.probes.grpc_server import RPC_SERVER_METRIC
 from gotrace.probes.http_attributes import HTTP_CLIENT_METRIC, HTTP_SERVER_METRIC
@@ -134,6 +135,24 @@ def test_grpc_span_labels(kind, metric, name):
     if kind == "CLIENT":
         expected["server_address"] = "10.0.0.2"
     assert dict(labels) == expected
+
+
+def test_database_span_labels_are_system_operation_collection_and_outcome():
+    """The query text is not a label (a series per statement), nor the namespace."""
+    attrs: dict[str, AttributeValue] = {
+        "db.system.name": "postgresql", "db.operation.name": "SELECT",
+        "db.collection.name": "orders", "db.namespace": "shop",
+        "db.query.text": "SELECT * FROM orders WHERE id = ?", "server.address": "10.0.0.5",
+        "server.port": 5432}
+    metric, labels = observation(make_span("CLIENT", attrs, red=DB_CLIENT_METRIC))
+    assert metric is DB_CLIENT_METRIC.metric in DURATION_METRICS
+    assert metric.prometheus_name == "db_client_operation_duration_seconds"
+    assert dict(labels) == {"service_name": "api", "db_system_name": "postgresql",
+                            "db_operation_name": "SELECT", "db_collection_name": "orders",
+                            "server_address": "10.0.0.5"}
+    _, failed = observation(make_span("CLIENT", {**attrs, "error.type": "42P01"},
+                                      red=DB_CLIENT_METRIC))
+    assert dict(failed)["error_type"] == "42P01"
 
 
 def test_spans_no_red_metric_covers_are_ignored():
