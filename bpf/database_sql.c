@@ -118,17 +118,26 @@ static __always_inline void sql_read_connector(struct span_record *rec, __u64 db
 #endif
 }
 
-static __always_inline struct span_record *sql_begin(__u64 g) {
-    return new_record(SPAN_KIND_SQL_CLIENT, g);
-}
-
-/* The call's record, begun, kept under its goroutine until a RET ends it. The entry runs
- * again when the goroutine's stack grew first: the second record replaces the first. */
-static __always_inline void sql_keep(struct span_record *rec, __u64 g) {
+/* A call begins on goroutine g: its text or its operation, its DB (the connector and the
+ * pool's server), and its driver connection dc where the call already has one. The record is
+ * kept under the goroutine until a RET ends it; the entry runs again when the goroutine's
+ * stack grew first, and the second record replaces the first. */
+static __always_inline int sql_call_begins(__u64 g, struct go_string text, __u64 operation,
+                                           __u64 db, __u64 dc) {
+    struct span_record *rec = new_record(SPAN_KIND_SQL_CLIENT, g);
+    if (!rec)
+        return 0;
+    if (operation)
+        db_set_operation(rec, operation);
+    else
+        db_set_text(rec, text);
+    sql_read_connector(rec, db);
+    sql_read_driver_conn(rec, dc);
     begin_span(rec, g);
     struct go_key by_g = go_key(g);
     if (sql_calls.update(&by_g, rec) != 0)
         count_drop(DROP_INFLIGHT_FULL);
+    return 0;
 }
 
 static __always_inline struct go_string go_string_args(struct pt_regs *ctx) {
@@ -136,119 +145,74 @@ static __always_inline struct go_string go_string_args(struct pt_regs *ctx) {
     return text;
 }
 
+#define NO_TEXT ((struct go_string){})  /* a call that names its operation */
+
+/* A Conn's DB and driver connection; none in a program without a (*Conn) method. */
+#ifdef OFF_database_sql_Conn_dc
+#define CONN_DB(conn) read_u64((conn) + OFF_database_sql_Conn_db)
+#define CONN_DC(conn) read_u64((conn) + OFF_database_sql_Conn_dc)
+#else
+#define CONN_DB(conn) 0
+#define CONN_DC(conn) 0
+#endif
+#define TX_DB(tx) read_u64((tx) + OFF_database_sql_Tx_db)
+#define TX_DC(tx) read_u64((tx) + OFF_database_sql_Tx_dc)
+
 int sql_db_call(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_DB_CALL);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = sql_begin(g);
-    if (!rec)
-        return 0;
-    db_set_text(rec, go_string_args(ctx));
-    sql_read_connector(rec, GO_ARG1(ctx));
-    sql_keep(rec, g);
-    return 0;
+    return sql_call_begins(GO_G(ctx), go_string_args(ctx), 0, GO_ARG1(ctx), 0);
 }
 
 int sql_conn_call(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_CONN_CALL);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = sql_begin(g);
-    if (!rec)
-        return 0;
-    db_set_text(rec, go_string_args(ctx));
-#ifdef OFF_database_sql_Conn_dc  /* a program with a (*Conn) method has its fields */
-    sql_read_connector(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_db));
-    sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_dc));
-#endif
-    sql_keep(rec, g);
-    return 0;
+    __u64 conn = GO_ARG1(ctx);
+    return sql_call_begins(GO_G(ctx), go_string_args(ctx), 0, CONN_DB(conn), CONN_DC(conn));
 }
 
 int sql_tx_call(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_TX_CALL);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = sql_begin(g);
-    if (!rec)
-        return 0;
-    db_set_text(rec, go_string_args(ctx));
-    sql_read_connector(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_db));
-    sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_dc));
-    sql_keep(rec, g);
-    return 0;
+    __u64 tx = GO_ARG1(ctx);
+    return sql_call_begins(GO_G(ctx), go_string_args(ctx), 0, TX_DB(tx), TX_DC(tx));
 }
 
 /* A transaction begins on the pool, or on a Conn. */
 int sql_db_begin(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_DB_BEGIN);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = sql_begin(g);
-    if (!rec)
-        return 0;
-    db_set_operation(rec, OP_BEGIN);
-    sql_read_connector(rec, GO_ARG1(ctx));
-    sql_keep(rec, g);
-    return 0;
+    return sql_call_begins(GO_G(ctx), NO_TEXT, OP_BEGIN, GO_ARG1(ctx), 0);
 }
 
 int sql_conn_begin(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_CONN_BEGIN);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = sql_begin(g);
-    if (!rec)
-        return 0;
-    db_set_operation(rec, OP_BEGIN);
-#ifdef OFF_database_sql_Conn_dc
-    sql_read_connector(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_db));
-    sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Conn_dc));
-#endif
-    sql_keep(rec, g);
-    return 0;
+    __u64 conn = GO_ARG1(ctx);
+    return sql_call_begins(GO_G(ctx), NO_TEXT, OP_BEGIN, CONN_DB(conn), CONN_DC(conn));
 }
 
 /* A prepared statement: its text, and its connection when it belongs to a Tx or a Conn
  * (Stmt.cg); a DB's statement finds one per execution (read at the RET). */
 int sql_stmt_call(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_STMT_CALL);
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = sql_begin(g);
-    if (!rec)
-        return 0;
     __u64 stmt = GO_ARG1(ctx);
     struct go_string text = {};
     bpf_probe_read_user(&text, sizeof(text), (void *)(stmt + OFF_database_sql_Stmt_query));
-    db_set_text(rec, text);
     struct go_iface cg = {};
     bpf_probe_read_user(&cg, sizeof(cg), (void *)(stmt + OFF_database_sql_Stmt_cg));
     __u32 grabber = itab_type(cg.tab);
     __u64 dc = 0;
 #ifdef TYPEHASH_ptr_database_sql_Tx
     if (grabber == TYPEHASH_ptr_database_sql_Tx && cg.data)
-        dc = read_u64(cg.data + OFF_database_sql_Tx_dc);
+        dc = TX_DC(cg.data);
 #endif
-#if defined(TYPEHASH_ptr_database_sql_Conn) && defined(OFF_database_sql_Conn_dc)
+#ifdef TYPEHASH_ptr_database_sql_Conn
     if (grabber == TYPEHASH_ptr_database_sql_Conn && cg.data)
-        dc = read_u64(cg.data + OFF_database_sql_Conn_dc);
+        dc = CONN_DC(cg.data);
 #endif
-    sql_read_connector(rec, read_u64(stmt + OFF_database_sql_Stmt_db));
-    sql_read_driver_conn(rec, dc);
-    sql_keep(rec, g);
-    return 0;
-}
-
-static __always_inline int sql_tx_end(struct pt_regs *ctx, __u64 operation) {
-    __u64 g = GO_G(ctx);
-    struct span_record *rec = sql_begin(g);
-    if (!rec)
-        return 0;
-    db_set_operation(rec, operation);
-    sql_read_connector(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_db));
-    sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_dc));
-    sql_keep(rec, g);
-    return 0;
+    return sql_call_begins(GO_G(ctx), text, 0, read_u64(stmt + OFF_database_sql_Stmt_db), dc);
 }
 
 int sql_commit(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_COMMIT);
-    return sql_tx_end(ctx, OP_COMMIT);
+    __u64 tx = GO_ARG1(ctx);
+    return sql_call_begins(GO_G(ctx), NO_TEXT, OP_COMMIT, TX_DB(tx), TX_DC(tx));
 }
 
 /* tx.rollback(discardConn). Two calls are not rollbacks: the idiomatic `defer tx.Rollback()`
@@ -257,71 +221,59 @@ int sql_commit(struct pt_regs *ctx) {
  * its own (no request's span would be its parent). */
 int sql_rollback(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_ROLLBACK);
-    if ((GO_ARG2(ctx) & 0xff) || read_u32(GO_ARG1(ctx) + OFF_database_sql_Tx_done))
+    __u64 tx = GO_ARG1(ctx);
+    if ((GO_ARG2(ctx) & 0xff) || read_u32(tx + OFF_database_sql_Tx_done))
         return 0;
-    return sql_tx_end(ctx, OP_ROLLBACK);
+    return sql_call_begins(GO_G(ctx), NO_TEXT, OP_ROLLBACK, TX_DB(tx), TX_DC(tx));
 }
 
-static __always_inline struct span_record *sql_call_of(struct go_key *by_g) {
-    return sql_calls.lookup(by_g);
-}
-
-static __always_inline void sql_end(struct span_record *rec, struct go_key *by_g,
-                                    __u64 error_itab, __u64 error_data) {
+/* The call returned: the driver connection at dc_at if the result names one (0: none), and
+ * the error (itab, data). */
+static __always_inline int sql_call_returned(struct pt_regs *ctx, __u64 dc_at, __u64 error_itab,
+                                             __u64 error_data) {
+    struct go_key by_g = go_key(GO_G(ctx));
+    struct span_record *rec = sql_calls.lookup(&by_g);
+    if (!rec)
+        return 0;
+    if (dc_at)
+        sql_read_driver_conn(rec, read_u64(dc_at));
     rec->end_ns = bpf_ktime_get_ns();
     db_set_error(rec, error_itab, error_data);
     sql_server_of_pool(rec);
     emit(rec);
-    sql_calls.delete(by_g);
+    sql_calls.delete(&by_g);
+    return 0;
 }
 
 /* QueryContext returned (*Rows RAX, error RBX:RCX). */
 int sql_rows_return(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_ROWS_RETURN);
-    struct go_key by_g = go_key(GO_G(ctx));
-    struct span_record *rec = sql_call_of(&by_g);
-    if (!rec)
-        return 0;
-    if (GO_ARG1(ctx))
-        sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Rows_dc));
-    sql_end(rec, &by_g, GO_ARG2(ctx), GO_ARG3(ctx));
-    return 0;
+    __u64 rows = GO_ARG1(ctx);
+    return sql_call_returned(ctx, rows ? rows + OFF_database_sql_Rows_dc : 0, GO_ARG2(ctx),
+                             GO_ARG3(ctx));
 }
 
 /* ExecContext returned (Result RAX:RBX, error RCX:RDI): database/sql's driverResult holds
- * the *driverConn as its sync.Locker. */
+ * the *driverConn as its sync.Locker (an interface: the pointer is its data word). */
 int sql_result_return(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_RESULT_RETURN);
-    struct go_key by_g = go_key(GO_G(ctx));
-    struct span_record *rec = sql_call_of(&by_g);
-    if (!rec)
-        return 0;
-    if (itab_type(GO_ARG1(ctx)) == TYPEHASH_database_sql_driverResult && GO_ARG2(ctx))
-        sql_read_driver_conn(rec, read_u64(GO_ARG2(ctx) + OFF_database_sql_driverResult_Locker +
-                                           sizeof(__u64)));
-    sql_end(rec, &by_g, GO_ARG3(ctx), GO_ARG4(ctx));
-    return 0;
+    __u64 result = GO_ARG2(ctx);
+    int ours = itab_type(GO_ARG1(ctx)) == TYPEHASH_database_sql_driverResult && result;
+    return sql_call_returned(
+        ctx, ours ? result + OFF_database_sql_driverResult_Locker + sizeof(__u64) : 0,
+        GO_ARG3(ctx), GO_ARG4(ctx));
 }
 
 /* BeginTx returned (*Tx RAX, error RBX:RCX). */
 int sql_tx_return(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_TX_RETURN);
-    struct go_key by_g = go_key(GO_G(ctx));
-    struct span_record *rec = sql_call_of(&by_g);
-    if (!rec)
-        return 0;
-    if (GO_ARG1(ctx))
-        sql_read_driver_conn(rec, read_u64(GO_ARG1(ctx) + OFF_database_sql_Tx_dc));
-    sql_end(rec, &by_g, GO_ARG2(ctx), GO_ARG3(ctx));
-    return 0;
+    __u64 tx = GO_ARG1(ctx);
+    return sql_call_returned(ctx, tx ? tx + OFF_database_sql_Tx_dc : 0, GO_ARG2(ctx),
+                             GO_ARG3(ctx));
 }
 
 /* Commit or rollback returned (error RAX:RBX). */
 int sql_error_return(struct pt_regs *ctx) {
     count_hit(PROBE_SQL_ERROR_RETURN);
-    struct go_key by_g = go_key(GO_G(ctx));
-    struct span_record *rec = sql_call_of(&by_g);
-    if (rec)
-        sql_end(rec, &by_g, GO_ARG1(ctx), GO_ARG2(ctx));
-    return 0;
+    return sql_call_returned(ctx, 0, GO_ARG1(ctx), GO_ARG2(ctx));
 }
