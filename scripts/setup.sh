@@ -17,6 +17,9 @@
 #     grpc take them from there, testapps/matrix.py);
 #   - the HTTP routers testapps/routers serves (gin, chi, gorilla/mux, httprouter, echo) from
 #     bookworm, in the system GOPATH, with the libraries they need;
+#   - real Go database clients as Debian ships them, for tests/test_debian_databases.py:
+#     prometheus-postgres-exporter (lib/pq) and prometheus-mysqld-exporter
+#     (go-sql-driver/mysql) (their services are left stopped and disabled);
 #   - database servers for the database client tests (tests/databases.py runs private instances
 #     of them in temporary directories; their services are left stopped and disabled):
 #     PostgreSQL 15, MariaDB, Redis;
@@ -102,6 +105,7 @@ PACKAGES=(
     golang-github-lib-pq-dev/bookworm golang-github-jackc-pgx-v4-dev/bookworm
     golang-github-go-sql-driver-mysql-dev/bookworm golang-github-mattn-go-sqlite3-dev/bookworm
     libsqlite3-dev/bookworm golang-gopkg-redis.v5-dev/bookworm
+    prometheus-postgres-exporter/bookworm prometheus-mysqld-exporter/bookworm
 )
 # Services the packages above start on installation (service=package): the tests run their own
 # servers, so a service whose package this run installed is stopped and disabled.
@@ -110,6 +114,8 @@ SERVICES=(
     prometheus-node-exporter=prometheus-node-exporter docker-registry=docker-registry
     prometheus-pushgateway=prometheus-pushgateway
     postgresql=postgresql mariadb=mariadb-server redis-server=redis-server
+    prometheus-postgres-exporter=prometheus-postgres-exporter
+    prometheus-mysqld-exporter=prometheus-mysqld-exporter
 )
 missing=()
 for spec in "${PACKAGES[@]}"; do

@@ -38,11 +38,12 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running(command: list[str], ready_url: str, log: Path, timeout: float = 60
-            ) -> Iterator[subprocess.Popen]:
-    """A Debian program started with its output in log, once ready_url answers."""
+def running(command: list[str], ready_url: str, log: Path, timeout: float = 60,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """A Debian program started (with env, else this process's environment) with its output in
+    log, once ready_url answers."""
     with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_http(ready_url, timeout, proc)
         yield proc
@@ -390,4 +391,41 @@ def registry(workdir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
                       f"http:\n  addr: 127.0.0.1:{port}\n  secret: gotrace-tests\n")
     command = ["/usr/bin/docker-registry", "serve", str(config)]
     with running(command, f"http://127.0.0.1:{port}/v2/", workdir / "registry.log") as proc:
+        yield proc, f"127.0.0.1:{port}"
+
+
+# --- Programs that query a database on every scrape (database CLIENT spans) -----------------
+#
+# Each is given its database by a DSN in DATA_SOURCE_NAME (the Server.dsn of tests/databases.py)
+# and nothing else of this process's environment (no PG* or MYSQL* variable reaches the
+# driver). Both are ready once their landing page answers: neither runs a query before the
+# first scrape of /metrics.
+
+
+def _dsn_env(dsn: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "DATA_SOURCE_NAME": dsn}
+
+
+@contextlib.contextmanager
+def postgres_exporter(workdir: Path, dsn: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """/usr/bin/prometheus-postgres-exporter 0.11 (lib/pq through database/sql) on a free
+    loopback port, monitoring the PostgreSQL at dsn (postgres://...?sslmode=disable), default
+    collectors. Yields (process, its host:port)."""
+    port = free_port()
+    command = ["/usr/bin/prometheus-postgres-exporter", f"--web.listen-address=127.0.0.1:{port}"]
+    with running(command, f"http://127.0.0.1:{port}/", workdir / "postgres-exporter.log",
+                 env=_dsn_env(dsn)) as proc:
+        yield proc, f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def mysqld_exporter(workdir: Path, dsn: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """/usr/bin/prometheus-mysqld-exporter 0.14 (go-sql-driver/mysql through database/sql) on a
+    free loopback port, monitoring the MySQL or MariaDB at dsn (user:password@tcp(host:port)/db;
+    with DATA_SOURCE_NAME set it reads no .my.cnf), default scrapers. Yields (process, its
+    host:port)."""
+    port = free_port()
+    command = ["/usr/bin/prometheus-mysqld-exporter", f"--web.listen-address=127.0.0.1:{port}"]
+    with running(command, f"http://127.0.0.1:{port}/", workdir / "mysqld-exporter.log",
+                 env=_dsn_env(dsn)) as proc:
         yield proc, f"127.0.0.1:{port}"
