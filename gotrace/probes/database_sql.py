@@ -3,9 +3,8 @@ and rollback, whatever the driver (bpf/database_sql.c; two hits per call)."""
 
 from __future__ import annotations
 
-from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
+from gotrace.probes.base import Attachment, Probe
 from gotrace.probes.db_attributes import (
-    DB_CLIENT_METRIC,
     ERROR_CODE_FIELDS,
     ERROR_CODE_TYPES,
     DatabaseShape,
@@ -59,16 +58,5 @@ PROBE = Probe(
     types=("database/sql.dsnConnector", "database/sql.driverResult"),
     optional_types=("*database/sql.Tx", "*database/sql.Conn", *ERROR_CODE_TYPES,
                     *NAMESPACE_TYPES),
-    record_kinds=(
-        SpanShape(
-            record_kind="SQL_CLIENT",
-            kind="CLIENT",
-            name=ANY_DRIVER.span_name,
-            endpoint_attributes=ANY_DRIVER.endpoint_attributes,
-            request_attributes=ANY_DRIVER.request_attributes,
-            is_error=ErrorRule(transport=True),  # the call returned an error
-            request_fields=CLIENT_REQUEST_FIELDS,
-            metric=DB_CLIENT_METRIC,
-        ),
-    ),
+    record_kinds=(ANY_DRIVER.span_shape("SQL_CLIENT"),),
 )

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from gotrace.metrics.red import DurationMetric, RedMetric
+from gotrace.probes.base import CLIENT_REQUEST_FIELDS, ErrorRule, SpanShape
 from gotrace.probes.db_namespace import namespace
 from gotrace.probes.http_attributes import connection_attributes, connection_port
 from gotrace.probes.sql_text import (
@@ -222,6 +223,15 @@ class DatabaseShape:
             attrs["db.query.text"] = statement(rec) if with_query else found.redacted
         attrs.update(connection_port(rec, "local"))
         return attrs
+
+    def span_shape(self, record_kind: str) -> SpanShape:
+        """The shape of a database client probe's records: CLIENT spans, an error when the
+        call returned one, the database histogram."""
+        return SpanShape(record_kind=record_kind, kind="CLIENT", name=self.span_name,
+                         endpoint_attributes=self.endpoint_attributes,
+                         request_attributes=self.request_attributes,
+                         is_error=ErrorRule(transport=True), request_fields=CLIENT_REQUEST_FIELDS,
+                         metric=DB_CLIENT_METRIC)
 
     def span_name(self, rec: SpanRecord) -> str:
         op, collection = self.operation(rec)

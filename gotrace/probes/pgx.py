@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
+from gotrace.probes.base import Attachment, Probe
 from gotrace.probes.db_attributes import (
-    DB_CLIENT_METRIC,
     PGCONN_ERROR,
     PGCONN_ERROR_CODE,
     DatabaseShape,
@@ -54,16 +53,5 @@ PROBE = Probe(
     types=(f"*{PGX}.connRows",),
     optional_types=PGCONN_ERROR,
     variant=for_binary,
-    record_kinds=(
-        SpanShape(
-            record_kind="PGX_CLIENT",
-            kind="CLIENT",
-            name=POSTGRESQL.span_name,
-            endpoint_attributes=POSTGRESQL.endpoint_attributes,
-            request_attributes=POSTGRESQL.request_attributes,
-            is_error=ErrorRule(transport=True),
-            request_fields=CLIENT_REQUEST_FIELDS,
-            metric=DB_CLIENT_METRIC,
-        ),
-    ),
+    record_kinds=(POSTGRESQL.span_shape("PGX_CLIENT"),),
 )

@@ -4,14 +4,13 @@ text is the command with a '?' per argument."""
 
 from __future__ import annotations
 
-from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
-from gotrace.probes.db_attributes import (
-    DB_CLIENT_METRIC,
-    DatabaseShape,
-    DbCall,
+from gotrace.probes.base import Attachment, Probe
+from gotrace.probes.db_attributes import DatabaseShape, DbCall
+from gotrace.probes.http_attributes import (
     connection_attributes,
+    connection_port,
+    split_host_port,
 )
-from gotrace.probes.http_attributes import connection_port, split_host_port
 from gotrace.probes.sql_text import redis_query_text
 from gotrace.records import SpanRecord, text
 from gotrace.spans import AttributeValue
@@ -81,16 +80,5 @@ PROBE = Probe(
         f"{V5}/internal/pool.Conn.netConn", "internal/abi.ITab.Hash",
     ),
     types=(f"{V5}/internal.RedisError",),
-    record_kinds=(
-        SpanShape(
-            record_kind="REDIS_CLIENT",
-            kind="CLIENT",
-            name=SHAPE.span_name,
-            endpoint_attributes=SHAPE.endpoint_attributes,
-            request_attributes=SHAPE.request_attributes,
-            is_error=ErrorRule(transport=True),
-            request_fields=CLIENT_REQUEST_FIELDS,
-            metric=DB_CLIENT_METRIC,
-        ),
-    ),
+    record_kinds=(SHAPE.span_shape("REDIS_CLIENT"),),
 )
