@@ -115,7 +115,7 @@ def statement(rec: SpanRecord) -> str:
     return found
 
 
-def server_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
+def connection_server(rec: SpanRecord) -> dict[str, AttributeValue]:
     """server.address/port: the server's end of the connection the call went out on; without
     one, the server its client's other calls went to (bpf/database_sql.c)."""
     if not rec.flags & F_HAS_CONN and not rec.peer_port:
@@ -204,7 +204,7 @@ class DatabaseShape:
 
     @staticmethod
     def server_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
-        return server_attributes(rec)
+        return connection_server(rec)
 
     @staticmethod
     def status_code(rec: SpanRecord) -> str | None:

@@ -9,6 +9,7 @@ from gotrace.probes.grpc_server import RPC_METRIC_LABELS, goroutine, rpc_attribu
 from gotrace.probes.http_attributes import (
     connection_attributes,
     connection_port,
+    server_attributes,
     split_host_port,
 )
 from gotrace.records import SpanRecord, text
@@ -31,11 +32,7 @@ def server_of(target: str) -> tuple[str, int | None]:
 
 def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     attrs = rpc_attributes(rec)
-    host, port = server_of(text(rec.host))
-    if host:
-        attrs["server.address"] = host
-    if port is not None:
-        attrs["server.port"] = port
+    attrs.update(server_attributes(*server_of(text(rec.host))))
     attrs.update(connection_attributes(rec, "peer"))
     return attrs
 

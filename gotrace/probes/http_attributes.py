@@ -75,6 +75,16 @@ def split_host_port(hostport: str, scheme: str = "http") -> tuple[str, int | Non
     return host, port if port is not None else DEFAULT_PORTS.get(scheme)
 
 
+def server_attributes(host: str, port: int | None) -> dict[str, AttributeValue]:
+    """server.address and server.port, each when known."""
+    attrs: dict[str, AttributeValue] = {}
+    if host:
+        attrs["server.address"] = host
+    if port is not None:
+        attrs["server.port"] = port
+    return attrs
+
+
 def redact_query(query: str) -> str:
     """Keep the parameter names, hide their values (they often carry secrets)."""
     return "&".join(

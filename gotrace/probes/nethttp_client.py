@@ -19,6 +19,7 @@ from gotrace.probes.http_attributes import (
     method_attributes,
     protocol_version,
     redact_query,
+    server_attributes,
     span_method,
     split_host_port,
     stream_attributes,
@@ -41,11 +42,7 @@ HTTP2 = Feature("http2", resolved_macros("NETHTTP_HTTP2_CLIENT", HTTP2_FIELDS, H
 def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     scheme = text(rec.scheme) or "http"
     attrs: dict[str, AttributeValue] = method_attributes(rec)
-    host, port = split_host_port(text(rec.host), scheme)
-    if host:
-        attrs["server.address"] = host
-    if port is not None:
-        attrs["server.port"] = port
+    attrs.update(server_attributes(*split_host_port(text(rec.host), scheme)))
     if rec.flags & F_TRANSPORT_ERROR:
         attrs["error.type"] = "_OTHER"
     else:

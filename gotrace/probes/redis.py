@@ -9,6 +9,7 @@ from gotrace.probes.db_attributes import DatabaseShape, DbCall
 from gotrace.probes.http_attributes import (
     connection_attributes,
     connection_port,
+    server_attributes,
     split_host_port,
 )
 from gotrace.probes.sql_text import redis_query_text
@@ -30,12 +31,7 @@ class RedisShape(DatabaseShape):
 
     @staticmethod
     def server_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
-        attrs: dict[str, AttributeValue] = {}
-        host, port = split_host_port(text(rec.host), scheme="")
-        if host:
-            attrs["server.address"] = host
-        if port is not None:
-            attrs["server.port"] = port
+        attrs = server_attributes(*split_host_port(text(rec.host), scheme=""))
         attrs.update(connection_attributes(rec, "peer"))
         return attrs
 
