@@ -7,6 +7,7 @@
  * arguments (their values are never read).
  * (*baseClient).pipelineProcessCmds and txPipelineProcessCmds(c, cn *pool.Conn, cmds
  * []Cmder) (retry bool, err error): c RAX, cn RBX, cmds RCX:RDI:RSI; return err RBX:RCX.
+ * A pipeline's span names its first PIPELINE_COMMANDS commands.
  * Both return the first error: "redis: nil" (a RedisError) is the reply to a key that does
  * not exist, not a failure.
  */
@@ -24,6 +25,36 @@ BPF_HASH(redis_calls, struct go_key, struct span_record, MAX_INFLIGHT);  /* by g
 #define OP_MULTI (BYTE_AT('M', 0) | BYTE_AT('U', 1) | BYTE_AT('L', 2) | BYTE_AT('T', 3) | \
                   BYTE_AT('I', 4))
 #define REDIS_NIL_LEN 10  /* "redis: nil" */
+
+/* A pipeline's commands, in the record's path field: where each one's name is (the string the
+ * client named it by, which gotrace reads) and its arguments' number. */
+struct redis_command_ref {
+    __u64 name;
+    __u32 name_len;
+    __u32 arg_count;
+};
+#define PIPELINE_COMMANDS (SPAN_PATH_LEN / sizeof(struct redis_command_ref))
+_Static_assert(PIPELINE_COMMANDS * sizeof(struct redis_command_ref) == SPAN_PATH_LEN,
+               "a pipeline's command references fill the path field");
+
+/* The command whose Cmder data word is cmd: its name's string header and argument count. */
+static __always_inline struct redis_command_ref redis_command_of(__u64 cmd) {
+    struct redis_command_ref ref = {};
+    struct go_slice args = {};
+    if (!cmd || bpf_probe_read_user(&args, sizeof(args),
+                                    (void *)(cmd + OFF_gopkg_in_redis_v5_baseCmd__args)) ||
+        args.len <= 0)
+        return ref;
+    ref.arg_count = (__u32)(args.len - 1);
+    struct go_iface name = {};  /* an interface{} holding a string: data -> its header */
+    struct go_string header = {};
+    if (!bpf_probe_read_user(&name, sizeof(name), (void *)args.ptr) && name.data &&
+        !bpf_probe_read_user(&header, sizeof(header), (void *)name.data)) {
+        ref.name = header.ptr;
+        ref.name_len = (__u32)header.len;
+    }
+    return ref;
+}
 
 static __always_inline struct span_record *redis_begin(__u64 g, __u64 client) {
     struct span_record *rec = new_record(SPAN_KIND_REDIS_CLIENT, g);
@@ -51,17 +82,10 @@ int redis_command(struct pt_regs *ctx) {
     struct span_record *rec = redis_begin(g, GO_ARG1(ctx));
     if (!rec)
         return 0;
-    struct go_slice args = {};
-    if (GO_ARG3(ctx))
-        bpf_probe_read_user(&args, sizeof(args),
-                            (void *)(GO_ARG3(ctx) + OFF_gopkg_in_redis_v5_baseCmd__args));
-    if (args.len > 0) {
-        db_call_of(rec)->arg_count = (__u32)(args.len - 1);
-        struct go_iface name = {};  /* an interface{} holding a string: data -> its header */
-        bpf_probe_read_user(&name, sizeof(name), (void *)args.ptr);
-        if (name.data)
-            READ_GO_STRING(rec->method, name.data);
-    }
+    struct redis_command_ref command = redis_command_of(GO_ARG3(ctx));
+    db_call_of(rec)->arg_count = command.arg_count;
+    struct go_string name = {.ptr = command.name, .len = command.name_len};
+    COPY_GO_STRING(rec->method, name);
     redis_keep(rec, g);
     return 0;
 }
@@ -72,7 +96,16 @@ static __always_inline int redis_pipeline(struct pt_regs *ctx, __u64 operation) 
     if (!rec)
         return 0;
     db_set_operation(rec, operation);
-    db_call_of(rec)->batch_size = (__u32)GO_ARG4(ctx);
+    __u64 cmds = GO_ARG3(ctx);
+    __s64 count = (__s64)GO_ARG4(ctx);
+    db_call_of(rec)->batch_size = (__u32)count;
+    struct redis_command_ref refs[PIPELINE_COMMANDS] = {};
+#pragma unroll
+    for (int i = 0; i < PIPELINE_COMMANDS; i++) {
+        if (i < count)
+            refs[i] = redis_command_of(read_u64(cmds + i * sizeof(struct go_iface) + 8));
+    }
+    __builtin_memcpy(rec->path, refs, sizeof(refs));
     if (GO_ARG2(ctx))
         read_conn(rec, GO_ARG2(ctx) + OFF_gopkg_in_redis_v5_internal_pool_Conn_netConn);
     redis_keep(rec, g);

@@ -207,6 +207,12 @@ def test_pgx_spans_equal_the_calls(tmp_path: Path, receiver, client_cell, postgr
     assert sum(hits.get(program, 0) for program in PGX_PROGRAMS) <= 2 * len(steps), hits
 
 
+def redis_text(command: str) -> str:
+    """A command as sent ('set k v') as its query text ('SET ? ?')."""
+    name, *arguments = command.split()
+    return " ".join([name.upper(), *["?"] * len(arguments)])
+
+
 REDIS_SCRIPT_SPANS = 9  # redisclient's script: each command and each pipeline
 
 
@@ -224,12 +230,13 @@ def test_redis_commands_are_spans(tmp_path: Path, receiver, client_cell, redis_s
         assert (span["status"] == "ERROR") == bool(step["error"]), step
         if step["call"] in ("Pipeline.Exec", "TxPipeline.Exec"):
             operation = "PIPELINE" if step["call"] == "Pipeline.Exec" else "MULTI"
-            assert attrs["db.operation.name"] == operation
+            assert attrs["db.operation.name"] == operation  # different commands
             assert attrs["db.operation.batch.size"] == len(step["commands"])
+            assert attrs["db.query.text"] == "; ".join(
+                redis_text(command) for command in step["commands"])
         else:
-            words = step["command"].split()
-            assert attrs["db.operation.name"] == words[0].upper()
-            assert attrs["db.query.text"] == " ".join([words[0].upper()] + ["?"] * (len(words) - 1))
+            assert attrs["db.operation.name"] == step["command"].split()[0].upper()
+            assert attrs["db.query.text"] == redis_text(step["command"])
     assert Counter(s["attributes"].get("db.response.status_code") for s in spans) == Counter(
         {None: len(spans) - 1, "WRONGTYPE": 1})
     assert_no_literal(spans)
