@@ -204,7 +204,7 @@ def test_pgx_spans_equal_the_calls(tmp_path: Path, receiver, client_cell, postgr
     assert any(s["attributes"].get("db.response.status_code") == "42P01" for s in failed)
     assert_no_literal(spans)
     hits = probe_hits(err)
-    assert sum(hits.get(program, 0) for program in PGX_PROGRAMS) <= 2 * len(steps), hits
+    assert sum(hits.get(program, 0) for program in PGX_PROGRAMS) == 2 * len(spans), hits
 
 
 def redis_text(command: str) -> str:
@@ -220,8 +220,13 @@ REDIS_SCRIPT_SPANS = 9  # redisclient's script: each command and each pipeline
 def test_redis_commands_are_spans(tmp_path: Path, receiver, client_cell, redis_server):
     binary = matrix.build(client_cell)
     with db_client(binary, "-addr", redis_server.dsn) as (program, addr), \
-            gotrace(tmp_path, "trace", "--pid", str(program.pid), *otlp_args(receiver)):
+            gotrace(tmp_path, "trace", "--pid", str(program.pid), "--stats",
+                    *otlp_args(receiver)) as tracer:
         steps, _, spans = request_trace(receiver, addr, "/script", REDIS_SCRIPT_SPANS)
+        _, err = stop(tracer)
+    hits = probe_hits(err)
+    assert sum(count for program, count in hits.items()
+               if program.startswith("redis_")) == 2 * len(spans), hits
     for span, step in zip(spans, steps, strict=True):
         attrs = span["attributes"]
         assert attrs["db.system.name"] == "redis"
