@@ -1,7 +1,9 @@
 """Shared fixtures: the test-app matrix, built once and cached outside git.
 
 GOTRACE_MATRIX=full selects every cell of the matrix; by default the tests use the smaller set
-that still covers every Go version, every grpc-go version and every build variant.
+that still covers every Go version, every grpc-go version and every build variant. FULL also
+brings back end-to-end repetitions the default run leaves to other cells or tests (each test
+says which): more Go versions or builds for the same case, more attach/detach cycles.
 """
 
 from __future__ import annotations

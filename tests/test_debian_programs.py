@@ -15,12 +15,37 @@ types gotrace has no special knowledge of, and their requests must still link in
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 from debian_programs import alertmanager, etcd, etcdctl, node_exporter, prometheus
 from tracing import conn_misses, gotrace, linked_pairs, read_spans, stop
+
+
+def linked_so_far(capture: Path, server_pid: int, client_pids: set[int] | None) -> int:
+    """Server spans of server_pid whose parent is a client span of client_pids (any process
+    when None) among the spans written to capture so far (whole lines only)."""
+    text = capture.read_text() if capture.exists() else ""
+    spans = [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
+    clients = {s["span_id"] for s in spans if s["kind"] == "CLIENT"
+               and (client_pids is None or s["resource"]["process.pid"] in client_pids)}
+    return sum(1 for s in spans if s["kind"] == "SERVER"
+               and s["resource"]["process.pid"] == server_pid and s["parent_span_id"] in clients)
+
+
+def wait_linked(capture: Path, wanted: dict[int, tuple[set[int] | None, int]],
+                timeout: float = 30) -> None:
+    """Until, for each server PID, at least the count of its spans are linked to a client span
+    of its callers, or the time is up (the test's own assertions then say what is missing):
+    polled in the capture (flushed after every batch) instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(
+            linked_so_far(capture, pid, callers) < count
+            for pid, (callers, count) in wanted.items()):
+        time.sleep(0.2)
 
 
 def test_prometheus_scraping_prometheus_links_every_scrape(tmp_path):
@@ -31,7 +56,7 @@ def test_prometheus_scraping_prometheus_links_every_scrape(tmp_path):
         capture = tmp_path / "spans.jsonl"
         with gotrace(tmp_path, "trace", "--pid", str(front.pid), "--pid", str(back.pid),
                      "--jsonl", str(capture), "--stats") as tracer:
-            time.sleep(6)
+            wait_linked(capture, {back.pid: ({front.pid}, 5)})
             _, err = stop(tracer)
     pairs = linked_pairs(read_spans(capture), back.pid, {front.pid})
     assert len(pairs) >= 5, err
@@ -65,7 +90,7 @@ def test_prometheus_over_https_and_http2(tmp_path):
                 for _ in range(5):
                     response = session.get(query, headers={"traceparent": TRACEPARENT})
                     assert (response.http_version, response.status_code) == ("HTTP/2", 200)
-            time.sleep(6)
+            wait_linked(capture, {back.pid: ({front.pid}, 5)})
             _, err = stop(tracer)
     spans = read_spans(capture)
     queries = [s for s in spans if s["kind"] == "SERVER"
@@ -102,7 +127,7 @@ def test_etcdctl_calls_to_etcd_through_cmux_link(tmp_path):
             for i in range(6):
                 etcdctl(endpoint, "put", f"key{i}", "value")
             etcdctl(endpoint, "get", "key", "--prefix")
-            time.sleep(1.5)  # a same-host server span waits up to a second for its client
+            wait_linked(capture, {server.pid: (None, 7)})  # a server span waits for its client
             _, err = stop(tracer)
     spans = read_spans(capture)
     client_pids = {s["resource"]["process.pid"] for s in spans
@@ -125,7 +150,7 @@ def test_alerts_from_prometheus_through_alertmanager_to_a_webhook_link(tmp_path)
         capture = tmp_path / "spans.jsonl"
         with gotrace(tmp_path, "trace", "--pid", str(source.pid), "--pid", str(manager.pid),
                      "--pid", str(hook.pid), "--jsonl", str(capture), "--stats") as tracer:
-            time.sleep(8)
+            wait_linked(capture, {manager.pid: ({source.pid}, 3), hook.pid: ({manager.pid}, 1)})
             _, err = stop(tracer)
     spans = read_spans(capture)
     alerts = linked_pairs(spans, manager.pid, {source.pid})

@@ -45,6 +45,14 @@ def test_every_manifest_field_resolves_from_typeinfo(binary):
     assert "runtime.g.goid" in layout.fields
 
 
+@functools.cache
+def dwarf_resolved_fields(path: Path) -> dict:
+    """The fields resolve() finds through DWARF alone (cached: a plain cell is its stripped
+    cell's twin, and reading DWARF takes seconds)."""
+    with GoBinary(path) as gb:
+        return resolve(gb, field_sources=("dwarf",)).fields
+
+
 def test_offsets_db_is_right_or_silent(binary, twin):
     """The recorded table never gives a wrong offset; where versions differ and the binary
     does not say its module version (GOPATH builds), it gives none. Fields of structs
@@ -52,8 +60,7 @@ def test_offsets_db_is_right_or_silent(binary, twin):
     with GoBinary(binary) as gb:
         truth = {n: f.offset for n, f in resolve(gb, field_sources=("typeinfo",)).fields.items()}
         recorded = resolve(gb, field_sources=("offsets-db",)).fields
-    with GoBinary(twin) as gb:
-        dwarf = resolve(gb, field_sources=("dwarf",)).fields
+    dwarf = dwarf_resolved_fields(twin)
     assert recorded, "the offsets table knows nothing of this binary"
     for name, field in recorded.items():
         known = truth.get(name, dwarf[name].offset if name in dwarf else None)

@@ -8,6 +8,7 @@ from collections import Counter
 
 import grpc
 import pytest
+from conftest import FULL
 from google.protobuf import wrappers_pb2
 from otlp_receiver import OtlpReceiver
 from tracing import go_server, gotrace, newproc_probed, otlp_args, probe_hits, stop
@@ -16,7 +17,13 @@ from testapps import matrix
 
 
 def grpc_cells() -> list[matrix.Cell]:
-    return [c for c in matrix.default_cells() if c.app == "grpcserver"]
+    """grpcserver stripped for every grpc-go version, plain for the oldest and newest (with
+    GOTRACE_MATRIX=full, plain for every version too). A plain build differs from its stripped
+    twin only in where gotrace reads functions and field offsets (.symtab, DWARF):
+    tests/test_functions.py and tests/test_fields.py compare those for every cell."""
+    versions = list(matrix.grpc_gopaths())
+    return [c for c in matrix.default_cells() if c.app == "grpcserver"
+            and (c.variant == "stripped" or FULL or c.grpc in (versions[0], versions[-1]))]
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +179,16 @@ REMOTE_PARENTS = [("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
                   ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")]
 
 
-@pytest.mark.parametrize("grpc_version", list(matrix.grpc_gopaths()))
+def route_call_versions() -> list[str]:
+    """The oldest grpc-go (with GOTRACE_MATRIX=full, every one): with the others, an HTTP route
+    calling gRPC is the front of tests/test_linking.py's chains (grpc-go 1.64 with Go 1.21,
+    the newest with the newest Go), whose client spans' attributes test_server_and_client_spans
+    checks for every version."""
+    versions = list(matrix.grpc_gopaths())
+    return versions if FULL else versions[:1]
+
+
+@pytest.mark.parametrize("grpc_version", route_call_versions())
 def test_http_route_making_a_grpc_call_is_one_trace(tmp_path, receiver, grpc_version):
     """SERVER (HTTP) -> CLIENT (gRPC) in one trace, from an unmodified stripped binary."""
     from tracing import get

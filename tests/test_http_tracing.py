@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import FULL
 from otlp_receiver import OtlpReceiver
 from tracing import get, go_server, gotrace, newproc_probed, otlp_args, probe_hits, stop
 
@@ -25,9 +26,14 @@ ROUTES = [
 
 
 def http_server_cells() -> list[matrix.Cell]:
-    cells = [c for c in matrix.default_cells() if c.app == "httpserver"
-             and c.variant in ("plain", "stripped")]
-    return cells
+    """httpserver stripped on every Go, plain on the oldest and newest (with GOTRACE_MATRIX=full,
+    plain on every Go too). A plain build differs from its stripped twin only in where gotrace
+    reads functions and field offsets (.symtab, DWARF): tests/test_functions.py and
+    tests/test_fields.py compare those with the stripped twin's for every Go."""
+    gos = matrix.go_versions()
+    return [c for c in matrix.default_cells() if c.app == "httpserver"
+            and (c.variant == "stripped"
+                 or (c.variant == "plain" and (FULL or c.go in (gos[0], gos[-1]))))]
 
 
 @pytest.fixture(scope="module")
@@ -103,41 +109,50 @@ ANCESTRY = {"parentGoid": (-1, ()), "newproc-go1.19": (0, ()),
             "newproc-asked": (-1, ("--goroutine-ancestry",))}
 
 
+PROXY_ROUTES = ("/proxy", "/proxy-async")  # the call on the handler's goroutine, on another
+
+
 @pytest.mark.parametrize("ancestry", ANCESTRY)
-@pytest.mark.parametrize("route", ["/proxy", "/proxy-async"])
-def test_client_call_from_handler_is_child_of_server_span(tmp_path, receiver, route, ancestry):
+def test_client_call_from_handler_is_child_of_server_span(tmp_path, receiver, ancestry):
+    """One request to each route under one tracer; each must make its own trace."""
     receiver.clear()
     version, flags = ANCESTRY[ancestry]
     go = matrix.go_versions()[version]
     with go_server(matrix.build(matrix.Cell("httpserver", go, "stripped"))) as (server, addr), \
             gotrace(tmp_path, "trace", "--pid", str(server.pid), "--stats", *flags,
                     *otlp_args(receiver)) as tracer:
-        assert get(addr, f"{route}?url=http://{addr}/notfound") == 404
+        for route in PROXY_ROUTES:
+            assert get(addr, f"{route}?url=http://{addr}/notfound") == 404
         _, err = stop(tracer)
+    spans = receiver.wait_for(3 * len(PROXY_ROUTES))
     hits = probe_hits(err)
-    # Two server spans (the route's and /notfound's), one client span; an entry probe may
-    # fire twice when the goroutine's stack grows first, a RET probe never does.
-    assert 2 <= hits["http_server_end"] <= 4
-    assert (hits["http_client_conn"], hits["http_client_return"]) == (1, 1)
+    # Two server spans (the route's and /notfound's), one client span per route; an entry
+    # probe may fire twice when the goroutine's stack grows first, a RET probe never does.
+    routes = len(PROXY_ROUTES)
+    assert 2 * routes <= hits["http_server_end"] <= 4 * routes
+    assert (hits["http_client_conn"], hits["http_client_return"]) == (routes, routes)
     assert ("newproc_return" in hits) == (bool(flags) or newproc_probed(go))
-    spans = receiver.wait_for(3)
-    by_kind: dict[str, list[dict]] = {}
+    assert len(spans) == 3 * routes, err
+    by_trace: dict[str, list[dict]] = {}
     for s in spans:
-        by_kind.setdefault(s["kind"], []).append(s)
-    outer = next(s for s in by_kind["SERVER"] if s["attributes"]["url.path"] == route)
-    inner = next(s for s in by_kind["SERVER"] if s["attributes"]["url.path"] == "/notfound")
-    (client,) = by_kind["CLIENT"]
-    assert client["trace_id"] == outer["trace_id"]
-    assert client["parent_span_id"] == outer["span_id"]
-    assert client["attributes"]["url.full"] == f"http://{addr}/notfound"
-    assert client["attributes"]["http.response.status_code"] == 404
-    assert client["attributes"]["error.type"] == "404"
-    assert client["status"] == "ERROR"
-    assert client["attributes"]["network.peer.port"] == int(addr.rsplit(":", 1)[1])
-    # The inner request arrives without a traceparent, over a connection whose other end
-    # is the client span's: same-host linking makes it the client span's child.
-    assert inner["trace_id"] == outer["trace_id"]
-    assert inner["parent_span_id"] == client["span_id"]
+        by_trace.setdefault(s["trace_id"], []).append(s)
+    assert len(by_trace) == routes, [(s["name"], s["kind"]) for s in spans]
+    for route in PROXY_ROUTES:
+        (outer,) = [s for s in spans if s["kind"] == "SERVER"
+                    and s["attributes"]["url.path"] == route]
+        trace = by_trace[outer["trace_id"]]
+        (inner,) = [s for s in trace if s["kind"] == "SERVER"
+                    and s["attributes"]["url.path"] == "/notfound"]
+        (client,) = [s for s in trace if s["kind"] == "CLIENT"]
+        assert client["parent_span_id"] == outer["span_id"], route
+        assert client["attributes"]["url.full"] == f"http://{addr}/notfound"
+        assert client["attributes"]["http.response.status_code"] == 404
+        assert client["attributes"]["error.type"] == "404"
+        assert client["status"] == "ERROR"
+        assert client["attributes"]["network.peer.port"] == int(addr.rsplit(":", 1)[1])
+        # The inner request arrives without a traceparent, over a connection whose other end
+        # is the client span's: same-host linking makes it the client span's child.
+        assert inner["parent_span_id"] == client["span_id"], route
 
 
 def test_http_client_program_spans(tmp_path, receiver):
@@ -298,7 +313,7 @@ def test_wall_clock_timestamps_resource_variables_and_http_protobuf(tmp_path, re
         tracer = subprocess.Popen(
             [sys.executable, "-m", "gotrace", "trace", "--pid", str(server.pid),
              "--otlp-endpoint", receiver.http_base, "--otlp-protocol", "http/protobuf",
-             "--duration", "6", "--ready-file", str(ready)], env=env, text=True,
+             "--duration", "3", "--ready-file", str(ready)], env=env, text=True,
             stderr=subprocess.PIPE)
         while not ready.exists():
             assert tracer.poll() is None, tracer.communicate()[1]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import FULL
 from otlp_receiver import OtlpReceiver
 from tracing import chains, go_server, gotrace, name_of, otlp_args, stop
 
@@ -105,8 +106,11 @@ def run_chain(tmp_path, receiver, cells, n_requests: int, warm: int = 0,
     return spans
 
 
+# The newest Go's chain runs here with GOTRACE_MATRIX=full only: by default the tests below
+# drive it (200 requests at full speed over warm pools, 10 000 paced, an untraced middle), and
+# the three Go versions' chain here takes its 1000 requests at full speed.
 @pytest.mark.parametrize("go_versions", [
-    pytest.param(None, id="newest-go"),
+    *([pytest.param(None, id="newest-go")] if FULL else []),
     pytest.param("mixed", id="three-go-versions"),
 ])
 def test_three_services_one_trace_per_request(tmp_path, receiver, go_versions):
