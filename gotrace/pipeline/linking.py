@@ -113,7 +113,7 @@ class SameHostLinker:
         self._held_count = 0
         self._deadlines: collections.deque[tuple[int, bytes]] = collections.deque()
         self._renamed: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
-        self._clients: dict[tuple[ConnKey, int], list[Span]] = {}
+        self._clients: dict[tuple[ConnKey, int], collections.deque[Span]] = {}
         self._client_ages: collections.deque[tuple[int, tuple[ConnKey, int], Span]] = \
             collections.deque()
         # Server spans waiting for their client, by id() so one leaves in O(1) (a busy
@@ -147,11 +147,7 @@ class SameHostLinker:
                 self._release(trace_id)
         while self._client_ages and self._client_ages[0][0] <= now_ns - 2 * self.wait_ns:
             _, key, client = self._client_ages.popleft()
-            remaining = [c for c in self._clients.get(key, ()) if c is not client]
-            if remaining:
-                self._clients[key] = remaining
-            else:
-                self._clients.pop(key, None)
+            self._forget_client(key, client)
         while self._held_count > MAX_HELD_SPANS and self._deadlines:
             _, trace_id = self._deadlines.popleft()
             if trace_id in self._held:
@@ -303,8 +299,25 @@ class SameHostLinker:
             if self._sent(client, server):
                 self._link(server, client)
                 break
-        self._clients.setdefault(key, []).append(client)
+        self._clients.setdefault(key, collections.deque()).append(client)
         self._client_ages.append((now_ns, key, client))
+
+    def _forget_client(self, key: tuple[ConnKey, int], client: Span) -> None:
+        """A client span too old to be matched leaves its connection's. They leave in the
+        order they came (the ages' order), so it is the oldest there: O(1), also for a
+        keep-alive connection with thousands of calls to a server nobody traces (a
+        database's)."""
+        clients = self._clients.get(key)
+        if clients is None:
+            return
+        if clients and clients[0] is client:
+            clients.popleft()
+        else:
+            kept = collections.deque(c for c in clients if c is not client)
+            clients.clear()
+            clients.extend(kept)
+        if not clients:
+            del self._clients[key]
 
     def _find_client(self, server: Span) -> Span | None:
         return next((c for c in self._clients.get(self._server_key(server), ())
