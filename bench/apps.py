@@ -24,6 +24,10 @@ class Apps:
     wrapped: Path  # testapps/wrapped: servers and clients with wrapped connections
     h2: Path  # testapps/h2: HTTP/2 servers and clients (net/http's and golang.org/x/net's)
     routers: Path  # testapps/routers: gin, chi, gorilla/mux, httprouter and echo
+    # The database clients: database/sql (lib/pq, ...), pgx's own API, gopkg.in/redis.v5
+    sqlclient: Path
+    pgxclient: Path
+    redisclient: Path
     go: str  # the Go the HTTP programs are built with
     grpc: str  # the grpc-go the gRPC programs are built with
     grpc_go: str  # ... and their Go
@@ -45,8 +49,9 @@ def build_apps() -> Apps:
     return Apps(httpserver=plain("httpserver"), httpclient=plain("httpclient"),
                 grpcserver=with_grpc("grpcserver"), grpcclient=with_grpc("grpcclient"),
                 loadgen=with_grpc("loadgen"), hitloop=plain("hitloop"),
-                wrapped=with_grpc("wrapped"), h2=plain("h2"), routers=plain("routers"), go=go,
-                grpc=grpc, grpc_go=grpc_go)
+                wrapped=with_grpc("wrapped"), h2=plain("h2"), routers=plain("routers"),
+                sqlclient=plain("sqlclient"), pgxclient=plain("pgxclient"),
+                redisclient=plain("redisclient"), go=go, grpc=grpc, grpc_go=grpc_go)
 
 
 @dataclass(frozen=True)
@@ -91,3 +96,13 @@ def serve_router(path: Path, router: str) -> Iterator[Server]:
     echo) on a free loopback port until the block ends."""
     with _ready([str(path), f"-{router}", "127.0.0.1:0"]) as (pid, words):
         yield Server(pid, words[0].split("=", 1)[1])
+
+
+@contextlib.contextmanager
+def serve_db_client(path: Path, *flags: str, cpus: frozenset[int] | None = None
+                    ) -> Iterator[Server]:
+    """Run a database client test program (testapps/sqlclient, pgxclient, redisclient) with
+    flags naming its database, serving HTTP on a free loopback port until the block ends (on
+    cpus, if given); it prints READY once its database answered."""
+    with _ready([str(path), "-listen", "127.0.0.1:0", *flags], cpus) as (pid, words):
+        yield Server(pid, words[0])

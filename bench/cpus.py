@@ -12,9 +12,11 @@ program may run on, so the server runs with GOMAXPROCS 1, traced and untraced al
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,12 @@ class Placement:
     server: frozenset[int] | None  # None: wherever the kernel likes
     others: frozenset[int] | None
 
-    def describe(self) -> str:
+    def describe(self, beside: str = "") -> str:
+        """beside: what shares the server's CPU, if anything."""
         if self.server is None or self.others is None:
             return "every process on any CPU"
-        return (f"the server alone on CPU {_cpus(self.server)}, so with GOMAXPROCS "
+        alone = f"and {beside}" if beside else "alone"
+        return (f"the server {alone} on CPU {_cpus(self.server)}, so with GOMAXPROCS "
                 f"{len(self.server)}; the load generator, gotrace and the OTLP receiver on "
                 f"CPU {_cpus(self.others)}")
 
@@ -51,3 +55,17 @@ def pinned_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
     if cpus is None:
         return None
     return lambda: os.sched_setaffinity(0, cpus)
+
+
+def pin_process(pid: int, cpus: frozenset[int] | None) -> None:
+    """Confine a running process to cpus (if given): each of its threads and, the same way,
+    its children (the processes it forks later inherit it, as a database server's per
+    connection backends do)."""
+    if cpus is None:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task.name), cpus)
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                pin_process(int(child), cpus)

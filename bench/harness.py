@@ -7,16 +7,17 @@ import datetime
 import os
 import subprocess
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from bench import REPO, attach, overhead, pipeline, saturation
+from bench import REPO, attach, dbcalls, overhead, pipeline, saturation
 from bench.apps import Apps, build_apps
 from bench.bigprog import build_big_program
 from bench.calibrate import calibrate
 from bench.cpus import ANYWHERE, placement
+from bench.dbcalls import DB_WORKLOADS
 from bench.loadgen import SATURATION, Connections
 from bench.otlp_sink import otlp_sink
 from bench.probe_hits import (
@@ -36,6 +37,7 @@ from bench.targets import Verdict, evaluate
 from testapps import matrix
 
 T = TypeVar("T")
+DB_CONNECTIONS = Connections(fixed=dbcalls.CONNECTIONS, saturation=dbcalls.CONNECTIONS)
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,11 @@ class Plan:
     calibration_pairs: int
     hit_calls: int  # requests/RPCs per probe-hit workload
     hit_workloads: tuple[str, ...]  # of bench.probe_hits
+    db_workloads: tuple[str, ...]  # of bench.dbcalls: their hits, CPU and throughput
     overhead: overhead.Settings
     pipeline: pipeline.Settings
     saturation: saturation.Settings
+    databases: overhead.Settings  # rate: the fixed one (no busy handler: busy_rate unused)
     attach_runs: int
     big_binary: bool  # attach to a generated 25 MB-class service, else to a test app
     parallel: bool  # run the sections at once: only where the figures do not matter
@@ -59,12 +63,15 @@ FULL = Plan(
     name="full", loop_calls=1_000_000, calibration_pairs=2, hit_calls=10_000,
     hit_workloads=(*HIT_WORKLOADS, *HTTP2_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS,
                    *ROUTE_WORKLOADS),
+    db_workloads=tuple(DB_WORKLOADS),
     overhead=overhead.Settings(pairs=3, seconds=5, rate=2000, busy_rate=1000,
                                conns=Connections(fixed=4, saturation=16)),
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
                                seconds=4, conns=Connections(fixed=4, saturation=16),
                                sampler_seconds=8, sampler_pairs=3),
     saturation=saturation.Settings(seconds=8, pairs=3, conns=16, error_rate=20, slow_rate=5),
+    databases=overhead.Settings(pairs=3, seconds=4, rate=500, busy_rate=500,
+                                conns=DB_CONNECTIONS),
     attach_runs=3, big_binary=True, parallel=False)
 QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
@@ -73,11 +80,14 @@ QUICK = Plan(
                    *HTTP2_WORKLOADS, SCHED_WAIT, *CONNECTION_WORKLOADS,
                    # a judged route workload and the one only reported
                    "gin", CHI_MOUNTED),
+    db_workloads=(dbcalls.SQL,),  # one database server started, not three
     overhead=overhead.Settings(pairs=1, seconds=0.5, rate=300, busy_rate=300,
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
                                conns=Connections(fixed=2, saturation=4), sampler_pairs=2),
     saturation=saturation.Settings(seconds=1, pairs=1, conns=4, error_rate=5, slow_rate=2),
+    databases=overhead.Settings(pairs=1, seconds=0.5, rate=200, busy_rate=200,
+                                conns=DB_CONNECTIONS),
     attach_runs=1, big_binary=False, parallel=True)
 
 
@@ -107,6 +117,27 @@ def _overhead(apps: Apps, settings: overhead.Settings
                                    only=[(overhead.BUSY, SATURATION)])
                   for name, server in servers]
     return own_cpu, shared
+
+
+def _database_calls(apps: Apps, settings: overhead.Settings, labels: Sequence[str]
+                    ) -> list[overhead.ProtocolResult]:
+    """Each database client (bench.dbcalls) at a fixed rate and flat out, the program and its
+    database server on the server's CPU, the load generator, gotrace and the receiver on the
+    others."""
+    where = placement()
+    results = []
+    with otlp_sink(cpus=where.others) as sink:
+        for label in labels:
+            with dbcalls.serving(apps, label, where.server) as srv:
+                url = ["-url", f"http://{srv.addr}{DB_WORKLOADS[label].path}"]
+                conditions = [overhead.ConditionResult(dbcalls.HANDLER, rate)
+                              for rate in (settings.rate, SATURATION)]
+                result = overhead.measure_rounds(label, srv, {dbcalls.HANDLER: url},
+                                                 conditions, apps.loadgen, sink, settings,
+                                                 where, warm_rate=settings.rate)
+            result.placement = where.describe(beside="its database server")
+            results.append(result)
+    return results
 
 
 def _gotrace_version() -> str:
@@ -152,9 +183,11 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
         calibration = pool.submit(section, "calibration of one uprobe hit", lambda: calibrate(
             apps.hitloop, calls=plan.loop_calls, pairs=plan.calibration_pairs))
         counted = pool.submit(section, "probe hits per request", lambda: count_hits(
-            apps, plan.hit_calls, only=plan.hit_workloads))
+            apps, plan.hit_calls, only=(*plan.hit_workloads, *plan.db_workloads)))
         protocols = pool.submit(section, "target CPU per request", lambda: _overhead(
             apps, plan.overhead))
+        databases = pool.submit(section, "database calls", lambda: _database_calls(
+            apps, plan.databases, plan.db_workloads))
         spans = pool.submit(section, "tracer pipeline", lambda: pipeline.measure(
             apps.httpserver, apps.loadgen, plan.pipeline,
             out.with_name(f"{out.stem}-tracer.prof")))
@@ -164,11 +197,11 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
         busy = pool.submit(section, "saturation", lambda: saturation.measure(
             apps.httpserver, apps.loadgen, plan.saturation))
     own_cpu, shared_cpus = protocols.result()
-    opt_in, connections, routes, hits = _grouped(counted.result(), OPT_IN_WORKLOADS,
-                                                 CONNECTION_WORKLOADS, ROUTE_WORKLOADS)
+    opt_in, connections, routes, db_hits, hits = _grouped(
+        counted.result(), OPT_IN_WORKLOADS, CONNECTION_WORKLOADS, ROUTE_WORKLOADS, DB_WORKLOADS)
     results = Results(machine, calibration.result(), hits, own_cpu, spans.result(),
                       attached.result(), time.monotonic() - started, opt_in, shared_cpus,
-                      connections, busy.result(), routes)
+                      connections, busy.result(), routes, db_hits, databases.result())
     verdicts = evaluate(results)
     out.write_text(render(results, verdicts) + "\n" + kept_by_hand(out))
     return results, verdicts

@@ -8,6 +8,9 @@ One server per protocol serves every condition: a trivial handler and one burnin
 CPU, each at a fixed request rate and at saturation. Rounds alternate between untraced and
 traced (bench.rounds), a traced round being one gotrace session exporting over OTLP to the
 sink while every condition runs once; each figure is the median over its rounds.
+
+The database clients' rounds (bench.harness, bench.dbcalls) are the same (measure_rounds), with
+one handler, their program's GET /two, and the database server beside the program on its CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.apps import serve
+from bench.apps import Server, serve
 from bench.cpus import Placement
 from bench.loadgen import SATURATION, Connections, LoadResult, run_load
 from bench.otlp_sink import Sink
@@ -125,41 +128,51 @@ def measure(protocol: str, server: Path, loadgen: Path, sink: Sink,
     conditions = [ConditionResult(h, r) for h, rate in ((TRIVIAL, settings.rate),
                                                         (BUSY, settings.busy_rate))
                   for r in (rate, SATURATION) if only is None or (h, r) in only]
-    result = ProtocolResult(protocol, conditions, placement=where.describe())
     with serve(server, cpus=where.server) as srv:
-        targets = _targets(protocol, srv.addr)
-        for target in targets.values():  # warm up (the busy handler measures its loop)
-            run_load(loadgen, target, rate=settings.busy_rate, conns=settings.conns,
-                     seconds=0.5, cpus=where.others)
+        # Warmed up at the busy handler's rate (it measures its loop).
+        return measure_rounds(protocol, srv, _targets(protocol, srv.addr), conditions,
+                              loadgen, sink, settings, where, warm_rate=settings.busy_rate)
 
-        def one_round(session: Gotrace | None) -> list[Sample]:
-            samples = []
-            for cond in conditions:
-                target_before = cpu_seconds(srv.pid)
-                tracer_before = session.cpu() if session else 0.0
-                busy_before, all_before = machine_cpu_ticks()
-                load = run_load(loadgen, targets[cond.handler], rate=cond.rate,
-                                conns=settings.conns, seconds=settings.seconds,
-                                cpus=where.others)
-                busy, all_ = machine_cpu_ticks()
-                samples.append(Sample(load, cpu_seconds(srv.pid) - target_before,
-                                      session.cpu() - tracer_before if session else None,
-                                      (busy - busy_before) / max(1, all_ - all_before)))
-            return samples
 
-        for traced in alternation(settings.pairs):
-            if not traced:
-                for cond, sample in zip(conditions, one_round(None), strict=True):
-                    cond.untraced.append(sample)
-                continue
-            with Gotrace(["trace", "--pid", str(srv.pid), *sink.otlp_args()],
-                         cpus=where.others) as session:
-                result.attach_s.append(session.ready())
-                samples = one_round(session)
-                hits = session.stop().hits
-            for cond, sample in zip(conditions, samples, strict=True):
-                cond.traced.append(sample)
-            result.traced_requests += sum(s.load.requests for s in samples)
-            for name, n in hits.items():
-                result.hits[name] = result.hits.get(name, 0) + n
+def measure_rounds(name: str, srv: Server, targets: dict[str, list[str]],
+                   conditions: list[ConditionResult], loadgen: Path, sink: Sink,
+                   settings: Settings, where: Placement, warm_rate: float) -> ProtocolResult:
+    """The alternating rounds against a server already running on where.server: each
+    condition's load (its handler's loadgen target, at its rate, on settings.conns) once per
+    round, after a warm-up of every target at warm_rate."""
+    result = ProtocolResult(name, conditions, placement=where.describe())
+    for target in targets.values():
+        run_load(loadgen, target, rate=warm_rate, conns=settings.conns, seconds=0.5,
+                 cpus=where.others)
+
+    def one_round(session: Gotrace | None) -> list[Sample]:
+        samples = []
+        for cond in conditions:
+            target_before = cpu_seconds(srv.pid)
+            tracer_before = session.cpu() if session else 0.0
+            busy_before, all_before = machine_cpu_ticks()
+            load = run_load(loadgen, targets[cond.handler], rate=cond.rate,
+                            conns=settings.conns, seconds=settings.seconds,
+                            cpus=where.others)
+            busy, all_ = machine_cpu_ticks()
+            samples.append(Sample(load, cpu_seconds(srv.pid) - target_before,
+                                  session.cpu() - tracer_before if session else None,
+                                  (busy - busy_before) / max(1, all_ - all_before)))
+        return samples
+
+    for traced in alternation(settings.pairs):
+        if not traced:
+            for cond, sample in zip(conditions, one_round(None), strict=True):
+                cond.untraced.append(sample)
+            continue
+        with Gotrace(["trace", "--pid", str(srv.pid), *sink.otlp_args()],
+                     cpus=where.others) as session:
+            result.attach_s.append(session.ready())
+            samples = one_round(session)
+            hits = session.stop().hits
+        for cond, sample in zip(conditions, samples, strict=True):
+            cond.traced.append(sample)
+        result.traced_requests += sum(s.load.requests for s in samples)
+        for probe, n in hits.items():
+            result.hits[probe] = result.hits.get(probe, 0) + n
     return result

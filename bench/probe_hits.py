@@ -7,8 +7,9 @@ for too. Sessions are independent, so a few run at once (counts do not depend on
 Meanwhile the kernel counts how long the probe programs run (kernel.bpf_stats_enabled):
 with the trap that enters them (bench.calibrate), that is what a hit costs the target.
 
-    python bench/probe_hits.py [--calls N] [--only LABEL]... [--routes]
-        prints hits per request/RPC for each workload (or those labelled, or the routes')
+    python bench/probe_hits.py [--calls N] [--only LABEL]... [--routes] [--databases]
+        prints hits per request/RPC for each workload (or those labelled, or the routes' or
+        the database clients')
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.apps import Apps, Server, build_apps, serve, serve_router
+from bench.dbcalls import DB_WORKLOADS, serving
 from bench.session import Gotrace, TraceStats
 
 HELLO = "/hello"  # the path the HTTP server workloads request
@@ -66,7 +68,7 @@ ROUTE_WORKLOADS: dict[str, tuple[str, str]] = {
 # mounted sub-routers): reported, not judged by the hits target.
 PER_ROUTER_LEVEL = frozenset({CHI_MOUNTED})
 LABELS = (*HIT_WORKLOADS, *HTTP2_WORKLOADS, *OPT_IN_WORKLOADS, *CONNECTION_WORKLOADS,
-          *ROUTE_WORKLOADS)  # every workload
+          *ROUTE_WORKLOADS, *DB_WORKLOADS)  # every workload
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 
@@ -101,6 +103,13 @@ class HitCount:
         """µs per run of the programs that ran at least once per 200 calls."""
         return ", ".join(f"{k} {ns / self.hits[k] / 1000:.2f}" for k, ns in self.run_ns.items()
                          if self.hits.get(k, 0) * 200 >= self.calls)
+
+    def only(self, prefix: str) -> HitCount:
+        """The counts of the probe programs whose names start with prefix (a library's own,
+        such as sql_ for database/sql's)."""
+        return HitCount(self.label, self.calls,
+                        {k: n for k, n in self.hits.items() if k.startswith(prefix)},
+                        {k: ns for k, ns in self.run_ns.items() if k.startswith(prefix)})
 
     def detail(self) -> str:
         """Hits per call by probe, those below 0.005 (run-time events such as GC) summed."""
@@ -207,9 +216,13 @@ def workloads(apps: Apps, calls: int) -> list[tuple[str, Callable[[], TraceStats
                    for label, wraps in CONNECTION_WORKLOADS.items()]
     routes = [(label, lambda r=router, p=path: _route_side(apps, http_path(p), r))
               for label, (router, path) in ROUTE_WORKLOADS.items()]
+    # The database clients, each with its database server, traced by PID (bench.dbcalls).
+    databases = [(label, lambda lb=label, p=w.path: _traced_while_called(serving(apps, lb),
+                                                                          http_path(p)))
+                 for label, w in DB_WORKLOADS.items()]
     return [*zip(HIT_WORKLOADS, runs, strict=True), *http2_runs,
             (SCHED_WAIT, lambda: _server_side(apps.httpserver, http, "--sched-wait")),
-            *connections, *routes]
+            *connections, *routes, *databases]
 
 
 @contextlib.contextmanager
@@ -236,11 +249,12 @@ def count_hits(apps: Apps, calls: int, only: Collection[str] | None = None,
             for (label, _), s in zip(todo, stats, strict=True)]
 
 
-def _selected(only: Sequence[str] | None, routes: bool) -> list[str] | None:
+def _selected(only: Sequence[str] | None, routes: bool, databases: bool) -> list[str] | None:
     """The labels the command line asked for (None: every workload)."""
-    if only is None and not routes:
+    if only is None and not routes and not databases:
         return None
-    return [*(only or ()), *(ROUTE_WORKLOADS if routes else ())]
+    return [*(only or ()), *(ROUTE_WORKLOADS if routes else ()),
+            *(DB_WORKLOADS if databases else ())]
 
 
 def main() -> None:
@@ -252,8 +266,11 @@ def main() -> None:
                         + "; ".join(f"'{label}'" for label in LABELS))
     parser.add_argument("--routes", action="store_true",
                         help="measure the route workloads (testapps/routers), and any --only")
+    parser.add_argument("--databases", action="store_true",
+                        help="measure the database client workloads (bench/dbcalls.py), and "
+                        "any --only")
     args = parser.parse_args()
-    only = _selected(args.only, args.routes)
+    only = _selected(args.only, args.routes, args.databases)
     for count in count_hits(build_apps(), args.calls, only=only):
         print(f"{count.label:24} {count.per_call:5.2f} hits per call ({count.detail()}); "
               f"probes ran {count.run_us_per_call:.2f} µs per call ({count.run_detail()})",

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import saturation
+from bench.dbcalls import CONNECTIONS, DB_WORKLOADS, QUERIES_PER_REQUEST
 from bench.loadgen import SATURATION
-from bench.overhead import BUSY, ProtocolResult
+from bench.overhead import BUSY, ConditionResult, ProtocolResult
 from bench.pipeline import PipelineResult, Step
 from bench.probe_hits import (
     HELLO,
@@ -19,13 +20,20 @@ from bench.probe_hits import (
 from bench.profiles import summarize
 from bench.results import Results
 from bench.saturation import SaturationResult
-from bench.targets import EXPORTER_NAMES, ROUTE_HITS_PER_REQUEST, Verdict
+from bench.targets import (
+    BUSY_THROUGHPUT,
+    DB_BPF_US_PER_QUERY,
+    DB_HITS_PER_QUERY,
+    EXPORTER_NAMES,
+    ROUTE_HITS_PER_REQUEST,
+    Verdict,
+)
 
 PROFILE_LINES = 12
 ROUTE_BASELINE = "HTTP server"  # the hits workload of net/http's server without a router
 SECTIONS = ("Targets", "Calibration: one uprobe hit", "Probe hits per request",
             "Target CPU per request", "Tracer pipeline", "Attach time and memory",
-            "Saturation: a busy node")
+            "Saturation: a busy node", "Database calls")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -202,6 +210,69 @@ def _overhead(results: Results) -> list[str]:
     return out
 
 
+def _per_query(value: float) -> str:
+    return f"{value / QUERIES_PER_REQUEST:.2f}"
+
+
+def _db_hits_row(h: HitCount) -> tuple[object, ...]:
+    library = h.only(DB_WORKLOADS[h.label].probes)
+    return (h.label, DB_WORKLOADS[h.label].path, h.calls, f"{h.per_call:.2f}", h.detail(),
+            _per_query(library.per_call), f"{h.run_us_per_call:.2f}",
+            _per_query(library.run_us_per_call), h.run_detail())
+
+
+def _db_round_row(label: str, c: ConditionResult) -> tuple[object, ...]:
+    return (label, _rate(c.rate), _per_query(c.cpu_us(False)), _per_query(c.cpu_us(True)),
+            f"{c.added_cpu_us / QUERIES_PER_REQUEST:+.2f} ± "
+            f"{c.added_spread_us / QUERIES_PER_REQUEST:.2f}",
+            _per_query(c.tracer_cpu_us_per_request), f"{c.ratio(lambda load: load.rps):.3f}",
+            f"{c.ratio(lambda load: load.p50_us):.2f}")
+
+
+def _databases(results: Results) -> list[str]:
+    """The database clients: their probes' hits and run time, the target's CPU and
+    throughput, per request and per query."""
+    if not results.db_hits and not results.db_rounds:
+        return []
+    libraries = "; ".join(f"{label} ({w.app}): {w.probes}*" for label, w in DB_WORKLOADS.items())
+    out = [f"## {SECTIONS[7]}", "",
+           "A test program serving HTTP makes two calls to a real database server per "
+           "request (GET /two, on the request's context): testapps/sqlclient through "
+           "database/sql and lib/pq and pgxclient through pgx's own API on PostgreSQL 15, "
+           "redisclient through gopkg.in/redis.v5 (a GET and an INCR) on Redis, each "
+           "against a private server of tests/databases.py started for the workload "
+           "(bench/dbcalls.py). Per query is per request divided by "
+           f"{QUERIES_PER_REQUEST}. The library's own probes, by the names of their programs: "
+           f"{libraries}. Targets: {DB_HITS_PER_QUERY} of their hits per query exactly, "
+           f"their BPF run time at most {DB_BPF_US_PER_QUERY:g} µs per query, and a "
+           f"throughput ratio at saturation of at least {BUSY_THROUGHPUT:g} (see Targets).",
+           "", "### Probe hits and BPF run time", "",
+           "Traced by PID and called by httpclient on one keep-alive connection, the "
+           "kernel timing the probe programs (kernel.bpf_stats_enabled), as in Probe hits per "
+           "request; every probe program of the session counts (the HTTP server's two too).",
+           "",
+           *_table(["Workload", "Path", "Requests", "Hits per request", "By probe",
+                    "Library probe hits per query", "Probes ran µs per request",
+                    "Library probes ran µs per query", "µs per run by probe"],
+                   [_db_hits_row(h) for h in results.db_hits])]
+    if not results.db_rounds:
+        return out
+    return [*out, "### Target CPU and throughput", "",
+            "As in Target CPU per request: the program's CPU time per request from its "
+            "CPU-time clock, medians over alternating untraced/traced rounds, traced ones "
+            "exporting over OTLP; the load from testapps/loadgen at a fixed rate and flat "
+            f"out, on {CONNECTIONS} connections (bench/dbcalls.py tells why). Where they "
+            f"ran: {results.db_rounds[0].placement}. Per query, then each workload's rounds "
+            "per request:", "",
+            *_table(["Workload", "Rate", "Target CPU µs/query untraced", "traced",
+                     "added ± rounds", "tracer CPU µs/query", "throughput ratio",
+                     "p50 ratio"],
+                    [_db_round_row(p.name, c) for p in results.db_rounds
+                     for c in p.conditions]),
+            *(line for p in results.db_rounds
+              for line in _protocol(p, results.calibration.hit_us))]
+
+
 def _step_row(label: str, s: Step) -> tuple[object, ...]:
     return (label, f"{s.load.rps:.0f}", f"{s.spans_per_s:.0f}", f"{s.cpu_us_per_span:.1f}",
             f"{s.cpu_us_per_request:.1f}", f"{s.grpc_cpu_us_per_request:.1f}", s.stats.dropped,
@@ -306,6 +377,6 @@ def render(results: Results, verdicts: list[Verdict]) -> str:
     lines = ["# gotrace benchmark", "",
              f"{machine}; the run took {results.seconds:.0f} s.", "",
              *_targets(verdicts), *_calibration(results), *_hits(results),
-             *_overhead(results), *_pipeline(results.pipeline),
+             *_overhead(results), *_databases(results), *_pipeline(results.pipeline),
              *_saturation(results.saturation), *_attach(results)]
     return "\n".join(lines)

@@ -28,6 +28,10 @@ class Results:
     connection_hits: list[HitCount]  # bench.probe_hits.CONNECTION_WORKLOADS
     saturation: SaturationResult  # a trivial handler flat out, every process on any CPU
     route_hits: list[HitCount]  # bench.probe_hits.ROUTE_WORKLOADS
+    db_hits: list[HitCount]  # bench.dbcalls.DB_WORKLOADS
+    # The same workloads loaded at a fixed rate and flat out, untraced and traced (one
+    # "protocol" each, named by its label, with the one handler dbcalls.HANDLER).
+    db_rounds: list[ProtocolResult]
 
     def shared_throughput(self, protocol: str) -> float | None:
         """traced / untraced throughput of the busy handler at saturation, CPUs shared."""

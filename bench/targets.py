@@ -7,7 +7,9 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.overhead import BUSY
+from bench.dbcalls import DB_WORKLOADS, QUERIES_PER_REQUEST
+from bench.loadgen import SATURATION
+from bench.overhead import BUSY, ConditionResult, ProtocolResult
 from bench.pipeline import JSON_LINES, PipelineResult, Step
 from bench.probe_hits import PER_ROUTER_LEVEL, HitCount
 from bench.profiles import summarize
@@ -24,6 +26,8 @@ SPANS_PER_CORE = {DEFAULT_PROTOCOL: 100_000, "grpc": 100_000, JSON_LINES: 60_000
 EXPORTER_NAMES = {"http/protobuf": "OTLP/HTTP", "grpc": "OTLP/gRPC", JSON_LINES: "JSON lines"}
 BPF_US_PER_REQUEST = 3  # the server probes' run time per request
 BPF_BUDGETED = ("HTTP server", "gRPC server, unary")
+DB_HITS_PER_QUERY = 2  # the call's entry and its RET
+DB_BPF_US_PER_QUERY = 2  # the database library's probes' run time per query
 SATURATION_THROUGHPUT = 0.85  # a trivial handler, every process on any CPU
 SAMPLER_SAVING = 5
 BUSY_THROUGHPUT = 0.95
@@ -121,6 +125,44 @@ def _route_hits(results: Results) -> list[Verdict]:
     return [_hits_verdict(f"uprobe hits per request with http.route, {h.label}",
                           ROUTE_HITS_PER_REQUEST, h)
             for h in results.route_hits if h.label not in PER_ROUTER_LEVEL]
+
+
+def _db_hits(results: Results) -> list[Verdict]:
+    """The database library's own probes (sql_*, pgx_*, redis_*): exactly an entry and a
+    RET per query, at the precision shown."""
+    verdicts = []
+    for h in results.db_hits:
+        per_query = h.only(DB_WORKLOADS[h.label].probes).per_call / QUERIES_PER_REQUEST
+        shown = round(per_query, 2)
+        passed = shown == DB_HITS_PER_QUERY
+        verdicts.append(Verdict(
+            f"database probe hits per query, {h.label}", f"= {DB_HITS_PER_QUERY}",
+            f"{per_query:.2f}", per_query / DB_HITS_PER_QUERY, passed,
+            "" if passed else f"{shown - DB_HITS_PER_QUERY:+.2f} per query. Hits per request "
+            f"by probe ({QUERIES_PER_REQUEST} queries each): {h.detail()}."))
+    return verdicts
+
+
+def _db_bpf_time(results: Results) -> list[Verdict]:
+    verdicts = []
+    http = _hit_count(results.hits, SERVER_WORKLOADS["HTTP"])
+    for h in results.db_hits:
+        library = h.only(DB_WORKLOADS[h.label].probes)
+        if not library.run_ns:
+            continue
+        per_query = library.run_us_per_call / QUERIES_PER_REQUEST
+        verdicts.append(_at_most(
+            f"database probes' BPF run time per query, {h.label}", DB_BPF_US_PER_QUERY, " µs",
+            per_query, f"{per_query:.2f} µs ({library.run_detail()} µs per run)",
+            "The library's probes as the kernel counts their run time "
+            "(kernel.bpf_stats_enabled; the Database calls section): at the call's entry the "
+            "span record is begun (the statement's first bytes copied), at its RET the "
+            "driver's connection is followed to its socket (bpf/conn.h) and the record "
+            "written to the ring buffer." + (
+                f" The HTTP server's two probes took {http.run_us_per_call:.2f} µs per request "
+                f"in the same section ({http.run_detail()} µs per run)."
+                if http and http.run_ns else "")))
+    return verdicts
 
 
 def _cpu_added(results: Results) -> list[Verdict]:
@@ -242,38 +284,54 @@ def _over_grpc(pipeline: PipelineResult) -> str:
 SERVER_WORKLOADS = {"HTTP": "HTTP server", "gRPC": "gRPC server, unary"}
 
 
-def _probe_share(results: Results, proto_name: str) -> str:
+def _probe_share(results: Results, server: HitCount | None) -> str:
     """What the server's probes cost per request: their BPF programs' run time and the
     traps that enter them (entry sites, whose branch the kernel emulates)."""
-    server = next((h for h in results.hits if h.label == SERVER_WORKLOADS[proto_name]), None)
     if server is None or not server.run_ns:
         return ""
     trap = server.per_span * results.calibration.emulated.hit_us
     return (f" Per request, the server's probe programs ran {server.run_us_per_call:.1f} µs "
-            f"({server.run_detail()} µs per run; the hits table) and their traps, at "
+            f"({server.run_detail()} µs per run; the probe-hit tables) and their traps, at "
             f"function entries whose branch the kernel emulates, took about "
             f"{server.per_span:.2f} x {results.calibration.emulated.hit_us:.2f} = "
             f"{trap:.1f} µs; the rest is the kernel's uprobe dispatch and the caches the "
             "probes disturb.")
 
 
+def _throughput_verdict(target: str, proto: ProtocolResult, cond: ConditionResult,
+                        shared: float | None, probe_share: str) -> Verdict:
+    """Traced / untraced throughput of a condition at saturation; shared: the same with
+    every process on any CPU, if measured."""
+    ratio = cond.ratio(lambda load: load.rps)
+    tracer_share = statistics.median((s.tracer_cpu_s or 0) / s.load.seconds
+                                     for s in cond.traced)
+    return _at_least(
+        target, BUSY_THROUGHPUT, "", ratio, f"{ratio:.3f}" + (
+            f" ({shared:.3f} with every process on any CPU)" if shared is not None else ""),
+        f"At saturation ({proto.placement}) the target used {cond.added_cpu_us:+.1f} µs "
+        f"more CPU per request ({cond.cpu_us(False):.0f} → {cond.cpu_us(True):.0f} µs); "
+        f"the tracer used {tracer_share:.0%} of a core, and the machine's CPUs were "
+        f"{cond.machine_busy(False):.0%} busy untraced and {cond.machine_busy(True):.0%} "
+        "traced." + probe_share)
+
+
+def _hit_count(counts: list[HitCount], label: str) -> HitCount | None:
+    return next((h for h in counts if h.label == label), None)
+
+
 def _throughput(results: Results) -> list[Verdict]:
     verdicts = []
     for proto in results.overhead:
-        cond = next(c for c in proto.conditions if c.handler == BUSY and c.rate == 0)
-        ratio = cond.ratio(lambda load: load.rps)
-        tracer_share = statistics.median((s.tracer_cpu_s or 0) / s.load.seconds
-                                         for s in cond.traced)
-        shared = results.shared_throughput(proto.name)
-        verdicts.append(_at_least(
-            f"throughput traced / untraced, {proto.name} handler with {BUSY}",
-            BUSY_THROUGHPUT, "", ratio, f"{ratio:.3f}" + (
-                f" ({shared:.3f} with every process on any CPU)" if shared is not None else ""),
-            f"At saturation ({proto.placement}) the target used {cond.added_cpu_us:+.1f} µs "
-            f"more CPU per request ({cond.cpu_us(False):.0f} → {cond.cpu_us(True):.0f} µs); "
-            f"the tracer used {tracer_share:.0%} of a core, and the machine's CPUs were "
-            f"{cond.machine_busy(False):.0%} busy untraced and {cond.machine_busy(True):.0%} "
-            "traced." + _probe_share(results, proto.name)))
+        cond = next(c for c in proto.conditions if c.handler == BUSY and c.rate == SATURATION)
+        verdicts.append(_throughput_verdict(
+            f"throughput traced / untraced, {proto.name} handler with {BUSY}", proto, cond,
+            results.shared_throughput(proto.name),
+            _probe_share(results, _hit_count(results.hits, SERVER_WORKLOADS[proto.name]))))
+    for proto in results.db_rounds:
+        cond = next(c for c in proto.conditions if c.rate == SATURATION)
+        verdicts.append(_throughput_verdict(
+            f"throughput traced / untraced, {proto.name}, {cond.handler} per request", proto,
+            cond, None, _probe_share(results, _hit_count(results.db_hits, proto.name))))
     return verdicts
 
 
@@ -293,7 +351,8 @@ def _attach(results: Results) -> list[Verdict]:
 
 
 def evaluate(results: Results) -> list[Verdict]:
-    return [*_hits(results), *_route_hits(results), *_bpf_time(results), *_cpu_added(results),
+    return [*_hits(results), *_route_hits(results), *_db_hits(results), *_bpf_time(results),
+            *_db_bpf_time(results), *_cpu_added(results),
             *_tracer(results.pipeline), _sampler(results.pipeline), *_throughput(results),
             *_saturation(results.saturation), *_attach(results)]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cpus import pinned_to, placement
+from bench.dbcalls import DB_WORKLOADS, QUERIES_PER_REQUEST, SQL
 from bench.harness import QUICK, run
 from bench.loadgen import SATURATION
 from bench.overhead import BUSY
@@ -29,7 +30,7 @@ from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
 from bench.session import parse_stats
-from bench.targets import Verdict
+from bench.targets import DB_HITS_PER_QUERY, Verdict
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
 
@@ -38,7 +39,8 @@ TARGET_TOPICS = ("uprobe hits per request", "target CPU added per request",
                  "tracer CPU per exported span", "spans per second on one core",
                  "traceidratio", "throughput traced / untraced", "attach time", "tracer RSS",
                  "BPF run time per request", "at saturation, overload policy on",
-                 "errors and slow requests exported")
+                 "errors and slow requests exported", "database probe hits per query",
+                 "BPF run time per query")
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +101,29 @@ def test_calibration_and_hits(quick_run) -> None:
         assert count.run_us_per_call > 0 and count.run_detail(), count
     # --sched-wait: a casgstatus hit for every state change of the request's goroutines.
     assert results.opt_in_hits[0].hits.get("sched_casgstatus", 0) >= results.opt_in_hits[0].calls
+
+
+def test_database_calls(quick_run) -> None:
+    results, verdicts, text = quick_run
+    assert [h.label for h in results.db_hits] == list(QUICK.db_workloads) == [SQL]
+    for count in results.db_hits:
+        # The library's probes: an entry and a RET per query (the entry again, rarely, when
+        # the goroutine's stack grew first); the HTTP server's two beside them.
+        library = count.only(DB_WORKLOADS[count.label].probes)
+        queries = count.calls * QUERIES_PER_REQUEST
+        assert queries * DB_HITS_PER_QUERY <= sum(library.hits.values()) \
+            <= queries * DB_HITS_PER_QUERY * 1.05, count
+        assert library.run_us_per_call > 0, count
+        assert f"| {count.label} |" in text
+    assert [p.name for p in results.db_rounds] == [SQL]
+    for proto in results.db_rounds:
+        assert [c.rate for c in proto.conditions] == [QUICK.databases.rate, SATURATION]
+        assert proto.placement.startswith("the server and its database server on CPU")
+        for cond in proto.conditions:
+            assert len(cond.untraced) == len(cond.traced) == QUICK.databases.pairs
+            assert all(s.load.requests > 0 for s in (*cond.untraced, *cond.traced))
+        assert proto.hits_per_request >= 2 + QUERIES_PER_REQUEST * DB_HITS_PER_QUERY, proto
+    assert any(v.target.startswith(f"throughput traced / untraced, {SQL}") for v in verdicts)
 
 
 def test_bpf_run_times_are_counted_only_meanwhile() -> None:
