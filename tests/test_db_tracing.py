@@ -9,9 +9,12 @@ stripped."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +56,16 @@ def receiver():
         yield r
 
 
+@contextlib.contextmanager
+def traced_client(tmp_path: Path, receiver: OtlpReceiver, cell: matrix.Cell, *flags: str
+                  ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A database client test program, traced with --stats: ('host:port', the tracer)."""
+    with db_client(matrix.build(cell), *flags) as (program, addr), \
+            gotrace(tmp_path, "trace", "--pid", str(program.pid), "--stats",
+                    *otlp_args(receiver)) as tracer:
+        yield addr, tracer
+
+
 def start(span: dict) -> int:
     return span["start_time_unix_nano"]
 
@@ -72,11 +85,12 @@ def request_trace(receiver: OtlpReceiver, addr: str, path: str, spans_expected: 
     receiver.clear()
     steps = get_steps(addr, path)
     spans = receiver.wait_for(spans_expected + 1, timeout=30)
+    seen = [(s["kind"], s["name"], s["status"]) for s in spans]
     servers = [s for s in spans if s["kind"] == "SERVER"]
-    assert len(servers) == 1, [s["name"] for s in spans]
+    assert len(servers) == 1, seen
     server = servers[0]
     clients = sorted((s for s in spans if s["kind"] == "CLIENT"), key=start)
-    assert len(spans) == spans_expected + 1, [s["name"] for s in clients]
+    assert len(spans) == spans_expected + 1, seen
     for client in clients:
         assert client["trace_id"] == server["trace_id"], client["name"]
         assert client["parent_span_id"] == server["span_id"], client["name"]
@@ -130,9 +144,7 @@ def test_database_sql_spans_equal_the_calls(tmp_path: Path, receiver, client_cel
              "mysql": mariadb_server.port, "sqlite": None}
     flags = [arg for name, dsn in dsns.items() for arg in (f"-{name}", dsn)]
     calls = transactions = 0
-    with db_client(matrix.build(client_cell), *flags) as (program, addr), \
-            gotrace(tmp_path, "trace", "--pid", str(program.pid), "--stats",
-                    *otlp_args(receiver)) as tracer:
+    with traced_client(tmp_path, receiver, client_cell, *flags) as (addr, tracer):
         exported = []
         for db, system in SQL_DATABASES.items():
             steps, _, spans = request_trace(receiver, addr, f"/script?db={db}",
@@ -156,9 +168,8 @@ def test_database_sql_spans_equal_the_calls(tmp_path: Path, receiver, client_cel
 @pytest.mark.parametrize("client_cell", cells("sqlclient")[:1], ids=str)
 def test_two_queries_are_children_of_their_request(tmp_path: Path, receiver, client_cell,
                                                    postgres_server):
-    binary = matrix.build(client_cell)
-    with db_client(binary, "-pq", postgres_server.dsn) as (program, addr), \
-            gotrace(tmp_path, "trace", "--pid", str(program.pid), *otlp_args(receiver)):
+    with traced_client(tmp_path, receiver, client_cell, "-pq", postgres_server.dsn) as (
+            addr, _):
         steps, server, spans = request_trace(receiver, addr, "/two?db=pq", 2)
     assert [step["call"] for step in steps] == ["DB.QueryRowContext"] * 2
     assert [span["attributes"]["db.query.text"] for span in spans] == [
@@ -179,10 +190,8 @@ PGX_PROGRAMS = ("pgx_call", "pgx_send_batch", "pgx_query_return", "pgx_exec_retu
 
 @pytest.mark.parametrize("client_cell", cells("pgxclient"), ids=str)
 def test_pgx_spans_equal_the_calls(tmp_path: Path, receiver, client_cell, postgres_server):
-    binary = matrix.build(client_cell)
-    with db_client(binary, "-dsn", postgres_server.dsn) as (program, addr), \
-            gotrace(tmp_path, "trace", "--pid", str(program.pid), "--stats",
-                    *otlp_args(receiver)) as tracer:
+    with traced_client(tmp_path, receiver, client_cell, "-dsn", postgres_server.dsn) as (
+            addr, tracer):
         steps, _, spans = request_trace(receiver, addr, "/script", PGX_SCRIPT_SPANS)
         _, err = stop(tracer)
     expected = [s for s in steps if s["call"] not in PGX_NOT_SPANS and not s.get("deferred")]
@@ -218,10 +227,8 @@ REDIS_SCRIPT_SPANS = 9  # redisclient's script: each command and each pipeline
 
 @pytest.mark.parametrize("client_cell", cells("redisclient"), ids=str)
 def test_redis_commands_are_spans(tmp_path: Path, receiver, client_cell, redis_server):
-    binary = matrix.build(client_cell)
-    with db_client(binary, "-addr", redis_server.dsn) as (program, addr), \
-            gotrace(tmp_path, "trace", "--pid", str(program.pid), "--stats",
-                    *otlp_args(receiver)) as tracer:
+    with traced_client(tmp_path, receiver, client_cell, "-addr", redis_server.dsn) as (
+            addr, tracer):
         steps, _, spans = request_trace(receiver, addr, "/script", REDIS_SCRIPT_SPANS)
         _, err = stop(tracer)
     hits = probe_hits(err)
