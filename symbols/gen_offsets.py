@@ -1,6 +1,7 @@
 """Regenerate symbols/offsets.json from the test-app matrix.
 
-For every unstripped build in the matrix, the offsets of every manifest field are read from
+For every unstripped build in the matrix (and the unstripped twin of each stripped one: field
+offsets do not depend on how a program is linked), the offsets of every manifest field are read from
 the type metadata, else DWARF (the tests hold the two equal), and recorded: standard-library
 fields under the Go release ("1.22"), fields of grpc-go under its version ("v1.64.0"); other
 modules' fields (golang.org/x/net's) are not recorded, the builds not telling their version.
@@ -35,9 +36,12 @@ def main() -> None:
     manifests = load_manifests()
     module_of = {s.name: s.module for m in manifests for s in m.fields}
     table: dict[str, dict[str, int]] = defaultdict(dict)
-    cells = matrix.full_cells() if args.full else matrix.default_cells()
+    chosen = matrix.full_cells() if args.full else matrix.default_cells()
+    # Unstripped builds: the plain ones, and the unstripped twins of stripped ones (the
+    # database clients' default cells are stripped cgo builds).
+    cells = dict.fromkeys(cell if not cell.stripped else cell.twin() for cell in chosen)
     for cell in cells:
-        if cell.variant != "plain":
+        if cell.stripped:
             continue
         with GoBinary(matrix.build(cell)) as binary:
             layout = resolve(binary, manifests, field_sources=("typeinfo", "dwarf"))

@@ -2,11 +2,14 @@
 
 Slower than type metadata (pyelftools parses every DIE of a unit), so it serves as the
 fallback for types without a runtime descriptor and as the cross-check in tests. Go names
-DWARF types with their full package path ("net/http.Request"); vendored copies keep the
-vendor prefix, which we accept as the same type.
+DWARF types with their full package path ("net/http.Request"; a dot in its last element
+escaped, "gopkg.in/redis%2ev5.Client"); vendored copies keep the vendor prefix, which we accept
+as the same type.
 """
 
 from __future__ import annotations
+
+import urllib.parse
 
 from elftools.common.exceptions import ELFError
 
@@ -16,6 +19,10 @@ from gotrace.gobin.typeinfo import package_matches, split_type_name
 
 
 def _matches(dwarf_name: str, wanted: set[str]) -> str | None:
+    # A package path's last element is escaped in DWARF names as in symbols: its dots
+    # (gopkg.in/redis%2ev5.baseClient), and a few other bytes.
+    if "%" in dwarf_name:
+        dwarf_name = urllib.parse.unquote(dwarf_name)
     if dwarf_name in wanted:
         return dwarf_name
     if "/vendor/" in dwarf_name:
