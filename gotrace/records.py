@@ -54,6 +54,11 @@ SPAN_FLAGS = {"HAS_PARENT": F_HAS_PARENT, "REMOTE_PARENT": F_REMOTE_PARENT,
               "DEFERRED": F_DEFERRED, "UNIX": F_UNIX, "SHED": F_SHED,
               "ROUTE_REFS": F_ROUTE_REFS, "ROUTE_TREE": F_ROUTE_TREE}
 
+# tcp_identity's flags (its fourth word; bpf/conn.h): the connection's initial sequence
+# numbers were read, and (HTTP/1) the request's position in the stream.
+TCP_ID_KNOWN = 1
+TCP_ID_POSITION = 2
+
 # sched_ns slots, in order: time runnable but not running, then blocked by reason
 # (bpf/sched.h).
 SCHED_SLOTS = ("runnable", "network", "channel", "lock", "sleep", "syscall", "other")

@@ -84,6 +84,7 @@ class Span:
     sampling: Sampling = "sampled"
     metric: RedMetric | None = None  # the RED histogram it feeds (its probe's declaration)
     record_kind: int = 0  # the kernel's SPAN_KIND_* (the overload policy's rules are per kind)
+    tcp_identity: bytes = b""  # the record's (cross-host linking: gotrace/pipeline/cross_host.py)
 
     @property
     def attributes(self) -> dict[str, AttributeValue]:

@@ -1,10 +1,10 @@
-"""SameHostLinker on hand-made spans: orders of arrival, reuse of a connection, limits."""
+"""Linker on hand-made spans: orders of arrival, reuse of a connection, limits."""
 
 from __future__ import annotations
 
 import itertools
 
-from gotrace.pipeline.linking import SameHostLinker
+from gotrace.pipeline.linking import Linker
 from gotrace.spans import Connection, Resource, Span
 
 _ids = itertools.count(1)
@@ -37,7 +37,7 @@ def chain(offset: int = 0, stream: int = 0):
 
 
 def test_server_first_then_client_links_the_whole_subtree():
-    linker = SameHostLinker(LOCAL)
+    linker = Linker(LOCAL)
     client, server, child = chain()
     assert linker.add([child, server], now_ns=0) == []  # held, waiting for the client
     out = linker.add([client], now_ns=1)
@@ -48,7 +48,7 @@ def test_server_first_then_client_links_the_whole_subtree():
 
 
 def test_client_first_then_server_links():
-    linker = SameHostLinker(LOCAL)
+    linker = Linker(LOCAL)
     client, server, child = chain()
     assert linker.add([client], now_ns=0) == [client]
     out = linker.add([child, server], now_ns=1)
@@ -57,7 +57,7 @@ def test_client_first_then_server_links():
 
 
 def test_keep_alive_requests_on_one_connection_do_not_merge():
-    linker = SameHostLinker(LOCAL)
+    linker = Linker(LOCAL)
     first, second = chain(0), chain(1000)
     out = linker.add([first[2], first[1], second[2], second[1], second[0], first[0]], 5)
     assert len(out) == 6
@@ -67,7 +67,7 @@ def test_keep_alive_requests_on_one_connection_do_not_merge():
 
 
 def test_http2_streams_are_told_apart_by_id():
-    linker = SameHostLinker(LOCAL)
+    linker = Linker(LOCAL)
     a, b = chain(0, stream=1), chain(0, stream=3)  # concurrent, same connection
     linker.add([a[1], b[1], a[2], b[2]], 0)
     linker.add([b[0], a[0]], 1)
@@ -75,7 +75,7 @@ def test_http2_streams_are_told_apart_by_id():
 
 
 def test_three_tiers_in_any_order_become_one_trace():
-    linker = SameHostLinker(LOCAL)
+    linker = Linker(LOCAL)
     front_server = span("SERVER", 0, 1000)  # no connection: a root nobody links
     front_client = span("CLIENT", 10, 900, parent=front_server, conn=FRONT)
     middle_server = span("SERVER", 20, 800, conn=reverse(FRONT))
@@ -92,7 +92,7 @@ def test_three_tiers_in_any_order_become_one_trace():
 
 
 def test_unmatched_server_is_released_unlinked_after_the_wait():
-    linker = SameHostLinker(LOCAL, wait_ns=100)
+    linker = Linker(LOCAL, wait_ns=100)
     _, server, child = chain()
     trace = server.trace_id
     assert linker.add([child, server], now_ns=0) == []
@@ -105,7 +105,7 @@ def test_unmatched_server_is_released_unlinked_after_the_wait():
 
 
 def test_after_waiting_in_vain_a_connection_is_not_held_while_requests_keep_coming():
-    linker = SameHostLinker(LOCAL, wait_ns=100)
+    linker = Linker(LOCAL, wait_ns=100)
     _, first, _ = chain()
     assert linker.add([first], now_ns=0) == []
     assert linker.expire(now_ns=100) == [first]
@@ -119,14 +119,14 @@ def test_after_waiting_in_vain_a_connection_is_not_held_while_requests_keep_comi
 
 
 def test_a_remote_peer_is_never_held():
-    linker = SameHostLinker(LOCAL)
+    linker = Linker(LOCAL)
     server = span("SERVER", 0, 10, conn=("10.0.0.1", 8080, "192.0.2.7", 5555))
     assert linker.add([server], now_ns=0) == [server]
 
 
 def test_a_client_that_started_after_the_server_does_not_match():
     """A 4-tuple reused by a later connection: the earlier server span is not its child."""
-    linker = SameHostLinker(LOCAL, wait_ns=100)
+    linker = Linker(LOCAL, wait_ns=100)
     server = span("SERVER", 20, 90, conn=reverse(FRONT))
     later_client = span("CLIENT", 95, 200, conn=FRONT)
     linker.add([server, later_client], now_ns=0)
@@ -137,7 +137,7 @@ def test_the_kernel_hears_of_an_untraced_connection_once_not_per_span():
     """Roots of one connection expire in a row; the kernel gets one mark. A deferred span on a
     connection known to be untraced means the kernel forgot it (or the mark is on its way):
     it is told again, at most once a second."""
-    linker = SameHostLinker(LOCAL, wait_ns=100)
+    linker = Linker(LOCAL, wait_ns=100)
     roots = [span("SERVER", 10 * i, 10 * i + 5, conn=reverse(FRONT)) for i in range(50)]
     assert linker.add(roots, now_ns=0) == []
     assert len(linker.expire(now_ns=100)) == 50
@@ -162,7 +162,7 @@ def test_a_connection_an_untraced_process_opened_is_never_held():
         asked.append(conn)
         return conn.peer_port == 40000
 
-    linker = SameHostLinker(LOCAL, wait_ns=100, opened_untraced=opened_untraced)
+    linker = Linker(LOCAL, wait_ns=100, opened_untraced=opened_untraced)
     _, server, _ = chain()
     assert linker.add([server], now_ns=0) == [server]
     assert linker.untraced_peers == [(server.connection, server.monotonic_start_ns)]

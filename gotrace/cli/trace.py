@@ -20,6 +20,8 @@ from gotrace.metrics import (
     route_counters,
     shed_counters,
 )
+from gotrace.pipeline.cross_host import DEFAULT_LINK_HOLD_S, CrossHostLinks, LinkTimes
+from gotrace.pipeline.link_store import LinkStore, parse_store_url
 from gotrace.pipeline.linking import LinkStats
 from gotrace.pipeline.overload import (
     OverloadController,
@@ -40,6 +42,7 @@ from gotrace.probes import DURATION_METRICS
 from gotrace.probes.runtime import DEEP_ANCESTRY
 
 DEFAULT_METRICS_HOST = "0.0.0.0"
+LINK_STORE_VARIABLE = "GOTRACE_LINK_STORE"
 
 
 def port_number(text: str) -> int:
@@ -54,6 +57,17 @@ def route_count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a number of routes (1 or more): {text!r}")
     return int(text)
+
+
+def hold_seconds(text: str) -> float:
+    """argparse type: how long a span may wait for its caller (seconds, 0.1 to 60)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0.1 <= seconds <= 60:
+        raise argparse.ArgumentTypeError(f"not a hold time in seconds (0.1-60): {text!r}")
+    return seconds
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +132,16 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"with --infer-routes: at most N inferred routes per service, the "
                      f"first seen (404 answers make none); the spans of any other are "
                      f"{OTHER_ROUTE} (default {DEFAULT_MAX_ROUTES})")
+    run.add_argument("--link-store", metavar="URL",
+                     help="link calls between hosts through this Redis, which every host's "
+                     "agent is given: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or "
+                     "rediss://... for TLS (default from GOTRACE_LINK_STORE; off when "
+                     "neither; see README)")
+    run.add_argument("--link-hold", type=hold_seconds, metavar="SECONDS",
+                     help="with --link-store: how long a request from another host waits "
+                     "for its caller's span before it is exported unlinked (default "
+                     f"{DEFAULT_LINK_HOLD_S:g}; longer while the caller's own trace is still "
+                     "being linked)")
     run.add_argument("--sampler", metavar="NAME",
                      help="which traces to keep: always_on, always_off, traceidratio, "
                      "parentbased_always_on (default), parentbased_always_off, "
@@ -179,8 +203,22 @@ def route_inference(args: argparse.Namespace) -> RouteInference | None:
     return RouteInference(args.max_inferred_routes or DEFAULT_MAX_ROUTES)
 
 
+def cross_host_links(args: argparse.Namespace) -> CrossHostLinks | None:
+    """--link-store (or GOTRACE_LINK_STORE) and --link-hold; None when nothing links hosts."""
+    url = args.link_store or os.environ.get(LINK_STORE_VARIABLE)
+    if not url:
+        if args.link_hold is not None:
+            raise GotraceError("--link-hold goes with --link-store")
+        return None
+    hold_s = args.link_hold or DEFAULT_LINK_HOLD_S
+    settings = LinkTimes.for_hold(hold_s)
+    store = LinkStore(parse_store_url(url), settings.ttl_ms)
+    return CrossHostLinks(store, settings.hold_ns, settings.pending_ns)
+
+
 def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, int],
-            pipeline: ExportPipeline, links: LinkStats, sampler: str,
+            pipeline: ExportPipeline, links: LinkStats, cross_host: CrossHostLinks | None,
+            sampler: str,
             sampled_out: tuple[int, int], conn_misses: dict[str, int],
             overload: OverloadController, shed: tuple[int, int], rescued: int) -> None:
     hits, drops = counters
@@ -196,6 +234,9 @@ def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, i
     print(f"gotrace: same-host links {links.linked}, server spans with a local peer not "
           f"traced {links.unmatched}, released unlinked for lack of room {links.overflow}",
           file=sys.stderr)
+    if cross_host is not None:
+        print(f"gotrace: cross-host links: {cross_host.stats.summary()}; link store "
+              f"{cross_host.store.stats.summary()}", file=sys.stderr)
     print("gotrace: probe hits " + ", ".join(f"{k}={v}" for k, v in hits.items() if v),
           file=sys.stderr)
     if any(run_ns.values()):
@@ -235,7 +276,7 @@ class _Session:
         sampler = sampler_config(args.sampler, args.sampler_arg)
         self.tracer = Tracer(self.pipeline, with_query=args.include_query, opt_in=opt_in,
                              sampler=sampler, overload=_overload_settings(args, sampler),
-                             routes=routes)
+                             routes=routes, cross_host=cross_host_links(args))
         metrics = exporters.get("metrics")
         if isinstance(metrics, MetricsExporter):
             metrics.add_counters(kernel_counters(self.tracer.counters),
@@ -272,8 +313,8 @@ class _Session:
             self.status.stopped(take_snapshot(self.tracer, self.pipeline, counters[1]))
         if self.args.stats:
             _report(counters, run_ns, self.pipeline, self.tracer.linker.stats,
-                    self.tracer.sampler.name, sampled_out, conn_misses, self.tracer.overload,
-                    shed, self.tracer.gate.rescued)
+                    self.tracer.linker.cross_host, self.tracer.sampler.name, sampled_out,
+                    conn_misses, self.tracer.overload, shed, self.tracer.gate.rescued)
             print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
                   file=sys.stderr)
             if self.tracer.routes is not None:

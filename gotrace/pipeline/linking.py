@@ -19,6 +19,10 @@ spans interleave). Spans whose peer is not on this host are never held, nor thos
 connection on which a server span already waited in vain, while its requests keep coming,
 nor those of a connection that a process gotrace does not trace was seen to open (no client
 span can come: the kernel is told at once rather than after a wait).
+
+With a link store (gotrace/pipeline/cross_host.py), a root server span called from another
+host is held likewise until its caller's agent has published the calling span, or for the
+hold time; client spans to other hosts are published as they leave for export.
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gotrace.addresses import is_unix_address
+from gotrace.pipeline.cross_host import link_key
 from gotrace.spans import Connection, Span
+
+if TYPE_CHECKING:
+    from gotrace.pipeline.cross_host import CrossHostLinks
 
 WAIT_NS = 1_000_000_000  # how long a same-host server span waits for its client span
 MAX_HELD_SPANS = 200_000  # beyond this, the oldest held traces are released unlinked
@@ -88,6 +97,8 @@ class _HeldTrace:
     deadline_ns: int
     spans: list[Span] = field(default_factory=list)
     root: Span | None = None  # set while the root waits for its client
+    remote_key: bytes | None = None  # the root's link store key, while it waits there
+    extended: bool = False  # its wait was extended once: the remote caller is pending
 
 
 @dataclass
@@ -97,21 +108,33 @@ class LinkStats:
     overflow: int = 0  # traces released unlinked because too many spans were held
 
 
-class SameHostLinker:
+class Linker:
     """Feed it decoded spans in any order; it returns the spans ready for export."""
 
     def __init__(self, local_addresses: frozenset[str] | None = None,
                  wait_ns: int = WAIT_NS,
-                 opened_untraced: Callable[[Connection], bool] = lambda _conn: False) -> None:
+                 opened_untraced: Callable[[Connection], bool] = lambda _conn: False,
+                 cross_host: CrossHostLinks | None = None) -> None:
         """opened_untraced: whether a server span's connection is known to have been opened
-        by a process that gotrace does not trace."""
+        by a process that gotrace does not trace. cross_host: the link store's side, when
+        calls between hosts are linked."""
         self.local = host_addresses() if local_addresses is None else local_addresses
         self.wait_ns = wait_ns
         self._opened_untraced = opened_untraced
         self.stats = LinkStats()
         self._held: dict[bytes, _HeldTrace] = {}
         self._held_count = 0
+        # Deadlines in the order they fall, one queue per length of wait: same-host, the
+        # link store's hold, and its extension for a pending caller.
         self._deadlines: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._remote_deadlines: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._extended_deadlines: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.cross_host = cross_host
+        self._remote_waiting: dict[bytes, Span] = {}  # link store key -> server root
+        # Client spans to other hosts still held here (by id: one leaves in O(1)), and those
+        # of them that came in the batch being added: published pending, then final.
+        self._remote_clients: dict[int, tuple[bytes, Span]] = {}
+        self._new_remote_clients: list[tuple[bytes, Span]] = []
         self._renamed: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
         self._clients: dict[tuple[ConnKey, int], collections.deque[Span]] = {}
         self._client_ages: collections.deque[tuple[int, tuple[ConnKey, int], Span]] = \
@@ -133,35 +156,61 @@ class SameHostLinker:
     def add(self, spans: Iterable[Span], now_ns: int) -> list[Span]:
         for span in spans:
             self._add(span, now_ns)
-        return self.expire(now_ns)
+        ready = self.expire(now_ns)
+        if self._new_remote_clients:
+            assert self.cross_host is not None
+            for key, span in self._new_remote_clients:
+                if id(span) in self._remote_clients:  # held: its trace may still change
+                    self.cross_host.publish(key, span, final=False)
+            self._new_remote_clients.clear()
+        return ready
 
     def expire(self, now_ns: int) -> list[Span]:
         """Release what waited long enough; forget client spans too old to be matched."""
-        while self._deadlines and self._deadlines[0][0] <= now_ns:
-            deadline, trace_id = self._deadlines.popleft()
-            held = self._held.get(trace_id)
-            if held is not None and held.deadline_ns == deadline:
-                if held.root is not None:
-                    self.stats.unmatched += 1
-                    self._mark_untraced(held.root)
-                self._release(trace_id)
+        if self.cross_host is not None:
+            self._take_answers(now_ns)
+        for deadlines in (self._deadlines, self._remote_deadlines, self._extended_deadlines):
+            while deadlines and deadlines[0][0] <= now_ns:
+                deadline, trace_id = deadlines.popleft()
+                held = self._held.get(trace_id)
+                if held is not None and held.deadline_ns == deadline:
+                    self._give_up(held)
+                    self._release(trace_id)
         while self._client_ages and self._client_ages[0][0] <= now_ns - 2 * self.wait_ns:
             _, key, client = self._client_ages.popleft()
             self._forget_client(key, client)
-        while self._held_count > MAX_HELD_SPANS and self._deadlines:
-            _, trace_id = self._deadlines.popleft()
-            if trace_id in self._held:
-                self.stats.overflow += 1
-                self._release(trace_id)
-        ready, self._ready = self._ready, []
-        return ready
+        while self._held_count > MAX_HELD_SPANS and self._held:
+            self.stats.overflow += 1
+            self._release(next(iter(self._held)))  # the oldest
+        return self._take_ready()
 
     def flush(self) -> list[Span]:
         """Everything still held, unlinked (the session ends)."""
         for trace_id in list(self._held):
             self._release(trace_id)
+        return self._take_ready()
+
+    def _take_ready(self) -> list[Span]:
+        """The spans released; those calling other hosts are published as final."""
         ready, self._ready = self._ready, []
+        if self._remote_clients:
+            assert self.cross_host is not None
+            for span in ready:
+                published = self._remote_clients.pop(id(span), None)
+                if published is not None:
+                    self.cross_host.publish(published[0], span, final=True)
         return ready
+
+    def _give_up(self, held: _HeldTrace) -> None:
+        """A held trace's time is up: count why its root, if waiting, found no caller."""
+        if held.root is None:
+            return
+        if held.remote_key is None:
+            self.stats.unmatched += 1
+            self._mark_untraced(held.root)
+        else:
+            assert self.cross_host is not None
+            self.cross_host.stats.unlinked["not_found"] += 1
 
     @property
     def held(self) -> int:
@@ -184,6 +233,11 @@ class SameHostLinker:
         # the client now is (held with it, or released).
         if span.kind == "CLIENT" and span.connection is not None:
             self._index_client(span, now_ns)
+            if self.cross_host is not None and not is_local_peer(span.connection, self.local):
+                key = link_key(span)
+                if key is not None:
+                    self._remote_clients[id(span)] = (key, span)
+                    self._new_remote_clients.append((key, span))
 
     def _place(self, span: Span, now_ns: int) -> None:
         """Hold the span with its trace, or release it (and the trace) when that is final."""
@@ -197,6 +251,10 @@ class SameHostLinker:
                 self._hold(span.trace_id, span, now_ns)
             return
         if not self._linkable(span):
+            key = self._remote_root_key(span)
+            if key is not None:
+                self._wait_remote(span, key, now_ns)
+                return
             if span.trace_id in self._held:  # with its children that came first
                 self._hold(span.trace_id, span, now_ns)
                 self._release(span.trace_id)
@@ -212,6 +270,53 @@ class SameHostLinker:
         held.root = span
         self._waiting.setdefault(self._server_key(span), {})[id(span)] = span
 
+    def _remote_root_key(self, span: Span) -> bytes | None:
+        """The link store key of a root server span called from another host, when the
+        store is on and may know its caller."""
+        if self.cross_host is None or span.kind != "SERVER" or span.remote_parent or \
+                span.connection is None or is_local_peer(span.connection, self.local):
+            return None
+        return self.cross_host.server_key(span)
+
+    def _wait_remote(self, server: Span, key: bytes, now_ns: int) -> None:
+        """Hold a root called from another host until its caller is found in the store."""
+        assert self.cross_host is not None
+        held = self._hold(server.trace_id, server, now_ns)
+        held.root = server
+        held.remote_key = key
+        self._set_deadline(held, server.trace_id, now_ns + self.cross_host.hold_ns,
+                           self._remote_deadlines)
+        self._remote_waiting[key] = server
+        self.cross_host.want(key, self.cross_host.hold_ns + self.cross_host.pending_ns)
+
+    def _set_deadline(self, held: _HeldTrace, trace_id: bytes, deadline_ns: int,
+                      deadlines: collections.deque[tuple[int, bytes]]) -> None:
+        """A new deadline for a held trace (its entries in other queues become stale)."""
+        held.deadline_ns = deadline_ns
+        deadlines.append((deadline_ns, trace_id))
+
+    def _take_answers(self, now_ns: int) -> None:
+        """Link the roots whose callers the store has found; wait longer for pending ones;
+        release them all when the store is down."""
+        assert self.cross_host is not None
+        for key, final, trace_id, span_id in self.cross_host.answers():
+            server = self._remote_waiting.get(key)
+            if server is None:
+                continue
+            if final:
+                self._join(server, trace_id, span_id)
+                self.cross_host.stats.linked += 1
+                continue
+            held = self._held[server.trace_id]
+            if not held.extended:
+                held.extended = True
+                self._set_deadline(held, server.trace_id, now_ns + self.cross_host.pending_ns,
+                                   self._extended_deadlines)
+        if self._remote_waiting and not self.cross_host.store.up:
+            for server in list(self._remote_waiting.values()):
+                self.cross_host.stats.unlinked["store_down"] += 1
+                self._release(server.trace_id)
+
     def _hold(self, trace_id: bytes, span: Span, now_ns: int) -> _HeldTrace:
         held = self._held.get(trace_id)
         if held is None:
@@ -225,7 +330,11 @@ class SameHostLinker:
         """Take a trace out of the held ones (and its root out of the waiting ones)."""
         held = self._held.pop(trace_id)
         self._held_count -= len(held.spans)
-        if held.root is not None:
+        if held.remote_key is not None:
+            del self._remote_waiting[held.remote_key]
+            assert self.cross_host is not None
+            self.cross_host.forget(held.remote_key)
+        elif held.root is not None:
             self._unwait(held.root)
         return held
 
@@ -332,15 +441,18 @@ class SameHostLinker:
                 del self._waiting[key]
 
     def _link(self, server: Span, client: Span) -> None:
-        """The server's trace becomes the client's: in it, the server span is the client
+        self._join(server, client.trace_id, client.span_id)
+        self.stats.linked += 1
+
+    def _join(self, server: Span, trace_id: bytes, parent_span_id: bytes) -> None:
+        """The server's trace becomes the caller's: in it, the server span is the calling
         span's child."""
         old = server.trace_id
         held = self._unhold(old)
-        new = self._current_id(client.trace_id)
+        new = self._current_id(trace_id)
         for span in held.spans:
             span.trace_id = new
-        server.parent_span_id = client.span_id
-        self.stats.linked += 1
+        server.parent_span_id = parent_span_id
         self._remember(old, new)
         target = self._held.get(new)
         if target is None:

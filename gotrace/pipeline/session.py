@@ -28,8 +28,9 @@ from gotrace.gobin.binary import GoBinary
 from gotrace.kernel.plan import Plan, plan_probes
 from gotrace.kernel.program import Program, compile_program
 from gotrace.kernel.tcp_events import TcpEventSource
+from gotrace.pipeline.cross_host import CrossHostLinks
 from gotrace.pipeline.decode import MonotonicClock, decode_records
-from gotrace.pipeline.linking import SameHostLinker
+from gotrace.pipeline.linking import Linker
 from gotrace.pipeline.overload import KindDurations, OverloadController, OverloadSettings, Pressure
 from gotrace.pipeline.resource import process_resource
 from gotrace.pipeline.routes import RouteInference
@@ -145,9 +146,12 @@ class Tracer:
     def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False,
                  opt_in: Collection[str] = (), sampler: SamplerConfig = KEEP_ALL,
                  overload: OverloadSettings | None = None,
-                 routes: RouteInference | None = None) -> None:
+                 routes: RouteInference | None = None,
+                 cross_host: CrossHostLinks | None = None) -> None:
         """opt_in: the opt-in probes to run (by library), and what probes' variants look for.
-        routes: names HTTP server spans without a route by their path's template."""
+        routes: names HTTP server spans without a route by their path's template.
+        cross_host: links calls between hosts through a link store (started here, closed
+        with the tracer)."""
         self.pipeline = pipeline
         self.sampler = sampler
         self.overload = OverloadController(overload or OverloadSettings())
@@ -168,7 +172,9 @@ class Tracer:
         self.records_skipped = 0  # records no process could be found for (counted, not lost)
         self._raw: dict[str, list[bytes]] = {}  # plan key -> records not decoded yet
         self._stop = threading.Event()
-        self.linker = SameHostLinker(opened_untraced=self._opened_untraced)
+        self.linker = Linker(opened_untraced=self._opened_untraced, cross_host=cross_host)
+        if cross_host is not None:
+            cross_host.store.start()
         self.runtime = RuntimeFacts()
         self.network = NetworkFacts(CLIENT_KINDS)
         self.sched = SchedWait()
@@ -457,3 +463,5 @@ class Tracer:
         if self.tcp is not None:
             self.tcp.close()
             self.tcp = None
+        if self.linker.cross_host is not None:
+            self.linker.cross_host.close()  # after the last spans' publications

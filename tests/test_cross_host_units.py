@@ -1,0 +1,167 @@
+"""Cross-host linking's parts on hand-made spans, through a real Redis: the store client, the
+keys, and three hosts' linkers (one per "host", each seeing only its own spans) joining one
+trace however late each host's spans arrive."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import struct
+import time
+
+import databases
+import pytest
+from test_linking_units import span
+from tracing import free_port
+
+from gotrace.pipeline.cross_host import CrossHostLinks, LinkTimes, link_key
+from gotrace.pipeline.link_store import LinkStore, LinkStoreError, parse_store_url
+from gotrace.pipeline.linking import Linker
+from gotrace.records import TCP_ID_KNOWN, TCP_ID_POSITION
+from gotrace.spans import Span
+
+_isns = itertools.count(0x10000000, 0x01234567)
+MS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def store_url():
+    with databases.redis() as server:
+        yield f"redis://{server.host}:{server.port}"
+
+
+def identity(isn_client: int, isn_server: int, position: int | None = None) -> bytes:
+    flags = TCP_ID_KNOWN | (TCP_ID_POSITION if position is not None else 0)
+    return struct.pack("<4I", isn_client, isn_server, position or 0, flags)
+
+
+def call(kind_pair: tuple[str, str], start: int, end: int, *, parent: Span | None = None,
+         stream: int = 0, position: int | None = 0) -> tuple[Span, Span]:
+    """A client span on one host and the server span it caused on another: addresses that
+    differ at both ends (NAT), the same TCP identity."""
+    tcp = identity(next(_isns) & 0xFFFFFFFF, next(_isns) & 0xFFFFFFFF,
+                   None if stream else position)
+    client = span(kind_pair[0], start, end, parent=parent,
+                  conn=("10.0.0.1", 40000 + start % 1000, "10.96.0.10", 80), stream=stream)
+    server = span(kind_pair[1], start + 5, end - 5,
+                  conn=("10.0.0.2", 8080, "10.0.0.254", 50000 + start % 1000), stream=stream)
+    client.tcp_identity = server.tcp_identity = tcp
+    return client, server
+
+
+def linker(url: str, hold_s: float = 0.3) -> Linker:
+    times = LinkTimes.for_hold(hold_s)
+    store = LinkStore(parse_store_url(url), times.ttl_ms, warn=io.StringIO())
+    store.start()
+    return Linker(frozenset({"127.0.0.1"}),
+                  cross_host=CrossHostLinks(store, times.hold_ns, times.pending_ns))
+
+
+def run_until(linkers: list[Linker], done, seconds: float = 10.0) -> list[Span]:
+    """Expire every linker every 20 ms until done(released spans) or the time is up."""
+    out: list[Span] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for one in linkers:
+            out.extend(one.expire(time.monotonic_ns()))
+        if done(out):
+            return out
+        time.sleep(0.02)
+    return out
+
+
+def test_keys_are_the_same_at_both_ends_and_differ_per_request():
+    client, server = call(("CLIENT", "SERVER"), 0, 100, position=123)
+    assert link_key(client) == link_key(server) is not None
+    assert link_key(client).endswith(b":p7b")
+    h2_client, h2_server = call(("CLIENT", "SERVER"), 0, 100, stream=5)
+    assert link_key(h2_client) == link_key(h2_server) != link_key(client)
+    assert link_key(h2_client).endswith(b":s5")
+    unknown = span("SERVER", 0, 1)
+    assert link_key(unknown) is None
+    unknown.tcp_identity = struct.pack("<4I", 1, 2, 3, 0)
+    assert link_key(unknown) is None
+
+
+def test_store_urls():
+    address = parse_store_url("rediss://agent:s%40cret@store.example:6380/2?cacert=/ca.pem")
+    assert (address.tls, address.username, address.password, address.host, address.port,
+            address.database, address.cacert) == (True, "agent", "s@cret", "store.example",
+                                                  6380, 2, "/ca.pem")
+    assert "s@cret" not in address.shown
+    assert parse_store_url("redis://h").port == 6379
+    for bad in ("http://h", "redis://", "redis://h:x", "redis://h/abc", "redis://h?tls=1"):
+        with pytest.raises(LinkStoreError):
+            parse_store_url(bad)
+
+
+def test_three_hosts_one_trace_bottom_up(store_url):
+    """front (called by an untraced client) -> middle -> back, one linker each: every span
+    arrives at its host in the order the kernel sends them (each host's own spans bottom-up),
+    and the back's agent sees its span first. One trace, each server the child of the client
+    span that called it."""
+    front_host, middle_host, back_host = (linker(store_url) for _ in range(3))
+    try:
+        now = time.monotonic_ns()
+        front = span("SERVER", now, now + 100 * MS, conn=("10.0.0.1", 80, "192.0.2.7", 5555))
+        front.tcp_identity = identity(1, 2, 0)  # its caller has no agent
+        to_middle, middle = call(("CLIENT", "SERVER"), now + 10 * MS, now + 90 * MS,
+                                 parent=front, stream=1)
+        to_back, back = call(("CLIENT", "SERVER"), now + 20 * MS, now + 80 * MS,
+                             parent=middle)
+        released = back_host.add([back], time.monotonic_ns())
+        released += middle_host.add([to_back, middle], time.monotonic_ns())
+        released += front_host.add([to_middle, front], time.monotonic_ns())
+        assert released == []  # every root waits for its caller
+        released = run_until([front_host, middle_host, back_host], lambda out: len(out) == 5)
+        assert len(released) == 5
+        assert {s.trace_id for s in released} == {front.trace_id}
+        assert middle.parent_span_id == to_middle.span_id
+        assert back.parent_span_id == to_back.span_id
+        assert front.parent_span_id is None
+        assert middle_host.cross_host.stats.linked == back_host.cross_host.stats.linked == 1
+        assert front_host.cross_host.stats.unlinked["not_found"] == 1
+    finally:
+        for one in (front_host, middle_host, back_host):
+            one.cross_host.close()
+
+
+def test_no_caller_agent_waits_the_hold_only(store_url):
+    host = linker(store_url, hold_s=0.2)
+    try:
+        now = time.monotonic_ns()
+        _, server = call(("CLIENT", "SERVER"), now, now + MS)
+        t0 = time.monotonic()
+        assert host.add([server], now) == []
+        released = run_until([host], lambda out: len(out) == 1, seconds=5)
+        assert released == [server] and server.parent_span_id is None
+        assert 0.15 < time.monotonic() - t0 < 1.0
+        assert host.cross_host.stats.unlinked["not_found"] == 1
+    finally:
+        host.cross_host.close()
+
+
+def test_store_down_exports_at_once_and_counts():
+    warnings = io.StringIO()
+    times = LinkTimes.for_hold(5)
+    store = LinkStore(parse_store_url(f"redis://127.0.0.1:{free_port()}"), times.ttl_ms,
+                      warn=warnings)
+    store.start()
+    host = Linker(frozenset({"127.0.0.1"}),
+                  cross_host=CrossHostLinks(store, times.hold_ns, times.pending_ns))
+    try:
+        now = time.monotonic_ns()
+        client, server = call(("CLIENT", "SERVER"), now, now + MS)
+        assert host.add([server, client], now) == [client]  # its trace is final: published
+        released = run_until([host], lambda out: len(out) == 1, seconds=3)
+        assert released == [server]  # not the 5 s hold: the store is down
+        assert host.cross_host.stats.unlinked["store_down"] == 1
+        later = span("SERVER", now, now + 1, conn=server.connection)
+        later.tcp_identity = server.tcp_identity
+        assert host.add([later], now) == [later]  # while down: not held at all
+        assert host.cross_host.stats.unlinked["store_down"] == 2
+        assert store.stats.publish_dropped["store_down"] == 1
+        assert warnings.getvalue().count("\n") == 1  # one line per outage
+        assert "unavailable" in warnings.getvalue()
+    finally:
+        store.close()
