@@ -9,12 +9,13 @@
  * traceparent's sampled flag decides (parentbased_*); without it the root rule applies to the
  * incoming trace id.
  *
- * A server span whose caller is on this host may be the child of a traced client span in
- * another process, whose decision only gotrace sees once it links the two (gotrace/pipeline/linking.py):
- * such a span is sent DEFERRED, and so is its trace here, unless gotrace has found that no
- * traced client sits at the connection's other end (untraced_peers). Conversely, a client
- * span of an unsampled trace to this host is still sent, without a decision, so that its
- * callee's spans are linked and dropped with it.
+ * A server span whose caller is on this host (on any host with LINK_ACROSS_HOSTS) may be the
+ * child of a traced client span in another process, whose decision only gotrace sees once it
+ * links the two (gotrace/pipeline/linking.py): such a span is sent DEFERRED, and so is its
+ * trace here, unless gotrace has found that no traced client sits at the connection's other
+ * end (untraced_peers). Conversely, a client span of an unsampled trace to this host (any
+ * host) is still sent, without a decision, so that its callee's spans are linked and dropped
+ * with it.
  */
 #ifndef GOTRACE_SAMPLING_H
 #define GOTRACE_SAMPLING_H
@@ -110,11 +111,18 @@ static __always_inline int is_loopback(const __u8 *a) {
            ((lo >> 32) & 0xff) == 127;
 }
 
-static __always_inline int peer_on_this_host(struct span_record *rec) {
+/* Whether a traced process may be at the span's connection's other end: one on this host;
+ * with LINK_ACROSS_HOSTS (gotrace trace --link-store), one anywhere, since agents on other
+ * hosts link their spans through the store and the trace's decision then travels with the
+ * caller's span (gotrace/pipeline/cross_host.py). */
+static __always_inline int peer_may_be_traced(struct span_record *rec) {
     if (rec->flags & SPAN_F_UNIX)
         return 1;
     if (!(rec->flags & SPAN_F_HAS_CONN))
         return 0;
+#ifdef LINK_ACROSS_HOSTS
+    return 1;
+#endif
     if (is_loopback(rec->peer_addr))
         return 1;
     __u64 *peer = (__u64 *)rec->peer_addr, *local = (__u64 *)rec->local_addr;
@@ -126,7 +134,7 @@ static __always_inline int peer_on_this_host(struct span_record *rec) {
 }
 
 static __always_inline __u16 root_decision(struct span_record *rec) {
-    if (IS_SERVER_KIND(rec->kind) && peer_on_this_host(rec)) {
+    if (IS_SERVER_KIND(rec->kind) && peer_may_be_traced(rec)) {
         struct peer_key key = {.peer_port = rec->peer_port, .local_port = rec->local_port};
         __builtin_memcpy(key.peer_addr, rec->peer_addr, 16);
         if (rec->flags & SPAN_F_UNIX)  /* the peer's sock names it; its inode may come later */
@@ -157,7 +165,7 @@ static __always_inline void remote_decision(struct span_record *rec, __u8 flags)
 static __always_inline int sampled_out(struct span_record *rec) {
     if (rec->flags & (SPAN_F_SAMPLED | SPAN_F_DEFERRED))
         return 0;
-    if (IS_CLIENT_KIND(rec->kind) && peer_on_this_host(rec))
+    if (IS_CLIENT_KIND(rec->kind) && peer_may_be_traced(rec))
         return 0;
     count_drop(DROP_SAMPLED_OUT);
     return 1;

@@ -88,7 +88,7 @@ static __always_inline int shed_span_goes_out(struct span_record *rec) {
         count_drop(DROP_SHED);
         return 0;
     }
-    if (IS_CLIENT_KIND(rec->kind) && peer_on_this_host(rec))
+    if (IS_CLIENT_KIND(rec->kind) && peer_may_be_traced(rec))
         return 1;  /* undecided: its callee is linked to it, and decided with its trace */
     if (!trace) {
         struct shed_trace fresh = {};

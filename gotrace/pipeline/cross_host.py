@@ -9,7 +9,9 @@ previous response is read). So the client's agent publishes its CLIENT span unde
 `gt1:<isn client><isn server>:<s stream | p position>` and the agent of the host that served
 the request looks its SERVER span's key up.
 
-The value is one flags byte, the trace id and the span id. A client span is published when
+The value is one flags byte, the trace id and the span id; once final, the flags also say
+whether the caller's trace was kept, which a callee whose kernel left the decision to
+gotrace (bpf/sampling.h) then follows, so that a trace is sampled alike on every host. A client span is published when
 its trace is final here (it leaves the linker for export): before that the trace may still
 join a caller's trace on yet another host. Meanwhile it is published as PENDING (span id
 only), which tells the server's agent that a traced caller exists and is worth waiting for
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 
 from gotrace.pipeline.link_store import LinkStore
 from gotrace.records import TCP_ID_KNOWN, TCP_ID_POSITION
-from gotrace.spans import Span
+from gotrace.spans import Sampling, Span
 
 DEFAULT_LINK_HOLD_S = 1.0
 # A pending caller's trace becomes final once the hosts above it have linked it, each within
@@ -36,6 +38,7 @@ MIN_TTL_S = 10.0
 KEY_VERSION = b"gt1"
 FINAL = 1  # the value names the client span's trace and span for good
 PENDING = 2  # the client span's trace may still change: wait for FINAL
+SAMPLED = 4  # with FINAL: the caller's trace was kept (its sampler's decision, for the callee)
 VALUE_SIZE = 1 + 16 + 8
 _IDENTITY = struct.Struct("<4I")  # isn_client, isn_server, position, flags
 
@@ -62,7 +65,7 @@ def link_value(flags: int, span: Span) -> bytes:
 
 def read_value(value: bytes) -> tuple[int, bytes, bytes] | None:
     """(flags, trace id, span id) of a stored value; None for one this version cannot read."""
-    if len(value) != VALUE_SIZE or value[0] not in (FINAL, PENDING):
+    if len(value) != VALUE_SIZE or value[0] not in (FINAL, FINAL | SAMPLED, PENDING):
         return None
     return value[0], value[1:17], value[17:]
 
@@ -120,8 +123,11 @@ class CrossHostLinks:
     def close(self) -> None:
         self.store.close()
 
-    def publish(self, key: bytes, span: Span, final: bool) -> None:
-        self.store.publish(key, link_value(FINAL if final else PENDING, span))
+    def publish_pending(self, key: bytes, span: Span) -> None:
+        self.store.publish(key, link_value(PENDING, span))
+
+    def publish_final(self, key: bytes, span: Span, sampled: bool) -> None:
+        self.store.publish(key, link_value(FINAL | (SAMPLED if sampled else 0), span))
 
     def want(self, key: bytes, wait_ns: int) -> None:
         """Ask the store for key for wait_ns from now."""
@@ -130,12 +136,16 @@ class CrossHostLinks:
     def forget(self, key: bytes) -> None:
         self.store.forget(key)
 
-    def answers(self) -> list[tuple[bytes, bool, bytes, bytes]]:
-        """(key, whether final, trace id, span id) of the keys found since the last call."""
+    def answers(self) -> list[tuple[bytes, Sampling | None, bytes, bytes]]:
+        """(key, the caller's decision or None while it is pending, trace id, span id) of the
+        keys found since the last call."""
         found = []
         for key, value in self.store.answers():
             read = read_value(value)
             if read is not None:
                 flags, trace_id, span_id = read
-                found.append((key, flags == FINAL, trace_id, span_id))
+                decision: Sampling | None = None
+                if flags & FINAL:
+                    decision = "sampled" if flags & SAMPLED else "link-only"
+                found.append((key, decision, trace_id, span_id))
         return found

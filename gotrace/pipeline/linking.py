@@ -159,9 +159,10 @@ class Linker:
         ready = self.expire(now_ns)
         if self._new_remote_clients:
             assert self.cross_host is not None
+            released = {id(span) for span in ready}  # published final once sampled
             for key, span in self._new_remote_clients:
-                if id(span) in self._remote_clients:  # held: its trace may still change
-                    self.cross_host.publish(key, span, final=False)
+                if id(span) not in released:  # held: its trace may still change
+                    self.cross_host.publish_pending(key, span)
             self._new_remote_clients.clear()
         return ready
 
@@ -191,15 +192,20 @@ class Linker:
         return self._take_ready()
 
     def _take_ready(self) -> list[Span]:
-        """The spans released; those calling other hosts are published as final."""
         ready, self._ready = self._ready, []
-        if self._remote_clients:
-            assert self.cross_host is not None
-            for span in ready:
-                published = self._remote_clients.pop(id(span), None)
-                if published is not None:
-                    self.cross_host.publish(published[0], span, final=True)
         return ready
+
+    def publish_released(self, released: list[Span], kept: list[Span]) -> None:
+        """Publish the client spans to other hosts among those released, which the sampler
+        has kept or not: their traces are final here."""
+        if not self._remote_clients:
+            return
+        assert self.cross_host is not None
+        kept_ids = {id(span) for span in kept}
+        for span in released:
+            published = self._remote_clients.pop(id(span), None)
+            if published is not None:
+                self.cross_host.publish_final(published[0], span, id(span) in kept_ids)
 
     def _give_up(self, held: _HeldTrace) -> None:
         """A held trace's time is up: count why its root, if waiting, found no caller."""
@@ -299,11 +305,13 @@ class Linker:
         """Link the roots whose callers the store has found; wait longer for pending ones;
         release them all when the store is down."""
         assert self.cross_host is not None
-        for key, final, trace_id, span_id in self.cross_host.answers():
+        for key, decision, trace_id, span_id in self.cross_host.answers():
             server = self._remote_waiting.get(key)
             if server is None:
                 continue
-            if final:
+            if decision is not None:
+                if server.sampling == "deferred":  # the caller's decides for its trace
+                    server.sampling = decision
                 self._join(server, trace_id, span_id)
                 self.cross_host.stats.linked += 1
                 continue

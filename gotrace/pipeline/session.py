@@ -371,7 +371,9 @@ class Tracer:
             for program in self.programs.values():
                 program.mark_untraced_peer(conn, seen_ns)
         self.linker.untraced_peers.clear()
-        self.pipeline.submit(self.gate.filter(released))
+        kept = self.gate.filter(released)
+        self.linker.publish_released(released, kept)
+        self.pipeline.submit(kept)
 
     def poll_once(self, timeout_ms: int = POLL_INTERVAL_MS) -> None:
         programs = list(self.programs.values())
