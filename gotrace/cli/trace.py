@@ -35,6 +35,7 @@ from gotrace.pipeline.sampling import SamplerConfig, sampler_config
 from gotrace.pipeline.session import (
     Tracer,
     quiet_garbage_collector,
+    require_kernel_reads,
     require_root,
     require_user_memory_writes,
 )
@@ -210,6 +211,7 @@ def cross_host_links(args: argparse.Namespace) -> CrossHostLinks | None:
         if args.link_hold is not None:
             raise GotraceError("--link-hold goes with --link-store")
         return None
+    require_kernel_reads()
     hold_s = args.link_hold or DEFAULT_LINK_HOLD_S
     settings = LinkTimes.for_hold(hold_s)
     store = LinkStore(parse_store_url(url), settings.ttl_ms)

@@ -11,13 +11,13 @@ the request looks its SERVER span's key up.
 
 The value is one flags byte, the trace id and the span id; once final, the flags also say
 whether the caller's trace was kept, which a callee whose kernel left the decision to
-gotrace (bpf/sampling.h) then follows, so that a trace is sampled alike on every host. A client span is published when
-its trace is final here (it leaves the linker for export): before that the trace may still
-join a caller's trace on yet another host. Meanwhile it is published as PENDING (span id
-only), which tells the server's agent that a traced caller exists and is worth waiting for
-beyond the hold time: without that, a chain of hosts would need ever longer holds from the
-back to the front. Keys expire in the store by themselves; nothing but ids, sequence numbers
-and byte or stream counts is stored.
+gotrace (bpf/sampling.h) then follows, so that a trace is sampled alike on every host. A
+client span is published when its trace is final here (it leaves the linker for export and
+is sampled): before that the trace may still join a caller's trace on yet another host.
+Meanwhile it is published as PENDING (span id only), which tells the server's agent that a
+traced caller exists and is worth waiting for beyond the hold time: without that, a chain of
+hosts would need ever longer holds from the back to the front. Keys expire in the store by
+themselves; nothing but ids, sequence numbers and byte or stream counts is stored.
 """
 
 from __future__ import annotations

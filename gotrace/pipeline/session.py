@@ -73,21 +73,34 @@ def require_root() -> None:
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
 
 
-def require_user_memory_writes() -> None:
-    """--inject-traceparent writes into the programs' memory (bpf_probe_write_user), which
-    kernel lockdown forbids in both its modes. Its state is in securityfs, mounted here when
-    nothing mounted it yet (as systemd does at boot)."""
+def lockdown_mode() -> str:
+    """The kernel's lockdown mode ('none', 'integrity', 'confidentiality'). Its state is in
+    securityfs, mounted here when nothing mounted it yet (as systemd does at boot)."""
     if not LOCKDOWN.exists() and LOCKDOWN.parent.is_dir():
         subprocess.run(["mount", "-t", "securityfs", "securityfs", str(LOCKDOWN.parent)],
                        capture_output=True, check=False)
     try:
         mode = LOCKDOWN.read_text()
     except OSError:
-        return  # a kernel without lockdown: nothing forbids it
-    active = mode[mode.find("[") + 1: mode.find("]")] if "[" in mode else "none"
+        return "none"  # a kernel without lockdown
+    return mode[mode.find("[") + 1: mode.find("]")] if "[" in mode else "none"
+
+
+def require_user_memory_writes() -> None:
+    """--inject-traceparent writes into the programs' memory (bpf_probe_write_user), which
+    kernel lockdown forbids in both its modes."""
+    active = lockdown_mode()
     if active != "none":
         raise GotraceError(f"--inject-traceparent is impossible here: kernel lockdown is "
                            f"'{active}', which forbids BPF writes into process memory")
+
+
+def require_kernel_reads() -> None:
+    """--link-store reads TCP sockets' sequence numbers from kernel memory
+    (bpf_probe_read_kernel), which lockdown's confidentiality mode forbids."""
+    if lockdown_mode() == "confidentiality":
+        raise GotraceError("--link-store is impossible here: kernel lockdown is "
+                           "'confidentiality', which forbids BPF reads of kernel memory")
 
 
 def pid_executable(pid: int) -> str:
