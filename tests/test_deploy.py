@@ -18,6 +18,7 @@ from tracing import REPO, go_server
 
 from gotrace.cli.config import apply_config
 from gotrace.cli.main import build_parser
+from gotrace.pipeline.link_store import parse_store_url
 from testapps import matrix
 
 DEPLOY = REPO / "deploy"
@@ -113,6 +114,25 @@ def test_dockerfile_copies_files_that_exist_and_the_context_keeps_them():
 
 def yaml_blocks(markdown: str) -> list[str]:
     return re.findall(r"```yaml\n(.*?)```", markdown, re.S)
+
+
+def test_link_store_manifest_gives_the_daemonset_its_url():
+    docs = {doc["kind"]: doc for doc in yaml.safe_load_all(
+        (DEPLOY / "link-store.yaml").read_text())}
+    assert set(docs) == {"Secret", "Deployment", "Service"}
+    secret = docs["Secret"]["stringData"]
+    [container] = documents()["DaemonSet"]["spec"]["template"]["spec"]["containers"]
+    [link_store] = [env for env in container["env"] if env["name"] == "GOTRACE_LINK_STORE"]
+    ref = link_store["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == docs["Secret"]["metadata"]["name"] and ref["key"] in secret
+    assert ref["optional"] is True  # without the store, the DaemonSet runs as before
+    url = parse_store_url(secret[ref["key"]])
+    service = docs["Service"]
+    assert url.host == f"{service['metadata']['name']}.{service['metadata']['namespace']}" \
+        ".svc.cluster.local"
+    assert url.port == service["spec"]["ports"][0]["port"] and url.password == secret["password"]
+    [redis] = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert "--requirepass" in redis["args"]
 
 
 def test_documented_yaml_parses_and_gotrace_settings_are_valid(tmp_path):
