@@ -339,9 +339,10 @@ class Linker:
         held = self._held.pop(trace_id)
         self._held_count -= len(held.spans)
         if held.remote_key is not None:
-            del self._remote_waiting[held.remote_key]
-            assert self.cross_host is not None
-            self.cross_host.forget(held.remote_key)
+            if self._remote_waiting.get(held.remote_key) is held.root:
+                del self._remote_waiting[held.remote_key]
+                assert self.cross_host is not None
+                self.cross_host.forget(held.remote_key)
         elif held.root is not None:
             self._unwait(held.root)
         return held
