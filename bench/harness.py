@@ -84,7 +84,7 @@ QUICK = Plan(
     overhead=overhead.Settings(pairs=1, seconds=0.5, rate=300, busy_rate=300,
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
-                               conns=Connections(fixed=2, saturation=4), sampler_pairs=2),
+                               conns=Connections(fixed=2, saturation=4), sampler_pairs=1),
     saturation=saturation.Settings(seconds=1, pairs=1, conns=4, error_rate=5, slow_rate=2),
     databases=overhead.Settings(pairs=1, seconds=0.5, rate=200, busy_rate=200,
                                 conns=DB_CONNECTIONS),

@@ -155,7 +155,8 @@ def test_overhead_rounds(quick_run) -> None:
 def test_pipeline_and_attach(quick_run) -> None:
     results, _, _ = quick_run
     spans = results.pipeline
-    assert len(spans.sampler) == 2 and spans.steps == [spans.sampler[0].always_on]
+    assert len(spans.sampler) == QUICK.pipeline.sampler_pairs
+    assert spans.steps == [spans.sampler[0].always_on]
     assert spans.grpc_pair is not None
     pairs = [*spans.sampler, spans.grpc_pair]
     assert [s.protocol for s in spans.capacity] == ["grpc", "jsonl"]

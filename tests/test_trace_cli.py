@@ -77,8 +77,8 @@ def test_exe_traces_processes_started_later_and_survives_their_exit(tmp_path):
 
 # Each cycle is a full attach (a BPF compile, seconds) and detach while four clients keep the
 # server busy; every cycle is another chance to catch a detach racing a probe mid-request.
-# The default run does a few, GOTRACE_MATRIX=full the twenty this test was written with.
-ATTACH_CYCLES = 20 if FULL else 5
+# The default run does three, GOTRACE_MATRIX=full the twenty this test was written with.
+ATTACH_CYCLES = 20 if FULL else 3
 
 
 def test_attach_and_detach_repeatedly_under_load(tmp_path):
