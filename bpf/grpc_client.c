@@ -130,7 +130,8 @@ static __always_inline void read_attempt(struct span_record *rec, __u64 cs) {
     __u64 transport = WINDOW_U64(a, OFF_google_golang_org_grpc_csAttempt_t + 8);
     __u64 stream = WINDOW_U64(a, OFF_google_golang_org_grpc_csAttempt_s);
     if (transport)
-        read_conn(rec, transport + OFF_google_golang_org_grpc_internal_transport_http2Client_conn);
+        read_conn_as(rec, transport + OFF_google_golang_org_grpc_internal_transport_http2Client_conn,
+                     TCP_END_CLIENT, 0);
     if (stream)
         rec->stream_id = read_u32(stream + OFF_google_golang_org_grpc_internal_transport_Stream_id);
 }

@@ -54,18 +54,18 @@ static __always_inline void rpc_conn(struct span_record *rec, __u64 g, __u64 ser
 #ifdef GRPC_SERVED_CONNS
     struct go_key creator = go_key(read_u64(g + OFF_runtime_g_parentGoid));
     int tls;
-    if (known_served_conn(rec, &creator, transport, &tls))
+    if (known_served_conn(rec, &creator, transport, &tls, TCP_END_SERVER))
         return;
     __u32 workers = 0;
     if (bpf_probe_read_user(&workers, sizeof(workers),
                             (void *)(server + OFF_google_golang_org_grpc_Server_opts +
                                      OFF_google_golang_org_grpc_serverOptions_numServerWorkers))
             == 0 && workers == 0) {
-        remember_served_conn(rec, &creator, transport, conn);
+        remember_served_conn(rec, &creator, transport, conn, TCP_END_SERVER);
         return;
     }
 #endif
-    read_conn(rec, conn);
+    read_conn_as(rec, conn, TCP_END_SERVER, 0);
 }
 
 /* Whether handleStream's transport (its itab) is grpc-go's serverHandlerTransport: the RPC

@@ -46,9 +46,10 @@ struct h2_server_layout {
 static __always_inline int h2_server_conn(struct span_record *rec, __u64 g, __u64 sc,
                                           __u32 conn_netconn) {
 #ifdef OFF_runtime_g_parentGoid
-    return read_served_conn(rec, read_u64(g + OFF_runtime_g_parentGoid), sc, sc + conn_netconn);
+    return read_served_conn(rec, read_u64(g + OFF_runtime_g_parentGoid), sc, sc + conn_netconn,
+                            TCP_END_SERVER);
 #else
-    return read_conn(rec, sc + conn_netconn);
+    return read_conn_as(rec, sc + conn_netconn, TCP_END_SERVER, 0);
 #endif
 }
 

@@ -93,7 +93,7 @@ static __always_inline void h2_client_conn(__u64 g, __u64 cc, struct h2_client_l
     if (!rec)
         return;
     rec->proto_major = 2;
-    read_conn(rec, cc + layout.conn_netconn);
+    read_conn_as(rec, cc + layout.conn_netconn, TCP_END_CLIENT, 0);
 }
 
 /* The stream id the response body names (above), 0 when it names none. */

@@ -23,7 +23,9 @@ int http_client_conn(struct pt_regs *ctx) {
     struct span_record *rec = http_client_inflight.lookup(&by_g);
     if (!rec)
         return 0;
-    read_conn(rec, GO_ARG1(ctx) + OFF_net_http_persistConn_conn);
+    /* At the round trip's start: the request's position in the stream (bpf/conn.h). */
+    read_conn_as(rec, GO_ARG1(ctx) + OFF_net_http_persistConn_conn,
+                 TCP_END_CLIENT | TCP_AT_POSITION, 0);
     inject_hand_over(rec, GO_ARG2(ctx));  /* with --inject-traceparent */
     return 0;
 }

@@ -26,9 +26,11 @@
 #endif
 
 /* The connection's addresses: net/http serves an HTTP/1 connection on one goroutine, this
- * one (bpf/served_conn.h). */
+ * one (bpf/served_conn.h). At the handler's start: the request's position in the stream
+ * (bpf/conn.h). */
 static __always_inline void server_conn(struct span_record *rec, __u64 conn) {
-    if (read_served_conn(rec, rec->goid, conn, conn + OFF_net_http_conn_rwc))
+    if (read_served_conn(rec, rec->goid, conn, conn + OFF_net_http_conn_rwc,
+                         TCP_END_SERVER | TCP_AT_POSITION))
         *(__u64 *)rec->scheme = SCHEME_HTTPS;
 }
 

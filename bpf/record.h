@@ -9,8 +9,8 @@
 
 /* Its constants come as -D macros from gotrace/records.py (boundary_macros), their one
  * definition: SPAN_KIND_<NAME> (numbered from the probes' declarations), EVENT_KIND_<NAME>,
- * SPAN_F_<FLAG>, SCHED_SLOT_<NAME> and SCHED_SLOTS, DROP_<REASON> and DROP_REASONS, the
- * SPAN_*_LEN of the text fields; SERVER_KINDS and CLIENT_KINDS are bit masks of the span
+ * SPAN_F_<FLAG>, TCP_ID_<FLAG>, SCHED_SLOT_<NAME> and SCHED_SLOTS, DROP_<REASON> and
+ * DROP_REASONS, the SPAN_*_LEN of the text fields; SERVER_KINDS and CLIENT_KINDS are bit masks of the span
  * kinds by role, and FIRST_EVENT_KIND is where runtime and network events begin. */
 /* The trace's sampling decision: kept, left to gotrace, or shed (bpf/shedding.h). */
 #define SPAN_F_DECISION (SPAN_F_SAMPLED | SPAN_F_DEFERRED | SPAN_F_SHED)
@@ -39,6 +39,9 @@ struct span_record {
     __u8 proto_minor;
     __u16 parked;              /* a kept shed trace's root: its spans held (bpf/shedding.h) */
     __u32 stream_id;           /* HTTP/2 stream of a gRPC call, 0 when none */
+    /* {isn_client, isn_server, position, TCP_ID_* flags}: the TCP connection as both ends
+     * name it (bpf/conn.h read_tcp_identity; zeros unless KERNEL_TCP_IDENTITY) */
+    __u32 tcp_identity[4];
     char method[SPAN_METHOD_LEN];
     char scheme[SPAN_SCHEME_LEN];
     char host[SPAN_HOST_LEN];

@@ -8,7 +8,9 @@
  * bpf/conn.h) and the later ones copy them from here. The struct holding the net.Conn (the
  * owner: an *http.conn, a grpc-go *http2Server) is checked as well. An entry outlives its
  * connection until the LRU evicts it; no later request can name it.
- *
+ * With KERNEL_TCP_IDENTITY the entry also keeps the connection's ISNs, constant for its life,
+ * and its struct sock, from which an HTTP/1 request's position is read (bpf/conn.h): that
+ * sock lives as long as the connection's file descriptor, which the serving goroutine holds.
  */
 #ifndef GOTRACE_SERVED_CONN_H
 #define GOTRACE_SERVED_CONN_H
@@ -25,14 +27,19 @@ struct served_conn {
     __u16 peer_port;
     __u16 tls;
     __u16 flags;  /* SPAN_F_HAS_CONN or SPAN_F_UNIX */
+#ifdef KERNEL_TCP_IDENTITY
+    __u64 sk;  /* 0 when the TCP identity is not known */
+    __u32 isn_client, isn_server;
+#endif
 };
 
 BPF_TABLE("lru_hash", struct go_key, struct served_conn, served_conns, MAX_INFLIGHT);
 
 /* The addresses of the connection served by goroutine conn_goid copied into rec from
- * served_conns, when its entry is owner's; then *tls tells whether it is TLS. */
+ * served_conns, when its entry is owner's; then *tls tells whether it is TLS. end: as
+ * read_conn_as's (bpf/conn.h), TCP_END_SERVER with or without TCP_AT_POSITION. */
 static __always_inline int known_served_conn(struct span_record *rec, struct go_key *key,
-                                             __u64 owner, int *tls) {
+                                             __u64 owner, int *tls, int end) {
     struct served_conn *known = served_conns.lookup(key);
     if (!known || known->owner != owner)
         return 0;
@@ -42,33 +49,48 @@ static __always_inline int known_served_conn(struct span_record *rec, struct go_
     rec->peer_port = known->peer_port;
     rec->flags |= known->flags;
     *tls = known->tls;
+#ifdef KERNEL_TCP_IDENTITY
+    if (known->sk) {
+        rec->tcp_identity[0] = known->isn_client;
+        rec->tcp_identity[1] = known->isn_server;
+        rec->tcp_identity[3] = TCP_ID_KNOWN;
+        if (end & TCP_AT_POSITION)
+            read_tcp_position(rec, known->sk, end);
+    }
+#endif
     return 1;
 }
 
-/* read_conn, and the addresses remembered for the connection of key's goroutine. */
+/* read_conn_as, and the addresses remembered for the connection of key's goroutine. */
 static __always_inline int remember_served_conn(struct span_record *rec, struct go_key *key,
-                                                __u64 owner, __u64 conn_iface_addr) {
-    int tls = read_conn(rec, conn_iface_addr);
+                                                __u64 owner, __u64 conn_iface_addr, int end) {
+    __u64 sk = 0;
+    int tls = read_conn_as(rec, conn_iface_addr, end, &sk);
     __u16 found = rec->flags & (SPAN_F_HAS_CONN | SPAN_F_UNIX);
     if (found) {
         struct served_conn fresh = {.owner = owner, .local_port = rec->local_port,
                                     .peer_port = rec->peer_port, .tls = tls, .flags = found};
         __builtin_memcpy(fresh.local_addr, rec->local_addr, 16);
         __builtin_memcpy(fresh.peer_addr, rec->peer_addr, 16);
+#ifdef KERNEL_TCP_IDENTITY
+        fresh.sk = sk;
+        fresh.isn_client = rec->tcp_identity[0];
+        fresh.isn_server = rec->tcp_identity[1];
+#endif
         served_conns.update(key, &fresh);
     }
     return tls;
 }
 
-/* read_conn for a connection served by goroutine conn_goid: from served_conns when its entry
- * is owner's, else read and remembered. True when the connection is TLS. */
+/* read_conn_as for a connection served by goroutine conn_goid: from served_conns when its
+ * entry is owner's, else read and remembered. True when the connection is TLS. */
 static __always_inline int read_served_conn(struct span_record *rec, __u64 conn_goid,
-                                            __u64 owner, __u64 conn_iface_addr) {
+                                            __u64 owner, __u64 conn_iface_addr, int end) {
     struct go_key key = go_key(conn_goid);
     int tls = 0;
-    if (known_served_conn(rec, &key, owner, &tls))
+    if (known_served_conn(rec, &key, owner, &tls, end))
         return tls;
-    return remember_served_conn(rec, &key, owner, conn_iface_addr);
+    return remember_served_conn(rec, &key, owner, conn_iface_addr, end);
 }
 
 #endif

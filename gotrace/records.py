@@ -54,10 +54,14 @@ SPAN_FLAGS = {"HAS_PARENT": F_HAS_PARENT, "REMOTE_PARENT": F_REMOTE_PARENT,
               "DEFERRED": F_DEFERRED, "UNIX": F_UNIX, "SHED": F_SHED,
               "ROUTE_REFS": F_ROUTE_REFS, "ROUTE_TREE": F_ROUTE_TREE}
 
-# tcp_identity's flags (its fourth word; bpf/conn.h): the connection's initial sequence
-# numbers were read, and (HTTP/1) the request's position in the stream.
-TCP_ID_KNOWN = 1
-TCP_ID_POSITION = 2
+# The TCP connection's identity in a record's tcp_identity, {isn_client, isn_server, position,
+# flags} (bpf/conn.h read_tcp_identity, compiled in with the tcp_identity option): the initial
+# sequence numbers of the end that connected and of the end that accepted, which both ends
+# compute alike, and for HTTP/1 the request's position in the stream (the bytes the server
+# sent on the connection before the request's response). Flags: TCP_ID_<NAME>.
+TCP_ID_KNOWN = 1  # isn_client and isn_server are known
+TCP_ID_POSITION = 2  # position is known (HTTP/1)
+TCP_ID_FLAGS = {"KNOWN": TCP_ID_KNOWN, "POSITION": TCP_ID_POSITION}
 
 # sched_ns slots, in order: time runnable but not running, then blocked by reason
 # (bpf/sched.h).
@@ -103,6 +107,7 @@ class SpanRecord(ctypes.Structure):
         ("proto_minor", ctypes.c_uint8),
         ("parked", ctypes.c_uint16),
         ("stream_id", ctypes.c_uint32),
+        ("tcp_identity", ctypes.c_uint32 * 4),
         *((name, ctypes.c_char * size) for name, size in TEXT_FIELDS.items()),
         ("sched_ns", ctypes.c_uint64 * len(SCHED_SLOTS)),
     ]
@@ -119,6 +124,7 @@ def boundary_macros(span_kinds: dict[str, int], server_kinds: Iterable[int],
     macros.update({f"EVENT_KIND_{name}": kind for name, kind in EVENT_KINDS.items()})
     macros["FIRST_EVENT_KIND"] = FIRST_EVENT_KIND
     macros.update({f"SPAN_F_{name}": bit for name, bit in SPAN_FLAGS.items()})
+    macros.update({f"TCP_ID_{name}": bit for name, bit in TCP_ID_FLAGS.items()})
     macros.update({f"SCHED_SLOT_{name.upper()}": i for i, name in enumerate(SCHED_SLOTS)})
     macros["SCHED_SLOTS"] = len(SCHED_SLOTS)
     macros.update({f"DROP_{reason.upper()}": i for i, reason in enumerate(KERNEL_DROP_REASONS)})

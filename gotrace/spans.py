@@ -84,7 +84,9 @@ class Span:
     sampling: Sampling = "sampled"
     metric: RedMetric | None = None  # the RED histogram it feeds (its probe's declaration)
     record_kind: int = 0  # the kernel's SPAN_KIND_* (the overload policy's rules are per kind)
-    tcp_identity: bytes = b""  # the record's (cross-host linking: gotrace/pipeline/cross_host.py)
+    # The record's tcp_identity as it is, 16 bytes (four little-endian u32: gotrace/records.py
+    # TCP_ID_*), for linking across hosts; all zeros without the tcp_identity option.
+    tcp_identity: bytes = b""
 
     @property
     def attributes(self) -> dict[str, AttributeValue]:

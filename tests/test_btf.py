@@ -61,6 +61,7 @@ NEEDED = [
     ("sock", "__sk_common.skc_rcv_saddr"),
     ("sock", "__sk_common.skc_dport"),
     ("sock", "__sk_common.skc_num"),
+    ("sock", "__sk_common.skc_state"),
     ("sock", "__sk_common.skc_family"),
     ("sock", "__sk_common.skc_v6_daddr"),
     ("sock", "__sk_common.skc_v6_rcv_saddr"),

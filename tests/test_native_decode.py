@@ -49,7 +49,7 @@ def record(draw: st.DrawFn, endpoint: bytes, parked: bool) -> bytes:
     start = draw(TIMES)
     _set(data, "start_ns", start)
     _set(data, "end_ns", start + draw(st.integers(0, 5_000)))
-    for name in ("trace_id", "span_id", "parent_span_id"):
+    for name in ("trace_id", "span_id", "parent_span_id", "tcp_identity"):
         size = _OFFSETS[name].size
         data[_OFFSETS[name].offset:_OFFSETS[name].offset + size] = draw(
             st.binary(min_size=size, max_size=size))
@@ -209,6 +209,7 @@ def assert_same_spans(in_c: list[Span], in_python: list[Span]) -> None:
             else:
                 assert a == b, f.name
                 assert type(a) is type(b), f.name
+        assert len(c.tcp_identity) == 16  # the record's bytes, passed through
 
 
 @SETTINGS

@@ -1,11 +1,15 @@
 """plan_probes over declarations: a probe dropped for a missing requirement takes its
-variant's and features' macros with it."""
+variant's and features' macros with it; the kernel's offsets of the tcp_identity option."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+from gotrace.errors import GotraceError
 from gotrace.gobin.binary import GoBinary
+from gotrace.kernel import plan
 from gotrace.kernel.plan import plan_probes
 from gotrace.pipeline.sampling import KEEP_ALL
 from gotrace.probes import ALL_PROBES
@@ -46,3 +50,17 @@ def test_a_feature_that_cannot_be_takes_its_attachments_with_it():
     assert "http2_server_end" not in [a.program for a in plan.probes[0].attachments]
     assert "NETHTTP_HTTP2" not in plan.macros
     assert plan.refused["nethttp_server.http2"] == "missing net/http.http2stream.id"
+
+
+def test_tcp_identity_offsets_come_from_the_kernel():
+    macros = plan.tcp_identity_macros()
+    assert macros["KERNEL_TCP_IDENTITY"] == 1
+    assert {"KOFF_sock_skc_state", "KOFF_tcp_sock_bytes_acked",
+            "KOFF_task_struct_files"} <= macros.keys()
+
+
+def test_tcp_identity_without_a_kernel_member_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(plan, "TCP_IDENTITY_KERNEL_MEMBERS", (("tcp_sock", "no_such_field"),))
+    with pytest.raises(GotraceError) as e:
+        plan.tcp_identity_macros()
+    assert "no_such_field" in str(e.value) and "\n" not in str(e.value)

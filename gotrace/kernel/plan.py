@@ -42,13 +42,19 @@ CONN_STEP_FLAGS = {"tls": 1, "unix": 2}  # CONN_STEP_F_<NAME>
 # (counters, sampling marks, connection steps) whichever probes run.
 PRELUDE = (BPF_DIR / "span.h", BPF_DIR / "conn.h")
 
-# Kernel struct members bpf/conn.h reads to name a Unix socket and its peer
-# (KOFF_<struct>_<member>).
-UNIX_KERNEL_MEMBERS = (("task_struct", "files"), ("files_struct", "fdt"),
-                       ("fdtable", "max_fds"), ("fdtable", "fd"), ("file", "private_data"),
-                       ("socket", "sk"), ("sock", "sk_socket"), ("unix_sock", "peer"),
+# Kernel struct members bpf/conn.h reads (KOFF_<struct>_<member's last name>): from a netFD's
+# file descriptor to the kernel's socket, in the process's file table; then, to name a Unix
+# socket and its peer, or a TCP connection as both its ends name it (tcp_identity).
+FD_TABLE_MEMBERS = (("task_struct", "files"), ("files_struct", "fdt"), ("fdtable", "max_fds"),
+                    ("fdtable", "fd"), ("file", "private_data"), ("socket", "sk"))
+UNIX_KERNEL_MEMBERS = (*FD_TABLE_MEMBERS, ("sock", "sk_socket"), ("unix_sock", "peer"),
                        ("socket_alloc", "socket"), ("socket_alloc", "vfs_inode"),
                        ("inode", "i_ino"))
+TCP_IDENTITY_KERNEL_MEMBERS = (*FD_TABLE_MEMBERS, ("sock", "__sk_common.skc_state"),
+                               ("sock", "__sk_common.skc_num"),
+                               *(("tcp_sock", m) for m in ("copied_seq", "write_seq", "rcv_nxt",
+                                                           "snd_una", "bytes_received",
+                                                           "bytes_acked")))
 
 TUNABLES = {
     # 8 MiB of finished spans (about 13,000) between polls: several seconds of a busy
@@ -61,15 +67,31 @@ TUNABLES = {
 }
 
 
+def _kernel_member_macros(members: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """KOFF_<struct>_<member> for each (struct, member path), from the running kernel's BTF."""
+    return kernel_offsets({f"KOFF_{struct}_{path.rsplit('.', 1)[-1]}": (struct, path)
+                           for struct, path in members})
+
+
 def unix_socket_macros() -> dict[str, int] | str:
     """bpf/conn.h's kernel offsets for Unix sockets, from the running kernel's BTF, or why
     there are none."""
     try:
-        offsets = kernel_offsets({f"KOFF_{struct}_{member}": (struct, member)
-                                  for struct, member in UNIX_KERNEL_MEMBERS})
+        offsets = _kernel_member_macros(UNIX_KERNEL_MEMBERS)
     except KernelBtfError as e:
         return str(e)
     return {**offsets, "KERNEL_UNIX": 1}
+
+
+def tcp_identity_macros() -> dict[str, int]:
+    """bpf/conn.h's kernel offsets for the TCP identity of HTTP and gRPC spans
+    (KERNEL_TCP_IDENTITY), from the running kernel's BTF. Asked for, so a kernel that lacks
+    them is an error (one line), not a probe left out."""
+    try:
+        offsets = _kernel_member_macros(TCP_IDENTITY_KERNEL_MEMBERS)
+    except KernelBtfError as e:
+        raise GotraceError(f"cannot read TCP connections' identity: {e}") from None
+    return {**offsets, "KERNEL_TCP_IDENTITY": 1}
 
 
 def conn_macros() -> dict[str, int]:
@@ -139,10 +161,11 @@ def _with_features(probe: Probe, layout: Layout, refused: dict[str, str]
 
 
 def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Probe] = ALL_PROBES,
-                *, opt_in: Collection[str] = ()) -> Plan:
+                *, opt_in: Collection[str] = (), tcp_identity: bool = False) -> Plan:
     """The probes that can run on the layout. Opt-in probes run only when their library is
     in opt_in (which may also name what a probe's variant looks for). settings are the
-    pipeline's macros for the kernel (the sampler's, bpf/sampling.h)."""
+    pipeline's macros for the kernel (the sampler's, bpf/sampling.h). tcp_identity: HTTP and
+    gRPC spans carry their TCP connection's identity (bpf/conn.h), for linking across hosts."""
     missing_common = [f for f in COMMON_FIELDS if f not in layout.fields]
     if missing_common:
         raise GotraceError(f"{layout.path}: cannot resolve {', '.join(missing_common)}; "
@@ -184,6 +207,8 @@ def plan_probes(layout: Layout, settings: Mapping[str, int], wanted: Iterable[Pr
         refused["unix sockets"] = unix
     else:
         macros.update(unix)
+    if tcp_identity:
+        macros.update(tcp_identity_macros())
     macros.update(settings)
     return Plan(probes, refused, macros, dict(layout.conn_types.steps))
 

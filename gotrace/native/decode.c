@@ -14,7 +14,7 @@
 #define MAX_FIELDS 64
 #define MAX_KINDS 64  /* span kinds are 1-63 (gotrace.records.boundary_macros) */
 #define MAX_RANGES 32
-#define SPAN_FIELDS 20
+#define SPAN_FIELDS 21
 
 /* decode._Endpoint's fields, by position. */
 enum {
@@ -40,7 +40,7 @@ typedef struct {
 /* RecordFields positions of the fields the loop reads itself. */
 typedef struct {
     int kind, pid, flags, parked, start_ns, end_ns, trace_id, span_id, parent_span_id,
-        local_port, peer_port, stream_id;
+        local_port, peer_port, stream_id, tcp_identity;
 } Positions;
 
 typedef struct {
@@ -105,7 +105,7 @@ static int parse_fields(Tables *t, PyObject *fields)
         {"end_ns", &t->at.end_ns, 1}, {"trace_id", &t->at.trace_id, 0},
         {"span_id", &t->at.span_id, 0}, {"parent_span_id", &t->at.parent_span_id, 0},
         {"local_port", &t->at.local_port, 0}, {"peer_port", &t->at.peer_port, 0},
-        {"stream_id", &t->at.stream_id, 0},
+        {"stream_id", &t->at.stream_id, 0}, {"tcp_identity", &t->at.tcp_identity, 0},
     };
     const size_t n_wanted = sizeof(wanted) / sizeof(wanted[0]);
     for (size_t w = 0; w < n_wanted; w++)
@@ -507,6 +507,7 @@ static PyObject *make_span(Batch *b, const Shape *s, PyObject *rec, uint64_t fla
         sampling,
         s->metric,
         PyTuple_GET_ITEM(rec, at->kind),  /* record_kind */
+        PyTuple_GET_ITEM(rec, at->tcp_identity),
     };
     span = t->span->tp_alloc(t->span, 0);
     for (int i = 0; span != NULL && i < SPAN_FIELDS; i++)

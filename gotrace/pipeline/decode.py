@@ -254,6 +254,7 @@ def decode_in_python(raw: list[bytes], resource_of: Callable[[int], Resource | N
             _SAMPLING[flags & _SAMPLING_FLAGS],
             shape.metric,
             kind,
+            rec.tcp_identity,
         ))
     return spans
 

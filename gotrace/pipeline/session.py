@@ -159,12 +159,14 @@ class Tracer:
     def __init__(self, pipeline: ExportPipeline, *, with_query: bool = False,
                  opt_in: Collection[str] = (), sampler: SamplerConfig = KEEP_ALL,
                  overload: OverloadSettings | None = None,
-                 routes: RouteInference | None = None,
+                 routes: RouteInference | None = None, tcp_identity: bool = False,
                  cross_host: CrossHostLinks | None = None) -> None:
         """opt_in: the opt-in probes to run (by library), and what probes' variants look for.
         routes: names HTTP server spans without a route by their path's template.
-        cross_host: links calls between hosts through a link store (started here, closed
-        with the tracer)."""
+        tcp_identity: HTTP and gRPC spans carry their TCP connection's identity
+        (Span.tcp_identity), for linking across hosts. cross_host: links calls between
+        hosts through a link store (started here, closed with the tracer; implies
+        tcp_identity)."""
         self.pipeline = pipeline
         self.sampler = sampler
         self.overload = OverloadController(overload or OverloadSettings())
@@ -176,6 +178,7 @@ class Tracer:
         self.with_query = with_query
         self.routes = routes
         self.opt_in = frozenset(opt_in)
+        self.tcp_identity = tcp_identity or cross_host is not None
         self.clock = MonotonicClock()
         self.programs: dict[str, Program] = {}
         self.binaries: dict[tuple[int, int], TracedBinary] = {}
@@ -208,7 +211,11 @@ class Tracer:
         with malformed_input_is_corrupt(path), GoBinary(path) as binary:
             layout = resolve(binary)
         type_names.learn(layout.type_names)
-        plan: Plan = plan_probes(layout, self.sampler.kernel_macros(), opt_in=self.opt_in)
+        settings = self.sampler.kernel_macros()
+        if self.linker.cross_host is not None:  # a traced caller may be on any host
+            settings = {**settings, "LINK_ACROSS_HOSTS": 1}
+        plan: Plan = plan_probes(layout, settings, opt_in=self.opt_in,
+                                 tcp_identity=self.tcp_identity)
         if self.tcp is None:
             self.tcp = self._tcp_loading.result()
         program = self.programs.get(plan.key)
