@@ -391,20 +391,20 @@ def test_middle_agent_restarted_mid_run(tmp_path, net, receiver, store):
                 drive(front_addr, middle_addr, before, concurrency=CONCURRENCY)
                 receiver.settle(5 * len(before), QUIET)
                 load = pool.submit(drive, front_addr, middle_addr, during, CONCURRENCY, 200)
-                errs = [stop(middle)[1]]
+                stop(middle)
             with agent(tmp_path, receiver, middle_host, middle_targets, *extra) as middle:
                 load.result()
                 drive(front_addr, middle_addr, after, concurrency=CONCURRENCY)
                 receiver.settle(5 * len(before) + 3 * len(during) + 5 * len(after), QUIET)
-                errs += stop_all([middle, *outer])
+                stop_all([middle, *outer])
     spans = receiver.spans
-    assert not wrong_links(spans)
-    assert not complete(spans, before + after)
     # The front's and the back's agents ran throughout: all of their spans are there.
     kinds = Counter((s["kind"], s["resource"]["service.name"]) for s in spans)
     total = len(before) + len(during) + len(after)
     assert kinds[("SERVER", "httpgrpc")] == kinds[("CLIENT", "httpgrpc")] == total
     assert kinds[("SERVER", "httpserver")] == total
+    assert not wrong_links(spans)
+    assert not complete(spans, before + after)
 
 
 def test_redis_restarted_mid_run(tmp_path, net, receiver, store):
@@ -431,9 +431,9 @@ def test_redis_restarted_mid_run(tmp_path, net, receiver, store):
         rss_after = [rss_kib(p) for p in procs]
         errs = stop_all(procs)
     spans = receiver.spans
-    assert resumed, f"no batch of {len(probes)} probe requests linked within 45 s: {errs}"
     check_all_spans(spans, before + outage + probes + after)
     assert not wrong_links(spans)
+    assert resumed, f"none of {len(probes)} probe requests' batches linked within 45 s"
     assert not complete(spans, before + after)
     assert complete(spans, outage), "every request linked across hosts while Redis was down"
     for tier, err in zip(TIERS, errs, strict=True):
