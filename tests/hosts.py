@@ -73,7 +73,7 @@ class Host:
 
     def run(self, *args: str, input: str | None = None) -> str:
         """Run a command inside the host to its end; its stdout. HostsError if it fails."""
-        return _run(self.command(*args), input=input)
+        return run(self.command(*args), input=input)
 
     def popen(self, *args: str, **kwargs) -> subprocess.Popen:
         """Start a command inside the host (subprocess.Popen's keyword arguments). nsenter
@@ -160,7 +160,8 @@ table ip {self.run_id} {{
                          if h.netns in self._tables)
 
 
-def _run(command: list[str], input: str | None = None) -> str:
+def run(command: list[str], input: str | None = None) -> str:
+    """Run a command to its end; its stdout. HostsError, one line, if it fails."""
     try:
         done = subprocess.run(command, input=input, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -186,15 +187,15 @@ def _alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
-def _namespaces() -> list[str]:
-    return [line.split()[0] for line in _run(["ip", "netns", "list"]).splitlines() if line]
+def namespaces() -> list[str]:
+    return [line.split()[0] for line in run(["ip", "netns", "list"]).splitlines() if line]
 
 
 def _kill_inside(netns: str) -> None:
     """SIGKILL the processes still running inside one of our namespaces (only ours: the
     namespace's name says which run made it), so that deleting its name frees it."""
     try:
-        pids = _run(["ip", "netns", "pids", netns]).split()
+        pids = run(["ip", "netns", "pids", netns]).split()
     except HostsError:
         return
     for pid in pids:
@@ -206,20 +207,20 @@ def _delete(run_id: str) -> None:
     """Everything run_id made: its namespaces (and the processes in them), its root veth
     (which takes its route with it). Deleting the router's namespace deletes every veth pair
     with an end in it."""
-    for netns in _namespaces():
+    for netns in namespaces():
         if netns.startswith(f"{run_id}-"):
             _kill_inside(netns)
             with contextlib.suppress(HostsError):
-                _run(["ip", "netns", "del", netns])
+                run(["ip", "netns", "del", netns])
     if os.path.exists(f"/sys/class/net/{run_id}"):
         with contextlib.suppress(HostsError):
-            _run(["ip", "link", "del", run_id])
+            run(["ip", "link", "del", run_id])
 
 
 def clean_stale() -> list[str]:
     """Delete what earlier runs, no longer running, left behind; their run ids."""
     pattern = re.compile(rf"^{PREFIX}(\d+)(?:-|$)")
-    names = _namespaces() + os.listdir("/sys/class/net")
+    names = namespaces() + os.listdir("/sys/class/net")
     stale = {m[0].rstrip("-") for name in names if (m := pattern.match(name))
              and int(m[1]) != os.getpid() and not _alive(int(m[1]))}
     for run_id in sorted(stale):
@@ -231,8 +232,8 @@ def _free_subnet() -> ipaddress.IPv4Network:
     """A /24 of NETS that no route or address of the root namespace overlaps, starting from
     one the pid picks (so that concurrent runs rarely try the same one)."""
     taken = []
-    for line in _run(["ip", "-4", "route", "show", "table", "all"]).splitlines() + \
-            _run(["ip", "-4", "-o", "addr", "show"]).split("\n"):
+    for line in run(["ip", "-4", "route", "show", "table", "all"]).splitlines() + \
+            run(["ip", "-4", "-o", "addr", "show"]).split("\n"):
         for word in re.findall(r"\b\d+\.\d+\.\d+\.\d+(?:/\d+)?\b", line):
             net = ipaddress.ip_network(word, strict=False)
             if net.prefixlen > 0:  # a default route overlaps everything
@@ -264,7 +265,7 @@ def hosts(*names: str) -> Iterator[Network]:
 def _build(net: Network, names: tuple[str, ...]) -> None:
     router = net.router.netns
     r = net.router
-    _run(["ip", "netns", "add", router])
+    run(["ip", "netns", "add", router])
     r.run("ip", "link", "set", "lo", "up")
     for setting in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0",
                     "net.ipv4.conf.default.send_redirects=0"):
@@ -274,16 +275,16 @@ def _build(net: Network, names: tuple[str, ...]) -> None:
     r.run("ip", "link", "set", "br0", "up")
     # The root namespace's one interface: a veth whose other end is the router's uplink.
     up = net._addr(254)
-    _run(["ip", "link", "add", net.run_id, "type", "veth", "peer", "name", "uplink",
+    run(["ip", "link", "add", net.run_id, "type", "veth", "peer", "name", "uplink",
           "netns", router])
-    _run(["ip", "addr", "add", f"{net.outside}/30", "dev", net.run_id])
-    _run(["ip", "link", "set", net.run_id, "up"])
+    run(["ip", "addr", "add", f"{net.outside}/30", "dev", net.run_id])
+    run(["ip", "link", "set", net.run_id, "up"])
     r.run("ip", "addr", "add", f"{up}/30", "dev", "uplink")
     r.run("ip", "link", "set", "uplink", "up")
-    _run(["ip", "route", "add", str(net.subnet), "via", up, "dev", net.run_id])
+    run(["ip", "route", "add", str(net.subnet), "via", up, "dev", net.run_id])
     for i, name in enumerate(names):
         host = Host(name, f"{net.run_id}-{name}", net._addr(11 + i))
-        _run(["ip", "netns", "add", host.netns])
+        run(["ip", "netns", "add", host.netns])
         r.run("ip", "link", "add", f"h{i}", "type", "veth", "peer", "name", "eth0",
               "netns", host.netns)
         r.run("ip", "link", "set", f"h{i}", "master", "br0", "up")

@@ -21,9 +21,11 @@ the front's server span, the middle's HTTP client span and the back's server spa
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -34,10 +36,10 @@ from pathlib import Path
 import databases
 import pytest
 from conftest import FULL
-from hosts import Host, HostsError, Network, hosts
+from hosts import Host, HostsError, Network, hosts, namespaces
 from otlp_receiver import OtlpReceiver
 from test_linking import chain_cells, chain_services, check_traces, drive
-from tracing import go_server, gotrace, name_of, otlp_args, stop
+from tracing import REPO, go_server, gotrace, name_of, otlp_args, stop
 
 from testapps import matrix
 
@@ -123,20 +125,22 @@ def link_args(store: Store) -> list[str]:
 
 
 @contextlib.contextmanager
-def chain_across(net: Network, cells: tuple[matrix.Cell, ...],
-                 where: Sequence[str] = TIERS) -> Iterator[tuple[list[int], str, str]]:
+def chain_across(net: Network, cells: tuple[matrix.Cell, ...], where: Sequence[str] = TIERS,
+                 dnat_in_front: bool = False) -> Iterator[tuple[list[int], str, str]]:
     """The chain's services on the hosts named in `where` (front, middle, back): (their
     pids, the front's address, the address the front calls the middle at). On three hosts
-    the front calls the middle at a service address the router DNATs, and the middle's
-    calls to the back leave the router SNAT'ed; on one host each calls the next directly."""
+    the front calls the middle at a service address DNAT'ed in the router (or, with
+    dnat_in_front, in the front host's own output hook), and the middle's calls to the back
+    leave the router SNAT'ed; on one host each calls the next directly."""
     places = [net[name] for name in where]
-    middle, back = places[1:]
+    front, middle, back = places
 
     def reach(tier: int, addr: str) -> str:
         if len(set(where)) == 1:
             return addr
         if tier == 1:
-            return net.service(middle, int(addr.rsplit(":", 1)[1]))
+            return net.service(middle, int(addr.rsplit(":", 1)[1]),
+                               client=front if dnat_in_front else None)
         net.snat(middle, back)
         return addr
 
@@ -304,6 +308,51 @@ def names(prefix: str, count: int) -> list[str]:
 # The harness without the feature
 
 
+def leftovers(run_id: str) -> list[str]:
+    """The namespaces and root interfaces of run_id that exist."""
+    return [name for name in [*namespaces(), *os.listdir("/sys/class/net")]
+            if name == run_id or name.startswith(f"{run_id}-")]
+
+
+def running(pid: int) -> bool:
+    """Whether pid runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_hosts_leave_nothing_behind():
+    """A run killed with everything up (a process still running in one of its hosts) is
+    cleaned up by the next one; a run that ends deletes all it made, also after an error."""
+    script = ("import sys, time; sys.path.insert(0, 'tests'); from hosts import hosts\n"
+              "with hosts('x') as net:\n"
+              "    net.service(net['x'], 80); net['x'].popen('sleep', '600')\n"
+              "    print(net.run_id, flush=True); time.sleep(600)\n")
+    killed = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              text=True, cwd=REPO)
+    try:
+        run_id = killed.stdout.readline().strip()
+        assert run_id, "the hosts did not come up"
+    finally:
+        killed.kill()
+        killed.wait()
+    assert sorted(leftovers(run_id)) == [run_id, f"{run_id}-router", f"{run_id}-x"]
+    inside = subprocess.run(["ip", "netns", "pids", f"{run_id}-x"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert len(inside) == 1
+    with pytest.raises(ZeroDivisionError), hosts("y") as net:
+        assert leftovers(run_id) == []
+        deadline = time.monotonic() + 5  # SIGKILL takes effect asynchronously
+        while running(int(inside[0])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(int(inside[0]))
+        ours = net.run_id
+        assert sorted(leftovers(ours)) == [ours, f"{ours}-router", f"{ours}-y"]
+        1 / 0  # noqa: B018
+    assert leftovers(ours) == []
+
+
 def test_chain_across_hosts_without_link_store(tmp_path, net, receiver):
     """The harness itself, and what gotrace does without --link-store: the chain answers
     through the DNAT and the SNAT, each host's agent exports its own host's spans (2, 2 and 1
@@ -339,11 +388,12 @@ def test_chain_across_hosts_without_link_store(tmp_path, net, receiver):
 
 
 def run_across(tmp_path: Path, net: Network, receiver: OtlpReceiver, store: Store,
-               cells: tuple[matrix.Cell, ...], requests: list[str], warm: int = 0
-               ) -> tuple[list[dict], list[str]]:
-    """The chain on three hosts, optionally its pools warmed untraced, an agent per host
-    with the link store, requests driven: (spans, the agents' stderr)."""
-    with chain_across(net, cells) as (pids, front_addr, middle_addr):
+               cells: tuple[matrix.Cell, ...], requests: list[str], warm: int = 0,
+               dnat_in_front: bool = False) -> tuple[list[dict], list[str]]:
+    """The chain on three hosts (chain_across), optionally its pools warmed untraced, an
+    agent per host with the link store, requests driven: (spans, the agents' stderr)."""
+    with chain_across(net, cells, dnat_in_front=dnat_in_front) as (pids, front_addr,
+                                                                    middle_addr):
         if warm:
             drive(front_addr, middle_addr, names("warm", warm), concurrency=CONCURRENCY)
         with agents(tmp_path, receiver, per_host(net, pids), *link_args(store)) as procs:
@@ -368,10 +418,11 @@ def test_one_trace_per_request_across_three_hosts(tmp_path, net, receiver, store
 
 def test_pools_warm_before_the_agents_start(tmp_path, net, receiver, store):
     """Every connection of the chain opened before any agent attached: links from the
-    first request on."""
+    first request on. The service address is DNAT'ed in the front host itself this time,
+    as kube-proxy does for a host-network client."""
     requests = names("r", REQUESTS)
     spans, _ = run_across(tmp_path, net, receiver, store, chain_cells((newest(),) * 3),
-                          requests, warm=200)
+                          requests, warm=200, dnat_in_front=True)
     check_traces(spans, requests)
     assert not wrong_links(spans)
 
