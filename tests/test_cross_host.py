@@ -470,8 +470,10 @@ def test_redis_restarted_mid_run(tmp_path, net, receiver, store):
         drive(front_addr, middle_addr, before, concurrency=CONCURRENCY)
         receiver.settle(5 * len(before), QUIET)
         rss_before = [rss_kib(p) for p in procs]
-        store.stop()
-        drive(front_addr, middle_addr, outage, concurrency=CONCURRENCY)
+        with ThreadPoolExecutor(1) as pool:  # Redis goes while requests are in flight
+            load = pool.submit(drive, front_addr, middle_addr, outage, CONCURRENCY, 150)
+            store.stop()
+            load.result()
         receiver.settle(5 * (len(before) + len(outage)), QUIET)
         store.start()
         # The agents reconnect with a back-off: probe with small batches until one links.
