@@ -16,6 +16,7 @@ Run as root (the tests are), PostgreSQL runs as the ``postgres`` user and MariaD
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import shutil
@@ -161,11 +162,11 @@ def _port_taken(log: Path) -> bool:
     return "address already in use" in text or "could not create any tcp/ip sockets" in text
 
 
-def _tcp_answers(port: int, send: bytes = b"", expect: bytes = b"") -> bool:
-    """Whether 127.0.0.1:port accepts a connection (and answers send with something
-    starting with expect)."""
+def _tcp_answers(port: int, send: bytes = b"", expect: bytes = b"", host: str = HOST) -> bool:
+    """Whether host:port accepts a connection (and answers send with something starting
+    with expect)."""
     try:
-        with socket.create_connection((HOST, port), timeout=1) as s:
+        with socket.create_connection((host, port), timeout=1) as s:
             if send:
                 s.sendall(send)
             return s.recv(len(expect) or 1).startswith(expect)
@@ -301,27 +302,35 @@ def mariadb() -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def redis() -> Iterator[Server]:
-    """A private Redis (Debian's /usr/bin/redis-server) on a free port of 127.0.0.1, without
-    persistence (no RDB snapshots, no append-only file), its directory a temporary one."""
+def redis(host: str = HOST, port: int | None = None) -> Iterator[Server]:
+    """A private Redis (Debian's /usr/bin/redis-server) on host (127.0.0.1 unless told: an
+    address other namespaces reach, for tests/hosts.py, then with protected mode off), on
+    port or else a free one, without persistence (no RDB snapshots, no append-only file), its
+    directory a temporary one.
+    Given the port of one just stopped, it is Redis restarted, empty."""
     t0 = time.monotonic()
     workdir = _workdir("redis", None)
     log = workdir / "redis.log"
+    wanted = port
     try:
         for attempt in range(3):
-            port = free_port()
-            command = [str(REDIS_SERVER), "--port", str(port), "--bind", HOST, "--save", "",
+            port = wanted or free_port(host)
+            command = [str(REDIS_SERVER), "--port", str(port), "--bind", host, "--save", "",
                        "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
-                       "--logfile", ""]
+                       "--logfile", "",
+                       # Without a password Redis answers only loopback clients otherwise.
+                       *([] if ipaddress.ip_address(host).is_loopback
+                         else ["--protected-mode", "no"])]
             with _serving("redis", command, log, None, workdir) as proc:
                 try:
-                    _wait("redis", proc,
-                          lambda port=port: _tcp_answers(port, b"PING\r\n", b"+PONG"), log)
+                    _wait("redis", proc, lambda port=port: _tcp_answers(
+                        port, b"PING\r\n", b"+PONG", host), log)
                 except ServerError:
-                    if attempt < 2 and proc.poll() is not None and _port_taken(log):
+                    if (attempt < 2 and not wanted and proc.poll() is not None
+                            and _port_taken(log)):
                         continue
                     raise
-                yield Server(kind="redis", host=HOST, port=port, dsn=f"{HOST}:{port}",
+                yield Server(kind="redis", host=host, port=port, dsn=f"{host}:{port}",
                              user="", password="", database="", pid=proc.pid,
                              workdir=workdir, log=log,
                              startup_seconds=time.monotonic() - t0)

@@ -1,4 +1,5 @@
-"""A real OTLP receiver for tests: OTLP/gRPC and OTLP/HTTP (protobuf) on 127.0.0.1.
+"""A real OTLP receiver for tests: OTLP/gRPC and OTLP/HTTP (protobuf), on 127.0.0.1 unless
+given another address (tests/hosts.py's Network.outside, for agents in other namespaces).
 
 Received spans are flattened into plain dicts so tests can compare them with what was sent:
     trace_id, span_id (hex), parent_span_id (hex or None), name, kind ("SERVER", ...),
@@ -115,7 +116,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
 class OtlpReceiver:
     """Context manager running both receivers; ports stay the same across stop()/start()."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = HOST) -> None:
+        self.host = host
         self._cond = threading.Condition()
         self._spans: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
@@ -134,16 +136,16 @@ class OtlpReceiver:
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"http://{HOST}:{self._grpc_port}"
+        return f"http://{self.host}:{self._grpc_port}"
 
     @property
     def http_endpoint(self) -> str:
         """The full OTLP/HTTP traces URL."""
-        return f"http://{HOST}:{self._http_port}{TRACES_PATH}"
+        return f"http://{self.host}:{self._http_port}{TRACES_PATH}"
 
     @property
     def http_base(self) -> str:
-        return f"http://{HOST}:{self._http_port}"
+        return f"http://{self.host}:{self._http_port}"
 
     @property
     def spans(self) -> list[dict[str, Any]]:
@@ -164,6 +166,21 @@ class OtlpReceiver:
                 self._cond.wait(left)
             return list(self._spans)
 
+    def settle(self, count: int, quiet: float, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """The spans received once there are at least count of them and then none came for
+        `quiet` seconds (what is there on timeout): for exporters that may still send a few
+        more than the count a test is sure of, each within a known time."""
+        deadline = time.monotonic() + timeout
+        self.wait_for(count, timeout)
+        with self._cond:
+            seen = len(self._spans)
+            while (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(min(quiet, left))
+                if len(self._spans) == seen:
+                    break
+                seen = len(self._spans)
+            return list(self._spans)
+
     def clear(self) -> None:
         with self._cond:
             self._spans.clear()
@@ -173,11 +190,11 @@ class OtlpReceiver:
         grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self),
                                                                   grpc_server)
-        self._grpc_port = grpc_server.add_insecure_port(f"{HOST}:{self._grpc_port}")
+        self._grpc_port = grpc_server.add_insecure_port(f"{self.host}:{self._grpc_port}")
         grpc_server.start()
         self._grpc_server = grpc_server
 
-        http_server = _HttpServer((HOST, self._http_port), _HttpHandler)
+        http_server = _HttpServer((self.host, self._http_port), _HttpHandler)
         http_server.receiver = self
         self._http_port = http_server.server_address[1]
         self._http_thread = threading.Thread(target=http_server.serve_forever,

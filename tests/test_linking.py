@@ -6,13 +6,13 @@ import contextlib
 import http.client
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import FULL
 from otlp_receiver import OtlpReceiver
-from tracing import chains, go_server, gotrace, name_of, otlp_args, stop
+from tracing import HERE, Place, chains, go_server, gotrace, name_of, otlp_args, stop
 
 from testapps import matrix
 
@@ -73,16 +73,26 @@ def check_traces(spans: list[dict], names: list[str]) -> None:
     assert sorted(seen) == sorted(names)
 
 
+def direct(tier: int, addr: str) -> str:
+    """Each tier calls the next at the address it listens on."""
+    return addr
+
+
 @contextlib.contextmanager
-def chain_services(cells: tuple[matrix.Cell, ...]) -> Iterator[tuple[list[int], str, str]]:
-    """The chain's three servers running: their PIDs (front, middle, back), the front's
-    address and the middle's (which the front is told per request)."""
+def chain_services(cells: tuple[matrix.Cell, ...], places: Sequence[Place] = (HERE,) * 3,
+                   reach: Callable[[int, str], str] = direct
+                   ) -> Iterator[tuple[list[int], str, str]]:
+    """The chain's three servers running, front, middle and back at their places: their PIDs
+    (front, middle, back), the front's address and the address the front calls the middle at
+    (which it is told per request). reach(tier, 'host:port') is the address the tier before
+    calls tier 1 (the middle) or 2 (the back) at, asked once that tier listens: a test can
+    make a NAT rule to it there."""
     front, middle, back = (matrix.build(c) for c in cells)
-    with go_server(back) as (back_proc, back_addr), \
-            go_server(middle, "-backend", f"http://{back_addr}/hello") as (middle_proc,
-                                                                            middle_addr), \
-            go_server(front) as (front_proc, front_addr):
-        yield [front_proc.pid, middle_proc.pid, back_proc.pid], front_addr, middle_addr
+    with go_server(back, place=places[2]) as (back_proc, back_addr), \
+            go_server(middle, "-backend", f"http://{reach(2, back_addr)}/hello",
+                      place=places[1]) as (middle_proc, middle_addr), \
+            go_server(front, place=places[0]) as (front_proc, front_addr):
+        yield [front_proc.pid, middle_proc.pid, back_proc.pid], front_addr, reach(1, middle_addr)
 
 
 def run_chain(tmp_path, receiver, cells, n_requests: int, warm: int = 0,

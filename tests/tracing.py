@@ -17,7 +17,9 @@ import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 REPO = Path(__file__).resolve().parent.parent
 # A sample line of the Prometheus text format, and one label in its braces.
@@ -25,13 +27,37 @@ SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
+class Place(Protocol):
+    """Where a test process runs: the command prefix that starts a process there (none for
+    this machine's own network namespace, `ip netns exec NS` for a tests/hosts.py Host) and the
+    address its servers listen on."""
+
+    @property
+    def prefix(self) -> tuple[str, ...]: ...
+
+    @property
+    def address(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Loopback:
+    """This machine's own namespace, servers on 127.0.0.1."""
+
+    prefix: tuple[str, ...] = ()
+    address: str = "127.0.0.1"
+
+
+HERE: Place = Loopback()
+
+
 @contextlib.contextmanager
-def go_server(path: Path, *args: str, env: dict[str, str] | None = None
+def go_server(path: Path, *args: str, env: dict[str, str] | None = None, place: Place = HERE
               ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run a test server (with env, else this process's environment); yields (process,
+    """Run a test server at place (listening on a free port of its address; an `-addr` in
+    args overrides that), with env, else this process's environment; yields (process,
     'host:port')."""
-    proc = subprocess.Popen([str(path), "-addr", "127.0.0.1:0", *args], stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen([*place.prefix, str(path), "-addr", f"{place.address}:0", *args],
+                            stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -41,10 +67,10 @@ def go_server(path: Path, *args: str, env: dict[str, str] | None = None
         terminate(proc, timeout=10)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 free a moment ago."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on host (127.0.0.1) free a moment ago."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -60,14 +86,14 @@ def terminate(proc: subprocess.Popen, timeout: float, sig: int = signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def gotrace(tmp_path: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None
-            ) -> Iterator[subprocess.Popen[str]]:
-    """Run `gotrace <args> --ready-file ...` (with env, else this process's environment)
-    until it is attached; SIGINT and wait on exit."""
+def gotrace(tmp_path: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None,
+            place: Place = HERE) -> Iterator[subprocess.Popen[str]]:
+    """Run `gotrace <args> --ready-file ...` at place (with env, else this process's
+    environment) until it is attached; SIGINT and wait on exit."""
     ready = tmp_path / f"ready-{time.monotonic_ns()}"
     split = args.index("--") if "--" in args else len(args)
     command = [*args[:split], "--ready-file", str(ready), *args[split:]]
-    proc = subprocess.Popen([sys.executable, "-m", "gotrace", *command],
+    proc = subprocess.Popen([*place.prefix, sys.executable, "-m", "gotrace", *command],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO, env=env)
     deadline = time.monotonic() + timeout
@@ -134,9 +160,12 @@ def env_without_otel() -> dict[str, str]:
 
 
 def name_of(span: dict) -> str | None:
-    """The `name` query parameter of an HTTP span's URL (the test drivers name each request)."""
-    query = span["attributes"].get("url.query")
-    return urllib.parse.parse_qs(query)["name"][0] if query else None
+    """The `name` query parameter of an HTTP span's URL (the test drivers name each request):
+    a server span's url.query, a client span's url.full (with --include-query)."""
+    attributes = span["attributes"]
+    query = attributes.get("url.query") or urllib.parse.urlsplit(
+        attributes.get("url.full", "")).query
+    return urllib.parse.parse_qs(query).get("name", [None])[0]
 
 
 def chains(spans: list[dict], length: int, requests: int) -> list[list[dict]]:
