@@ -293,12 +293,12 @@ class LinkStore:
         return publications, wanted
 
     def _round(self) -> None:
+        if self._conn is None:  # also with nothing to send: only a connection says it is up
+            self._conn = RespConnection(self.address)
         publications, wanted = self._take_round()
         if not publications and not wanted:
             return
         self._in_flight = len(publications)  # lost with the connection, if it fails now
-        if self._conn is None:
-            self._conn = RespConnection(self.address)
         out = [pack([b"SET", key, value, b"PX", self.ttl]) for key, value in publications]
         if wanted:
             out.append(pack([b"MGET", *wanted]))
