@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import signal
 import struct
 import time
 
 import databases
 import pytest
 from test_linking_units import span
-from tracing import free_port
 
 from gotrace.pipeline.cross_host import CrossHostLinks, LinkTimes, link_key
 from gotrace.pipeline.link_store import LinkStore, LinkStoreError, parse_store_url
@@ -144,28 +145,33 @@ def test_no_caller_agent_waits_the_hold_only(store_url):
         host.cross_host.close()
 
 
-def test_store_down_exports_at_once_and_counts():
+def test_store_lost_while_spans_wait_releases_them_then_holds_nothing():
+    """Redis goes away while a server span waits: it is released at once (not after its 5 s
+    hold), and while the store is down nothing is held and publications are dropped, each
+    counted; one line says so."""
     warnings = io.StringIO()
     times = LinkTimes.for_hold(5)
-    store = LinkStore(parse_store_url(f"redis://127.0.0.1:{free_port()}"), times.ttl_ms,
-                      warn=warnings)
-    store.start()
-    host = Linker(frozenset({"127.0.0.1"}),
-                  cross_host=CrossHostLinks(store, times.hold_ns, times.pending_ns))
-    try:
-        now = time.monotonic_ns()
-        client, server = call(("CLIENT", "SERVER"), now, now + MS)
-        assert host.add([server, client], now) == [client]  # its trace is final
-        host.publish_released([client], [client])
-        released = run_until([host], lambda out: len(out) == 1, seconds=3)
-        assert released == [server]  # not the 5 s hold: the store is down
-        assert host.cross_host.stats.unlinked["store_down"] == 1
-        later = span("SERVER", now, now + 1, conn=server.connection)
-        later.tcp_identity = server.tcp_identity
-        assert host.add([later], now) == [later]  # while down: not held at all
-        assert host.cross_host.stats.unlinked["store_down"] == 2
-        assert store.stats.publish_dropped["store_down"] == 1
-        assert warnings.getvalue().count("\n") == 1  # one line per outage
-        assert "unavailable" in warnings.getvalue()
-    finally:
-        store.close()
+    with databases.redis() as server:
+        store = LinkStore(parse_store_url(f"redis://{server.host}:{server.port}"),
+                          times.ttl_ms, warn=warnings)
+        store.start()
+        host = Linker(frozenset({"127.0.0.1"}),
+                      cross_host=CrossHostLinks(store, times.hold_ns, times.pending_ns))
+        try:
+            now = time.monotonic_ns()
+            _, waiting = call(("CLIENT", "SERVER"), now, now + MS)
+            assert host.add([waiting], now) == []  # held: the store is up
+            os.kill(server.pid, signal.SIGKILL)
+            t0 = time.monotonic()
+            assert run_until([host], lambda out: len(out) == 1, seconds=4) == [waiting]
+            assert time.monotonic() - t0 < 3
+            assert host.cross_host.stats.unlinked["store_down"] == 1
+            client, later = call(("CLIENT", "SERVER"), now, now + MS)
+            assert host.add([later, client], now) == [later, client]  # nothing held
+            host.publish_released([client], [client])
+            assert host.cross_host.stats.unlinked["store_down"] == 2
+            assert store.stats.publish_dropped["store_down"] == 1
+            assert warnings.getvalue().count("\n") == 1 and "unavailable" in warnings.getvalue()
+        finally:
+            store.close()
+
