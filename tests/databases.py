@@ -25,7 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,12 +302,14 @@ def mariadb() -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def redis(host: str = HOST, port: int | None = None) -> Iterator[Server]:
+def redis(host: str = HOST, port: int | None = None, extra: Sequence[str] = ()
+          ) -> Iterator[Server]:
     """A private Redis (Debian's /usr/bin/redis-server) on host (127.0.0.1 unless told: an
     address other namespaces reach, for tests/hosts.py, then with protected mode off), on
     port or else a free one, without persistence (no RDB snapshots, no append-only file), its
     directory a temporary one.
-    Given the port of one just stopped, it is Redis restarted, empty."""
+    Given the port of one just stopped, it is Redis restarted, empty. extra: more
+    redis-server options (TLS, ACL users)."""
     t0 = time.monotonic()
     workdir = _workdir("redis", None)
     log = workdir / "redis.log"
@@ -320,7 +322,7 @@ def redis(host: str = HOST, port: int | None = None) -> Iterator[Server]:
                        "--logfile", "",
                        # Without a password Redis answers only loopback clients otherwise.
                        *([] if ipaddress.ip_address(host).is_loopback
-                         else ["--protected-mode", "no"])]
+                         else ["--protected-mode", "no"]), *extra]
             with _serving("redis", command, log, None, workdir) as proc:
                 try:
                     _wait("redis", proc, lambda port=port: _tcp_answers(

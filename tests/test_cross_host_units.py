@@ -9,11 +9,13 @@ import itertools
 import os
 import signal
 import struct
+import subprocess
 import time
 
 import databases
 import pytest
 from test_linking_units import span
+from tracing import free_port
 
 from gotrace.pipeline.cross_host import CrossHostLinks, LinkTimes, link_key
 from gotrace.pipeline.link_store import LinkStore, LinkStoreError, parse_store_url
@@ -175,3 +177,51 @@ def test_store_lost_while_spans_wait_releases_them_then_holds_nothing():
         finally:
             store.close()
 
+
+
+def test_tls_and_an_acl_user_limited_to_what_gotrace_sends(tmp_path):
+    """rediss:// with a private CA, logged in as an ACL user who may only SET and MGET keys
+    under gt1: (what the README tells operators to grant)."""
+    ca_key, ca, key, csr, cert = (tmp_path / n for n in (
+        "ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    openssl = ["openssl"]
+    subprocess.run([*openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=gotrace test CA", "-keyout", ca_key, "-out", ca],
+                   check=True, capture_output=True)
+    subprocess.run([*openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                    "-keyout", key, "-out", csr], check=True, capture_output=True)
+    extension = tmp_path / "san.cnf"
+    extension.write_text("subjectAltName=IP:127.0.0.1\n")
+    subprocess.run([*openssl, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+                    "-CAcreateserial", "-days", "1", "-extfile", extension, "-out", cert],
+                   check=True, capture_output=True)
+    tls_port = free_port()
+    extra = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file",
+             str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+             "--user", "agent", "on", ">s3cret", "~gt1:*", "+set", "+mget"]
+    with databases.redis(extra=extra) as server:
+        url = f"rediss://agent:s3cret@{server.host}:{tls_port}?cacert={ca}"
+        publisher, reader = linker(url), linker(url)
+        try:
+            now = time.monotonic_ns()
+            client, callee = call(("CLIENT", "SERVER"), now, now + 10 * MS)
+            assert reader.add([callee], now) == []
+            released = publisher.add([client], now)
+            publisher.publish_released(released, released)
+            assert run_until([reader], lambda out: len(out) == 1) == [callee]
+            assert callee.parent_span_id == client.span_id
+            assert callee.trace_id == client.trace_id
+            assert publisher.cross_host.store.stats.outages == 0
+        finally:
+            publisher.cross_host.close()
+            reader.cross_host.close()
+        wrong = LinkStore(parse_store_url(url.replace("s3cret", "wrong")), 10_000,
+                          warn=io.StringIO())
+        wrong.start()
+        try:
+            deadline = time.monotonic() + 5
+            while wrong.up and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not wrong.up  # refused logins are an outage, said in one line
+        finally:
+            wrong.close()
