@@ -388,16 +388,19 @@ def test_chain_across_hosts_without_link_store(tmp_path, net, receiver):
 
 def run_across(tmp_path: Path, net: Network, receiver: OtlpReceiver, store: Store,
                cells: tuple[matrix.Cell, ...], requests: list[str], warm: int = 0,
-               dnat_in_front: bool = False) -> tuple[list[dict], list[str]]:
+               dnat_in_front: bool = False, agent_args: Sequence[str] = (),
+               expected: int | None = None) -> tuple[list[dict], list[str]]:
     """The chain on three hosts (chain_across), optionally its pools warmed untraced, an
-    agent per host with the link store, requests driven: (spans, the agents' stderr)."""
+    agent per host with the link store (and agent_args), requests driven: (spans, the
+    agents' stderr) once at least `expected` spans (all five per request) came."""
     with chain_across(net, cells, dnat_in_front=dnat_in_front) as (pids, front_addr,
                                                                     middle_addr):
         if warm:
             drive(front_addr, middle_addr, names("warm", warm), concurrency=CONCURRENCY)
-        with agents(tmp_path, receiver, per_host(net, pids), *link_args(store)) as procs:
+        with agents(tmp_path, receiver, per_host(net, pids), *link_args(store),
+                    *agent_args) as procs:
             drive(front_addr, middle_addr, requests, concurrency=CONCURRENCY)
-            receiver.settle(5 * len(requests), QUIET)
+            receiver.settle(5 * len(requests) if expected is None else expected, QUIET)
             errs = stop_all(procs)
     return receiver.spans, errs
 
@@ -413,6 +416,23 @@ def test_one_trace_per_request_across_three_hosts(tmp_path, net, receiver, store
     check_traces(spans, requests)
     assert not wrong_links(spans)
     assert all(cross_host_stats(err) for err in errs), errs
+
+
+def test_sampled_alike_on_every_host(tmp_path, net, receiver, store):
+    """traceidratio 0.5 on every agent: the kernels leave every TCP request's decision to
+    their agents, the front's agent decides its traces, and the middle's and back's follow
+    the decision published with the calling span: a request's five spans are exported as
+    one linked trace, or none of them."""
+    requests = names("s", 400)
+    spans, _ = run_across(tmp_path, net, receiver, store, chain_cells((newest(),) * 3),
+                          requests, agent_args=("--sampler", "traceidratio",
+                                                "--sampler-arg", "0.5"),
+                          expected=5 * len(requests) // 4)
+    kept = sorted(spans_by_request(spans))
+    assert 0.35 * len(requests) < len(kept) < 0.65 * len(requests)
+    assert complete(spans, kept) == []
+    assert len(spans) == 5 * len(kept)  # no part of an unsampled request
+    assert not wrong_links(spans)
 
 
 def test_pools_warm_before_the_agents_start(tmp_path, net, receiver, store):
