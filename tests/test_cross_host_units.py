@@ -28,9 +28,21 @@ MS = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def store_url():
+def store_server():
     with databases.redis() as server:
-        yield f"redis://{server.host}:{server.port}"
+        yield server
+
+
+@pytest.fixture
+def store_url(store_server):
+    return f"redis://{store_server.host}:{store_server.port}"
+
+
+def wait_until(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def identity(isn_client: int, isn_server: int, position: int | None = None) -> bytes:
@@ -225,3 +237,27 @@ def test_tls_and_an_acl_user_limited_to_what_gotrace_sends(tmp_path):
             assert not wrong.up  # refused logins are an outage, said in one line
         finally:
             wrong.close()
+
+
+def test_a_stalled_store_is_down_until_it_answers_again(store_server, store_url):
+    """A Redis that stops answering (SIGSTOP: connections still accepted, nothing answered)
+    is down within about a second, and up again once it answers: one line each way."""
+    pid = store_server.pid
+    warnings = io.StringIO()
+    store = LinkStore(parse_store_url(store_url), 10_000, warn=warnings)
+    store.start()
+    try:
+        store.want(b"gt1:nothing", 30)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: not store.up, 5)
+            store.forget(b"gt1:nothing")  # nothing to send: only an answer may say "up"
+            time.sleep(1.5)  # reconnecting meanwhile: accepted, never answered
+            assert not store.up
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: store.up, 5)
+        lines = warnings.getvalue().splitlines()
+        assert len(lines) == 2 and "unavailable" in lines[0] and "again" in lines[1], lines
+    finally:
+        store.close()

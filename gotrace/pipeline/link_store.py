@@ -38,6 +38,7 @@ BACKOFF_MAX_S = 30.0
 MAX_QUEUED_PUBLICATIONS = 100_000  # beyond, the oldest are dropped (counted)
 MAX_WANTED_KEYS = 100_000  # lookups outstanding; beyond, the oldest are given up (counted)
 MAX_KEYS_PER_ROUND = 5_000  # per command kind and round trip
+HEALTH_KEY = b"gt1:health"  # asked for on connecting: never written
 
 
 class LinkStoreError(GotraceError):
@@ -293,8 +294,8 @@ class LinkStore:
         return publications, wanted
 
     def _round(self) -> None:
-        if self._conn is None:  # also with nothing to send: only a connection says it is up
-            self._conn = RespConnection(self.address)
+        if self._conn is None:  # also with nothing to send: only an answer says it is up
+            self._conn = self._connect()
         publications, wanted = self._take_round()
         if not publications and not wanted:
             return
@@ -319,6 +320,19 @@ class LinkStore:
             self.stats.found += len(found)
             with self._lock:
                 self._answers.extend(found)
+
+    def _connect(self) -> RespConnection:
+        """A connection on which the store has answered (a server that accepts but does not
+        answer, stopped or overloaded, is not up): an MGET, which is all an agent's ACL user
+        may need besides SET."""
+        conn = RespConnection(self.address)
+        try:
+            conn.send(pack([b"MGET", HEALTH_KEY]))
+            conn.reply()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _disconnect(self) -> None:
         if self._conn is not None:
