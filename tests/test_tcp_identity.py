@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from conftest import FULL
 from tracing import go_server
 
 from gotrace.export import ExportPipeline
@@ -27,9 +28,13 @@ from gotrace.records import TCP_ID_KNOWN, TCP_ID_POSITION
 from gotrace.spans import Span
 from testapps import matrix
 
-H1_RUNS = [  # (server, client): stripped builds of the oldest and newest Go, crossed
+# (server, client): stripped builds of the oldest and newest Go, crossed; the other way round
+# with GOTRACE_MATRIX=full (by default tests/test_cross_host.py links an HTTP/1 client of the
+# oldest Go to a server of the newest)
+H1_RUNS = [
     (matrix.Cell("httpserver", "1.19", "stripped"), matrix.Cell("httpclient", "1.26", "stripped")),
-    (matrix.Cell("httpserver", "1.26", "stripped"), matrix.Cell("httpclient", "1.19", "stripped")),
+    *([(matrix.Cell("httpserver", "1.26", "stripped"),
+        matrix.Cell("httpclient", "1.19", "stripped"))] if FULL else []),
 ]
 H2_MODES = [("tls", "tls"), ("h2c", "h2c"), ("xnet", "xnet"), ("xnet-tls", "xnet-tls")]
 H2_CELLS = [matrix.Cell("h2", "1.19", "stripped"), matrix.Cell("h2", "1.26", "stripped")]
