@@ -34,9 +34,17 @@ from tracing import (
 
 from gotrace.errors import GotraceError
 from gotrace.export import LaneStats, PipelineStats
-from gotrace.metrics import MetricsExporter, kernel_counters, pipeline_counters, shed_counters
+from gotrace.metrics import (
+    MetricsExporter,
+    cross_host_counters,
+    kernel_counters,
+    pipeline_counters,
+    shed_counters,
+)
 from gotrace.metrics.histograms import OVERFLOW_LABELS, DurationHistograms
 from gotrace.metrics.red import BUCKETS, RedMetric, observation, status_class
+from gotrace.pipeline.cross_host import CrossHostStats
+from gotrace.pipeline.link_store import StoreStats
 from gotrace.probes import DURATION_METRICS
 from gotrace.probes.db_attributes import DB_CLIENT_METRIC
 from gotrace.probes.grpc_client import RPC_CLIENT_METRIC
@@ -271,6 +279,26 @@ def test_gotrace_counters_are_read_at_every_scrape(exporter):
                    (("exporter", "otlp"), ("reason", "queue_full"))] == 3
     assert samples["gotrace_spans_dropped_total",
                    (("exporter", "otlp"), ("reason", "export_failed"))] == 2
+
+
+def test_cross_host_counters(exporter):
+    links = CrossHostStats(linked=7)
+    links.unlinked["not_found"] = 2
+    store = StoreStats(published=11, round_trips=4, outages=1)
+    store.publish_dropped["store_down"] = 3
+    exporter.add_counters(cross_host_counters(lambda: links, lambda: store))
+    links.linked = 8  # read at the scrape
+    samples = metric_samples(exporter.render().decode())
+    assert samples["gotrace_cross_host_server_spans_total", (("result", "linked"),)] == 8
+    assert samples["gotrace_cross_host_server_spans_total",
+                   (("reason", "not_found"), ("result", "unlinked"))] == 2
+    assert samples["gotrace_cross_host_server_spans_total",
+                   (("reason", "store_down"), ("result", "unlinked"))] == 0
+    assert samples["gotrace_link_store_publications_total", (("result", "written"),)] == 11
+    assert samples["gotrace_link_store_publications_total",
+                   (("reason", "store_down"), ("result", "dropped"))] == 3
+    assert samples["gotrace_link_store_round_trips_total", ()] == 4
+    assert samples["gotrace_link_store_outages_total", ()] == 1
 
 
 def test_a_failing_counter_source_leaves_out_only_its_counters(exporter):

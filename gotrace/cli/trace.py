@@ -15,6 +15,7 @@ from gotrace.errors import GotraceError
 from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExporter, otlp_config
 from gotrace.metrics import (
     MetricsExporter,
+    cross_host_counters,
     kernel_counters,
     pipeline_counters,
     route_counters,
@@ -286,6 +287,10 @@ class _Session:
                                  pipeline_counters(self.pipeline.stats))
             if routes is not None:
                 metrics.add_counters(route_counters(routes.overflow))
+            cross_host = self.tracer.linker.cross_host
+            if cross_host is not None:
+                metrics.add_counters(cross_host_counters(lambda: cross_host.stats,
+                                                         lambda: cross_host.store.stats))
 
     def ready(self) -> None:
         quiet_garbage_collector()

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from gotrace.export import PipelineStats
 from gotrace.metrics.exposition import CounterFamily
+from gotrace.pipeline.cross_host import CrossHostStats
+from gotrace.pipeline.link_store import StoreStats
 
 CounterSource = Callable[[], Sequence[CounterFamily]]
 
@@ -65,5 +67,32 @@ def pipeline_counters(read: Callable[[], PipelineStats]) -> CounterSource:
                           [((("exporter", name), ("reason", reason)), n)
                            for name, lane in lanes.items()
                            for reason, n in lane.dropped.items()]),
+        )
+    return families
+
+
+def cross_host_counters(read: Callable[[], CrossHostStats],
+                        read_store: Callable[[], StoreStats]) -> CounterSource:
+    """From read() -> the cross-host linker's statistics, read_store() -> its link store's."""
+    def families() -> Sequence[CounterFamily]:
+        links, store = read(), read_store()
+        return (
+            CounterFamily("gotrace_cross_host_server_spans_total",
+                          "Server spans called from another host: linked to their caller "
+                          "through the link store, or exported unlinked, per reason.",
+                          [((("result", "linked"),), links.linked),
+                           *(((("result", "unlinked"), ("reason", reason)), n)
+                             for reason, n in links.unlinked.items())]),
+            CounterFamily("gotrace_link_store_publications_total",
+                          "Client spans to other hosts written to the link store, or dropped "
+                          "per reason.",
+                          [((("result", "written"),), store.published),
+                           *(((("result", "dropped"), ("reason", reason)), n)
+                             for reason, n in store.publish_dropped.items())]),
+            CounterFamily("gotrace_link_store_round_trips_total",
+                          "Round trips to the link store.", [((), store.round_trips)]),
+            CounterFamily("gotrace_link_store_outages_total",
+                          "Times the link store was found unreachable or unanswering.",
+                          [((), store.outages)]),
         )
     return families
