@@ -24,6 +24,13 @@ from tracing import HERE, Place, free_port, free_port_at, terminate
 UNVERIFIED = ssl._create_unverified_context()
 
 
+def installed(program: str) -> str:
+    """program (a path), failing in one line unless it is there: through a place's prefix a
+    missing program would only be nsenter's complaint in a log."""
+    assert Path(program).is_file(), f"{program} is not installed: run scripts/setup.sh"
+    return program
+
+
 def wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> None:
     """Until url answers 200; fails, with the end of the program's log, when the process exits
     first or time runs out."""
@@ -49,7 +56,7 @@ def running(command: list[str], ready_url: str, log: Path, timeout: float = 60,
     output in log, once ready_url answers. The process is the program's own (a place's prefix
     execs it)."""
     with log.open("w") as out:
-        proc = subprocess.Popen([*place.prefix, *command], stdout=out,
+        proc = subprocess.Popen([*place.prefix, installed(command[0]), *command[1:]], stdout=out,
                                 stderr=subprocess.STDOUT, env=env)
     try:
         wait_http(ready_url, timeout, proc, log)
@@ -167,7 +174,8 @@ def etcd(workdir: Path, place: Place = HERE) -> Iterator[tuple[subprocess.Popen,
 def etcdctl(endpoint: str, *args: str, place: Place = HERE) -> int:
     """One /usr/bin/etcdctl command (gRPC, API v3) against endpoint, run at place to its
     successful end; its process id (a place's prefix execs it: the pid is etcdctl's)."""
-    proc = subprocess.Popen([*place.prefix, "/usr/bin/etcdctl", f"--endpoints={endpoint}",
+    proc = subprocess.Popen([*place.prefix, installed("/usr/bin/etcdctl"),
+                             f"--endpoints={endpoint}",
                              *args], env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=30)
