@@ -7,8 +7,9 @@
 #   - BCC, kernel headers (with a fallback when none exist for the running kernel), binutils;
 #   - bpftool: tests/test_btf.py checks gotrace's reading of the kernel's BTF against it;
 #   - Prometheus: tests/test_metrics.py runs /usr/bin/prometheus itself (not the service);
-#   - real Go services as Debian ships them, for tests/test_debian_programs.py: prometheus,
-#     etcd and etcdctl, alertmanager, node-exporter (their services are left stopped);
+#   - real Go services as Debian ships them, for tests/test_debian_programs.py (and
+#     test_debian_cross_host.py): prometheus, etcd and etcdctl, alertmanager, node-exporter
+#     (their services are left stopped);
 #   - Chromium: tests/test_report.py renders `gotrace report` pages in it, headless;
 #   - Go 1.19 and 1.21-1.26 side by side under /usr/lib/go-1.NN, grpc-go 1.33 (GOPATH) and the
 #     GOPATHs for grpc-go 1.64 and 1.79 (scripts/grpc_gopaths.sh);

@@ -1,5 +1,7 @@
 """Real Go programs from Debian's archive, run as installed (stripped, built by Debian, no module
-versions), for the end-to-end tests: how to start each on loopback and know it is ready."""
+versions), for the end-to-end tests: how to start each on loopback and know it is ready. Those
+the cross-host tests need also run at a place (tracing.Place: a tests/hosts.py Host), listening
+on its address, ready once this process reaches them there."""
 
 from __future__ import annotations
 
@@ -16,17 +18,26 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracing import free_port, terminate
+from tracing import HERE, Place, free_port, free_port_at, terminate
 
 # The test programs' HTTPS certificates are self-signed.
 UNVERIFIED = ssl._create_unverified_context()
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
-    """Until url answers 200; fails when the process exits first or time runs out."""
+def installed(program: str) -> str:
+    """program (a path), failing in one line unless it is there: through a place's prefix a
+    missing program would only be nsenter's complaint in a log."""
+    assert Path(program).is_file(), f"{program} is not installed: run scripts/setup.sh"
+    return program
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+    """Until url answers 200; fails, with the end of the program's log, when the process exits
+    first or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
-        assert proc.poll() is None, f"{proc.args[0]} exited with {proc.returncode}"
+        assert proc.poll() is None, (f"{' '.join(proc.args)} exited with {proc.returncode}: "
+                                     f"{log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2, context=UNVERIFIED) as response:
                 if response.status == 200:
@@ -39,13 +50,16 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def running(command: list[str], ready_url: str, log: Path, timeout: float = 60,
-            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """A Debian program started (with env, else this process's environment) with its output in
-    log, once ready_url answers."""
+            env: dict[str, str] | None = None, place: Place = HERE
+            ) -> Iterator[subprocess.Popen]:
+    """A Debian program started at place (with env, else this process's environment) with its
+    output in log, once ready_url answers. The process is the program's own (a place's prefix
+    execs it)."""
     with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([*place.prefix, installed(command[0]), *command[1:]], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
     try:
-        wait_http(ready_url, timeout, proc)
+        wait_http(ready_url, timeout, proc, log)
         yield proc
     finally:
         terminate(proc, timeout=20)
@@ -75,15 +89,15 @@ def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def prometheus(workdir: Path, name: str, scrape: list[str] = (), interval: str = "1s",
-               alertmanager: str | None = None, https: bool = False
+               alertmanager: str | None = None, https: bool = False, place: Place = HERE
                ) -> Iterator[tuple[subprocess.Popen, str]]:
-    """/usr/bin/prometheus on a free loopback port, scraping each host:port of scrape every
-    interval, and with alertmanager (host:port), sending it an alert that always fires, every
-    second (its HTTP clients dial through go-conntrack; its web server's listener is
-    go-conntrack's inside netutil.LimitListener). With https, it serves over TLS (where Go's
-    server offers HTTP/2) and scrapes its targets over HTTPS with HTTP/2 enabled. Yields
-    (process, its host:port)."""
-    port = free_port()
+    """/usr/bin/prometheus on a free port of place's address (loopback), scraping each
+    host:port of scrape every interval, and with alertmanager (host:port), sending it an alert
+    that always fires, every second (its HTTP clients dial through go-conntrack; its web
+    server's listener is go-conntrack's inside netutil.LimitListener). With https, it serves
+    over TLS (where Go's server offers HTTP/2) and scrapes its targets over HTTPS with HTTP/2
+    enabled. Yields (process, its host:port)."""
+    port = free_port_at(place)
     config = [f"global:\n  scrape_interval: {interval}\n  evaluation_interval: 1s\n"]
     if scrape:
         targets = ", ".join(f'"{t}"' for t in scrape)
@@ -101,16 +115,16 @@ def prometheus(workdir: Path, name: str, scrape: list[str] = (), interval: str =
     config_file.write_text("".join(config))
     command = ["/usr/bin/prometheus", f"--config.file={config_file}",
                f"--storage.tsdb.path={workdir / (name + '-data')}",
-               f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"]
+               f"--web.listen-address={place.address}:{port}", "--rules.alert.resend-delay=1s"]
     if https:
         cert, key = self_signed_certificate(workdir)
         web = workdir / f"{name}-web.yml"
         web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
         command.append(f"--web.config.file={web}")
     scheme = "https" if https else "http"
-    with running(command, f"{scheme}://127.0.0.1:{port}/-/ready",
-                 workdir / f"{name}.log") as proc:
-        yield proc, f"127.0.0.1:{port}"
+    with running(command, f"{scheme}://{place.address}:{port}/-/ready",
+                 workdir / f"{name}.log", place=place) as proc:
+        yield proc, f"{place.address}:{port}"
 
 
 @contextlib.contextmanager
@@ -141,24 +155,32 @@ def node_exporter(workdir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
 
 
 @contextlib.contextmanager
-def etcd(workdir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
-    """/usr/bin/etcd, one member on free loopback ports: its client port serves gRPC and HTTP
-    through cmux (each connection a *cmux.MuxConn). Yields (process, client host:port)."""
-    client, peer = free_port(), free_port()
+def etcd(workdir: Path, place: Place = HERE) -> Iterator[tuple[subprocess.Popen, str]]:
+    """/usr/bin/etcd, one member on free ports of place's address (loopback): its client port
+    serves gRPC and HTTP through cmux (each connection a *cmux.MuxConn). Yields (process,
+    client host:port)."""
+    client, peer = (f"{place.address}:{free_port_at(place)}" for _ in range(2))
     command = ["/usr/bin/etcd", "--data-dir", str(workdir / "etcd-data"),
-               "--listen-client-urls", f"http://127.0.0.1:{client}",
-               "--advertise-client-urls", f"http://127.0.0.1:{client}",
-               "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-               "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-               "--initial-cluster", f"default=http://127.0.0.1:{peer}"]
-    with running(command, f"http://127.0.0.1:{client}/health", workdir / "etcd.log") as proc:
-        yield proc, f"127.0.0.1:{client}"
+               "--listen-client-urls", f"http://{client}",
+               "--advertise-client-urls", f"http://{client}",
+               "--listen-peer-urls", f"http://{peer}",
+               "--initial-advertise-peer-urls", f"http://{peer}",
+               "--initial-cluster", f"default=http://{peer}"]
+    with running(command, f"http://{client}/health", workdir / "etcd.log",
+                 place=place) as proc:
+        yield proc, client
 
 
-def etcdctl(endpoint: str, *args: str) -> None:
-    """One /usr/bin/etcdctl command (gRPC, API v3) against endpoint."""
-    subprocess.run(["/usr/bin/etcdctl", f"--endpoints={endpoint}", *args], check=True,
-                   env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL)
+def etcdctl(endpoint: str, *args: str, place: Place = HERE) -> int:
+    """One /usr/bin/etcdctl command (gRPC, API v3) against endpoint, run at place to its
+    successful end; its process id (a place's prefix execs it: the pid is etcdctl's)."""
+    proc = subprocess.Popen([*place.prefix, installed("/usr/bin/etcdctl"),
+                             f"--endpoints={endpoint}",
+                             *args], env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, f"etcdctl {' '.join(args)} exited {proc.returncode}: {err}"
+    return proc.pid
 
 
 # --- Programs whose HTTP API is served by a third-party router (http.route templates) ---------

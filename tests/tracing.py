@@ -74,6 +74,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def free_port_at(place: Place) -> int:
+    """A TCP port free a moment ago on place's address, asked inside place's network
+    namespace (a host's address is on no interface of this process's)."""
+    if not place.prefix:
+        return free_port(place.address)
+    script = (f"import socket; s = socket.socket(); s.bind(({place.address!r}, 0)); "
+              "print(s.getsockname()[1])")
+    done = subprocess.run([*place.prefix, sys.executable, "-c", script], capture_output=True,
+                          text=True, check=True, timeout=30)
+    return int(done.stdout)
+
+
 def terminate(proc: subprocess.Popen, timeout: float, sig: int = signal.SIGTERM) -> None:
     """sig (SIGTERM), then SIGKILL if it has not exited after `timeout` seconds."""
     if proc.poll() is None:
