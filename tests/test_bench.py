@@ -29,7 +29,7 @@ from bench.probe_hits import (
 from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
-from bench.session import parse_stats
+from bench.session import CrossHostCounts, parse_stats
 from bench.targets import DB_HITS_PER_QUERY, Verdict
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
@@ -57,10 +57,18 @@ def test_stats_lines_are_parsed() -> None:
         "gotrace: probe hits newproc_return=3, http_server_entry=12\n"
         "gotrace: probe run time ns (kernel.bpf_stats_enabled) newproc_return=900, "
         "http_server_entry=60000\n"
-        "gotrace: spans lost in the kernel ringbuf_full=1\n")
+        "gotrace: spans lost in the kernel ringbuf_full=1\n"
+        "gotrace: cross-host links: linked 9, unlinked not_found=1, store_down=2, "
+        "no_identity=0; link store published 7 (dropped store_down=3, queue_full=0), looked "
+        "up 12, found 9, round trips 5, outages 1, lookups given up for room 0\n")
     assert (stats.exported, stats.dropped, stats.lost) == (10, 2, 3)
     assert stats.hits == {"newproc_return": 3, "http_server_entry": 12}
     assert stats.run_ns == {"newproc_return": 900, "http_server_entry": 60000}
+    assert stats.cross_host == CrossHostCounts(
+        linked=9, unlinked={"not_found": 1, "store_down": 2, "no_identity": 0}, published=7,
+        publish_dropped={"store_down": 3, "queue_full": 0}, lookups=12, found=9,
+        round_trips=5, outages=1, lookups_given_up=0)
+    assert parse_stats("gotrace: 1 spans; otlp: exported 1, dropped 0\n").cross_host is None
 
 
 def test_report_has_every_section(quick_run) -> None:
