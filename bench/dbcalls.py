@@ -13,18 +13,13 @@ the program and its database server sharing the server's CPU (bench.cpus).
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from bench import REPO
+import databases  # tests/databases.py (bench/__init__.py)
+
 from bench.apps import Apps, Server, serve_db_client
 from bench.cpus import pin_process
-
-# tests/databases.py (and tests/tracing.py, which it imports) as the tests import them.
-if str(REPO / "tests") not in sys.path:
-    sys.path.insert(0, str(REPO / "tests"))
-import databases
 
 QUERIES_PER_REQUEST = 2  # what GET /two makes, in every program
 HANDLER = "two queries"  # the name of the target-side condition

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from bench import REPO, attach, dbcalls, overhead, pipeline, saturation
+from bench import REPO, attach, cross_host, dbcalls, overhead, pipeline, saturation
 from bench.apps import Apps, build_apps
 from bench.bigprog import build_big_program
 from bench.calibrate import calibrate
@@ -54,6 +54,7 @@ class Plan:
     pipeline: pipeline.Settings
     saturation: saturation.Settings
     databases: overhead.Settings  # rate: the fixed one (no busy handler: busy_rate unused)
+    cross_host: cross_host.Settings
     attach_runs: int
     big_binary: bool  # attach to a generated 25 MB-class service, else to a test app
     parallel: bool  # run the sections at once: only where the figures do not matter
@@ -72,6 +73,8 @@ FULL = Plan(
     saturation=saturation.Settings(seconds=8, pairs=3, conns=16, error_rate=20, slow_rate=5),
     databases=overhead.Settings(pairs=3, seconds=4, rate=500, busy_rate=500,
                                 conns=DB_CONNECTIONS),
+    # 10,000 spans/s in all: a CLIENT span on one host and a SERVER span on the other.
+    cross_host=cross_host.Settings(rate=5000, conns=8, seconds=8, pairs=3),
     attach_runs=3, big_binary=True, parallel=False)
 QUICK = Plan(
     name="--quick (a smoke test: its figures mean nothing)", loop_calls=20_000,
@@ -88,6 +91,7 @@ QUICK = Plan(
     saturation=saturation.Settings(seconds=1, pairs=1, conns=4, error_rate=5, slow_rate=2),
     databases=overhead.Settings(pairs=1, seconds=0.5, rate=200, busy_rate=200,
                                 conns=DB_CONNECTIONS),
+    cross_host=cross_host.Settings(rate=300, conns=2, seconds=1, pairs=1),
     attach_runs=1, big_binary=False, parallel=True)
 
 
@@ -196,12 +200,15 @@ def run(plan: Plan, out: Path, log: Callable[[str], None]) -> tuple[Results, lis
             out.with_name(f"{out.stem}-attach.prof")))
         busy = pool.submit(section, "saturation", lambda: saturation.measure(
             apps.httpserver, apps.loadgen, plan.saturation))
+        crossed = pool.submit(section, "cross-host linking", lambda: cross_host.measure(
+            apps, plan.cross_host))
     own_cpu, shared_cpus = protocols.result()
     opt_in, connections, routes, db_hits, hits = _grouped(
         counted.result(), OPT_IN_WORKLOADS, CONNECTION_WORKLOADS, ROUTE_WORKLOADS, DB_WORKLOADS)
     results = Results(machine, calibration.result(), hits, own_cpu, spans.result(),
                       attached.result(), time.monotonic() - started, opt_in, shared_cpus,
-                      connections, busy.result(), routes, db_hits, databases.result())
+                      connections, busy.result(), routes, db_hits, databases.result(),
+                      crossed.result())
     verdicts = evaluate(results)
     out.write_text(render(results, verdicts) + "\n" + kept_by_hand(out))
     return results, verdicts

@@ -1,23 +1,28 @@
 """An OTLP receiver that only counts the spans it gets, over gRPC and over HTTP (protobuf),
 run as a process of its own so that its CPU is never counted as the tracer's.
 
-    python -m bench.otlp_sink [SLOW_NS]
-        prints 'READY grpc=127.0.0.1:PORT http=127.0.0.1:PORT'; on SIGTERM,
-        '{"spans": N, "errors": E, "slow": S}': of the spans, those with an ERROR status and,
-        given SLOW_NS, those lasting at least that long
+    python -m bench.otlp_sink [--slow-ns N] [--host ADDRESS] [--server-delays]
+        prints 'READY grpc=ADDRESS:PORT http=ADDRESS:PORT' (ADDRESS 127.0.0.1 unless told);
+        on SIGTERM, '{"spans": N, "errors": E, "slow": S, "server_delays": D}': of the spans,
+        those with an ERROR status and, given --slow-ns, those lasting at least that long;
+        with --server-delays, D says how long after their end the SERVER spans arrived
+        ({"count": N, "p50_s": X, "p99_s": Y}, null if none came)
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
@@ -29,12 +34,31 @@ from gotrace.export.otlp_config import DEFAULT_PROTOCOL, TRACES_PATH
 
 RESPONSE = trace_service_pb2.ExportTraceServiceResponse()
 ERROR = 2  # Status.code STATUS_CODE_ERROR
+SERVER = 2  # Span.kind SPAN_KIND_SERVER
+
+
+@dataclasses.dataclass(frozen=True)
+class Delays:
+    """How long after their end (wall clock, as exported) the sink received spans."""
+
+    count: int
+    p50_s: float
+    p99_s: float
+
+    @classmethod
+    def of(cls, delays_ns: list[int]) -> Delays | None:
+        if len(delays_ns) < 2:  # no percentile of fewer
+            return None
+        cuts = statistics.quantiles(delays_ns, n=100)
+        return cls(len(delays_ns), statistics.median(delays_ns) / 1e9, cuts[98] / 1e9)
 
 
 class _Counter(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, slow_ns: int | None) -> None:
+    def __init__(self, slow_ns: int | None, server_delays: bool) -> None:
         self.spans = self.errors = self.slow = 0
         self._slow_ns = slow_ns
+        # Arrival minus end of each SERVER span: one clock read per export request.
+        self.server_delays_ns: list[int] | None = [] if server_delays else None
         self._lock = threading.Lock()
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
@@ -48,13 +72,17 @@ class _Counter(trace_service_pb2_grpc.TraceServiceServicer):
             self.spans += len(spans)
             self.errors += errors
             self.slow += slow
+            if self.server_delays_ns is not None:
+                now = time.time_ns()
+                self.server_delays_ns.extend(now - span.end_time_unix_nano for span in spans
+                                             if span.kind == SERVER)
 
     def Export(self, request, context):  # the gRPC method name
         self.add(request)
         return RESPONSE
 
 
-def _http_server(counter: _Counter) -> ThreadingHTTPServer:
+def _http_server(counter: _Counter, host: str) -> ThreadingHTTPServer:
     """OTLP/HTTP: POST /v1/traces with a protobuf ExportTraceServiceRequest."""
     body = RESPONSE.SerializeToString()
 
@@ -73,34 +101,43 @@ def _http_server(counter: _Counter) -> ThreadingHTTPServer:
         def log_message(self, *args: object) -> None:
             pass
 
-    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return ThreadingHTTPServer((host, 0), Handler)
 
 
 def main() -> None:
-    counter = _Counter(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    parser = argparse.ArgumentParser(prog="python -m bench.otlp_sink")
+    parser.add_argument("--slow-ns", type=int)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--server-delays", action="store_true")
+    args = parser.parse_args()
+    counter = _Counter(args.slow_ns, args.server_delays)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(counter, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    http = _http_server(counter)
+    port = server.add_insecure_port(f"{args.host}:0")
+    http = _http_server(counter, args.host)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    print(f"READY grpc=127.0.0.1:{port} http=127.0.0.1:{http.server_address[1]}", flush=True)
+    print(f"READY grpc={args.host}:{port} http={args.host}:{http.server_address[1]}",
+          flush=True)
     stop.wait()
     http.shutdown()
     server.stop(grace=1).wait()
-    print(json.dumps({"spans": counter.spans, "errors": counter.errors, "slow": counter.slow}),
+    delays = None if counter.server_delays_ns is None else Delays.of(counter.server_delays_ns)
+    print(json.dumps({"spans": counter.spans, "errors": counter.errors, "slow": counter.slow,
+                      "server_delays": None if delays is None else dataclasses.asdict(delays)}),
           flush=True)
 
 
-@dataclass
+@dataclasses.dataclass
 class Sink:
     grpc_address: str  # host:port
     http_address: str
     received: int = 0  # spans received, known once the sink has stopped
     errors: int = 0  # ... of them with an ERROR status
     slow: int = 0  # ... of them lasting at least the sink's slow_ns
+    server_delays: Delays | None = None  # with server_delays, if SERVER spans came
 
     def otlp_args(self, protocol: str = DEFAULT_PROTOCOL) -> list[str]:
         """gotrace's options for exporting here (by default with gotrace's default protocol)."""
@@ -110,12 +147,14 @@ class Sink:
 
 
 @contextlib.contextmanager
-def otlp_sink(cpus: frozenset[int] | None = None, slow_ns: int | None = None
-              ) -> Iterator[Sink]:
-    """The sink in a process of its own (on cpus, if given: bench.cpus), counting the spans
-    lasting at least slow_ns, if given."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.otlp_sink",
-                             *([str(slow_ns)] if slow_ns is not None else [])], cwd=REPO,
+def otlp_sink(cpus: frozenset[int] | None = None, slow_ns: int | None = None,
+              host: str = "127.0.0.1", server_delays: bool = False) -> Iterator[Sink]:
+    """The sink in a process of its own (on cpus, if given: bench.cpus) listening on host,
+    counting the spans lasting at least slow_ns, if given, and with server_delays timing
+    the SERVER spans' arrival."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.otlp_sink", "--host", host,
+                             *(["--slow-ns", str(slow_ns)] if slow_ns is not None else []),
+                             *(["--server-delays"] if server_delays else [])], cwd=REPO,
                             stdout=subprocess.PIPE, text=True, preexec_fn=pinned_to(cpus))
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -133,6 +172,8 @@ def otlp_sink(cpus: frozenset[int] | None = None, slow_ns: int | None = None
             counts = json.loads(out)
             sink.received, sink.errors, sink.slow = (counts["spans"], counts["errors"],
                                                      counts["slow"])
+            if counts["server_delays"]:
+                sink.server_delays = Delays(**counts["server_delays"])
 
 
 if __name__ == "__main__":

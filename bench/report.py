@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import saturation
+from bench import cross_host, saturation
+from bench.cross_host import CrossHostResult, Round
 from bench.dbcalls import CONNECTIONS, DB_WORKLOADS, QUERIES_PER_REQUEST
 from bench.loadgen import SATURATION
 from bench.overhead import BUSY, ConditionResult, ProtocolResult
@@ -33,7 +34,7 @@ PROFILE_LINES = 12
 ROUTE_BASELINE = "HTTP server"  # the hits workload of net/http's server without a router
 SECTIONS = ("Targets", "Calibration: one uprobe hit", "Probe hits per request",
             "Target CPU per request", "Tracer pipeline", "Attach time and memory",
-            "Saturation: a busy node", "Database calls")
+            "Saturation: a busy node", "Database calls", "Cross-host linking")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -372,11 +373,60 @@ def _saturation(s: SaturationResult) -> list[str]:
             f"- throughput ratio (medians): {s.throughput_ratio:.3f}", ""]
 
 
+def _cross_host_row(n: int, r: Round) -> tuple[object, ...]:
+    client, server = r.agents
+    lost = f"{client.stats.lost} / {server.stats.lost}"
+    shared = (n, "on" if r.linking else "off", f"{r.load.rps:.0f}",
+              f"{client.stats.exported} / {server.stats.exported}",
+              f"{client.cpu_us_per_span:.1f} / {server.cpu_us_per_span:.1f}")
+    delays = f"{r.delays.p50_s * 1000:.0f} / {r.delays.p99_s * 1000:.0f}"
+    if not r.linking:
+        return (*shared, "", "", "", "", delays, lost)
+    published, looked_up = client.store, server.store
+    unlinked = ", ".join(f"{k} {v}" for k, v in looked_up.unlinked.items() if v) or "0"
+    return (*shared, f"{looked_up.linked} (unlinked {unlinked})",
+            f"{published.published / r.load.seconds:.0f}",
+            f"{looked_up.lookups / r.load.seconds:.0f} "
+            f"({looked_up.lookups / max(1, looked_up.linked):.1f})",
+            f"{published.round_trips / r.window_s:.1f} / {looked_up.round_trips / r.window_s:.1f}",
+            delays, lost)
+
+
+def cross_host_section(c: CrossHostResult) -> list[str]:
+    s = c.settings
+    rows = [_cross_host_row(n, r) for n, r in enumerate(c.rounds, 1)]
+    added_p50 = c.added(lambda r: r.delays.p50_s)
+    added_p99 = c.added(lambda r: r.delays.p99_s)
+    sent = sum(a.stats.exported for r in c.rounds for a in r.agents)
+    reached = sorted(r.load.rps for r in c.rounds)
+    return [f"## {SECTIONS[8]}", "", cross_host.__doc__.split("\n\n")[0].replace("\n", " "),
+            f"{2 * s.pairs} rounds of {s.seconds:g} s at {s.rate}/s ({2 * s.rate} spans/s in "
+            f"all) on {s.conns} connections; each agent exports over OTLP/HTTP, the "
+            "link hold and batch delay their defaults. Per column, client host's agent / "
+            "server host's agent. Keys published and looked up per second of load; round "
+            f"trips per second over the load and the {cross_host.SETTLE_S:g} s after it; "
+            "delay: from a server span's end to its arrival at the receiver.", "",
+            *_table(["Round", "Store", "Req/s", "Spans exported", "Tracer CPU µs/span",
+                     "Server spans linked", "Keys published/s",
+                     "Lookups/s (per linked span)", "Round trips/s", "Delay p50 / p99 ms",
+                     "Lost"], rows),
+            f"- load: {s.rate}/s asked, {reached[0]:.0f} to {reached[-1]:.0f} req/s reached "
+            "(the load generator falls behind when the machine's two CPUs are busy)",
+            "- tracer CPU per span with the store / without (medians): client host's agent "
+            f"{c.ratio(lambda r: r.client.cpu_us_per_span):.2f}x, server host's agent "
+            f"{c.ratio(lambda r: r.server.cpu_us_per_span):.2f}x",
+            f"- added export delay of the server spans (medians): {added_p50 * 1000:+.0f} ms "
+            f"at the median, {added_p99 * 1000:+.0f} ms at p99",
+            f"- the receiver got {sum(r.received for r in c.rounds)} spans; the agents "
+            f"reported {sent} exported", ""]
+
+
 def render(results: Results, verdicts: list[Verdict]) -> str:
     machine = ", ".join(f"{k} {v}" for k, v in results.machine.items())
     lines = ["# gotrace benchmark", "",
              f"{machine}; the run took {results.seconds:.0f} s.", "",
              *_targets(verdicts), *_calibration(results), *_hits(results),
              *_overhead(results), *_databases(results), *_pipeline(results.pipeline),
-             *_saturation(results.saturation), *_attach(results)]
+             *_saturation(results.saturation), *_attach(results),
+             *cross_host_section(results.cross_host)]
     return "\n".join(lines)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bench.attach import AttachResult
 from bench.calibrate import Calibration
+from bench.cross_host import CrossHostResult
 from bench.overhead import ProtocolResult
 from bench.pipeline import PipelineResult
 from bench.probe_hits import HitCount
@@ -32,6 +33,7 @@ class Results:
     # The same workloads loaded at a fixed rate and flat out, untraced and traced (one
     # "protocol" each, named by its label, with the one handler dbcalls.HANDLER).
     db_rounds: list[ProtocolResult]
+    cross_host: CrossHostResult  # with and without --link-store, two hosts
 
     def shared_throughput(self, protocol: str) -> float | None:
         """traced / untraced throughput of the busy handler at saturation, CPUs shared."""

@@ -20,6 +20,21 @@ from bench.procstat import cpu_seconds, grpc_threads_cpu_seconds, memory_mb
 
 
 @dataclass(frozen=True)
+class CrossHostCounts:
+    """What `--stats` printed about cross-host linking (an agent with --link-store)."""
+
+    linked: int  # server spans joined to a caller's trace on another host
+    unlinked: dict[str, int]  # ... exported without, by reason
+    published: int  # keys written to the store
+    publish_dropped: dict[str, int]  # ... not written, by reason
+    lookups: int  # keys asked (once per round trip while wanted)
+    found: int
+    round_trips: int
+    outages: int
+    lookups_given_up: int  # for room
+
+
+@dataclass(frozen=True)
 class TraceStats:
     """What `--stats` printed: probe hits per BPF program, spans exported and dropped by
     the export pipeline, spans lost in the kernel by reason."""
@@ -35,6 +50,7 @@ class TraceStats:
     kept_share: float = 1.0
     lowest_share: float = 1.0
     shed: tuple[int, int] = (0, 0)
+    cross_host: CrossHostCounts | None = None  # with --link-store
 
     @property
     def total_hits(self) -> int:
@@ -46,12 +62,31 @@ class TraceStats:
         return self.dropped + sum(self.kernel_lost.values())
 
 
+def _named(text: str) -> dict[str, int]:
+    """The name=count pairs in text."""
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}
+
+
 def _pairs(text: str, marker: str) -> dict[str, int]:
     """The name=count pairs on the line that contains marker."""
     for line in text.splitlines():
         if marker in line:
-            return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line.split(marker, 1)[1])}
+            return _named(line.split(marker, 1)[1])
     return {}
+
+
+CROSS_HOST = re.compile(
+    r"gotrace: cross-host links: linked (\d+), unlinked (.*?); link store published (\d+) "
+    r"\(dropped (.*?)\), looked up (\d+), found (\d+), round trips (\d+), outages (\d+), "
+    r"lookups given up for room (\d+)")
+
+
+def _cross_host(stderr: str) -> CrossHostCounts | None:
+    m = CROSS_HOST.search(stderr)
+    if m is None:
+        return None
+    return CrossHostCounts(int(m[1]), _named(m[2]), int(m[3]), _named(m[4]),
+                           *(int(m[i]) for i in range(5, 10)))
 
 
 def parse_stats(stderr: str) -> TraceStats:
@@ -62,7 +97,10 @@ def parse_stats(stderr: str) -> TraceStats:
     'gotrace: spans lost in the kernel ringbuf_full=3',
     'gotrace: sampler traceidratio: spans sampled out 900 in the kernel, 80 by gotrace',
     'gotrace: overload: kept share 0.25 (lowest 0.125), spans shed 9000 in the kernel, 10 by
-    gotrace'."""
+    gotrace',
+    'gotrace: cross-host links: linked 9, unlinked not_found=1, store_down=0, no_identity=0;
+    link store published 0 (dropped store_down=0, queue_full=0), looked up 12, found 9,
+    round trips 5, outages 0, lookups given up for room 0'."""
     summary = next((line for line in stderr.splitlines()
                     if re.match(r"gotrace: \d+ spans", line)), "")
     sampled = re.search(r"spans sampled out (\d+) in the kernel, (\d+) by gotrace", stderr)
@@ -77,6 +115,7 @@ def parse_stats(stderr: str) -> TraceStats:
         run_ns=_pairs(stderr, "probe run time ns (kernel.bpf_stats_enabled)"),
         **({"kept_share": float(overload[1]), "lowest_share": float(overload[2]),
             "shed": (int(overload[3]), int(overload[4]))} if overload else {}),
+        cross_host=_cross_host(stderr),
     )
 
 
@@ -86,16 +125,20 @@ class Gotrace:
     command's start. As a context manager, it never leaves gotrace running behind it."""
 
     def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None,
-                 profile: Path | None = None, cpus: frozenset[int] | None = None) -> None:
-        """cpus: where gotrace runs (bench.cpus), if not anywhere."""
+                 profile: Path | None = None, cpus: frozenset[int] | None = None,
+                 prefix: Sequence[str] = ()) -> None:
+        """cpus: where gotrace runs (bench.cpus), if not anywhere; prefix: a command that
+        runs it (e.g. a tests/hosts.py Host's, inside that host's network namespace), which
+        must exec it so that the process started is gotrace's."""
         self._dir = tempfile.TemporaryDirectory(prefix="gotrace-bench-")
         self._ready = Path(self._dir.name) / "ready"
         self._stderr = open(Path(self._dir.name) / "stderr", "w+")  # noqa: SIM115
         command, rest = args[0], list(args[1:])
         runner = ["-m", "bench.profiled", str(profile)] if profile else ["-m", "gotrace"]
         self._started = time.monotonic()
+        self._interrupted = False
         self.process = subprocess.Popen(
-            [sys.executable, *runner, command, "--stats", "--ready-file", str(self._ready),
+            [*prefix, sys.executable, *runner, command, "--stats", "--ready-file", str(self._ready),
              *rest],
             cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
             stderr=self._stderr, preexec_fn=pinned_to(cpus))
@@ -105,7 +148,7 @@ class Gotrace:
 
     def __exit__(self, *exc: object) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.interrupt()
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
@@ -142,10 +185,16 @@ class Gotrace:
     def memory(self, key: str) -> float:
         return memory_mb(self.pid, key)
 
+    def interrupt(self) -> None:
+        """SIGINT (detach, flush, exit), once (a second would cut the flush short): to stop
+        several sessions at once, then wait() for each."""
+        if self.process.poll() is None and not self._interrupted:
+            self.process.send_signal(signal.SIGINT)
+            self._interrupted = True
+
     def stop(self) -> TraceStats:
         """SIGINT (detach, flush, exit) and the counters printed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+        self.interrupt()
         return self.wait()
 
     def wait(self, timeout: float = 120) -> TraceStats:

@@ -4,9 +4,11 @@ measured figure to its limit, PASS or MISS, and for a miss by how much and why."
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cross_host import AgentRound, CrossHostResult, Round
 from bench.dbcalls import DB_WORKLOADS, QUERIES_PER_REQUEST
 from bench.loadgen import SATURATION
 from bench.overhead import BUSY, ConditionResult, ProtocolResult
@@ -16,6 +18,7 @@ from bench.profiles import summarize
 from bench.results import Results
 from bench.saturation import SaturationResult
 from gotrace.export.otlp_config import DEFAULT_PROTOCOL
+from gotrace.pipeline.link_store import FLUSH_INTERVAL_S
 
 HITS_PER_SPAN = 2
 ROUTE_HITS_PER_REQUEST = 3  # the net/http server's two and the router's route probe
@@ -34,6 +37,11 @@ BUSY_THROUGHPUT = 0.95
 ATTACH_S = 3
 RSS_MB = 150
 EVIDENCE_LINES = 3  # profile entries quoted in a verdict
+CROSS_HOST_CPU_FACTOR = 1.3  # tracer CPU per span with --link-store / without
+# The store thread's design: one pipelined round trip per flush interval while there is work.
+STORE_ROUND_TRIPS_PER_S = 1 / FLUSH_INTERVAL_S
+CROSS_HOST_DELAY_S = 0.5  # added to a server span's export, median
+CROSS_HOST_LINKED = 0.99  # of the requests, their server span linked across hosts
 
 
 @dataclass(frozen=True)
@@ -350,9 +358,72 @@ def _attach(results: Results) -> list[Verdict]:
     ]
 
 
+def _cross_host_cpu(c: CrossHostResult, agent: Callable[[Round], AgentRound], which: str,
+                    why: str) -> Verdict:
+    def per_span(r: Round) -> float:
+        return agent(r).cpu_us_per_span
+
+    ratio = c.ratio(per_span)
+    return _at_most(
+        f"tracer CPU per span with cross-host linking / without, {which}",
+        CROSS_HOST_CPU_FACTOR, "x", ratio,
+        f"{ratio:.2f}x ({c.median(False, per_span):.1f} → {c.median(True, per_span):.1f} µs "
+        f"per span, medians of the rounds at {2 * c.settings.rate} spans/s in all)", why)
+
+
+def cross_host_verdicts(c: CrossHostResult) -> list[Verdict]:
+    """Cross-host linking: what the store adds to each agent's CPU and to the server spans'
+    export, the store's round trips, and whether the spans were linked and none lost."""
+    on = c.of(True)
+    lookups = sum(r.server.store.lookups for r in on) / max(
+        1, sum(r.server.store.linked for r in on))
+    trips = max(a.store.round_trips / r.window_s for r in on for a in r.agents)
+    delay = c.added(lambda r: r.delays.p50_s)
+
+    def shown(linking: bool, p99: bool) -> str:
+        """The delay's median over rounds, in seconds."""
+        return f"{c.median(linking, lambda r: r.delays.p99_s if p99 else r.delays.p50_s):.3f}"
+
+    share = min(r.server.store.linked / r.load.requests for r in on)
+    unlinked = ", ".join(f"{k} {sum(r.server.store.unlinked.get(k, 0) for r in on)}"
+                         for k in on[0].server.store.unlinked)
+    lost = sum(r.lost for r in c.rounds)
+    return [
+        _cross_host_cpu(c, lambda r: r.client, "the client host's agent (publishes)",
+                        "Its link store thread writes each CLIENT span's key (SET PX, "
+                        "pipelined) once its span is exported."),
+        _cross_host_cpu(c, lambda r: r.server, "the server host's agent (looks up)",
+                        "Each SERVER span is held until its caller's key is found; the store "
+                        "thread asks for every key still wanted in each round trip (MGET), "
+                        f"{lookups:.1f} lookups per linked span here, until the pipeline "
+                        "thread has taken the answer at its next poll."),
+        _at_most(f"link store round trips per second per agent at {2 * c.settings.rate} "
+                 "spans/s", STORE_ROUND_TRIPS_PER_S, "", trips,
+                 f"{trips:.1f} (the busiest agent and round, over the load and "
+                 "the settling after it)",
+                 f"One pipelined round trip per flush interval ({FLUSH_INTERVAL_S * 1000:g} "
+                 "ms, gotrace/pipeline/link_store.py) while there is work."),
+        _at_most("added export delay of server spans with cross-host linking, median",
+                 CROSS_HOST_DELAY_S, " s", delay,
+                 f"{delay:+.3f} s (median {shown(False, False)} → {shown(True, False)} s, "
+                 f"p99 {shown(False, True)} → {shown(True, True)} s, from span end to the "
+                 "receiver)",
+                 "A SERVER span called from another host waits until its caller's agent has "
+                 "exported and published the CLIENT span (after the response), the store "
+                 "thread has found the key and the pipeline thread has taken the answer."),
+        _at_least("server spans linked across hosts / requests", CROSS_HOST_LINKED, "",
+                  share, f"{share:.4f} (the lowest round; unlinked: {unlinked})",
+                  "Every request's SERVER span has a traced caller whose key is published."),
+        Verdict("spans lost with cross-host linking on and off", "0", str(lost), float(lost),
+                lost == 0, "" if lost == 0 else f"{lost} lost over {len(c.rounds)} rounds at "
+                f"{2 * c.settings.rate} spans/s (the section's table)."),
+    ]
+
+
 def evaluate(results: Results) -> list[Verdict]:
     return [*_hits(results), *_route_hits(results), *_db_hits(results), *_bpf_time(results),
             *_db_bpf_time(results), *_cpu_added(results),
             *_tracer(results.pipeline), _sampler(results.pipeline), *_throughput(results),
-            *_saturation(results.saturation), *_attach(results)]
+            *_saturation(results.saturation), *_attach(results),
+            *cross_host_verdicts(results.cross_host)]
 

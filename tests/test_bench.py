@@ -29,7 +29,7 @@ from bench.probe_hits import (
 from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
-from bench.session import parse_stats
+from bench.session import CrossHostCounts, parse_stats
 from bench.targets import DB_HITS_PER_QUERY, Verdict
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
@@ -40,7 +40,9 @@ TARGET_TOPICS = ("uprobe hits per request", "target CPU added per request",
                  "traceidratio", "throughput traced / untraced", "attach time", "tracer RSS",
                  "BPF run time per request", "at saturation, overload policy on",
                  "errors and slow requests exported", "database probe hits per query",
-                 "BPF run time per query")
+                 "BPF run time per query", "with cross-host linking / without",
+                 "link store round trips per second", "added export delay",
+                 "linked across hosts")
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +59,18 @@ def test_stats_lines_are_parsed() -> None:
         "gotrace: probe hits newproc_return=3, http_server_entry=12\n"
         "gotrace: probe run time ns (kernel.bpf_stats_enabled) newproc_return=900, "
         "http_server_entry=60000\n"
-        "gotrace: spans lost in the kernel ringbuf_full=1\n")
+        "gotrace: spans lost in the kernel ringbuf_full=1\n"
+        "gotrace: cross-host links: linked 9, unlinked not_found=1, store_down=2, "
+        "no_identity=0; link store published 7 (dropped store_down=3, queue_full=0), looked "
+        "up 12, found 9, round trips 5, outages 1, lookups given up for room 0\n")
     assert (stats.exported, stats.dropped, stats.lost) == (10, 2, 3)
     assert stats.hits == {"newproc_return": 3, "http_server_entry": 12}
     assert stats.run_ns == {"newproc_return": 900, "http_server_entry": 60000}
+    assert stats.cross_host == CrossHostCounts(
+        linked=9, unlinked={"not_found": 1, "store_down": 2, "no_identity": 0}, published=7,
+        publish_dropped={"store_down": 3, "queue_full": 0}, lookups=12, found=9,
+        round_trips=5, outages=1, lookups_given_up=0)
+    assert parse_stats("gotrace: 1 spans; otlp: exported 1, dropped 0\n").cross_host is None
 
 
 def test_report_has_every_section(quick_run) -> None:
@@ -194,3 +204,25 @@ def test_the_server_gets_a_cpu_of_its_own() -> None:
             [sys.executable, "-c", "import os; print(*sorted(os.sched_getaffinity(0)))"],
             preexec_fn=pinned_to(cpus), capture_output=True, text=True, check=True).stdout
         assert shown.split() == [str(cpu) for cpu in sorted(cpus)], shown
+
+
+def test_cross_host_linking(quick_run) -> None:
+    results, _, _ = quick_run
+    c = results.cross_host
+    assert [r.linking for r in c.rounds] == [False, True] * QUICK.cross_host.pairs
+    for r in c.rounds:
+        requests = r.load.requests
+        assert requests > 0 and r.lost == 0, r
+        # A CLIENT span on the load generator's host, a SERVER span on the server's.
+        assert r.client.stats.exported == r.server.stats.exported == requests, r
+        assert r.received == 2 * requests, r
+        assert r.delays.count == requests and 0 < r.delays.p50_s <= r.delays.p99_s, r
+        assert all(a.cpu_s > 0 for a in r.agents), r
+        assert all((a.stats.cross_host is not None) == r.linking for a in r.agents), r
+        if r.linking:
+            published, looked_up = r.client.store, r.server.store
+            # Every server span called from the other host is linked or counted unlinked.
+            assert looked_up.linked + sum(looked_up.unlinked.values()) == requests, r
+            assert looked_up.linked > 0 and published.published >= looked_up.linked, r
+            assert looked_up.lookups >= looked_up.found >= looked_up.linked, r
+            assert all(a.store.round_trips > 0 and a.store.outages == 0 for a in r.agents), r

@@ -9,9 +9,14 @@
 // At a fixed rate each worker's requests are due at regular instants and latency is
 // measured from the instant a request was due, so a server falling behind shows in
 // the percentiles instead of silently lowering the rate.
+//
+// With -stdin it starts sending at the first line it reads on stdin and, once it has
+// printed its result, exits only when stdin is closed: so that a tracer can attach to it
+// by pid before the load, and read its last spans before it exits.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -117,6 +122,8 @@ func main() {
 	rate := flag.Float64("rate", 0, "requests per second in total (0: as fast as possible)")
 	conns := flag.Int("conns", 4, "connections, one worker each")
 	duration := flag.Duration("duration", 5*time.Second, "how long to send")
+	waitStdin := flag.Bool("stdin", false,
+		"start at the first line on stdin; after the result, exit when stdin closes")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("loadgen: ")
@@ -132,6 +139,12 @@ func main() {
 		interval = time.Duration(float64(*conns) / *rate * float64(time.Second))
 	}
 	workers := make([]worker, *conns)
+	stdin := bufio.NewReader(os.Stdin)
+	if *waitStdin {
+		if _, err := stdin.ReadString('\n'); err != nil {
+			log.Fatal("stdin closed before the start")
+		}
+	}
 	start := time.Now()
 	deadline := start.Add(*duration)
 	var wg sync.WaitGroup
@@ -170,5 +183,8 @@ func main() {
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		log.Fatal(err)
+	}
+	if *waitStdin {
+		_, _ = io.Copy(io.Discard, stdin)
 	}
 }
