@@ -19,6 +19,7 @@ from gotrace.facts.unix_sockets import UnixSockets
 from gotrace.native import _fastpath  # an ImportError (a failed module) when not built
 from gotrace.pipeline import decode
 from gotrace.probes import CLIENT_KINDS, SERVER_KINDS, SHAPES
+from gotrace.probes.base import REQUEST_FIELDS
 from gotrace.record_view import FIELDS
 from gotrace.spans import Resource, Span
 
@@ -242,3 +243,19 @@ def test_fact_sources_are_not_asked_about_spans_after_their_latest_event_only(
 def test_decode_records_uses_the_compiled_loop() -> None:
     assert decode._decode.func is _fastpath.decode_records  # type: ignore[attr-defined]
     assert decode._decode.args == (decode._NATIVE_TABLES,)  # type: ignore[attr-defined]
+
+
+def test_request_fields_are_not_part_of_any_endpoint_key() -> None:
+    """Two requests of one endpoint that differ in every field the kernel fills per request
+    (ids, times, sizes, stream, sched waits, the TCP identity) have the same endpoint key, so
+    that their attributes are worked out once, not per span."""
+    per_request = {"start_ns", "end_ns", "trace_id", "span_id", "parent_span_id", "goid",
+                   "request_body_size", "response_body_size", "stream_id", "sched_ns",
+                   "tcp_identity"}
+    assert per_request <= REQUEST_FIELDS
+    for kind, key_of in decode.ENDPOINT_KEYS.items():
+        one, other = bytearray(records.RECORD_SIZE), bytearray(records.RECORD_SIZE)
+        for layout in FIELDS:
+            if layout.name in per_request:
+                other[layout.offset:layout.offset + layout.size] = b"\x5a" * layout.size
+        assert key_of(bytes(one)) == key_of(bytes(other)), SHAPES[kind]

@@ -47,7 +47,7 @@ class Attachment:
 # connection's ports, the caller's changes with each connection.
 REQUEST_FIELDS = frozenset({
     "start_ns", "end_ns", "trace_id", "span_id", "parent_span_id", "goid",
-    "request_body_size", "response_body_size", "stream_id", "sched_ns",
+    "request_body_size", "response_body_size", "stream_id", "sched_ns", "tcp_identity",
 })
 SERVER_REQUEST_FIELDS = REQUEST_FIELDS | {"peer_port"}
 CLIENT_REQUEST_FIELDS = REQUEST_FIELDS | {"local_port"}
