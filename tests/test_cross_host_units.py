@@ -17,7 +17,7 @@ import pytest
 from test_linking_units import span
 from tracing import free_port
 
-from gotrace.pipeline.cross_host import CrossHostLinks, LinkTimes, link_key
+from gotrace.pipeline.cross_host import CrossHostLinks, LinkTimes, is_final, link_key
 from gotrace.pipeline.link_store import LinkStore, LinkStoreError, parse_store_url
 from gotrace.pipeline.linking import Linker
 from gotrace.records import TCP_ID_KNOWN, TCP_ID_POSITION
@@ -66,7 +66,7 @@ def call(kind_pair: tuple[str, str], start: int, end: int, *, parent: Span | Non
 
 def linker(url: str, hold_s: float = 0.3) -> Linker:
     times = LinkTimes.for_hold(hold_s)
-    store = LinkStore(parse_store_url(url), times.ttl_ms, warn=io.StringIO())
+    store = LinkStore(parse_store_url(url), times.ttl_ms, warn=io.StringIO(), settled=is_final)
     store.start()
     return Linker(frozenset({"127.0.0.1"}),
                   cross_host=CrossHostLinks(store, times.hold_ns, times.pending_ns))
@@ -224,6 +224,7 @@ def test_tls_and_an_acl_user_limited_to_what_gotrace_sends(tmp_path):
             assert callee.parent_span_id == client.span_id
             assert callee.trace_id == client.trace_id
             assert publisher.cross_host.store.stats.outages == 0
+            assert reader.cross_host.store.stats.found == 1  # a final value: asked no more
         finally:
             publisher.cross_host.close()
             reader.cross_host.close()

@@ -21,7 +21,12 @@ from gotrace.metrics import (
     route_counters,
     shed_counters,
 )
-from gotrace.pipeline.cross_host import DEFAULT_LINK_HOLD_S, CrossHostLinks, LinkTimes
+from gotrace.pipeline.cross_host import (
+    DEFAULT_LINK_HOLD_S,
+    CrossHostLinks,
+    LinkTimes,
+    is_final,
+)
 from gotrace.pipeline.link_store import LinkStore, parse_store_url
 from gotrace.pipeline.linking import LinkStats
 from gotrace.pipeline.overload import (
@@ -215,7 +220,7 @@ def cross_host_links(args: argparse.Namespace) -> CrossHostLinks | None:
     require_kernel_reads()
     hold_s = args.link_hold or DEFAULT_LINK_HOLD_S
     settings = LinkTimes.for_hold(hold_s)
-    store = LinkStore(parse_store_url(url), settings.ttl_ms)
+    store = LinkStore(parse_store_url(url), settings.ttl_ms, settled=is_final)
     return CrossHostLinks(store, settings.hold_ns, settings.pending_ns)
 
 

@@ -59,6 +59,11 @@ def link_key(span: Span) -> bytes | None:
     return None
 
 
+def is_final(value: bytes) -> bool:
+    """Whether a stored value is the last its key will have."""
+    return value[:1] != bytes((PENDING,))
+
+
 def link_value(flags: int, span: Span) -> bytes:
     return bytes((flags,)) + span.trace_id + span.span_id
 

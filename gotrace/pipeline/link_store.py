@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -90,6 +91,9 @@ def parse_store_url(url: str) -> StoreAddress:
                         database, query.get("cacert", [None])[0])
 
 
+OK = b"+OK\r\n"
+
+
 class _Reply(Exception):
     """An error reply (-ERR ...) from the store."""
 
@@ -145,6 +149,17 @@ class RespConnection:
             return None if count < 0 else [self.reply() for _ in range(count)]
         raise ConnectionError(f"not a RESP reply: {line[:40]!r}")
 
+    def expect_ok(self, count: int) -> None:
+        """count replies that are all +OK (SET's), read at once; _Reply for an error among
+        them (the connection is then out of step: the caller drops it)."""
+        data = self._reader.read(len(OK) * count)
+        if data == OK * count:
+            return
+        for at in range(0, len(data), len(OK)):
+            if data[at:at + 1] == b"-":
+                raise _Reply(data[at + 1:].split(b"\r\n", 1)[0].decode("utf-8", "replace"))
+        raise ConnectionError("the store answered SET with something else")
+
     def close(self) -> None:
         try:
             self._reader.close()
@@ -182,8 +197,12 @@ class StoreStats:
 class LinkStore:
     """The store, seen from the pipeline: publish, want, take answers. Thread-safe."""
 
-    def __init__(self, address: StoreAddress, ttl_ms: int, warn: TextIO = sys.stderr) -> None:
+    def __init__(self, address: StoreAddress, ttl_ms: int, warn: TextIO = sys.stderr,
+                 settled: Callable[[bytes], bool] = lambda _value: False) -> None:
+        """settled: whether a value found is the key's last (no longer asked for: the next
+        rounds would fetch it again before the pipeline takes the answer)."""
         self.address = address
+        self._settled = settled
         self.ttl = str(ttl_ms).encode()
         self.stats = StoreStats()
         self._warn = warn
@@ -233,7 +252,8 @@ class LinkStore:
 
     def answers(self) -> list[tuple[bytes, bytes]]:
         """(key, value) found since the last call. A key stays wanted (its value may change:
-        cross_host.py's pending values) until forgotten or its time is up."""
+        cross_host.py's pending values) until its value is settled, it is forgotten or its
+        time is up."""
         with self._lock:
             found, self._answers = self._answers, []
         return found
@@ -304,8 +324,8 @@ class LinkStore:
         if wanted:
             out.append(pack([b"MGET", *wanted]))
         self._conn.send(b"".join(out))
-        for _ in publications:
-            self._conn.reply()
+        if publications:
+            self._conn.expect_ok(len(publications))
         self.stats.published += len(publications)
         self._in_flight = 0
         self.stats.round_trips += 1
@@ -320,6 +340,9 @@ class LinkStore:
             self.stats.found += len(found)
             with self._lock:
                 self._answers.extend(found)
+                for key, value in found:
+                    if self._settled(value):
+                        self._wanted.pop(key, None)
 
     def _connect(self) -> RespConnection:
         """A connection on which the store has answered (a server that accepts but does not
