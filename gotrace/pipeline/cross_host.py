@@ -35,6 +35,9 @@ DEFAULT_LINK_HOLD_S = 1.0
 PENDING_HOLDS = 4
 MIN_PENDING_S = 5.0
 MIN_TTL_S = 10.0
+# A server span reaches its agent before its caller's span has even ended: its key is asked
+# for from this much later on, when the caller's agent has usually written it.
+FIRST_LOOKUP_S = 0.1
 KEY_VERSION = b"gt1"
 FINAL = 1  # the value names the client span's trace and span for good
 PENDING = 2  # the client span's trace may still change: wait for FINAL
@@ -135,8 +138,8 @@ class CrossHostLinks:
         self.store.publish(key, link_value(FINAL | (SAMPLED if sampled else 0), span))
 
     def want(self, key: bytes, wait_ns: int) -> None:
-        """Ask the store for key for wait_ns from now."""
-        self.store.want(key, wait_ns / 1e9)
+        """Ask the store for key for wait_ns from now, from FIRST_LOOKUP_S on."""
+        self.store.want(key, wait_ns / 1e9, after=FIRST_LOOKUP_S)
 
     def forget(self, key: bytes) -> None:
         self.store.forget(key)

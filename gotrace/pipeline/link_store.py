@@ -17,7 +17,6 @@ client library.
 from __future__ import annotations
 
 import collections
-import itertools
 import random
 import socket
 import ssl
@@ -208,7 +207,8 @@ class LinkStore:
         self._warn = warn
         self._lock = threading.Lock()
         self._publications: collections.deque[tuple[bytes, bytes]] = collections.deque()
-        self._wanted: dict[bytes, float] = {}  # key -> monotonic time to give up asking
+        # key -> (monotonic times to ask first, to give up asking), in the order wanted
+        self._wanted: dict[bytes, tuple[float, float]] = {}
         self._answers: list[tuple[bytes, bytes]] = []
         self._up = True  # until the first failure: the first connection is tried at once
         self._stop = threading.Event()
@@ -237,11 +237,12 @@ class LinkStore:
                 self.stats.publish_dropped["queue_full"] += 1
             self._publications.append((key, value))
 
-    def want(self, key: bytes, seconds: float) -> None:
-        """Ask for key every round for the next seconds, unless forgotten before."""
-        until = time.monotonic() + seconds
+    def want(self, key: bytes, seconds: float, after: float = 0.0) -> None:
+        """Ask for key every round from `after` seconds from now (when it may have been
+        written) until `seconds` from now, unless it is settled or forgotten before."""
+        now = time.monotonic()
         with self._lock:
-            self._wanted[key] = until
+            self._wanted[key] = (now + after, now + seconds)
             if len(self._wanted) > MAX_WANTED_KEYS:
                 del self._wanted[next(iter(self._wanted))]
                 self.stats.wanted_dropped += 1
@@ -303,14 +304,25 @@ class LinkStore:
             self._in_flight = 0
 
     def _take_round(self) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+        """What to send now. Keys are wanted in order, each for as long as the last (the
+        pipeline asks alike for all), so both ends of the wanted ones are a prefix: no round
+        walks the keys it does not ask for."""
         now = time.monotonic()
         with self._lock:
             n = min(len(self._publications), MAX_KEYS_PER_ROUND)
             publications = [self._publications.popleft() for _ in range(n)]
-            expired = [k for k, until in self._wanted.items() if until <= now]
+            expired = []
+            for key, (_, until) in self._wanted.items():
+                if until > now:
+                    break
+                expired.append(key)
             for key in expired:
                 del self._wanted[key]
-            wanted = list(itertools.islice(self._wanted, MAX_KEYS_PER_ROUND))
+            wanted = []
+            for key, (first, _) in self._wanted.items():
+                if first > now or len(wanted) == MAX_KEYS_PER_ROUND:
+                    break
+                wanted.append(key)
         return publications, wanted
 
     def _round(self) -> None:
