@@ -169,10 +169,14 @@ class RespConnection:
 
 def pack(command: list[bytes]) -> bytes:
     """A command as RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(command)]
-    for arg in command:
-        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(parts)
+    return b"*%d\r\n" % len(command) + b"".join(
+        [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in command])
+
+
+def pack_set(key: bytes, value: bytes, ttl_ms: bytes) -> bytes:
+    """SET key value PX ttl_ms as RESP, in one step (one per span published)."""
+    return b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$2\r\nPX\r\n$%d\r\n%s\r\n" % (
+        len(key), key, len(value), value, len(ttl_ms), ttl_ms)
 
 
 @dataclass
@@ -332,7 +336,8 @@ class LinkStore:
         if not publications and not wanted:
             return
         self._in_flight = len(publications)  # lost with the connection, if it fails now
-        out = [pack([b"SET", key, value, b"PX", self.ttl]) for key, value in publications]
+        ttl = self.ttl
+        out = [pack_set(key, value, ttl) for key, value in publications]
         if wanted:
             out.append(pack([b"MGET", *wanted]))
         self._conn.send(b"".join(out))

@@ -159,10 +159,9 @@ class Linker:
         ready = self.expire(now_ns)
         if self._new_remote_clients:
             assert self.cross_host is not None
-            released = {id(span) for span in ready}  # published final once sampled
             for key, span in self._new_remote_clients:
-                if id(span) not in released:  # held: its trace may still change
-                    self.cross_host.publish_pending(key, span)
+                if span.trace_id in self._held:  # its trace may still change
+                    self.cross_host.publish_pending(key, span)  # (released: final, sampled)
             self._new_remote_clients.clear()
         return ready
 
@@ -201,11 +200,12 @@ class Linker:
         if not self._remote_clients:
             return
         assert self.cross_host is not None
-        kept_ids = {id(span) for span in kept}
+        kept_ids = None if len(kept) == len(released) else {id(span) for span in kept}
         for span in released:
             published = self._remote_clients.pop(id(span), None)
             if published is not None:
-                self.cross_host.publish_final(published[0], span, id(span) in kept_ids)
+                self.cross_host.publish_final(published[0], span,
+                                              kept_ids is None or id(span) in kept_ids)
 
     def _give_up(self, held: _HeldTrace) -> None:
         """A held trace's time is up: count why its root, if waiting, found no caller."""
@@ -238,8 +238,9 @@ class Linker:
         # After placing: a server span linked to this client joins the client's trace where
         # the client now is (held with it, or released).
         if span.kind == "CLIENT" and span.connection is not None:
-            self._index_client(span, now_ns)
-            if self.cross_host is not None and not is_local_peer(span.connection, self.local):
+            if is_local_peer(span.connection, self.local):  # a server here may be its callee
+                self._index_client(span, now_ns)
+            elif self.cross_host is not None:
                 key = link_key(span)
                 if key is not None:
                     self._remote_clients[id(span)] = (key, span)
@@ -256,9 +257,13 @@ class Linker:
             else:  # its root has not arrived
                 self._hold(span.trace_id, span, now_ns)
             return
-        if not self._linkable(span):
-            key = self._remote_root_key(span)
-            if key is not None:
+        conn = span.connection
+        called = span.kind == "SERVER" and not span.remote_parent and conn is not None
+        local = called and conn is not None and is_local_peer(conn, self.local)
+        if not (local and self._linkable(span)):
+            key = self.cross_host.server_key(span) if called and not local and \
+                self.cross_host is not None else None
+            if key is not None:  # called from another host, whose agent may have published
                 self._wait_remote(span, key, now_ns)
                 return
             if span.trace_id in self._held:  # with its children that came first
@@ -275,14 +280,6 @@ class Linker:
             return
         held.root = span
         self._waiting.setdefault(self._server_key(span), {})[id(span)] = span
-
-    def _remote_root_key(self, span: Span) -> bytes | None:
-        """The link store key of a root server span called from another host, when the
-        store is on and may know its caller."""
-        if self.cross_host is None or span.kind != "SERVER" or span.remote_parent or \
-                span.connection is None or is_local_peer(span.connection, self.local):
-            return None
-        return self.cross_host.server_key(span)
 
     def _wait_remote(self, server: Span, key: bytes, now_ns: int) -> None:
         """Hold a root called from another host until its caller is found in the store."""
@@ -358,9 +355,7 @@ class Linker:
             self._renamed.popitem(last=False)
 
     def _linkable(self, span: Span) -> bool:
-        if span.kind != "SERVER" or span.remote_parent or span.connection is None or \
-                not is_local_peer(span.connection, self.local):
-            return False
+        """Whether a server span called from this host may have a traced caller."""
         key = self._server_key(span)[0]
         known = self._untraced.pop(key, None)
         if known is None or span.monotonic_start_ns - known[0] > UNTRACED_PEER_IDLE_NS:
