@@ -16,11 +16,10 @@ import ctypes
 import errno
 import functools
 import os
-import platform
 import threading
 from collections.abc import Collection, Sequence
 
-_NR_BPF = {"x86_64": 321, "aarch64": 280}
+_NR_BPF = 321  # x86-64, the only architecture gotrace reads binaries of
 BPF_PROG_LOAD = 5
 BPF_LINK_CREATE = 28
 BPF_PROG_TYPE_KPROBE = 2
@@ -70,10 +69,7 @@ _libc.syscall.restype = ctypes.c_long
 
 def _bpf(command: int, attr: ctypes.Structure) -> int:
     """bpf(command, attr): a new file descriptor, or OSError with the kernel's errno."""
-    number = _NR_BPF.get(platform.machine())
-    if number is None:
-        raise OSError(errno.ENOSYS, "bpf(2): unknown syscall number on this architecture")
-    fd = _libc.syscall(ctypes.c_long(number), ctypes.c_int(command), ctypes.byref(attr),
+    fd = _libc.syscall(ctypes.c_long(_NR_BPF), ctypes.c_int(command), ctypes.byref(attr),
                        ctypes.c_uint(ctypes.sizeof(attr)))
     if fd < 0:
         code = ctypes.get_errno()
@@ -137,10 +133,10 @@ def supported() -> bool:
 
     A link on the directory '/' fails with EBADF where uprobe_multi exists (the path is
     looked up, then refused as not a regular file) and with EINVAL, EOPNOTSUPP or ENOSYS
-    where it does not. The first kernels with uprobe_multi (6.6 to 6.9, and stable ones
-    without the fix) filtered on the PID's thread, not its process, which would miss every
-    other thread of a Go program: the fixed ones refuse a negative PID before looking at the
-    path (EINVAL), the others get to the path (EBADF)."""
+    where it does not. The first kernels with uprobe_multi (6.6 and the releases until a
+    2024 fix, and stable ones without it) filtered on the PID's thread, not its process,
+    which would miss every other thread of a Go program: the fixed ones refuse a negative
+    PID before looking at the path (EINVAL), the others get to the path (EBADF)."""
     try:
         prog_fd = _empty_program()
     except OSError:
