@@ -13,6 +13,7 @@ from gotrace.cli.listeners import pids_on_port
 from gotrace.cli.status import StatusReporter, open_status, take_snapshot
 from gotrace.errors import GotraceError
 from gotrace.export import ConsoleExporter, Exporter, ExportPipeline, JsonlExporter, otlp_config
+from gotrace.kernel.program import uprobe_mechanism
 from gotrace.metrics import (
     MetricsExporter,
     cross_host_counters,
@@ -329,6 +330,7 @@ class _Session:
                     conn_misses, self.tracer.overload, shed, self.tracer.gate.rescued)
             print(f"gotrace: TCP retransmits seen {self.tracer.network.retransmits}",
                   file=sys.stderr)
+            print(f"gotrace: uprobes attached through {uprobe_mechanism()}", file=sys.stderr)
             if self.tracer.routes is not None:
                 print(f"gotrace: inferred routes per service: {self.tracer.routes.summary()}",
                       file=sys.stderr)

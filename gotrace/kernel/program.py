@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gotrace.addresses import address_bytes
 from gotrace.errors import GotraceError
 from gotrace.gobin.conntypes import ConnStep
+from gotrace.gobin.elffile import ElfImage
+from gotrace.kernel import uprobe_multi
 from gotrace.kernel.c_source import BPF_DIR
 from gotrace.kernel.plan import CONN_MISS_REASONS, CONN_STEP_FLAGS, PROBE_IDS, Plan
 from gotrace.kernel.ringbuf import RingBuffer
@@ -32,11 +35,20 @@ RecordsCallback = Callable[[list[bytes]], None]
 
 @dataclass
 class Program:
-    """One compiled BPF object, shared by every process whose binary has the same layout."""
+    """One compiled BPF object, shared by every process whose binary has the same layout.
+
+    Its uprobes are attached as one uprobe_multi link per probe program, binary and PID where
+    the kernel has them (multi; gotrace/kernel/uprobe_multi.py), else one perf event per
+    uprobe through BCC. A program loaded for links cannot be attached the other way, so the
+    mechanism is fixed before any is loaded (BCC loads each at its first attachment)."""
 
     plan: Plan
     bpf: object  # bcc.BPF
-    attached: list[tuple[str, int, int]] = field(default_factory=list)  # (path, addr, pid)
+    multi: bool = False
+    _uprobes: list[tuple[str, int, int]] = field(default_factory=list)  # (path, addr, pid)
+    _links: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (path, pid): fds
+    # Probe program -> its copy loaded for perf-event uprobes, where a link could not be had.
+    _perf_copies: dict[bytes, object] = field(default_factory=dict)
     _ring: RingBuffer | None = None
     _on_records: RecordsCallback | None = None
     ring_fill: float = 0.0  # the ring buffer's share in use when last read
@@ -44,8 +56,27 @@ class Program:
     _taken: int = 0  # records read from the ring buffer
 
     def attach(self, path: str, layout: Layout, pid: int = -1) -> int:
-        """Attach every probe of the plan to the binary at path; returns the uprobe count."""
-        count = 0
+        """Attach every probe of the plan to the binary at path, for the process pid (-1:
+        every process); returns the uprobe count. On failure none of them stays attached."""
+        sites = self._sites(path, layout)
+        uprobes_before = len(self._uprobes)
+        try:
+            if self.multi:
+                self._attach_links(path, sites, pid)
+            else:
+                for program, (function, addrs) in sites.items():
+                    self._attach_uprobes(path, program, function, addrs, pid)
+        except GotraceError:
+            for _path, addr, _pid in self._uprobes[uprobes_before:]:
+                with contextlib.suppress(Exception):  # BCC raises bare Exception
+                    self.bpf.detach_uprobe(name=path, addr=addr, pid=pid)
+            del self._uprobes[uprobes_before:]
+            raise
+        return sum(len(addrs) for _function, addrs in sites.values())
+
+    def _sites(self, path: str, layout: Layout) -> dict[str, tuple[str, list[int]]]:
+        """Probe program -> (a function it probes, for messages; the virtual addresses)."""
+        sites: dict[str, tuple[str, list[int]]] = {}
         for probe in self.plan.probes:
             for a in probe.attachments:
                 fn = layout.functions.get(a.function)
@@ -54,27 +85,82 @@ class Program:
                 addrs = [fn.entry_probe] if a.where == "entry" else list(fn.ret_addresses)
                 if not addrs:
                     raise GotraceError(f"{path}: {a.function} has no RET instruction to probe")
-                for addr in addrs:
-                    try:
-                        self.bpf.attach_uprobe(name=path, addr=addr, fn_name=a.program,
-                                               pid=pid)
-                    except Exception as e:  # BCC raises bare Exception
-                        raise GotraceError(f"cannot attach a uprobe to {path} at {addr:#x} "
-                                           f"({a.function}): {e}") from None
-                    self.attached.append((path, addr, pid))
-                    count += 1
-        return count
+                sites.setdefault(a.program, (a.function, []))[1].extend(addrs)
+        return sites
+
+    def _attach_uprobes(self, path: str, program: str, function: str, addrs: list[int],
+                        pid: int) -> None:
+        """A perf-event uprobe per address, through BCC (which loads the program first)."""
+        for addr in addrs:
+            try:
+                self.bpf.attach_uprobe(name=path, addr=addr, fn_name=program, pid=pid)
+            except Exception as e:  # BCC raises bare Exception
+                raise GotraceError(f"cannot attach a uprobe to {path} at {addr:#x} "
+                                   f"({function}): {e}") from None
+            self._uprobes.append((path, addr, pid))
+
+    def _attach_links(self, path: str, sites: dict[str, tuple[str, list[int]]],
+                      pid: int) -> None:
+        """A uprobe_multi link per probe program, kept only if all could be attached.
+
+        A link is refused (EINVAL) where another tool's uprobe is already at one of its
+        offsets with another USDT semaphore offset (ref_ctr_offset): the kernel keeps one per
+        offset, and BCC 0.26's Python module sets garbage there (its ctypes declaration of
+        bpf_attach_uprobe lacks libbcc's last argument), so any BCC tool's uprobe, an older
+        gotrace's included, conflicts. Those programs are attached as perf-event uprobes,
+        which share the semaphore offset BCC sets."""
+        offsets = file_offsets(path, [a for _f, addrs in sites.values() for a in addrs])
+        links: list[int] = []
+        try:
+            for program, (function, addrs) in sites.items():
+                try:
+                    fd = self.bpf.load_func(  # type: ignore[attr-defined]
+                        program, uprobe_multi.BPF_PROG_TYPE_KPROBE,
+                        attach_type=uprobe_multi.BPF_TRACE_UPROBE_MULTI).fd
+                except Exception as e:  # BCC raises bare Exception
+                    raise GotraceError(f"cannot load the BPF program {program}: {e}") from None
+                try:
+                    links.append(uprobe_multi.attach(fd, path, [offsets[a] for a in addrs],
+                                                     max(pid, 0)))
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise GotraceError(f"cannot attach {len(addrs)} uprobes to {path} "
+                                           f"({function}, {program}): {e.strerror}") from None
+                    with self._perf_copy(program):
+                        self._attach_uprobes(path, program, function, addrs, pid)
+        except GotraceError:
+            uprobe_multi.close_links(links)
+            raise
+        self._links.setdefault((path, pid), []).extend(links)
+
+    @contextlib.contextmanager
+    def _perf_copy(self, program: str) -> Iterator[None]:
+        """BCC's table of loaded programs holding, while perf-event uprobes are attached,
+        the copy of program loaded without the uprobe_multi attach type (BCC loads it at
+        its first use), which a perf event accepts."""
+        funcs = self.bpf.funcs  # type: ignore[attr-defined]
+        name = program.encode()
+        linked = funcs.pop(name)
+        if name in self._perf_copies:
+            funcs[name] = self._perf_copies[name]
+        try:
+            yield
+        finally:
+            if name in funcs:
+                self._perf_copies[name] = funcs[name]
+            funcs[name] = linked
 
     def detach(self, path: str, pid: int = -1) -> None:
+        uprobe_multi.close_links(self._links.pop((path, pid), []))
         keep = []
-        for entry in self.attached:
+        for entry in self._uprobes:
             if entry[0] == path and entry[2] == pid:
                 # The process may be gone already: then there is nothing to undo.
                 with contextlib.suppress(Exception):
                     self.bpf.detach_uprobe(name=path, addr=entry[1], pid=pid)
             else:
                 keep.append(entry)
-        self.attached = keep
+        self._uprobes = keep
 
     def open_ring_buffer(self, on_records: RecordsCallback) -> None:
         """on_records gets the spans' records, a batch (maybe empty) per poll."""
@@ -152,8 +238,11 @@ class Program:
     def run_ns(self) -> dict[str, int]:
         """Nanoseconds each BPF program loaded so far has run, as the kernel counts them
         while the sysctl kernel.bpf_stats_enabled is 1 (zero while it is 0)."""
-        return {name.decode(): _run_time_ns(fn.fd)
-                for name, fn in self.bpf.funcs.items()}  # type: ignore[attr-defined]
+        run_ns = {name.decode(): _run_time_ns(fn.fd)
+                  for name, fn in self.bpf.funcs.items()}  # type: ignore[attr-defined]
+        for name, fn in self._perf_copies.items():
+            run_ns[name.decode()] += _run_time_ns(fn.fd)  # type: ignore[attr-defined]
+        return run_ns
 
     def drops(self) -> dict[str, int]:
         """Spans not sent by the kernel, by reason (KERNEL_DROP_REASONS)."""
@@ -170,10 +259,35 @@ class Program:
         return {reason: sum(table[ctypes.c_int(i)]) for i, reason in enumerate(reasons)}
 
     def close(self) -> None:
+        uprobe_multi.close_links([fd for links in self._links.values() for fd in links])
+        self._links.clear()
         if self._ring is not None:
             self._ring.close()
             self._ring = None
         self.bpf.cleanup()
+        for fn in self._perf_copies.values():
+            os.close(fn.fd)  # type: ignore[attr-defined]
+        self._perf_copies.clear()
+
+
+def uprobe_mechanism() -> str:
+    """How this kernel gets gotrace's uprobes attached (compile_program's default)."""
+    if uprobe_multi.supported():
+        return "uprobe_multi links, one per probe program, binary and process"
+    return "one perf event per uprobe (this kernel has no uprobe_multi links)"
+
+
+def file_offsets(path: str, addrs: Iterable[int]) -> dict[int, int]:
+    """The file offset of each virtual address in the executable segments of the ELF file
+    at path, where a uprobe is attached (as BCC converts the addresses it is given)."""
+    with contextlib.closing(ElfImage(path)) as elf:
+        offsets = {}
+        for addr in addrs:
+            seg = elf.segment_of(addr)
+            if seg is None or not seg.executable or addr - seg.vaddr >= seg.filesz:
+                raise GotraceError(f"{path}: address {addr:#x} is not in its code")
+            offsets[addr] = addr - seg.vaddr + seg.offset
+        return offsets
 
 
 def _run_time_ns(prog_fd: int) -> int:
@@ -239,8 +353,12 @@ def compile_bpf(text: str, macros: dict[str, int], what: str) -> object:
         _trim_heap()
 
 
-def compile_program(plan: Plan) -> Program:
-    program = Program(plan, compile_bpf(plan.text(), plan.macros, "the BPF program"))
+def compile_program(plan: Plan, multi: bool | None = None) -> Program:
+    """The plan's program, to be attached through uprobe_multi links if multi (by default:
+    where the kernel has them; False only where tests compare with the other mechanism)."""
+    if multi is None:
+        multi = uprobe_multi.supported()
+    program = Program(plan, compile_bpf(plan.text(), plan.macros, "the BPF program"), multi)
     _fill_conn_steps(program.bpf, plan.conn_steps)
     _drop_compiler_code()
     return program
