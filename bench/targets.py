@@ -393,10 +393,11 @@ def cross_host_verdicts(c: CrossHostResult) -> list[Verdict]:
                         "Its link store thread writes each CLIENT span's key (SET PX, "
                         "pipelined) once its span is exported."),
         _cross_host_cpu(c, lambda r: r.server, "the server host's agent (looks up)",
-                        "Each SERVER span is held until its caller's key is found; the store "
-                        "thread asks for every key still wanted in each round trip (MGET), "
-                        f"{lookups:.1f} lookups per linked span here, until the pipeline "
-                        "thread has taken the answer at its next poll."),
+                        "Each SERVER span is held until its caller's key is found (the "
+                        "linker's bookkeeping of a held trace, its store key, the answer "
+                        f"read and joined: {lookups:.1f} lookups per linked span here), and "
+                        "the kernel leaves every TCP request's sampling decision to gotrace "
+                        "(LINK_ACROSS_HOSTS), which decides it per trace."),
         _at_most(f"link store round trips per second per agent at {2 * c.settings.rate} "
                  "spans/s", STORE_ROUND_TRIPS_PER_S, "", trips,
                  f"{trips:.1f} (the busiest agent and round, over the load and "
