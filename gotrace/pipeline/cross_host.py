@@ -14,7 +14,7 @@ whether the caller's trace was kept, which a callee whose kernel left the decisi
 gotrace (bpf/sampling.h) then follows, so that a trace is sampled alike on every host. A
 client span is published when its trace is final here (it leaves the linker for export and
 is sampled): before that the trace may still join a caller's trace on yet another host.
-Meanwhile it is published as PENDING (span id only), which tells the server's agent that a
+Meanwhile it is published as PENDING, which tells the server's agent that a
 traced caller exists and is worth waiting for beyond the hold time: without that, a chain of
 hosts would need ever longer holds from the back to the front. Keys expire in the store by
 themselves; nothing but ids, sequence numbers and byte or stream counts is stored.
