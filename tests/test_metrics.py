@@ -35,6 +35,7 @@ from tracing import (
 from gotrace.errors import GotraceError
 from gotrace.export import LaneStats, PipelineStats
 from gotrace.metrics import (
+    CrossHostCounts,
     MetricsExporter,
     cross_host_counters,
     kernel_counters,
@@ -43,8 +44,6 @@ from gotrace.metrics import (
 )
 from gotrace.metrics.histograms import OVERFLOW_LABELS, DurationHistograms
 from gotrace.metrics.red import BUCKETS, RedMetric, observation, status_class
-from gotrace.pipeline.cross_host import CrossHostStats
-from gotrace.pipeline.link_store import StoreStats
 from gotrace.probes import DURATION_METRICS
 from gotrace.probes.db_attributes import DB_CLIENT_METRIC
 from gotrace.probes.grpc_client import RPC_CLIENT_METRIC
@@ -282,12 +281,10 @@ def test_gotrace_counters_are_read_at_every_scrape(exporter):
 
 
 def test_cross_host_counters(exporter):
-    links = CrossHostStats(linked=7)
-    links.unlinked["not_found"] = 2
-    store = StoreStats(published=11, round_trips=4, outages=1)
-    store.publish_dropped["store_down"] = 3
-    exporter.add_counters(cross_host_counters(lambda: links, lambda: store))
-    links.linked = 8  # read at the scrape
+    counts = [CrossHostCounts(7, {"not_found": 2, "store_down": 0}, 11,
+                              {"store_down": 3, "queue_full": 0}, 4, 1)]
+    exporter.add_counters(cross_host_counters(lambda: counts[0]))
+    counts[0] = counts[0]._replace(linked=8)  # read at the scrape
     samples = metric_samples(exporter.render().decode())
     assert samples["gotrace_cross_host_server_spans_total", (("result", "linked"),)] == 8
     assert samples["gotrace_cross_host_server_spans_total",

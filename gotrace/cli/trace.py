@@ -295,8 +295,7 @@ class _Session:
                 metrics.add_counters(route_counters(routes.overflow))
             cross_host = self.tracer.linker.cross_host
             if cross_host is not None:
-                metrics.add_counters(cross_host_counters(lambda: cross_host.stats,
-                                                         lambda: cross_host.store.stats))
+                metrics.add_counters(cross_host_counters(cross_host.counts))
 
     def ready(self) -> None:
         quiet_garbage_collector()

@@ -6,6 +6,7 @@ text format, server.py serves it, exporter.py plugs all of it into the span pipe
 """
 
 from gotrace.metrics.counters import (
+    CrossHostCounts,
     cross_host_counters,
     kernel_counters,
     pipeline_counters,
@@ -14,5 +15,5 @@ from gotrace.metrics.counters import (
 )
 from gotrace.metrics.exporter import MetricsExporter
 
-__all__ = ["MetricsExporter", "cross_host_counters", "kernel_counters", "pipeline_counters",
-           "route_counters", "shed_counters"]
+__all__ = ["CrossHostCounts", "MetricsExporter", "cross_host_counters", "kernel_counters",
+           "pipeline_counters", "route_counters", "shed_counters"]

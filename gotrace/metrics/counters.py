@@ -7,11 +7,10 @@ shape but not the objects that keep them (the tracer, the export pipeline).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 from gotrace.export import PipelineStats
 from gotrace.metrics.exposition import CounterFamily
-from gotrace.pipeline.cross_host import CrossHostStats
-from gotrace.pipeline.link_store import StoreStats
 
 CounterSource = Callable[[], Sequence[CounterFamily]]
 
@@ -71,28 +70,38 @@ def pipeline_counters(read: Callable[[], PipelineStats]) -> CounterSource:
     return families
 
 
-def cross_host_counters(read: Callable[[], CrossHostStats],
-                        read_store: Callable[[], StoreStats]) -> CounterSource:
-    """From read() -> the cross-host linker's statistics, read_store() -> its link store's."""
+class CrossHostCounts(NamedTuple):
+    """Cross-host linking's numbers (gotrace/pipeline/cross_host.py, link_store.py)."""
+
+    linked: int  # server spans linked to a caller on another host
+    unlinked: Mapping[str, int]  # ... exported unlinked, per reason
+    published: int  # client spans written to the link store
+    publish_dropped: Mapping[str, int]  # ... dropped, per reason
+    round_trips: int
+    outages: int
+
+
+def cross_host_counters(read: Callable[[], CrossHostCounts]) -> CounterSource:
+    """From read() -> cross-host linking's numbers."""
     def families() -> Sequence[CounterFamily]:
-        links, store = read(), read_store()
+        counts = read()
         return (
             CounterFamily("gotrace_cross_host_server_spans_total",
                           "Server spans called from another host: linked to their caller "
                           "through the link store, or exported unlinked, per reason.",
-                          [((("result", "linked"),), links.linked),
+                          [((("result", "linked"),), counts.linked),
                            *(((("result", "unlinked"), ("reason", reason)), n)
-                             for reason, n in links.unlinked.items())]),
+                             for reason, n in counts.unlinked.items())]),
             CounterFamily("gotrace_link_store_publications_total",
                           "Client spans to other hosts written to the link store, or dropped "
                           "per reason.",
-                          [((("result", "written"),), store.published),
+                          [((("result", "written"),), counts.published),
                            *(((("result", "dropped"), ("reason", reason)), n)
-                             for reason, n in store.publish_dropped.items())]),
+                             for reason, n in counts.publish_dropped.items())]),
             CounterFamily("gotrace_link_store_round_trips_total",
-                          "Round trips to the link store.", [((), store.round_trips)]),
+                          "Round trips to the link store.", [((), counts.round_trips)]),
             CounterFamily("gotrace_link_store_outages_total",
                           "Times the link store was found unreachable or unanswering.",
-                          [((), store.outages)]),
+                          [((), counts.outages)]),
         )
     return families

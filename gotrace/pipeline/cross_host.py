@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from gotrace.metrics.counters import CrossHostCounts
 from gotrace.pipeline.link_store import LinkStore
 from gotrace.records import TCP_ID_KNOWN, TCP_ID_POSITION
 from gotrace.spans import Sampling, Span
@@ -130,6 +131,11 @@ class CrossHostLinks:
 
     def close(self) -> None:
         self.store.close()
+
+    def counts(self) -> CrossHostCounts:
+        store = self.store.stats
+        return CrossHostCounts(self.stats.linked, dict(self.stats.unlinked), store.published,
+                               dict(store.publish_dropped), store.round_trips, store.outages)
 
     def publish_pending(self, key: bytes, span: Span) -> None:
         self.store.publish(key, link_value(PENDING, span))
