@@ -27,8 +27,9 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address
 from pathlib import Path
@@ -39,7 +40,7 @@ from conftest import FULL
 from hosts import Host, HostsError, Network, hosts, namespaces
 from otlp_receiver import OtlpReceiver
 from test_linking import chain_cells, chain_services, check_traces, drive
-from tracing import REPO, go_server, gotrace, name_of, otlp_args, stop
+from tracing import REPO, go_server, gotrace, metric_samples, name_of, otlp_args, stop
 
 from testapps import matrix
 
@@ -48,6 +49,7 @@ QUIET = HOLD + 1.5  # no span can come later than this after the last one (hold 
 REQUESTS = 1000
 CONCURRENCY = 20
 TIERS = ("front", "middle", "back")
+METRICS_PORT = 9464  # each agent's --metrics-port, on its own host
 # (kind, service) of a request's spans, and how many of each a request has.
 SPANS_PER_REQUEST = Counter({("SERVER", "httpgrpc"): 1, ("CLIENT", "httpgrpc"): 1,
                              ("SERVER", "grpcserver"): 1, ("CLIENT", "grpcserver"): 1,
@@ -389,10 +391,12 @@ def test_chain_across_hosts_without_link_store(tmp_path, net, receiver):
 def run_across(tmp_path: Path, net: Network, receiver: OtlpReceiver, store: Store,
                cells: tuple[matrix.Cell, ...], requests: list[str], warm: int = 0,
                dnat_in_front: bool = False, agent_args: Sequence[str] = (),
-               expected: int | None = None) -> tuple[list[dict], list[str]]:
+               expected: int | None = None, before_stop: Callable[[], None] = lambda: None
+               ) -> tuple[list[dict], list[str]]:
     """The chain on three hosts (chain_across), optionally its pools warmed untraced, an
     agent per host with the link store (and agent_args), requests driven: (spans, the
-    agents' stderr) once at least `expected` spans (all five per request) came."""
+    agents' stderr) once at least `expected` spans (all five per request) came, and
+    before_stop called with the agents still running."""
     with chain_across(net, cells, dnat_in_front=dnat_in_front) as (pids, front_addr,
                                                                     middle_addr):
         if warm:
@@ -401,6 +405,7 @@ def run_across(tmp_path: Path, net: Network, receiver: OtlpReceiver, store: Stor
                     *agent_args) as procs:
             drive(front_addr, middle_addr, requests, concurrency=CONCURRENCY)
             receiver.settle(5 * len(requests) if expected is None else expected, QUIET)
+            before_stop()
             errs = stop_all(procs)
     return receiver.spans, errs
 
@@ -411,11 +416,29 @@ def test_one_trace_per_request_across_three_hosts(tmp_path, net, receiver, store
     another's."""
     gos = matrix.go_versions()
     requests = names("r", REQUESTS)
+    counted: dict[str, dict] = {}
+
+    def scrape() -> None:
+        """Each agent's gotrace counters, from its own --metrics-port on its host."""
+        for tier in TIERS:
+            url = f"http://{net[tier].address}:{METRICS_PORT}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                counted[tier] = metric_samples(response.read().decode())
+
     spans, errs = run_across(tmp_path, net, receiver, store,
-                             chain_cells((gos[1], gos[0], gos[-1])), requests)
+                             chain_cells((gos[1], gos[0], gos[-1])), requests,
+                             agent_args=("--metrics-port", str(METRICS_PORT)),
+                             before_stop=scrape)
     check_traces(spans, requests)
     assert not wrong_links(spans)
     assert all(cross_host_stats(err) for err in errs), errs
+    linked = ("gotrace_cross_host_server_spans_total", (("result", "linked"),))
+    written = ("gotrace_link_store_publications_total", (("result", "written"),))
+    assert [counted[tier].get(linked) for tier in TIERS] == [0, len(requests), len(requests)]
+    # Each calling span twice: pending while its own trace waits to be linked further up
+    # (the front's, for a caller without an agent), then final.
+    assert [counted[tier].get(written) for tier in TIERS] == \
+        [2 * len(requests), 2 * len(requests), 0]
 
 
 def test_sampled_alike_on_every_host(tmp_path, net, receiver, store):
