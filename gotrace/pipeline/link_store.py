@@ -232,10 +232,10 @@ class LinkStore:
         self._thread.start()
 
     def publish(self, key: bytes, value: bytes) -> None:
-        if not self._up:
-            self.stats.publish_dropped["store_down"] += 1
-            return
-        with self._lock:
+        with self._lock:  # the store thread counts drops too
+            if not self._up:
+                self.stats.publish_dropped["store_down"] += 1
+                return
             if len(self._publications) >= MAX_QUEUED_PUBLICATIONS:
                 self._publications.popleft()
                 self.stats.publish_dropped["queue_full"] += 1

@@ -257,11 +257,12 @@ class Linker:
             else:  # its root has not arrived
                 self._hold(span.trace_id, span, now_ns)
             return
-        conn = span.connection
-        called = span.kind == "SERVER" and not span.remote_parent and conn is not None
-        local = called and conn is not None and is_local_peer(conn, self.local)
+        # The connection a traced caller may have sent this root's request on.
+        called_on = span.connection if span.kind == "SERVER" and not span.remote_parent \
+            else None
+        local = called_on is not None and is_local_peer(called_on, self.local)
         if not (local and self._linkable(span)):
-            key = self.cross_host.server_key(span) if called and not local and \
+            key = self.cross_host.server_key(span) if called_on is not None and not local and \
                 self.cross_host is not None else None
             if key is not None:  # called from another host, whose agent may have published
                 self._wait_remote(span, key, now_ns)
