@@ -29,7 +29,7 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 class Place(Protocol):
     """Where a test process runs: the command prefix that starts a process there (none for
-    this machine's own network namespace, `ip netns exec NS` for a tests/hosts.py Host) and the
+    this machine's own network namespace, `nsenter --net=...` for a tests/hosts.py Host) and the
     address its servers listen on."""
 
     @property
