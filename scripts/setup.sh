@@ -84,10 +84,13 @@ if [ "$(cat "$PINS" 2>/dev/null)" != "${want_pins%$'\n\n'}" ]; then
 fi
 
 # --- Debian packages -----------------------------------------------------------------------
-# name[/suite]: the suite is where the package must come from.
+# name[/suite]: the suite is where the package must come from; a name alone comes from bookworm
+# with its security updates (the pins above keep the other suites below it). Naming
+# "/bookworm" would exclude bookworm-security, whose newer versions of a package's siblings
+# then break its installation (mariadb-server 10.11.18 against mariadb-common 10.11.19).
 PACKAGES=(
     python3-bpfcc libbpfcc bpfcc-tools bpftool
-    linux-headers-amd64/bookworm
+    linux-headers-amd64
     binutils make gcc python3-venv python3-dev nftables iproute2 prometheus chromium curl openssl
     etcd-server etcd-client prometheus-alertmanager prometheus-node-exporter
     golang-1.19-go
@@ -95,18 +98,18 @@ PACKAGES=(
     golang-1.23-go/bookworm-backports
     golang-1.24-go/trixie
     golang-1.25-go/trixie-backports golang-1.26-go/trixie-backports
-    golang-google-grpc-dev/bookworm
-    golang-github-soheilhy-cmux-dev/bookworm golang-github-mwitkow-go-conntrack-dev/bookworm
-    golang-github-pires-go-proxyproto-dev/bookworm golang-golang-x-net-dev/bookworm
-    golang-github-gin-gonic-gin-dev/bookworm golang-github-go-chi-chi-dev/bookworm
-    golang-github-gorilla-mux-dev/bookworm golang-github-julienschmidt-httprouter-dev/bookworm
-    golang-github-labstack-echo-dev/bookworm
-    aptly/bookworm docker-registry/bookworm prometheus-pushgateway/bookworm
-    postgresql/bookworm mariadb-server/bookworm redis-server/bookworm
-    golang-github-lib-pq-dev/bookworm golang-github-jackc-pgx-v4-dev/bookworm
-    golang-github-go-sql-driver-mysql-dev/bookworm golang-github-mattn-go-sqlite3-dev/bookworm
-    libsqlite3-dev/bookworm golang-gopkg-redis.v5-dev/bookworm
-    prometheus-postgres-exporter/bookworm prometheus-mysqld-exporter/bookworm
+    golang-google-grpc-dev
+    golang-github-soheilhy-cmux-dev golang-github-mwitkow-go-conntrack-dev
+    golang-github-pires-go-proxyproto-dev golang-golang-x-net-dev
+    golang-github-gin-gonic-gin-dev golang-github-go-chi-chi-dev
+    golang-github-gorilla-mux-dev golang-github-julienschmidt-httprouter-dev
+    golang-github-labstack-echo-dev
+    aptly docker-registry prometheus-pushgateway
+    postgresql mariadb-server redis-server
+    golang-github-lib-pq-dev golang-github-jackc-pgx-v4-dev
+    golang-github-go-sql-driver-mysql-dev golang-github-mattn-go-sqlite3-dev
+    libsqlite3-dev golang-gopkg-redis.v5-dev
+    prometheus-postgres-exporter prometheus-mysqld-exporter
 )
 # Services the packages above start on installation (service=package): the tests run their own
 # servers, so a service whose package this run installed is stopped and disabled.
