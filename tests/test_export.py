@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import version
 from itertools import count
 from typing import Any
@@ -26,6 +27,7 @@ from gotrace.export import (
     ExportPipeline,
     JsonlExporter,
     PipelineStats,
+    otlp,
     otlp_config,
 )
 from gotrace.export.otlp import OtlpExporter
@@ -222,6 +224,24 @@ def test_otlp_delivers_spans_exactly(receiver: OtlpReceiver, protocol: str) -> N
     assert stats.exported == {"otlp": len(spans)}
     assert stats.dropped_total == 0
     assert_accounted(stats)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_otlp_sends_a_too_large_batch_in_parts(receiver: OtlpReceiver, protocol: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A batch whose request would exceed the limit arrives whole, in several requests under it.
+    endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
+    exporter = OtlpExporter(otlp_config(endpoint, protocol, timeout_s=2.0, environ={}))
+    spans = [replace(s, span_id=(i).to_bytes(8, "big"))
+             for i, s in enumerate(sample_spans() * 8, start=1)]
+    whole = len(TraceRequestEncoder("gotrace", "test").encode(spans))
+    monkeypatch.setattr(otlp, "MAX_REQUEST_BYTES", whole // 5)
+    assert exporter.export(spans)
+    received = receiver.wait_for(len(spans))
+    exporter.shutdown()
+
+    assert sorted(s["span_id"] for s in received) == sorted(s.span_id.hex() for s in spans)
+    assert len(receiver.headers) >= 5
 
 
 def test_otlp_explicit_settings_win_over_environment(receiver: OtlpReceiver) -> None:

@@ -36,6 +36,10 @@ from gotrace.export.otlp_wire import TraceRequestEncoder
 from gotrace.spans import Span
 
 SCOPE_NAME = "gotrace"
+# The largest export request sent: a batch that encodes to more is sent in halves. Below the
+# 4 MiB a gRPC server accepts by default (the collector's, Jaeger's, Tempo's OTLP/gRPC
+# receivers), whatever the spans' attributes weigh.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
 _EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 # Where the SDK's HTTP exporter logs (and _SdkFailureLog listens).
@@ -152,10 +156,16 @@ class OtlpExporter:
             raise GotraceError(f"cannot set up OTLP export to {config.endpoint}: {e}") from None
 
     def export(self, spans: Sequence[Span]) -> bool:
-        """True when delivered; raises GotraceError with the SDK's reason when not."""
+        """True when delivered; raises GotraceError with the SDK's reason when not. A batch
+        whose request would exceed MAX_REQUEST_BYTES goes in halves; when the second half fails
+        the whole batch is retried, and the first half's spans may arrive twice (rare: a
+        batch that large, and a failure between its halves)."""
+        payload = self._encoder.encode(spans)
+        if len(payload) > MAX_REQUEST_BYTES and len(spans) > 1:
+            half = len(spans) // 2
+            return self.export(spans[:half]) and self.export(spans[half:])
         _FAILURES.take()
-        batch = EncodedBatch(self._encoder.encode(spans), len(spans))
-        if self._sdk.export(batch) is SpanExportResult.SUCCESS:  # type: ignore[arg-type]
+        if self._sdk.export(EncodedBatch(payload, len(spans))) is SpanExportResult.SUCCESS:  # type: ignore[arg-type]
             return True
         reason = _FAILURES.take() or "no reason given"
         raise GotraceError(f"OTLP export to {self.config.endpoint} failed: {reason}")

@@ -69,10 +69,12 @@ class ExportPipeline:
     """Delivers submitted spans to every exporter, in batches, from background threads.
 
     Per exporter: batches of up to max_batch_size spans, sent at the latest max_delay_s after
-    their oldest span arrived; at most capacity spans buffered (including the batch being
-    retried), newer spans beyond that dropped as queue_full; a failed batch retried with
-    exponential backoff (min_backoff_s doubling up to max_backoff_s) and given up as
-    export_failed after max_attempts tries, or as soon as the queue behind it overflows.
+    their oldest span arrived (under load a batch fills long before: each export request has
+    a cost of its own, whatever its size, which large batches spread over more spans); at
+    most capacity spans buffered (including the batch being retried), newer spans beyond
+    that dropped as queue_full; a failed batch retried with exponential backoff
+    (min_backoff_s doubling up to max_backoff_s) and given up as export_failed after
+    max_attempts tries, or as soon as the queue behind it overflows.
     """
 
     def __init__(
@@ -80,7 +82,7 @@ class ExportPipeline:
         exporters: Mapping[str, Exporter],
         *,
         capacity: int = 20_000,
-        max_batch_size: int = 512,
+        max_batch_size: int = 2048,
         max_delay_s: float = 0.2,
         max_attempts: int = 10,
         min_backoff_s: float = 0.1,

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 WAIT_NS = 1_000_000_000  # how long a same-host server span waits for its client span
 MAX_HELD_SPANS = 200_000  # beyond this, the oldest held traces are released unlinked
+MAX_ADDRESS_PAIRS = 4096  # connections' address pairs remembered as local or not, then forgotten
 MAX_REMEMBERED = 200_000  # released trace ids remembered for their late spans
 MAX_UNTRACED_PEERS = 65_536  # connections known to have no traced client (bpf/sampling.h)
 UNTRACED_PEER_IDLE_NS = 10_000_000_000  # ... trusted while their requests are this close
@@ -136,6 +137,7 @@ class Linker:
         self._remote_clients: dict[int, tuple[bytes, Span]] = {}
         self._new_remote_clients: list[tuple[bytes, Span]] = []
         self._renamed: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
+        self._local_peers: dict[tuple[str, str], bool] = {}  # (peer, local address) -> local
         self._clients: dict[tuple[ConnKey, int], collections.deque[Span]] = {}
         self._client_ages: collections.deque[tuple[int, tuple[ConnKey, int], Span]] = \
             collections.deque()
@@ -224,6 +226,16 @@ class Linker:
 
     # --- mechanics -------------------------------------------------------------------------
 
+    def _local_peer(self, conn: Connection) -> bool:
+        """is_local_peer, remembered by the pair of addresses (a handful, asked per span)."""
+        pair = (conn.peer_address, conn.local_address)
+        local = self._local_peers.get(pair)
+        if local is None:
+            if len(self._local_peers) >= MAX_ADDRESS_PAIRS:
+                self._local_peers.clear()
+            local = self._local_peers[pair] = is_local_peer(conn, self.local)
+        return local
+
     def _current_id(self, trace_id: bytes) -> bytes:
         for _ in range(8):  # linked traces chain: back -> middle -> front
             renamed = self._renamed.get(trace_id, trace_id)
@@ -233,12 +245,14 @@ class Linker:
         return trace_id
 
     def _add(self, span: Span, now_ns: int) -> None:
-        span.trace_id = self._current_id(span.trace_id)
+        renamed = self._renamed.get(span.trace_id)
+        if renamed is not None and renamed != span.trace_id:
+            span.trace_id = self._current_id(renamed)
         self._place(span, now_ns)
         # After placing: a server span linked to this client joins the client's trace where
         # the client now is (held with it, or released).
         if span.kind == "CLIENT" and span.connection is not None:
-            if is_local_peer(span.connection, self.local):  # a server here may be its callee
+            if self._local_peer(span.connection):  # a server here may be its callee
                 self._index_client(span, now_ns)
             elif self.cross_host is not None:
                 key = link_key(span)
@@ -260,7 +274,7 @@ class Linker:
         # The connection a traced caller may have sent this root's request on.
         called_on = span.connection if span.kind == "SERVER" and not span.remote_parent \
             else None
-        local = called_on is not None and is_local_peer(called_on, self.local)
+        local = called_on is not None and self._local_peer(called_on)
         if not (local and self._linkable(span)):
             key = self.cross_host.server_key(span) if called_on is not None and not local and \
                 self.cross_host is not None else None

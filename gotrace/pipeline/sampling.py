@@ -141,6 +141,11 @@ class _Remembered(collections.OrderedDict[bytes, bool]):
         if len(self) > REMEMBERED_TRACES:
             self.popitem(last=False)
 
+    def trim(self) -> None:
+        """Forget the oldest beyond REMEMBERED_TRACES (after setting items directly)."""
+        while len(self) > REMEMBERED_TRACES:
+            self.popitem(last=False)
+
 
 class SamplingGate:
     """The user-space half: decides the deferred traces, drops the spans sent only for
@@ -175,7 +180,8 @@ class SamplingGate:
                 shed_traces.add(span.trace_id)
                 if span.trace_id in decided:
                     continue  # it says no only until its trace's rescued root says yes
-            decided.remember(span.trace_id, sampling in _KEPT)
+            decided[span.trace_id] = sampling in _KEPT  # per span: no method call
+        decided.trim()
         shed_traces |= self._decide_deferred(undecided)
         kept = []
         shed = rescued = 0

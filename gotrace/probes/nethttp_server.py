@@ -15,12 +15,10 @@ from gotrace.probes.features import TRACEPARENT, resolved_macros
 from gotrace.probes.http_attributes import (
     HTTP_SERVER_METRIC,
     connection_attributes,
-    connection_port,
     method_attributes,
     protocol_version,
     span_method,
     split_host_port,
-    stream_attributes,
 )
 from gotrace.probes.http_routes import route_template
 from gotrace.records import (
@@ -80,17 +78,20 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
 
 
 def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
+    # Every request of every server goes through here: the attributes written out rather than
+    # merged from helpers' dicts (http_attributes.connection_port, stream_attributes).
     attrs: dict[str, AttributeValue] = {"url.path": text(rec.path), "go.goroutine.id": rec.goid}
-    if with_query and rec.flags & F_HAS_QUERY:
+    flags = rec.flags
+    if with_query and flags & F_HAS_QUERY:
         attrs["url.query"] = text(rec.query)
     if rec.request_body_size > 0:
         attrs["http.request.body.size"] = rec.request_body_size
     if rec.response_body_size >= 0:
         attrs["http.response.body.size"] = rec.response_body_size
-    if rec.flags & F_HAS_CONN:
-        attrs["client.port"] = rec.peer_port
-    attrs.update(connection_port(rec, "peer"))
-    attrs.update(stream_attributes(rec))
+    if flags & F_HAS_CONN:
+        attrs["client.port"] = attrs["network.peer.port"] = rec.peer_port
+    if rec.stream_id:
+        attrs["http2.stream.id"] = rec.stream_id
     return attrs
 
 
