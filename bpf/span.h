@@ -14,7 +14,7 @@
 #include "sched.h"
 
 BPF_RINGBUF_OUTPUT(spans, RINGBUF_PAGES);
-#define WAKEUP_EVERY 128  /* records of one CPU: a small part of the RINGBUF_PAGES buffer */
+#define WAKEUP_EVERY 512  /* records of one CPU: a small part of the RINGBUF_PAGES buffer */
 BPF_PERCPU_ARRAY(records_sent, __u64, 1);
 BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
 

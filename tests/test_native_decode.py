@@ -120,9 +120,15 @@ def batches(draw: st.DrawFn) -> Batch:
     return Batch(raw, held)
 
 
+def field_values(rec: Any) -> tuple:
+    """A record as code reads it, by attribute (the compiled loop's record views have
+    RecordFields' attributes, not its tuple)."""
+    return tuple(getattr(rec, f.name) for f in FIELDS)
+
+
 class Recording:
-    """A fact source that notes every call made to it (with the record) before passing it on;
-    asked about every span when told to (its latest_event_ns None)."""
+    """A fact source that notes every call made to it (with the record's fields) before
+    passing it on; asked about every span when told to (its latest_event_ns None)."""
 
     def __init__(self, source: Any, calls: list[tuple], ask_always: bool) -> None:
         self._source = source
@@ -134,15 +140,15 @@ class Recording:
         return None if self._ask_always else self._source.latest_event_ns
 
     def record(self, rec: Any) -> bool:
-        self._calls.append(("record", rec))
+        self._calls.append(("record", field_values(rec)))
         return self._source.record(rec)  # type: ignore[no-any-return]
 
     def usual(self, rec: Any) -> dict:
-        self._calls.append(("usual", rec))
+        self._calls.append(("usual", field_values(rec)))
         return self._source.usual(rec)  # type: ignore[no-any-return]
 
     def attributes(self, rec: Any) -> dict | None:
-        self._calls.append(("attributes", rec))
+        self._calls.append(("attributes", field_values(rec)))
         return self._source.attributes(rec)  # type: ignore[no-any-return]
 
 

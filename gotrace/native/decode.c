@@ -1,9 +1,10 @@
 /* decode_records: the loop of gotrace.pipeline.decode.decode_in_python in C. What belongs to
    the probes and the fact sources stays in Python: the probe's request_attributes, the fact
    sources' attributes, the endpoint's first span (decode._endpoint), events (decode._offer),
-   the process's resource and the records held for a shed trace. Those are called with
-   RecordFields built here from the record's bytes, as gotrace.record_view.unpack_record
-   builds them. The layout, the kinds and the constants come from decode._NativeTables. */
+   the process's resource and the records held for a shed trace. Those are called with a
+   RecordView of the record's bytes: RecordFields' attributes (gotrace.record_view), each
+   made when asked for (a span's code reads a few of a record's thirty fields). The layout,
+   the kinds and the constants come from decode._NativeTables, parsed once. */
 #include "fastpath.h"
 #include "names.h"
 
@@ -45,9 +46,10 @@ typedef struct {
 
 typedef struct {
     Py_ssize_t record_size;
-    PyTypeObject *record_fields, *connection;
+    PyTypeObject *connection;
     int fields;
     Field field[MAX_FIELDS];
+    PyObject *field_index;  /* field name -> its Field's index (an int) */
     Positions at;
     Shape shape[MAX_KINDS];
     PyTypeObject *span;
@@ -69,6 +71,7 @@ typedef struct {
 
 static void tables_clear(Tables *t)
 {
+    Py_CLEAR(t->field_index);
     for (int kind = 0; kind < MAX_KINDS; kind++) {
         Py_CLEAR(t->shape[kind].request_attributes);
         Py_CLEAR(t->shape[kind].span_name);
@@ -115,11 +118,18 @@ static int parse_fields(Tables *t, PyObject *fields)
         return -1;
     }
     t->fields = (int)PyTuple_GET_SIZE(fields);
+    if ((t->field_index = PyDict_New()) == NULL)
+        return -1;
     for (int i = 0; i < t->fields; i++) {
         PyObject *name;
         Field *f = &t->field[i];
         if (!PyArg_ParseTuple(PyTuple_GET_ITEM(fields, i), "UnCn:record field", &name,
                               &f->offset, &f->code, &f->size))
+            return -1;
+        PyObject *index = PyLong_FromLong(i);
+        int failed = index == NULL || PyDict_SetItem(t->field_index, name, index) < 0;
+        Py_XDECREF(index);
+        if (failed)
             return -1;
         if (!field_size_matches(f->code, f->size) || f->offset < 0
             || f->offset + f->size > t->record_size) {
@@ -206,8 +216,8 @@ static int parse_tables(Tables *t, PyObject *tables)
 {
     PyObject *fields, *shapes, *span_fields;
     memset(t, 0, sizeof(*t));
-    if (!PyArg_ParseTuple(tables, "nO!O!O!O!kkkkkkO!O!O!OO:decode tables", &t->record_size,
-                          &PyType_Type, &t->record_fields, &PyTuple_Type, &fields,
+    if (!PyArg_ParseTuple(tables, "nO!O!O!kkkkkkO!O!O!OO:decode tables", &t->record_size,
+                          &PyTuple_Type, &fields,
                           &PyTuple_Type, &shapes, &PyDict_Type, &t->sampling,
                           &t->sampling_flags, &t->has_parent, &t->remote_parent, &t->connected,
                           &t->shed, &t->named_per_request, &PyType_Type, &t->span, &PyTuple_Type, &span_fields,
@@ -215,9 +225,8 @@ static int parse_tables(Tables *t, PyObject *tables)
         return -1;
     if (parse_span_slots(t, span_fields) < 0)
         return -1;
-    if (!PyType_IsSubtype(t->record_fields, &PyTuple_Type)
-        || !PyType_IsSubtype(t->connection, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "decode tables: RecordFields and Connection are tuples");
+    if (!PyType_IsSubtype(t->connection, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "decode tables: Connection is a tuple");
         return -1;
     }
     if (parse_fields(t, fields) < 0)
@@ -281,19 +290,67 @@ done:
     return tuple;
 }
 
-/* The record as RecordFields (unpack_record's result). */
-static PyObject *record_fields(const Tables *t, const char *record)
+/* A field of a record by its position in RecordFields (a new reference). */
+static PyObject *field_at(const Tables *t, int position, const char *record)
 {
-    PyObject *values[MAX_FIELDS];
-    for (int i = 0; i < t->fields; i++)
-        values[i] = field_value(&t->field[i], record);
-    return named_tuple(t->record_fields, values, t->fields);
+    return field_value(&t->field[position], record);
+}
+
+/* What Python code is given of a record: its fields as attributes, with RecordFields' names
+   and values, each made when asked for. Holds the record's bytes. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data;
+    const Tables *t;  /* the parsed tables, which live as long as the module */
+} RecordView;
+
+static void view_dealloc(RecordView *self)
+{
+    Py_XDECREF(self->data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *view_getattro(RecordView *self, PyObject *name)
+{
+    PyObject *index = PyDict_GetItemWithError(self->t->field_index, name);
+    if (index != NULL)
+        return field_at(self->t, (int)PyLong_AsLong(index), PyBytes_AS_STRING(self->data));
+    if (PyErr_Occurred())
+        return NULL;
+    return PyObject_GenericGetAttr((PyObject *)self, name);
+}
+
+static PyTypeObject RecordViewType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gotrace.native._fastpath.RecordView",
+    .tp_doc = "A span record's fields as attributes, as gotrace.record_view.RecordFields has "
+              "them, each made when read.",
+    .tp_basicsize = sizeof(RecordView),
+    .tp_dealloc = (destructor)view_dealloc,
+    .tp_getattro = (getattrofunc)view_getattro,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+int fastpath_decode_ready(void)
+{
+    return PyType_Ready(&RecordViewType);
+}
+
+/* The record's view (a new reference). */
+static PyObject *record_view(const Tables *t, PyObject *data)
+{
+    RecordView *view = PyObject_New(RecordView, &RecordViewType);
+    if (view != NULL) {
+        view->data = Py_NewRef(data);
+        view->t = t;
+    }
+    return (PyObject *)view;
 }
 
 /* An event to decode._offer. */
-static int offer_event(Batch *b, const char *record)
+static int offer_event(Batch *b, PyObject *data)
 {
-    PyObject *rec = record_fields(b->t, record);
+    PyObject *rec = record_view(b->t, data);
     if (rec == NULL)
         return -1;
     PyObject *done = PyObject_CallFunctionObjArgs(b->t->offer, b->facts, rec, NULL);
@@ -434,14 +491,18 @@ static PyObject *add_facts(Batch *b, PyObject *rec, PyObject *start_ns, PyObject
 
 /* For a kept shed trace's root, appends the records the kernel held for it to raw (the loop
    decodes them after it). */
-static int take_held(Batch *b, PyObject *rec, uint64_t flags, const char *record)
+static int take_held(Batch *b, uint64_t flags, const char *record)
 {
     const Positions *at = &b->t->at;
     if (!(flags & b->t->shed) || !read_unsigned(&b->t->field[at->parked], record)
         || b->held == Py_None)
         return 0;
-    PyObject *records = PyObject_CallFunctionObjArgs(b->held, PyTuple_GET_ITEM(rec, at->trace_id),
-                                                     PyTuple_GET_ITEM(rec, at->parked), NULL);
+    PyObject *trace_id = field_at(b->t, at->trace_id, record);
+    PyObject *parked = field_at(b->t, at->parked, record);
+    PyObject *records = trace_id == NULL || parked == NULL ? NULL
+        : PyObject_CallFunctionObjArgs(b->held, trace_id, parked, NULL);
+    Py_XDECREF(trace_id);
+    Py_XDECREF(parked);
     if (records == NULL)
         return -1;
     PyObject *done = PyObject_CallMethodOneArg(b->raw, NAMES.extend, records);
@@ -451,33 +512,43 @@ static int take_held(Batch *b, PyObject *rec, uint64_t flags, const char *record
 }
 
 /* The span's Connection, or None when the record names none (a new reference). */
-static PyObject *connection(const Tables *t, PyObject *rec, uint64_t flags, PyObject *endpoint)
+static PyObject *connection(const Tables *t, const char *record, uint64_t flags,
+                            PyObject *endpoint)
 {
     if (!(flags & t->connected))
         Py_RETURN_NONE;
-    PyObject *items[4] = {PyTuple_GET_ITEM(endpoint, ENDPOINT_LOCAL_ADDRESS),
-                          PyTuple_GET_ITEM(rec, t->at.local_port),
-                          PyTuple_GET_ITEM(endpoint, ENDPOINT_PEER_ADDRESS),
-                          PyTuple_GET_ITEM(rec, t->at.peer_port)};
-    for (int i = 0; i < 4; i++)
-        Py_INCREF(items[i]);
+    PyObject *items[4] = {Py_NewRef(PyTuple_GET_ITEM(endpoint, ENDPOINT_LOCAL_ADDRESS)),
+                          field_at(t, t->at.local_port, record),
+                          Py_NewRef(PyTuple_GET_ITEM(endpoint, ENDPOINT_PEER_ADDRESS)),
+                          field_at(t, t->at.peer_port, record)};
     return named_tuple(t->connection, items, 4);
 }
 
 /* The Span: its fields as decode_in_python passes them to Span(), stored in its slots. */
-static PyObject *make_span(Batch *b, const Shape *s, PyObject *rec, uint64_t flags,
+static PyObject *make_span(Batch *b, const Shape *s, const char *record, uint64_t flags,
                            PyObject *endpoint, PyObject *resource, PyObject *own,
                            PyObject *shared)
 {
     const Tables *t = b->t;
     const Positions *at = &t->at;
-    PyObject *start_ns = PyTuple_GET_ITEM(rec, at->start_ns);
-    PyObject *end_ns = PyTuple_GET_ITEM(rec, at->end_ns);
+    /* The fields of the record a Span holds, made here (new references). */
+    enum { TRACE_ID, SPAN_ID, PARENT, START, END, STREAM, KIND, TCP_IDENTITY, MADE };
+    PyObject *made[MADE] = {
+        field_at(t, at->trace_id, record), field_at(t, at->span_id, record),
+        flags & t->has_parent ? field_at(t, at->parent_span_id, record) : Py_NewRef(Py_None),
+        field_at(t, at->start_ns, record), field_at(t, at->end_ns, record),
+        field_at(t, at->stream_id, record), field_at(t, at->kind, record),
+        field_at(t, at->tcp_identity, record),
+    };
     PyObject *span = NULL;
     PyObject *sampling_key = PyLong_FromUnsignedLong(flags & t->sampling_flags);
-    PyObject *start_time = PyNumber_Add(start_ns, b->offset);
-    PyObject *end_time = PyNumber_Add(end_ns, b->offset);
-    PyObject *conn = connection(t, rec, flags, endpoint);
+    PyObject *start_time = NULL, *end_time = NULL, *conn = NULL;
+    for (int i = 0; i < MADE; i++)
+        if (made[i] == NULL)
+            goto done;
+    start_time = PyNumber_Add(made[START], b->offset);
+    end_time = PyNumber_Add(made[END], b->offset);
+    conn = connection(t, record, flags, endpoint);
     if (sampling_key == NULL || start_time == NULL || end_time == NULL || conn == NULL)
         goto done;
     PyObject *sampling = PyDict_GetItemWithError(t->sampling, sampling_key);
@@ -487,9 +558,9 @@ static PyObject *make_span(Batch *b, const Shape *s, PyObject *rec, uint64_t fla
         goto done;
     }
     PyObject *args[SPAN_FIELDS] = {
-        PyTuple_GET_ITEM(rec, at->trace_id),
-        PyTuple_GET_ITEM(rec, at->span_id),
-        flags & t->has_parent ? PyTuple_GET_ITEM(rec, at->parent_span_id) : Py_None,
+        made[TRACE_ID],
+        made[SPAN_ID],
+        made[PARENT],
         PyTuple_GET_ITEM(endpoint, ENDPOINT_NAME),
         s->span_kind,
         start_time,
@@ -500,19 +571,21 @@ static PyObject *make_span(Batch *b, const Shape *s, PyObject *rec, uint64_t fla
         own,
         shared,
         conn,
-        PyTuple_GET_ITEM(rec, at->stream_id),
+        made[STREAM],
         flags & t->remote_parent ? Py_True : Py_False,
-        start_ns,  /* monotonic_start_ns */
-        end_ns,  /* monotonic_end_ns */
+        made[START],  /* monotonic_start_ns */
+        made[END],  /* monotonic_end_ns */
         sampling,
         s->metric,
-        PyTuple_GET_ITEM(rec, at->kind),  /* record_kind */
-        PyTuple_GET_ITEM(rec, at->tcp_identity),
+        made[KIND],  /* record_kind */
+        made[TCP_IDENTITY],
     };
     span = t->span->tp_alloc(t->span, 0);
     for (int i = 0; span != NULL && i < SPAN_FIELDS; i++)
         *(PyObject **)((char *)span + t->span_slot[i]) = Py_NewRef(args[i]);
 done:
+    for (int i = 0; i < MADE; i++)
+        Py_XDECREF(made[i]);
     Py_XDECREF(sampling_key);
     Py_XDECREF(start_time);
     Py_XDECREF(end_time);
@@ -527,7 +600,7 @@ static int decode_span(Batch *b, Shape *s, PyObject *resource, PyObject *data)
     PyObject *endpoint = NULL, *own = NULL, *span = NULL;
     int result = -1;
     const char *record = PyBytes_AS_STRING(data);
-    PyObject *rec = record_fields(t, record);
+    PyObject *rec = record_view(t, data);
     if (rec == NULL)
         return -1;
     uint64_t flags = read_unsigned(&t->field[t->at.flags], record);
@@ -540,10 +613,12 @@ static int decode_span(Batch *b, Shape *s, PyObject *resource, PyObject *data)
         PyErr_SetString(PyExc_TypeError, "request_attributes returned no dict");
         goto done;
     }
-    PyObject *shared = add_facts(b, rec, PyTuple_GET_ITEM(rec, t->at.start_ns), endpoint, own);
-    if (shared == NULL || take_held(b, rec, flags, record) < 0)
+    PyObject *start_ns = field_at(t, t->at.start_ns, record);
+    PyObject *shared = start_ns == NULL ? NULL : add_facts(b, rec, start_ns, endpoint, own);
+    Py_XDECREF(start_ns);
+    if (shared == NULL || take_held(b, flags, record) < 0)
         goto done;
-    span = make_span(b, s, rec, flags, endpoint, resource, own, shared);
+    span = make_span(b, s, record, flags, endpoint, resource, own, shared);
     if (span != NULL)
         result = PyList_Append(b->spans, span);
 done:
@@ -568,7 +643,7 @@ static int decode_one(Batch *b, PyObject *data)
     const char *record = PyBytes_AS_STRING(data);
     uint64_t kind = read_unsigned(&t->field[t->at.kind], record);
     if (kind >= MAX_KINDS || t->shape[kind].shape == NULL)
-        return offer_event(b, record);
+        return offer_event(b, data);
     PyObject *resource = resource_of_pid(b, read_unsigned(&t->field[t->at.pid], record));
     if (resource == NULL)
         return -1;
@@ -607,6 +682,25 @@ static int batch_start(Batch *b)
     return 0;
 }
 
+/* The tables parsed, once for the tables object (decode._NATIVE_TABLES, a constant: parsed
+   again only if another one comes). Kept for good: record views point to them. */
+static Tables parsed;
+static PyObject *parsed_from;
+
+static Tables *cached_tables(PyObject *tables)
+{
+    if (tables == parsed_from)
+        return &parsed;
+    tables_clear(&parsed);
+    Py_CLEAR(parsed_from);
+    if (parse_tables(&parsed, tables) < 0) {
+        tables_clear(&parsed);
+        return NULL;
+    }
+    parsed_from = Py_NewRef(tables);
+    return &parsed;
+}
+
 /* decode_records(tables, raw, resource_of, offset, facts, with_query, held, endpoints):
    decode_in_python(raw, ...), with decode._NativeTables first. */
 PyObject *fastpath_decode_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -616,15 +710,17 @@ PyObject *fastpath_decode_records(PyObject *module, PyObject *const *args, Py_ss
         PyErr_Format(PyExc_TypeError, "decode_records takes 8 arguments, not %zd", nargs);
         return NULL;
     }
-    Tables tables;
-    Batch b = {.t = &tables, .raw = args[1], .resource_of = args[2], .offset = args[3],
+    Tables *tables = cached_tables(args[0]);
+    if (tables == NULL)
+        return NULL;
+    Batch b = {.t = tables, .raw = args[1], .resource_of = args[2], .offset = args[3],
                .facts = args[4], .with_query = args[5], .held = args[6], .endpoints = args[7]};
     if (!PyList_Check(b.raw) || !PyDict_Check(b.endpoints)) {
         PyErr_SetString(PyExc_TypeError, "decode_records: raw is a list, endpoints a dict");
         return NULL;
     }
     PyObject *spans = NULL;
-    if (parse_tables(&tables, args[0]) == 0 && batch_start(&b) == 0) {
+    if (batch_start(&b) == 0) {
         int failed = 0;
         /* The list grows as held records are appended (take_held), and each record is
            kept alive while Python code that might change the list runs. */
@@ -640,6 +736,5 @@ PyObject *fastpath_decode_records(PyObject *module, PyObject *const *args, Py_ss
         }
     }
     batch_clear(&b);
-    tables_clear(&tables);
     return spans;
 }

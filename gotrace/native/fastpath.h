@@ -9,5 +9,6 @@ PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t
 PyObject *fastpath_otlp_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *fastpath_jsonl_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *fastpath_decode_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+int fastpath_decode_ready(void);  /* decode_records' types, before its first call */
 
 #endif

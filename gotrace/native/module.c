@@ -39,7 +39,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastpath(void)
 {
-    if (init_names() < 0)
+    if (init_names() < 0 || fastpath_decode_ready() < 0)
         return NULL;
     return PyModule_Create(&module);
 }

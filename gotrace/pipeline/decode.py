@@ -269,11 +269,10 @@ def _offer(facts: Sequence[FactSource], rec: RecordFields) -> None:
 class _NativeTables(NamedTuple):
     """What the compiled loop reads besides decode_in_python's arguments: this module's own
     tables and functions, so that the two loops share them (gotrace/native/decode.c parses
-    this tuple by position, once a batch)."""
+    this tuple by position, once)."""
 
     record_size: int
-    record_fields: type  # RecordFields, which the compiled loop fills as unpack_record does
-    fields: tuple[FieldLayout, ...]
+    fields: tuple[FieldLayout, ...]  # the compiled loop's record views have RecordFields' fields
     shapes: tuple[tuple[int, SpanShape, ByteRanges], ...]  # (kind, shape, ENDPOINT_RANGES)
     sampling: dict[int, Sampling]
     sampling_flags: int
@@ -290,7 +289,7 @@ class _NativeTables(NamedTuple):
 
 
 _NATIVE_TABLES = _NativeTables(
-    RECORD_SIZE, RecordFields, tuple(FIELDS),
+    RECORD_SIZE, tuple(FIELDS),
     tuple((kind, shape, ENDPOINT_RANGES[kind]) for kind, shape in SHAPES.items()),
     _SAMPLING, _SAMPLING_FLAGS, F_HAS_PARENT, F_REMOTE_PARENT, _CONNECTED, F_SHED, F_ROUTE_TREE,
     Span, tuple(field.name for field in dataclasses.fields(Span)), Connection, _endpoint,

@@ -48,6 +48,7 @@ MAX_HELD_SPANS = 200_000  # beyond this, the oldest held traces are released unl
 MAX_ADDRESS_PAIRS = 4096  # connections' address pairs remembered as local or not, then forgotten
 MAX_REMEMBERED = 200_000  # released trace ids remembered for their late spans
 MAX_UNTRACED_PEERS = 65_536  # connections known to have no traced client (bpf/sampling.h)
+UNTRACED_PEER_REFRESH_NS = 1_000_000_000  # ... their latest request's time kept this fresh
 UNTRACED_PEER_IDLE_NS = 10_000_000_000  # ... trusted while their requests are this close
 TELL_KERNEL_AGAIN_NS = 1_000_000_000  # a connection's mark is sent to the kernel this seldom
 
@@ -371,17 +372,25 @@ class Linker:
 
     def _linkable(self, span: Span) -> bool:
         """Whether a server span called from this host may have a traced caller."""
-        key = self._server_key(span)[0]
-        known = self._untraced.pop(key, None)
-        if known is None or span.monotonic_start_ns - known[0] > UNTRACED_PEER_IDLE_NS:
-            if self._opened_untraced(span.connection):
+        c = span.connection
+        assert c is not None
+        key = (c.peer_address, c.peer_port, c.local_address, c.local_port)  # _server_key's
+        known = self._untraced.get(key)
+        start = span.monotonic_start_ns
+        if known is None or start - known[0] > UNTRACED_PEER_IDLE_NS:
+            if known is not None:
+                del self._untraced[key]
+            if self._opened_untraced(c):
                 self._mark_untraced(span)
                 return False
             return True
         told = known[1]
         if span.sampling == "deferred":  # the kernel has not heard, or has forgotten
             told = self._tell_kernel(span, told)
-        self._untraced[key] = (span.monotonic_start_ns, told)  # the newest last
+        # The newest last, moved there now and then rather than for every request.
+        if told != known[1] or start - known[0] > UNTRACED_PEER_REFRESH_NS:
+            del self._untraced[key]
+            self._untraced[key] = (start, told)
         return False
 
     def _mark_untraced(self, server: Span) -> None:
