@@ -275,18 +275,26 @@ class Linker:
         # The connection a traced caller may have sent this root's request on.
         called_on = span.connection if span.kind == "SERVER" and not span.remote_parent \
             else None
-        local = called_on is not None and self._local_peer(called_on)
+        local = False
+        if called_on is not None:  # _local_peer's remembered answer, without the call
+            local = self._local_peers.get((called_on.peer_address, called_on.local_address))
+            if local is None:
+                local = self._local_peer(called_on)
         if not (local and self._linkable(span)):
             key = self.cross_host.server_key(span) if called_on is not None and not local and \
                 self.cross_host is not None else None
             if key is not None:  # called from another host, whose agent may have published
                 self._wait_remote(span, key, now_ns)
                 return
-            if span.trace_id in self._held:  # with its children that came first
-                self._hold(span.trace_id, span, now_ns)
-                self._release(span.trace_id)
-            else:
-                self._remember(span.trace_id, span.trace_id)
+            trace_id = span.trace_id
+            if trace_id in self._held:  # with its children that came first
+                self._hold(trace_id, span, now_ns)
+                self._release(trace_id)
+            else:  # alone (most spans): _remember's work, without the call
+                renamed = self._renamed
+                renamed[trace_id] = trace_id
+                if len(renamed) > MAX_REMEMBERED:
+                    renamed.popitem(last=False)
                 self._ready.append(span)
             return
         held = self._hold(span.trace_id, span, now_ns)
