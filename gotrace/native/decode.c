@@ -682,8 +682,9 @@ static int batch_start(Batch *b)
     return 0;
 }
 
-/* The tables parsed, once for the tables object (decode._NATIVE_TABLES, a constant: parsed
-   again only if another one comes). Kept for good: record views point to them. */
+/* The tables parsed, once: decode._NATIVE_TABLES is a constant, and record views point to
+   the parsed tables for good, so another tables object is refused rather than parsed over
+   them. */
 static Tables parsed;
 static PyObject *parsed_from;
 
@@ -691,8 +692,11 @@ static Tables *cached_tables(PyObject *tables)
 {
     if (tables == parsed_from)
         return &parsed;
-    tables_clear(&parsed);
-    Py_CLEAR(parsed_from);
+    if (parsed_from != NULL) {
+        PyErr_SetString(PyExc_ValueError, "decode_records: its tables were parsed from "
+                                          "another object (decode._NATIVE_TABLES only)");
+        return NULL;
+    }
     if (parse_tables(&parsed, tables) < 0) {
         tables_clear(&parsed);
         return NULL;

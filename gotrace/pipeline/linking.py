@@ -275,26 +275,18 @@ class Linker:
         # The connection a traced caller may have sent this root's request on.
         called_on = span.connection if span.kind == "SERVER" and not span.remote_parent \
             else None
-        local = False
-        if called_on is not None:  # _local_peer's remembered answer, without the call
-            local = self._local_peers.get((called_on.peer_address, called_on.local_address))
-            if local is None:
-                local = self._local_peer(called_on)
+        local = called_on is not None and self._local_peer(called_on)
         if not (local and self._linkable(span)):
             key = self.cross_host.server_key(span) if called_on is not None and not local and \
                 self.cross_host is not None else None
             if key is not None:  # called from another host, whose agent may have published
                 self._wait_remote(span, key, now_ns)
                 return
-            trace_id = span.trace_id
-            if trace_id in self._held:  # with its children that came first
-                self._hold(trace_id, span, now_ns)
-                self._release(trace_id)
-            else:  # alone (most spans): _remember's work, without the call
-                renamed = self._renamed
-                renamed[trace_id] = trace_id
-                if len(renamed) > MAX_REMEMBERED:
-                    renamed.popitem(last=False)
+            if span.trace_id in self._held:  # with its children that came first
+                self._hold(span.trace_id, span, now_ns)
+                self._release(span.trace_id)
+            else:
+                self._remember(span.trace_id, span.trace_id)
                 self._ready.append(span)
             return
         held = self._hold(span.trace_id, span, now_ns)
@@ -380,15 +372,13 @@ class Linker:
 
     def _linkable(self, span: Span) -> bool:
         """Whether a server span called from this host may have a traced caller."""
-        c = span.connection
-        assert c is not None
-        key = (c.peer_address, c.peer_port, c.local_address, c.local_port)  # _server_key's
+        key = self._server_key(span)[0]
         known = self._untraced.get(key)
         start = span.monotonic_start_ns
         if known is None or start - known[0] > UNTRACED_PEER_IDLE_NS:
             if known is not None:
                 del self._untraced[key]
-            if self._opened_untraced(c):
+            if self._opened_untraced(span.connection):
                 self._mark_untraced(span)
                 return False
             return True

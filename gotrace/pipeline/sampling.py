@@ -138,8 +138,7 @@ def _adaptive_policy(arg: str) -> AdaptivePolicy:
 class _Remembered(collections.OrderedDict[bytes, bool]):
     def remember(self, trace_id: bytes, keep: bool) -> None:
         self[trace_id] = keep
-        if len(self) > REMEMBERED_TRACES:
-            self.popitem(last=False)
+        self.trim()
 
     def trim(self) -> None:
         """Forget the oldest beyond REMEMBERED_TRACES (after setting items directly)."""
