@@ -16,42 +16,92 @@ struct trace_ctx {
     __u8 span_id[8];
     __u32 depth;  /* goroutine hops from the span's own goroutine */
     __u32 decision;  /* the trace's SPAN_F_DECISION flags */
+    __u32 version;   /* odd: not a context (being rewritten, or its span ended) */
+    __u32 _pad;
 };
 
 /* LRU: the entry of a span whose end is never seen (a panic) goes in time; a goroutine id never
- * comes back to overwrite it. */
-BPF_TABLE("lru_hash", struct go_key, struct trace_ctx, goroutine_ctx, MAX_GOROUTINES);
+ * comes back to overwrite it.
+ *
+ * A goroutine that serves span after span (net/http's HTTP/1 connection) keeps its entry and
+ * rewrites it in place: an LRU map's update and delete cost several times a lookup. Other
+ * goroutines may read the entry meanwhile (a goroutine it started, through parentGoid), so
+ * it is versioned like a sequence lock: odd while rewritten or once its span ended, a copy
+ * counts only when the version was even and unchanged around it.
+ * Other goroutines (an RPC's, an HTTP/2 request's) add an entry and delete it per span: the
+ * LRU lists are per CPU (BPF_F_NO_COMMON_LRU), which makes that about a third cheaper than
+ * one list shared by all CPUs (bench/REPORT.md) and leaves each CPU MAX_GOROUTINES / CPUs. */
+BPF_F_TABLE("lru_hash", struct go_key, struct trace_ctx, goroutine_ctx, MAX_GOROUTINES,
+            BPF_F_NO_COMMON_LRU);
+
+#define CTX_BARRIER() asm volatile("" ::: "memory")
+
+/* The live context at key copied into out; 0 when there is none. */
+static __always_inline struct trace_ctx *live_context(struct go_key *key, struct trace_ctx *out) {
+    struct trace_ctx *found = goroutine_ctx.lookup(key);
+    if (!found)
+        return 0;
+    __u32 version = *(volatile __u32 *)&found->version;
+    if (version & 1)
+        return 0;
+    CTX_BARRIER();
+    __builtin_memcpy(out, found, sizeof(*out));
+    CTX_BARRIER();
+    return *(volatile __u32 *)&found->version == version ? out : 0;
+}
 
 
-/* The context a span begun on goroutine g (id goid) is a child of, if any. With
- * ANCESTRY_PARENT_GOID (Go >= 1.21, no newproc1 probe), a goroutine without a context of its own
- * takes its creator's, found through g.parentGoid: the span the creator works for now. */
-static __always_inline struct trace_ctx *goroutine_context(__u64 g, __u64 goid) {
+/* The context a span begun on goroutine g (id goid) is a child of, copied into out; 0 when
+ * none. With ANCESTRY_PARENT_GOID (Go >= 1.21, no newproc1 probe), a goroutine without a
+ * context of its own takes its creator's, found through g.parentGoid: the span the creator
+ * works for now. */
+static __always_inline struct trace_ctx *goroutine_context(__u64 g, __u64 goid,
+                                                           struct trace_ctx *out) {
     struct go_key key = go_key(goid);
-    struct trace_ctx *found = goroutine_ctx.lookup(&key);
+    struct trace_ctx *found = live_context(&key, out);
 #ifdef ANCESTRY_PARENT_GOID
     if (!found) {
         key.id = read_u64(g + OFF_runtime_g_parentGoid);
-        found = goroutine_ctx.lookup(&key);
+        found = live_context(&key, out);
     }
 #endif
     return found;
 }
 
 /* The goroutine now works for this span: its calls and the goroutines it starts are
- * children of it until end_span_context. */
+ * children of it until end_span_context. Its entry is rewritten in place when it has one. */
 static __always_inline void enter_span_context(struct span_record *rec) {
-    struct trace_ctx own = {};
-    __builtin_memcpy(own.trace_id, rec->trace_id, 16);
-    __builtin_memcpy(own.span_id, rec->span_id, 8);
-    own.decision = rec->flags & SPAN_F_DECISION;
     struct go_key key = go_key(rec->goid);
-    goroutine_ctx.update(&key, &own);
+    struct trace_ctx *own = goroutine_ctx.lookup(&key);
+    if (!own) {
+        struct trace_ctx fresh = {.decision = rec->flags & SPAN_F_DECISION};
+        __builtin_memcpy(fresh.trace_id, rec->trace_id, 16);
+        __builtin_memcpy(fresh.span_id, rec->span_id, 8);
+        goroutine_ctx.update(&key, &fresh);
+        return;
+    }
+    __u32 version = own->version | 1;
+    own->version = version;
+    CTX_BARRIER();
+    __builtin_memcpy(own->trace_id, rec->trace_id, 16);
+    __builtin_memcpy(own->span_id, rec->span_id, 8);
+    own->depth = 0;
+    own->decision = rec->flags & SPAN_F_DECISION;
+    CTX_BARRIER();
+    own->version = version + 1;
 }
 
-static __always_inline void end_span_context(__u64 goid) {
+/* The goroutine's span ended. keep: the goroutine goes on to serve more spans, so its entry
+ * stays, marked ended, to be rewritten by the next; else it goes. */
+static __always_inline void end_span_context(__u64 goid, int keep) {
     struct go_key key = go_key(goid);
-    goroutine_ctx.delete(&key);
+    if (!keep) {
+        goroutine_ctx.delete(&key);
+        return;
+    }
+    struct trace_ctx *own = goroutine_ctx.lookup(&key);
+    if (own)
+        own->version |= 1;
 }
 
 #endif

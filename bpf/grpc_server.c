@@ -27,7 +27,10 @@
 #define GRPC_METADATA_TRACEPARENT 1
 #endif
 
-BPF_HASH(grpc_server_inflight, struct go_key, struct span_record, MAX_INFLIGHT);  /* by g */
+/* By g, kept once the RPC ended and rewritten in place by the next RPC on that g: Go reuses
+ * the g of an exited goroutine for the next it starts (as bpf/http_server.h's entries). Live
+ * while start_ns is set. */
+BPF_TABLE("lru_hash", struct go_key, struct span_record, grpc_server_inflight, MAX_INFLIGHT);
 
 /* The stream's id and method, read at once (a window, bpf/goabi.h). */
 #define STREAM_WINDOW \
@@ -91,12 +94,20 @@ int grpc_server_entry(struct pt_regs *ctx) {
     __u32 stream_id = *(__u32 *)(s + OFF_google_golang_org_grpc_internal_transport_Stream_id);
     /* The entry runs again when the stack grew first (morestack restarts the function): the
      * span began already, and must not become its own parent. */
-    struct span_record *current = grpc_server_inflight.lookup(&by_g);
-    if (current && current->stream_id == stream_id)
+    struct span_record *rec = grpc_server_inflight.lookup(&by_g);
+    if (rec && rec->start_ns && rec->stream_id == stream_id)
         return 0;
-    struct span_record *rec = new_record(SPAN_KIND_GRPC_SERVER, g);
-    if (!rec)
-        return 0;
+    if (!rec) {
+        struct span_record *blank = blank_record();
+        if (!blank || grpc_server_inflight.update(&by_g, blank) != 0) {
+            count_drop(DROP_INFLIGHT_FULL);
+            return 0;
+        }
+        rec = grpc_server_inflight.lookup(&by_g);
+        if (!rec)
+            return 0;
+    }
+    init_record(rec, SPAN_KIND_GRPC_SERVER, g);
     COPY_GO_STRING(rec->path,
                    WINDOW_STRING(s, OFF_google_golang_org_grpc_internal_transport_Stream_method));
     rec->stream_id = stream_id;
@@ -115,10 +126,6 @@ int grpc_server_entry(struct pt_regs *ctx) {
             TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey));
 #endif
     }
-    if (grpc_server_inflight.update(&by_g, rec) != 0) {
-        count_drop(DROP_INFLIGHT_FULL);
-        return 0;
-    }
     enter_span_context(rec);
     return 0;
 }
@@ -127,7 +134,7 @@ int grpc_server_status(struct pt_regs *ctx) {
     count_hit(PROBE_GRPC_SERVER_STATUS);
     struct go_key by_g = go_key(GO_G(ctx));
     struct span_record *rec = grpc_server_inflight.lookup(&by_g);
-    if (!rec)
+    if (!rec || !rec->start_ns)
         return 0;
     rec->end_ns = bpf_ktime_get_ns();
     __u64 st = GO_ARG3(ctx);
@@ -137,9 +144,8 @@ int grpc_server_status(struct pt_regs *ctx) {
         bpf_probe_read_user(&code, sizeof(code),
                             (void *)(proto + OFF_google_golang_org_genproto_googleapis_rpc_status_Status_Code));
     rec->status = (__u32)code;
-    __u64 goid = rec->goid;
     emit(rec);
-    grpc_server_inflight.delete(&by_g);
-    end_span_context(goid);
+    rec->start_ns = 0;
+    end_span_context(rec->goid, 0);
     return 0;
 }

@@ -56,7 +56,7 @@ static __always_inline int h2_server_conn(struct span_record *rec, __u64 g, __u6
 /* The span of the request req that goroutine g serves through writer w begins. */
 static __always_inline void h2_server_begin(__u64 g, __u64 w, __u64 req,
                                             struct h2_server_layout layout) {
-    struct http_server_inflight *st = http_server_prepare(g, req, w);
+    struct http_server_inflight *st = http_server_prepare(g, req);
     if (!st)
         return;
     __u64 state = read_u64(w + layout.writer_rws);
@@ -75,7 +75,7 @@ static __always_inline void h2_server_begin(__u64 g, __u64 w, __u64 req,
     rec->stream_id = read_u32(stream + layout.stream_id);
     if (sc && h2_server_conn(rec, g, sc, layout.conn_netconn))
         *(__u64 *)rec->scheme = SCHEME_HTTPS;
-    http_server_begin(st, g, header);
+    http_server_begin(st, g, header, w);
 }
 
 /* handlerDone(w)'s entry on goroutine g: the span ends with the status and size written. */
@@ -85,8 +85,8 @@ static __always_inline void h2_server_end(__u64 g, __u64 w, struct h2_server_lay
         return;
     __u8 *s = read_window(0, st->state, layout.state_window);
     __u64 status = s ? WINDOW_U64(s, layout.state_status) : 0;
-    http_server_finish(st, g, status ? (__u32)status : 200,
-                       s ? (__s64)WINDOW_U64(s, layout.state_wrote) : -1);
+    http_server_finish(st, status ? (__u32)status : 200,
+                       s ? (__s64)WINDOW_U64(s, layout.state_wrote) : -1, 0);
 }
 
 #endif

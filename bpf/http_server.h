@@ -17,14 +17,22 @@
 
 struct http_server_inflight {
     struct span_record rec;
-    __u64 request;
-    __u64 response;  /* the writer the span's end names */
+    __u64 request;   /* 0 once the span ended */
+    __u64 response;  /* the writer the span's end names; 0 until the span began, and after */
     __u64 state;     /* HTTP/2: the writer's *responseWriterState, with the status and size */
     struct route_source route;  /* a router's object with the route, read at the end */
 };
 
-BPF_HASH(http_server_inflight, struct go_key, struct http_server_inflight, MAX_INFLIGHT);  /* by g */
-BPF_PERCPU_ARRAY(http_server_scratch, struct http_server_inflight, 1);
+/* By g, whose entry stays once its span ended and is rewritten in place by the next span the
+ * g runs (an update and a delete per request cost more than the rest of a lookup's work):
+ * net/http's HTTP/1 connection serves request after request on one goroutine, and Go reuses
+ * the g of an exited goroutine for the next it starts (HTTP/2's handler goroutines). Go never
+ * frees a g, so the entries are at most the goroutines that ever ran at once; the LRU evicts
+ * the entries of g's that serve no more (a live one only when more than MAX_INFLIGHT g's ran
+ * requests). */
+BPF_TABLE("lru_hash", struct go_key, struct http_server_inflight, http_server_inflight,
+          MAX_INFLIGHT);
+BPF_PERCPU_ARRAY(http_server_blank, struct http_server_inflight, 1);  /* zeros, never written */
 
 /* The windows (bpf/goabi.h) of a request: its fields, its URL's path and query. */
 #ifdef OFF_net_http_Request_Header
@@ -46,21 +54,28 @@ _Static_assert(SERVER_REQUEST_WINDOW <= WINDOW_SIZE && SERVER_URL_WINDOW <= WIND
 
 #define SCHEME_HTTPS 0x7370747468ULL  /* "https" as a little-endian word */
 
-/* The scratch entry for a request beginning on goroutine g, or 0 when it began already: the
+/* The entry of goroutine g for request req about to begin, or 0 when it began already: the
  * entry runs again when the stack grew first (morestack restarts the function), and the
- * span must not become its own parent. */
-static __always_inline struct http_server_inflight *http_server_prepare(__u64 g, __u64 req,
-                                                                        __u64 writer) {
+ * span must not become its own parent. The span is live once http_server_begin names its
+ * writer. */
+static __always_inline struct http_server_inflight *http_server_prepare(__u64 g, __u64 req) {
     struct go_key by_g = go_key(g);
-    struct http_server_inflight *current = http_server_inflight.lookup(&by_g);
-    if (current && current->request == req)
+    struct http_server_inflight *st = http_server_inflight.lookup(&by_g);
+    if (st && st->request == req)
         return 0;
-    __u32 zero = 0;
-    struct http_server_inflight *st = http_server_scratch.lookup(&zero);
-    if (!st)
-        return 0;
+    if (!st) {
+        __u32 zero = 0;
+        struct http_server_inflight *blank = http_server_blank.lookup(&zero);
+        if (!blank || http_server_inflight.update(&by_g, blank) != 0) {
+            count_drop(DROP_INFLIGHT_FULL);
+            return 0;
+        }
+        st = http_server_inflight.lookup(&by_g);
+        if (!st)
+            return 0;
+    }
     st->request = req;
-    st->response = writer;
+    st->response = 0;
     st->state = 0;
     st->route.object = 0;
     return st;
@@ -95,20 +110,17 @@ static __always_inline int read_server_request(struct span_record *rec, __u64 g,
 }
 
 /* The span begins: its identity (continuing an incoming traceparent), kept until its end,
- * and the goroutine's context for the calls the handler makes. */
+ * which the response through writer makes, and the goroutine's context for the calls the
+ * handler makes. */
 static __always_inline void http_server_begin(struct http_server_inflight *st, __u64 g,
-                                              __u64 header) {
+                                              __u64 header, __u64 writer) {
     struct span_record *rec = &st->rec;
     begin_span(rec, g);
 #ifdef HAS_TRACEPARENT
     if (header)
         read_traceparent(rec, header);
 #endif
-    struct go_key by_g = go_key(g);
-    if (http_server_inflight.update(&by_g, st) != 0) {
-        count_drop(DROP_INFLIGHT_FULL);
-        return;
-    }
+    st->response = writer;
     enter_span_context(rec);
 }
 
@@ -116,7 +128,7 @@ static __always_inline void http_server_begin(struct http_server_inflight *st, _
 static __always_inline struct http_server_inflight *http_server_ending(__u64 g, __u64 writer) {
     struct go_key by_g = go_key(g);
     struct http_server_inflight *st = http_server_inflight.lookup(&by_g);
-    return st && st->response == writer ? st : 0;
+    return st && writer && st->response == writer ? st : 0;
 }
 
 /* The route: as a router probe named it (bpf/route_site.h), else the pattern ServeMux
@@ -140,19 +152,19 @@ static __always_inline void read_route(struct http_server_inflight *st) {
 }
 
 /* The response is complete: status (0 when none was written), body size and route, then
- * the span goes out. */
-static __always_inline void http_server_finish(struct http_server_inflight *st, __u64 g,
-                                               __u32 status, __s64 written) {
+ * the span goes out. keep_context: the goroutine serves more requests (HTTP/1's connection),
+ * its context entry stays for the next. */
+static __always_inline void http_server_finish(struct http_server_inflight *st, __u32 status,
+                                               __s64 written, int keep_context) {
     struct span_record *rec = &st->rec;
     rec->end_ns = bpf_ktime_get_ns();
     rec->status = status;
     rec->response_body_size = written;
     read_route(st);
-    __u64 goid = rec->goid;
     emit(rec);
-    struct go_key by_g = go_key(g);
-    http_server_inflight.delete(&by_g);
-    end_span_context(goid);
+    st->request = 0;
+    st->response = 0;
+    end_span_context(rec->goid, keep_context);
 }
 
 #endif

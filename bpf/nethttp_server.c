@@ -74,7 +74,7 @@ int http_server_entry(struct pt_regs *ctx) {
         return 0;
     }
     __u64 conn = WINDOW_U64(w, OFF_net_http_response_conn);
-    struct http_server_inflight *st = http_server_prepare(g, req, writer);
+    struct http_server_inflight *st = http_server_prepare(g, req);
     if (!st)
         return 0;
     struct span_record *rec = &st->rec;
@@ -87,7 +87,7 @@ int http_server_entry(struct pt_regs *ctx) {
         return 0;
     if (conn)
         server_conn(rec, conn);
-    http_server_begin(st, g, header);
+    http_server_begin(st, g, header, writer);
     return 0;
 }
 
@@ -99,8 +99,8 @@ static __always_inline int end_request(struct pt_regs *ctx, int hijacked) {
     __u8 *w = read_window(1, st->response, SERVER_RESPONSE_END_WINDOW);
     __u64 status = w ? WINDOW_U64(w, OFF_net_http_response_status) : 0;
     /* No WriteHeader: net/http sends 200, unless the handler took the connection. */
-    http_server_finish(st, g, status || hijacked ? (__u32)status : 200,
-                       w ? (__s64)WINDOW_U64(w, OFF_net_http_response_written) : -1);
+    http_server_finish(st, status || hijacked ? (__u32)status : 200,
+                       w ? (__s64)WINDOW_U64(w, OFF_net_http_response_written) : -1, 1);
     return 0;
 }
 

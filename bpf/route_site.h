@@ -11,7 +11,8 @@
 
 static __always_inline struct http_server_inflight *routed_request(__u64 g) {
     struct go_key by_g = go_key(g);
-    return http_server_inflight.lookup(&by_g);
+    struct http_server_inflight *st = http_server_inflight.lookup(&by_g);
+    return st && st->response ? st : 0;
 }
 
 /* The route is the Go string at template, fixed for as long as the router lives (a matched

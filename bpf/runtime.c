@@ -22,11 +22,11 @@ int newproc_return(struct pt_regs *ctx) {
     if (!creator)
         return 0;
     struct go_key key = go_key(goroutine_id(creator));
-    struct trace_ctx *parent = goroutine_ctx.lookup(&key);
-    if (!parent || parent->depth >= MAX_GOROUTINE_DEPTH)
+    struct trace_ctx child;
+    if (!live_context(&key, &child) || child.depth >= MAX_GOROUTINE_DEPTH)
         return 0;
-    struct trace_ctx child = *parent;
     child.depth++;
+    child.version = 0;
     key.id = goroutine_id(GO_ARG1(ctx));
     goroutine_ctx.update(&key, &child);
     return 0;

@@ -17,6 +17,7 @@ BPF_RINGBUF_OUTPUT(spans, RINGBUF_PAGES);
 #define WAKEUP_EVERY 512  /* records of one CPU: a small part of the RINGBUF_PAGES buffer */
 BPF_PERCPU_ARRAY(records_sent, __u64, 1);
 BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
+BPF_PERCPU_ARRAY(blank_records, struct span_record, 1);  /* zeros, never written */
 
 static __always_inline void random_bytes(__u8 *dst, int words) {
     #pragma unroll
@@ -45,13 +46,16 @@ static __always_inline void begin_span_under(struct span_record *rec, struct tra
  * request in this process: its goroutine serves the connection or the call, and inherits
  * nothing (the lookups are skipped; its parent, if any, is remote). */
 static __always_inline void begin_span(struct span_record *rec, __u64 g) {
-    begin_span_under(rec, IS_SERVER_KIND(rec->kind) ? 0 : goroutine_context(g, rec->goid));
+    struct trace_ctx parent;
+    begin_span_under(rec, IS_SERVER_KIND(rec->kind) ? 0
+                                                    : goroutine_context(g, rec->goid, &parent));
 }
 
 /* A child of the goroutine's context whatever the span's kind: a server span nested in
  * another of this process (gRPC served inside net/http's HTTP/2 request). */
 static __always_inline void begin_span_in_context(struct span_record *rec, __u64 g) {
-    begin_span_under(rec, goroutine_context(g, rec->goid));
+    struct trace_ctx parent;
+    begin_span_under(rec, goroutine_context(g, rec->goid, &parent));
 }
 
 /* Stamp a zeroed record with what every span has. */
@@ -74,6 +78,12 @@ static __always_inline struct span_record *new_record(__u16 kind, __u64 g) {
     if (rec)
         init_record(rec, kind, g);
     return rec;
+}
+
+/* Zeros to make a map's entry from, where a record is then built in place. */
+static __always_inline struct span_record *blank_record(void) {
+    __u32 zero = 0;
+    return blank_records.lookup(&zero);
 }
 
 /* A finished span or an event: to gotrace, unless sampled out or shed. */
