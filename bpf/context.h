@@ -27,12 +27,8 @@ struct trace_ctx {
  * rewrites it in place: an LRU map's update and delete cost several times a lookup. Other
  * goroutines may read the entry meanwhile (a goroutine it started, through parentGoid), so
  * it is versioned like a sequence lock: odd while rewritten or once its span ended, a copy
- * counts only when the version was even and unchanged around it.
- * Other goroutines (an RPC's, an HTTP/2 request's) add an entry and delete it per span: the
- * LRU lists are per CPU (BPF_F_NO_COMMON_LRU), which makes that about a third cheaper than
- * one list shared by all CPUs (bench/REPORT.md) and leaves each CPU MAX_GOROUTINES / CPUs. */
-BPF_F_TABLE("lru_hash", struct go_key, struct trace_ctx, goroutine_ctx, MAX_GOROUTINES,
-            BPF_F_NO_COMMON_LRU);
+ * counts only when the version was even and unchanged around it. */
+BPF_TABLE("lru_hash", struct go_key, struct trace_ctx, goroutine_ctx, MAX_GOROUTINES);
 
 #define CTX_BARRIER() asm volatile("" ::: "memory")
 
