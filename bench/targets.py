@@ -19,6 +19,7 @@ from bench.results import Results
 from bench.saturation import SaturationResult
 from gotrace.export.otlp_config import DEFAULT_PROTOCOL
 from gotrace.pipeline.link_store import FLUSH_INTERVAL_S
+from gotrace.probes import ALL_PROBES
 
 HITS_PER_SPAN = 2
 ROUTE_HITS_PER_REQUEST = 3  # the net/http server's two and the router's route probe
@@ -288,22 +289,32 @@ def _over_grpc(pipeline: PipelineResult) -> str:
             f"{ratio.grpc_cpu_us_per_request:.1f} µs with traceidratio.")
 
 
+# Programs attached at RET instructions (the calibration's single-stepped hits).
+RET_PROGRAMS = frozenset(a.program for probe in ALL_PROBES for a in probe.attachments
+                         if a.where == "return")
+
 # The hit-count workload of each protocol's server in the overhead rounds.
 SERVER_WORKLOADS = {"HTTP": "HTTP server", "gRPC": "gRPC server, unary"}
 
 
 def _probe_share(results: Results, server: HitCount | None) -> str:
-    """What the server's probes cost per request: their BPF programs' run time and the
-    traps that enter them (entry sites, whose branch the kernel emulates)."""
+    """What the server's probes cost per request: their BPF programs' run time and the traps
+    that enter them, at function entries (whose branch the kernel emulates) or at RET
+    instructions (which it single-steps, a second trap)."""
     if server is None or not server.run_ns:
         return ""
-    trap = server.per_span * results.calibration.emulated.hit_us
+    calibration = results.calibration
+    at_ret = sum(n for k, n in server.hits.items() if k in RET_PROGRAMS) / server.calls
+    at_entry = server.per_span - at_ret
+    entry_us, ret_us = calibration.emulated.hit_us, calibration.stepped.hit_us
+    trap = at_entry * entry_us + at_ret * ret_us
+    at_rets = (f" and {at_ret:.2f} x {ret_us:.2f} µs at RET instructions, which it single-steps"
+               if at_ret else "")
     return (f" Per request, the server's probe programs ran {server.run_us_per_call:.1f} µs "
-            f"({server.run_detail()} µs per run; the probe-hit tables) and their traps, at "
-            f"function entries whose branch the kernel emulates, took about "
-            f"{server.per_span:.2f} x {results.calibration.emulated.hit_us:.2f} = "
-            f"{trap:.1f} µs; the rest is the kernel's uprobe dispatch and the caches the "
-            "probes disturb.")
+            f"({server.run_detail()} µs per run; the probe-hit tables) and their traps took "
+            f"about {at_entry:.2f} x {entry_us:.2f} µs at function entries, whose branch the "
+            f"kernel emulates,{at_rets} = {trap:.1f} µs; the rest is the kernel's uprobe "
+            "dispatch and the caches the probes disturb.")
 
 
 def _throughput_verdict(target: str, proto: ProtocolResult, cond: ConditionResult,
