@@ -13,7 +13,7 @@ from bench.dbcalls import DB_WORKLOADS, QUERIES_PER_REQUEST
 from bench.loadgen import SATURATION
 from bench.overhead import BUSY, ConditionResult, ProtocolResult
 from bench.pipeline import JSON_LINES, PipelineResult, Step
-from bench.probe_hits import PER_ROUTER_LEVEL, HitCount
+from bench.probe_hits import PER_ROUTER_LEVEL, RUNTIME_EVENT_PROBES, HitCount
 from bench.profiles import summarize
 from bench.results import Results
 from bench.saturation import SaturationResult
@@ -304,16 +304,17 @@ def _probe_share(results: Results, server: HitCount | None) -> str:
     if server is None or not server.run_ns:
         return ""
     calibration = results.calibration
-    at_ret = sum(n for k, n in server.hits.items() if k in RET_PROGRAMS) / server.calls
+    at_ret = sum(n for k, n in server.hits.items()
+                 if k in RET_PROGRAMS and k not in RUNTIME_EVENT_PROBES) / server.calls
     at_entry = server.per_span - at_ret
     entry_us, ret_us = calibration.emulated.hit_us, calibration.stepped.hit_us
     trap = at_entry * entry_us + at_ret * ret_us
-    at_rets = (f" and {at_ret:.2f} x {ret_us:.2f} µs at RET instructions, which it single-steps"
-               if at_ret else "")
+    at_rets = (f" and {at_ret:.2f} x {ret_us:.2f} µs at RET instructions (which it "
+               "single-steps)" if at_ret else "")
     return (f" Per request, the server's probe programs ran {server.run_us_per_call:.1f} µs "
             f"({server.run_detail()} µs per run; the probe-hit tables) and their traps took "
-            f"about {at_entry:.2f} x {entry_us:.2f} µs at function entries, whose branch the "
-            f"kernel emulates,{at_rets} = {trap:.1f} µs; the rest is the kernel's uprobe "
+            f"about {at_entry:.2f} x {entry_us:.2f} µs at function entries (whose branch the "
+            f"kernel emulates){at_rets} = {trap:.1f} µs; the rest is the kernel's uprobe "
             "dispatch and the caches the probes disturb.")
 
 
