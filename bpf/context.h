@@ -46,7 +46,6 @@ static __always_inline struct trace_ctx *live_context(struct go_key *key, struct
     return *(volatile __u32 *)&found->version == version ? out : 0;
 }
 
-
 /* The context a span begun on goroutine g (id goid) is a child of, copied into out; 0 when
  * none. With ANCESTRY_PARENT_GOID (Go >= 1.21, no newproc1 probe), a goroutine without a
  * context of its own takes its creator's, found through g.parentGoid: the span the creator
@@ -64,25 +63,29 @@ static __always_inline struct trace_ctx *goroutine_context(__u64 g, __u64 goid,
     return found;
 }
 
+/* The span's own context in c (its version left as it is). */
+static __always_inline void span_context(struct trace_ctx *c, struct span_record *rec) {
+    __builtin_memcpy(c->trace_id, rec->trace_id, 16);
+    __builtin_memcpy(c->span_id, rec->span_id, 8);
+    c->depth = 0;
+    c->decision = rec->flags & SPAN_F_DECISION;
+}
+
 /* The goroutine now works for this span: its calls and the goroutines it starts are
  * children of it until end_span_context. Its entry is rewritten in place when it has one. */
 static __always_inline void enter_span_context(struct span_record *rec) {
     struct go_key key = go_key(rec->goid);
     struct trace_ctx *own = goroutine_ctx.lookup(&key);
     if (!own) {
-        struct trace_ctx fresh = {.decision = rec->flags & SPAN_F_DECISION};
-        __builtin_memcpy(fresh.trace_id, rec->trace_id, 16);
-        __builtin_memcpy(fresh.span_id, rec->span_id, 8);
+        struct trace_ctx fresh = {};
+        span_context(&fresh, rec);
         goroutine_ctx.update(&key, &fresh);
         return;
     }
     __u32 version = own->version | 1;
     own->version = version;
     CTX_BARRIER();
-    __builtin_memcpy(own->trace_id, rec->trace_id, 16);
-    __builtin_memcpy(own->span_id, rec->span_id, 8);
-    own->depth = 0;
-    own->decision = rec->flags & SPAN_F_DECISION;
+    span_context(own, rec);
     CTX_BARRIER();
     own->version = version + 1;
 }
