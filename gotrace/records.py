@@ -48,11 +48,16 @@ F_ROUTE_REFS = 1024
 # length of the path it routed: gotrace matches the path in the tree (httprouter, whose
 # template exists nowhere else; gotrace/probes/route_tree.py).
 F_ROUTE_TREE = 2048
+# A server span whose connection the kernel found marked as having no traced client at its
+# other end (bpf/sampling.h untraced_peers, the mark fresh): decided there, and released by the
+# linker without looking for a calling span.
+F_CALLER_UNTRACED = 4096
 SPAN_FLAGS = {"HAS_PARENT": F_HAS_PARENT, "REMOTE_PARENT": F_REMOTE_PARENT,
               "TRANSPORT_ERROR": F_TRANSPORT_ERROR, "HAS_CONN": F_HAS_CONN,
               "HAS_QUERY": F_HAS_QUERY, "SCHED": F_SCHED, "SAMPLED": F_SAMPLED,
               "DEFERRED": F_DEFERRED, "UNIX": F_UNIX, "SHED": F_SHED,
-              "ROUTE_REFS": F_ROUTE_REFS, "ROUTE_TREE": F_ROUTE_TREE}
+              "ROUTE_REFS": F_ROUTE_REFS, "ROUTE_TREE": F_ROUTE_TREE,
+              "CALLER_UNTRACED": F_CALLER_UNTRACED}
 
 # The TCP connection's identity in a record's tcp_identity, {isn_client, isn_server, position,
 # flags} (bpf/conn.h read_tcp_identity, compiled in with the tcp_identity option): the initial

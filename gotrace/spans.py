@@ -87,6 +87,9 @@ class Span:
     # The record's tcp_identity as it is, 16 bytes (four little-endian u32: gotrace/records.py
     # TCP_ID_*), for linking across hosts; all zeros without the tcp_identity option.
     tcp_identity: bytes = b""
+    # The kernel found this server span's connection marked as having no traced client (its
+    # sampling decided there): the linker looks for no calling span.
+    caller_untraced: bool = False
 
     @property
     def attributes(self) -> dict[str, AttributeValue]:

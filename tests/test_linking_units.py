@@ -118,6 +118,20 @@ def test_after_waiting_in_vain_a_connection_is_not_held_while_requests_keep_comi
     assert linker.add([later], now_ns=102) == []
 
 
+def test_a_server_span_the_kernel_found_uncalled_leaves_at_once_with_its_children():
+    """The kernel flags a server span whose connection it was told has no traced client:
+    released as it comes, with the children of its trace that came before it, and its late
+    children follow it at once."""
+    linker = Linker(LOCAL)
+    _, server, child = chain()
+    server.caller_untraced = True
+    assert linker.add([child], now_ns=0) == []  # its root has not come
+    assert {id(s) for s in linker.add([server], now_ns=1)} == {id(server), id(child)}
+    assert linker.held == 0 and linker.stats.unmatched == 0 and linker.untraced_peers == []
+    late = span("CLIENT", 50, 60, parent=server)
+    assert linker.add([late], now_ns=2) == [late]
+
+
 def test_a_remote_peer_is_never_held():
     linker = Linker(LOCAL)
     server = span("SERVER", 0, 10, conn=("10.0.0.1", 8080, "192.0.2.7", 5555))

@@ -15,7 +15,7 @@
 #define MAX_FIELDS 64
 #define MAX_KINDS 64  /* span kinds are 1-63 (gotrace.records.boundary_macros) */
 #define MAX_RANGES 32
-#define SPAN_FIELDS 21
+#define SPAN_FIELDS 22
 
 /* decode._Endpoint's fields, by position. */
 enum {
@@ -55,7 +55,8 @@ typedef struct {
     PyTypeObject *span;
     Py_ssize_t span_slot[SPAN_FIELDS];  /* where each of Span's fields is in a Span */
     PyObject *sampling, *new_endpoint, *offer;  /* borrowed from the tables */
-    unsigned long sampling_flags, has_parent, remote_parent, connected, shed, named_per_request;
+    unsigned long sampling_flags, has_parent, remote_parent, connected, shed, named_per_request,
+        caller_untraced;
 } Tables;
 
 /* One call's arguments and what it keeps while it runs. */
@@ -216,11 +217,11 @@ static int parse_tables(Tables *t, PyObject *tables)
 {
     PyObject *fields, *shapes, *span_fields;
     memset(t, 0, sizeof(*t));
-    if (!PyArg_ParseTuple(tables, "nO!O!O!kkkkkkO!O!O!OO:decode tables", &t->record_size,
+    if (!PyArg_ParseTuple(tables, "nO!O!O!kkkkkkkO!O!O!OO:decode tables", &t->record_size,
                           &PyTuple_Type, &fields,
                           &PyTuple_Type, &shapes, &PyDict_Type, &t->sampling,
                           &t->sampling_flags, &t->has_parent, &t->remote_parent, &t->connected,
-                          &t->shed, &t->named_per_request, &PyType_Type, &t->span, &PyTuple_Type, &span_fields,
+                          &t->shed, &t->named_per_request, &t->caller_untraced, &PyType_Type, &t->span, &PyTuple_Type, &span_fields,
                           &PyType_Type, &t->connection, &t->new_endpoint, &t->offer))
         return -1;
     if (parse_span_slots(t, span_fields) < 0)
@@ -579,6 +580,7 @@ static PyObject *make_span(Batch *b, const Shape *s, const char *record, uint64_
         s->metric,
         made[KIND],  /* record_kind */
         made[TCP_IDENTITY],
+        flags & t->caller_untraced ? Py_True : Py_False,
     };
     span = t->span->tp_alloc(t->span, 0);
     for (int i = 0; span != NULL && i < SPAN_FIELDS; i++)

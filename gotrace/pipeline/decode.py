@@ -16,6 +16,7 @@ from gotrace.probes import SHAPES
 from gotrace.probes.base import SpanShape
 from gotrace.record_view import FIELDS, FieldLayout, RecordFields, unpack_record
 from gotrace.records import (
+    F_CALLER_UNTRACED,
     F_DEFERRED,
     F_HAS_CONN,
     F_HAS_PARENT,
@@ -255,6 +256,7 @@ def decode_in_python(raw: list[bytes], resource_of: Callable[[int], Resource | N
             shape.metric,
             kind,
             rec.tcp_identity,
+            bool(flags & F_CALLER_UNTRACED),  # caller_untraced
         ))
     return spans
 
@@ -281,6 +283,7 @@ class _NativeTables(NamedTuple):
     connected: int
     shed: int
     named_per_request: int  # F_ROUTE_TREE: the endpoint's key has the span's name too
+    caller_untraced: int
     span: type
     span_fields: tuple[str, ...]  # in Span's order: the compiled loop stores them in its slots
     connection: type
@@ -292,6 +295,7 @@ _NATIVE_TABLES = _NativeTables(
     RECORD_SIZE, tuple(FIELDS),
     tuple((kind, shape, ENDPOINT_RANGES[kind]) for kind, shape in SHAPES.items()),
     _SAMPLING, _SAMPLING_FLAGS, F_HAS_PARENT, F_REMOTE_PARENT, _CONNECTED, F_SHED, F_ROUTE_TREE,
+    F_CALLER_UNTRACED,
     Span, tuple(field.name for field in dataclasses.fields(Span)), Connection, _endpoint,
     _offer)
 

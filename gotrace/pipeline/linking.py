@@ -18,7 +18,9 @@ still held, travels on with it (front -> middle -> back become one trace however
 spans interleave). Spans whose peer is not on this host are never held, nor those of a
 connection on which a server span already waited in vain, while its requests keep coming,
 nor those of a connection that a process gotrace does not trace was seen to open (no client
-span can come: the kernel is told at once rather than after a wait).
+span can come: the kernel is told at once rather than after a wait). The kernel, once told,
+flags such a connection's server spans (Span.caller_untraced), which leave at once; gotrace's
+own record of the connection then ages, and is renewed if the kernel forgets its mark.
 
 With a link store (gotrace/pipeline/cross_host.py), a root server span called from another
 host is held likewise until its caller's agent has published the calling span, or for the
@@ -137,7 +139,9 @@ class Linker:
         # of them that came in the batch being added: published pending, then final.
         self._remote_clients: dict[int, tuple[bytes, Span]] = {}
         self._new_remote_clients: list[tuple[bytes, Span]] = []
-        self._renamed: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
+        # Released traces' ids, oldest first, with the id each has now (its own, or its
+        # caller's once linked): their late spans leave at once, and join the trace they did.
+        self._renamed: dict[bytes, bytes] = {}
         self._local_peers: dict[tuple[str, str], bool] = {}  # (peer, local address) -> local
         self._clients: dict[tuple[ConnKey, int], collections.deque[Span]] = {}
         self._client_ages: collections.deque[tuple[int, tuple[ConnKey, int], Span]] = \
@@ -157,8 +161,15 @@ class Linker:
     # --- the interface ---------------------------------------------------------------------
 
     def add(self, spans: Iterable[Span], now_ns: int) -> list[Span]:
+        held, renamed, ready = self._held, self._renamed, self._ready
         for span in spans:
-            self._add(span, now_ns)
+            if span.caller_untraced and span.trace_id not in held:
+                # Most spans of a busy service: a root with no caller to wait for and no
+                # children held, released here rather than through _add and _place.
+                renamed[span.trace_id] = span.trace_id
+                ready.append(span)
+            else:
+                self._add(span, now_ns)
         ready = self.expire(now_ns)
         if self._new_remote_clients:
             assert self.cross_host is not None
@@ -185,6 +196,7 @@ class Linker:
         while self._held_count > MAX_HELD_SPANS and self._held:
             self.stats.overflow += 1
             self._release(next(iter(self._held)))  # the oldest
+        self._forget_oldest_released()
         return self._take_ready()
 
     def flush(self) -> list[Span]:
@@ -272,6 +284,9 @@ class Linker:
             else:  # its root has not arrived
                 self._hold(span.trace_id, span, now_ns)
             return
+        if span.caller_untraced:  # the kernel knew: no traced client on its connection
+            self._release_root(span)
+            return
         # The connection a traced caller may have sent this root's request on.
         called_on = span.connection if span.kind == "SERVER" and not span.remote_parent \
             else None
@@ -281,13 +296,8 @@ class Linker:
                 self.cross_host is not None else None
             if key is not None:  # called from another host, whose agent may have published
                 self._wait_remote(span, key, now_ns)
-                return
-            if span.trace_id in self._held:  # with its children that came first
-                self._hold(span.trace_id, span, now_ns)
-                self._release(span.trace_id)
             else:
-                self._remember(span.trace_id, span.trace_id)
-                self._ready.append(span)
+                self._release_root(span)
             return
         held = self._hold(span.trace_id, span, now_ns)
         client = self._find_client(span)
@@ -296,6 +306,17 @@ class Linker:
             return
         held.root = span
         self._waiting.setdefault(self._server_key(span), {})[id(span)] = span
+
+    def _release_root(self, root: Span) -> None:
+        """A root with no caller to wait for leaves with its trace's spans held so far."""
+        held = self._held.get(root.trace_id)
+        if held is not None:  # with its children that came first
+            held.spans.append(root)
+            self._held_count += 1
+            self._release(root.trace_id)
+        else:
+            self._remember(root.trace_id, root.trace_id)
+            self._ready.append(root)
 
     def _wait_remote(self, server: Span, key: bytes, now_ns: int) -> None:
         """Hold a root called from another host until its caller is found in the store."""
@@ -366,9 +387,14 @@ class Linker:
         self._ready.extend(held.spans)
 
     def _remember(self, old: bytes, new: bytes) -> None:
-        self._renamed[old] = new
-        if len(self._renamed) > MAX_REMEMBERED:
-            self._renamed.popitem(last=False)
+        self._renamed[old] = new  # (expire keeps them within MAX_REMEMBERED)
+
+    def _forget_oldest_released(self) -> None:
+        """Past MAX_REMEMBERED released traces, the oldest quarter at once: O(1) a span."""
+        renamed = self._renamed
+        if len(renamed) > MAX_REMEMBERED:
+            for trace_id in list(itertools.islice(renamed, MAX_REMEMBERED // 4)):
+                del renamed[trace_id]
 
     def _linkable(self, span: Span) -> bool:
         """Whether a server span called from this host may have a traced caller."""
