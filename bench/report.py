@@ -349,8 +349,28 @@ def _attach(results: Results) -> list[str]:
 
 
 def _saturation(s: SaturationResult) -> list[str]:
+    header = ["Round", "Req/s untraced", "Req/s traced", "Ratio", "Requests served",
+              "Spans exported", "Received", "Shed (kernel / gotrace)", "Sampled out",
+              "Lost (queue; kernel)", "Accounted", "Kept share at the end (lowest)",
+              "Errors received", "Slow received", "Tracer CPU"]
+    return [f"## {SECTIONS[6]}", "", saturation.__doc__.split("\n\n")[0].replace("\n", " "),
+            f"Rounds of {s.settings.seconds:g} s, untraced then traced, the flat-out load on "
+            f"{s.settings.conns} connections, {s.settings.error_rate:g} errors/s and "
+            f"{s.settings.slow_rate:g} slow requests/s beside it; gotrace exports over "
+            "OTLP/HTTP with --slow " f"{saturation.SLOW_MS}ms.", "",
+            *_table(header, _saturation_rows(s, s.traced)),
+            f"- throughput ratio (medians): {s.throughput_ratio:.3f}", "",
+            "With --yield-cpu (each pair's untraced round compared with a third round, traced "
+            "with gotrace on idle CPU time only):", "",
+            *_table(header, _saturation_rows(s, s.yielding)),
+            f"- throughput ratio with --yield-cpu (medians): {s.yielding_throughput_ratio:.3f}",
+            ""]
+
+
+def _saturation_rows(s: SaturationResult, rounds: list[saturation.TracedRound]
+                     ) -> list[tuple[object, ...]]:
     rows = []
-    for n, (untraced, traced) in enumerate(zip(s.untraced, s.traced, strict=True), 1):
+    for n, (untraced, traced) in enumerate(zip(s.untraced, rounds, strict=True), 1):
         st = traced.stats
         lost = ", ".join(f"{k} {v}" for k, v in st.kernel_lost.items() if v)
         rows.append((n, f"{untraced.rps:.0f}", f"{traced.served.rps:.0f}",
@@ -361,16 +381,7 @@ def _saturation(s: SaturationResult) -> list[str]:
                      f"{traced.received_errors} of {traced.served.errors}",
                      f"{traced.received_slow} of {traced.served.slow}",
                      f"{traced.tracer_cpu_s / s.settings.seconds:.0%}"))
-    return [f"## {SECTIONS[6]}", "", saturation.__doc__.split("\n\n")[0].replace("\n", " "),
-            f"Rounds of {s.settings.seconds:g} s, untraced then traced, the flat-out load on "
-            f"{s.settings.conns} connections, {s.settings.error_rate:g} errors/s and "
-            f"{s.settings.slow_rate:g} slow requests/s beside it; gotrace exports over "
-            "OTLP/HTTP with --slow " f"{saturation.SLOW_MS}ms.", "",
-            *_table(["Round", "Req/s untraced", "Req/s traced", "Ratio", "Requests served",
-                     "Spans exported", "Received", "Shed (kernel / gotrace)", "Sampled out",
-                     "Lost (queue; kernel)", "Accounted", "Kept share at the end (lowest)",
-                     "Errors received", "Slow received", "Tracer CPU"], rows),
-            f"- throughput ratio (medians): {s.throughput_ratio:.3f}", ""]
+    return rows
 
 
 def _cross_host_row(n: int, r: Round) -> tuple[object, ...]:

@@ -5,6 +5,9 @@ and slow requests (/slow, past the --slow threshold) at a low rate: with the ove
 (gotrace/pipeline/overload.py) every one of them must be exported, whatever is shed, and
 nothing lost to a full ring buffer or export queue.
 
+Each pair of rounds is followed by a traced round with --yield-cpu (gotrace on idle CPU time
+only, shedding in the kernel when it gets none).
+
 Per traced round: requests served (the load generators' counts), spans exported and received,
 spans shed and sampled out, lost by reason, and the kept share the policy ended on and the
 lowest it reached.
@@ -66,11 +69,19 @@ class TracedRound:
 class SaturationResult:
     untraced: list[Served]
     traced: list[TracedRound]
+    yielding: list[TracedRound]  # traced with --yield-cpu
     settings: Settings
 
     @property
     def throughput_ratio(self) -> float:
-        return statistics.median(t.served.rps for t in self.traced) / \
+        return self._ratio(self.traced)
+
+    @property
+    def yielding_throughput_ratio(self) -> float:
+        return self._ratio(self.yielding)
+
+    def _ratio(self, traced: list[TracedRound]) -> float:
+        return statistics.median(t.served.rps for t in traced) / \
             statistics.median(u.rps for u in self.untraced)
 
 
@@ -93,9 +104,10 @@ def _serve_round(loadgen: Path, addr: str, settings: Settings) -> Served:
                   slow=results["slow"]["requests"])
 
 
-def _traced_round(pid: int, loadgen: Path, addr: str, settings: Settings) -> TracedRound:
+def _traced_round(pid: int, loadgen: Path, addr: str, settings: Settings,
+                  *options: str) -> TracedRound:
     with otlp_sink(slow_ns=SLOW_MS * 1_000_000) as sink, \
-            Gotrace(["trace", "--pid", str(pid), "--slow", f"{SLOW_MS}ms",
+            Gotrace(["trace", "--pid", str(pid), "--slow", f"{SLOW_MS}ms", *options,
                      *sink.otlp_args()]) as session:
         session.ready()
         before = session.cpu()
@@ -109,9 +121,11 @@ def _traced_round(pid: int, loadgen: Path, addr: str, settings: Settings) -> Tra
 def measure(server: Path, loadgen: Path, settings: Settings) -> SaturationResult:
     untraced: list[Served] = []
     traced: list[TracedRound] = []
+    yielding: list[TracedRound] = []
     with serve(server) as srv:
         _load(loadgen, f"http://{srv.addr}/hello", 0, settings.conns, 1).communicate()  # warm
         for _ in range(settings.pairs):
             untraced.append(_serve_round(loadgen, srv.addr, settings))
             traced.append(_traced_round(srv.pid, loadgen, srv.addr, settings))
-    return SaturationResult(untraced, traced, settings)
+            yielding.append(_traced_round(srv.pid, loadgen, srv.addr, settings, "--yield-cpu"))
+    return SaturationResult(untraced, traced, yielding, settings)

@@ -229,11 +229,12 @@ def _bpf_time(results: Results) -> list[Verdict]:
 
 def _saturation(s: SaturationResult) -> list[Verdict]:
     """The busy node: throughput kept, nothing lost, every error and slow request exported."""
-    ratio = s.throughput_ratio
-    lost = sum(t.stats.lost for t in s.traced)
-    notable = sum(t.served.errors + t.served.slow for t in s.traced)
+    ratio, yielding = s.throughput_ratio, s.yielding_throughput_ratio
+    rounds = [*s.traced, *s.yielding]
+    lost = sum(t.stats.lost for t in rounds)
+    notable = sum(t.served.errors + t.served.slow for t in rounds)
     kept = sum(min(t.received_errors, t.served.errors) + min(t.received_slow, t.served.slow)
-               for t in s.traced)
+               for t in rounds)
     cpu = statistics.median(t.tracer_cpu_s / s.settings.seconds for t in s.traced)
     shares = ", ".join(f"{t.stats.lowest_share:.3g}" for t in s.traced)
     return [
@@ -242,6 +243,10 @@ def _saturation(s: SaturationResult) -> list[Verdict]:
                   f"The tracer used {cpu:.0%} of a core beside the server, the load "
                   "generators and the receiver on the machine's two; the lowest kept share "
                   f"per round: {shares}. See the saturation section."),
+        _at_least("throughput traced / untraced, the same with --yield-cpu",
+                  SATURATION_THROUGHPUT, "", yielding, f"{yielding:.3f}",
+                  "gotrace on idle CPU time only; the lowest kept share per round: "
+                  + ", ".join(f"{t.stats.lowest_share:.3g}" for t in s.yielding) + "."),
         Verdict("spans lost to a full ring buffer or queue at saturation, overload policy on",
                 "0", str(lost), float(lost), lost == 0,
                 "" if lost == 0 else f"{lost} lost over {len(s.traced)} rounds."),

@@ -1,8 +1,9 @@
-"""The processes /proc lists (thread-group leaders; threads are not listed at its top), and
-reading their memory."""
+"""The processes /proc lists (thread-group leaders; threads are not listed at its top),
+reading their memory, and gotrace's own threads' scheduling."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -29,3 +30,11 @@ def read_memory(pid: int, address: int, size: int) -> bytes | None:
     finally:
         os.close(fd)
     return data if len(data) == size else None
+
+
+def run_own_threads_when_idle() -> None:
+    """Every thread of this process runs only on CPU time nothing else wants (SCHED_IDLE);
+    threads they start later inherit it. Scheduling is per thread in Linux, hence the loop."""
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+            os.sched_setscheduler(int(task), os.SCHED_IDLE, os.sched_param(0))

@@ -9,8 +9,10 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,10 +50,38 @@ def _requests(load: subprocess.Popen[str]) -> int:
     return int(json.loads(out)["requests"])
 
 
-def _served_under(tmp_path: Path, extra: list[str], starve: bool) -> tuple[Counter, dict, str]:
-    """A server traced to JSON lines under more load than gotrace takes (starved by SIGSTOP
-    bursts, or its CPU capped), with errors and slow requests among it. Returns the requests
-    sent per path, the exported spans per path, and gotrace's stderr."""
+def _stop_in_bursts(tracer: subprocess.Popen[str], seconds: float) -> None:
+    """gotrace stopped for 2.5 s at a time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        os.kill(tracer.pid, signal.SIGSTOP)
+        time.sleep(2.5)
+        os.kill(tracer.pid, signal.SIGCONT)
+        time.sleep(0.5)
+
+
+def _busy_cpus(tracer: subprocess.Popen[str], seconds: float) -> None:
+    """Every CPU kept busy at normal priority, which a gotrace running on idle time only
+    (--yield-cpu: each of its threads SCHED_IDLE) leaves to them."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(os.cpu_count() or 1)]
+    try:
+        policies = {os.sched_getscheduler(int(task))
+                    for task in os.listdir(f"/proc/{tracer.pid}/task")}
+        assert policies == {os.SCHED_IDLE}, policies
+        time.sleep(seconds)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def _served_under(tmp_path: Path, extra: list[str],
+                  pressure: Callable[[subprocess.Popen[str], float], None] | None
+                  ) -> tuple[Counter, dict, str]:
+    """A server traced to JSON lines under more load than gotrace takes (its CPU capped, or
+    the pressure put on it while the load lasts), with errors and slow requests among it.
+    Returns the requests sent per path, the exported spans per path, and gotrace's stderr."""
     binary = matrix.build(matrix.Cell("httpserver", matrix.go_versions()[-1], "stripped"))
     out = tmp_path / "spans.jsonl"
     seconds = 10.0
@@ -61,13 +91,8 @@ def _served_under(tmp_path: Path, extra: list[str], starve: bool) -> tuple[Count
         loads = {"/hello": _load(f"http://{addr}/hello", 0, seconds, conns=8),
                  "/error": _load(f"http://{addr}/error", 40, seconds, conns=1),
                  "/slow": _load(f"http://{addr}/slow?ms={SLOW_MS + 20}", 5, seconds, conns=1)}
-        if starve:
-            deadline = time.monotonic() + seconds - 1
-            while time.monotonic() < deadline:
-                os.kill(proc.pid, signal.SIGSTOP)
-                time.sleep(2.5)
-                os.kill(proc.pid, signal.SIGCONT)
-                time.sleep(0.5)
+        if pressure is not None:
+            pressure(proc, seconds - 1)
         sent = Counter({path: _requests(load) for path, load in loads.items()})
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
@@ -97,12 +122,18 @@ def _check(sent: Counter, exported: dict, err: str) -> None:
 def test_a_starved_tracer_sheds_in_the_kernel_and_keeps_every_error_and_slow_request(tmp_path):
     """gotrace stopped for 2.5 s at a time: the ring buffer fills past half, and the kernel
     sheds new traces by itself, keeping the errors and slow ones."""
-    _check(*_served_under(tmp_path, [], starve=True))
+    _check(*_served_under(tmp_path, [], _stop_in_bursts))
 
 
 def test_max_cpu_sheds_to_its_budget_and_keeps_every_error_and_slow_request(tmp_path):
     """--max-cpu 5: far below what the load needs, so gotrace lowers the kept share."""
-    _check(*_served_under(tmp_path, ["--max-cpu", "5"], starve=False))
+    _check(*_served_under(tmp_path, ["--max-cpu", "5"], None))
+
+
+def test_yield_cpu_leaves_a_busy_machine_to_its_programs_and_sheds_by_decision(tmp_path):
+    """--yield-cpu on a machine whose CPUs are all busy: gotrace gets next to no CPU, so the
+    kernel sheds, keeping every error and slow request, and nothing is lost."""
+    _check(*_served_under(tmp_path, ["--yield-cpu"], _busy_cpus))
 
 
 class _Clock:

@@ -48,6 +48,7 @@ from gotrace.pipeline.session import (
 )
 from gotrace.probes import DURATION_METRICS
 from gotrace.probes.runtime import DEEP_ANCESTRY
+from gotrace.procfs import run_own_threads_when_idle
 
 DEFAULT_METRICS_HOST = "0.0.0.0"
 LINK_STORE_VARIABLE = "GOTRACE_LINK_STORE"
@@ -162,6 +163,11 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--max-cpu", metavar="PERCENT",
                      help="keep gotrace's CPU under this share of one core by shedding "
                      "traces in the kernel (errors and slow requests are kept; see README)")
+    run.add_argument("--yield-cpu", action="store_true",
+                     help="once attached, run only on CPU time the machine would leave idle "
+                     "(SCHED_IDLE): on a saturated machine the traced programs keep their "
+                     "CPU and the overload policy sheds traces in the kernel (errors and slow "
+                     "requests are kept; see README)")
     run.add_argument("--slow", metavar="DURATION|pNN",
                      help="what the overload policy keeps as slow however much it sheds: a "
                      "duration such as 250ms, or a percentile of each span kind (default: "
@@ -301,6 +307,8 @@ class _Session:
         quiet_garbage_collector()
         for library, why in self.tracer.refused_probes().items():
             print(f"gotrace: {library} probe not attached: {why}", file=sys.stderr)
+        if self.args.yield_cpu:
+            run_own_threads_when_idle()
         if self.args.ready_file:
             Path(self.args.ready_file).write_text(f"{os.getpid()}\n")
         console_on_terminal = "console" in self.exporter_names and sys.stdout.isatty()
