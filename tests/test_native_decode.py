@@ -173,7 +173,7 @@ def run(decode_batch: Any, batch: Batch, offset: int, with_query: bool, batches:
         ask_always: bool = False) -> Run:
     """Decodes the batch with fresh fact sources, split into that many calls that share the
     endpoint cache."""
-    sources = (RuntimeFacts(), NetworkFacts(CLIENT_KINDS), SchedWait(),
+    sources = (RuntimeFacts(), NetworkFacts(CLIENT_KINDS), SchedWait(on=True),
                UnixSockets(SERVER_KINDS))
     result = Run([], [], sources)
     facts = tuple(Recording(source, result.calls, ask_always) for source in sources)

@@ -157,7 +157,7 @@ def test_the_usual_facts_are_shared_and_a_span_with_news_has_them_all_as_its_own
         paused = bytearray(_with_new_request_fields(rng, data, shape.request_fields))
         records.SpanRecord.from_buffer(paused).start_ns = 5_000
         records.SpanRecord.from_buffer(paused).end_ns = 9_000
-        facts = (RuntimeFacts(), NetworkFacts(CLIENT_KINDS), SchedWait())
+        facts = (RuntimeFacts(), NetworkFacts(CLIENT_KINDS), SchedWait(on=True))
         first, second = decode_records(
             [bytes(data), _stw_pause(quiet.pid, 6_000, 7_000), bytes(paused)],
             lambda _pid: resource, MonotonicClock(), facts)

@@ -67,7 +67,10 @@ class SchedWait:
     """The fact source of go.sched.* (see gotrace/pipeline/decode.py FactSource): the figures are in
     the span's own record, there are no separate events."""
 
-    latest_event_ns = None  # so every span is asked about
+    def __init__(self, on: bool) -> None:
+        """on: the sched probe runs (--sched-wait); without it no record has the figures."""
+        # None: every span is asked about; -1: none is (see FactSource).
+        self.latest_event_ns: int | None = None if on else -1
 
     def record(self, rec: SpanRecord) -> bool:
         return False

@@ -193,7 +193,7 @@ class Tracer:
             cross_host.store.start()
         self.runtime = RuntimeFacts()
         self.network = NetworkFacts(CLIENT_KINDS)
-        self.sched = SchedWait()
+        self.sched = SchedWait(on="sched" in self.opt_in)
         self.unix = UnixSockets(SERVER_KINDS)
         self._tcp_raw: list[bytes] = []
         # Compiled while the first binary's layout is resolved; taken before the first probe
