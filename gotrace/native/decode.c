@@ -1,5 +1,6 @@
 /* decode_records: the loop of gotrace.pipeline.decode.decode_in_python in C. What belongs to
-   the probes and the fact sources stays in Python: the probe's request_attributes, the fact
+   the probes and the fact sources stays in Python: the probe's request_attributes (unless
+   declared as rules, gotrace.probes.attribute_rules, which are applied here), the fact
    sources' attributes, the endpoint's first span (decode._endpoint), events (decode._offer),
    the process's resource and the records held for a shed trace. Those are called with a
    RecordView of the record's bytes: RecordFields' attributes (gotrace.record_view), each
@@ -16,6 +17,18 @@
 #define MAX_KINDS 64  /* span kinds are 1-63 (gotrace.records.boundary_macros) */
 #define MAX_RANGES 32
 #define SPAN_FIELDS 22
+#define MAX_RULES 16
+
+/* attribute_rules.When */
+enum { WHEN_ALWAYS, WHEN_POSITIVE, WHEN_NON_NEGATIVE, WHEN_NON_ZERO };
+
+/* An attribute_rules.AttributeRule, from its native_rules tuple. */
+typedef struct {
+    PyObject *name;
+    int field;  /* its index in Tables.field */
+    int text, when, query;
+    unsigned long flags;
+} Rule;
 
 /* decode._Endpoint's fields, by position. */
 enum {
@@ -31,6 +44,8 @@ typedef struct {
 typedef struct {
     PyObject *shape;  /* the SpanShape, borrowed from the tables; NULL: not a span kind */
     PyObject *request_attributes, *span_name, *span_kind, *metric;
+    int rules;  /* request_attributes' rules, applied here; -1: it is called instead */
+    Rule rule[MAX_RULES];
     int ranges;  /* the endpoint key's byte ranges */
     Py_ssize_t start[MAX_RANGES], end[MAX_RANGES];
     /* The last record of the kind and its key, reused for the next one of the same endpoint
@@ -68,6 +83,7 @@ typedef struct {
     PyObject *resources;  /* pid -> resource or None, asked once a batch */
     PyObject *spans;
     PyObject *empty;  /* "" */
+    int queries;  /* with_query is true: query strings are exported */
 } Batch;
 
 static void tables_clear(Tables *t)
@@ -80,6 +96,9 @@ static void tables_clear(Tables *t)
         Py_CLEAR(t->shape[kind].metric);
         Py_CLEAR(t->shape[kind].last_record);
         Py_CLEAR(t->shape[kind].last_key);
+        for (int i = 0; i < t->shape[kind].rules; i++)
+            Py_CLEAR(t->shape[kind].rule[i].name);
+        t->shape[kind].rules = 0;
     }
 }
 
@@ -154,6 +173,54 @@ static int parse_fields(Tables *t, PyObject *fields)
     return 0;
 }
 
+/* The shape's request_attributes rules, when it has them (attribute_rules.RuleAttributes'
+   native_rules): (name, field, text, when, flags, query) each. */
+static int parse_rules(Tables *t, Shape *s)
+{
+    s->rules = -1;
+    PyObject *rules = PyObject_GetAttr(s->request_attributes, NAMES.native_rules);
+    if (rules == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int result = -1;
+    if (!PyTuple_Check(rules) || PyTuple_GET_SIZE(rules) > MAX_RULES) {
+        PyErr_SetString(PyExc_ValueError, "decode tables: native_rules is no tuple of rules");
+        goto done;
+    }
+    s->rules = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(rules); i++) {
+        Rule *r = &s->rule[i];
+        PyObject *name, *field;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(rules, i), "O!O!pikp:rule", &PyUnicode_Type,
+                              &name, &PyUnicode_Type, &field, &r->text, &r->when, &r->flags,
+                              &r->query))
+            goto done;
+        PyObject *index = PyDict_GetItemWithError(t->field_index, field);
+        if (index == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "decode tables: no record field %R", field);
+            goto done;
+        }
+        r->field = (int)PyLong_AsLong(index);
+        const Field *f = &t->field[r->field];
+        if (r->when < WHEN_ALWAYS || r->when > WHEN_NON_ZERO || (r->text != (f->code == 's'))
+            || (r->text && r->when != WHEN_ALWAYS)) {
+            PyErr_Format(PyExc_ValueError, "decode tables: rule for %R does not fit its field",
+                         name);
+            goto done;
+        }
+        r->name = Py_NewRef(name);
+        s->rules++;
+    }
+    result = 0;
+done:
+    Py_DECREF(rules);
+    return result;
+}
+
 /* Reads one (kind, shape, endpoint key ranges) of the tables. */
 static int parse_shape(Tables *t, PyObject *entry)
 {
@@ -183,7 +250,7 @@ static int parse_shape(Tables *t, PyObject *entry)
         || !(s->span_kind = PyObject_GetAttr(shape, NAMES.kind))
         || !(s->metric = PyObject_GetAttr(shape, NAMES.metric)))
         return -1;
-    return 0;
+    return parse_rules(t, s);
 }
 
 /* Where Span keeps each of its fields (its slots' member descriptors). A Span is built by
@@ -595,6 +662,36 @@ done:
     return span;
 }
 
+/* The span's own attributes by its shape's rules: attribute_rules.RuleAttributes.__call__. */
+static PyObject *rule_attributes(const Batch *b, const Shape *s, const char *record,
+                                 uint64_t flags)
+{
+    PyObject *attrs = PyDict_New();
+    for (int i = 0; attrs != NULL && i < s->rules; i++) {
+        const Rule *r = &s->rule[i];
+        if ((r->query && !b->queries) || (flags & r->flags) != r->flags)
+            continue;
+        const Field *f = &b->t->field[r->field];
+        if (!r->text && r->when != WHEN_ALWAYS) {
+            int is_unsigned = is_unsigned_code(f->code);
+            uint64_t u = is_unsigned ? read_unsigned(f, record) : 0;
+            int64_t v = is_unsigned ? 0 : read_signed(f, record);
+            int holds = r->when == WHEN_NON_ZERO ? (is_unsigned ? u != 0 : v != 0)
+                        : r->when == WHEN_POSITIVE ? (is_unsigned ? u != 0 : v > 0)
+                        : (is_unsigned || v >= 0);
+            if (!holds)
+                continue;
+        }
+        const char *at = record + f->offset;
+        PyObject *value = r->text ? PyUnicode_DecodeUTF8(at, strnlen(at, f->size), "replace")
+                                  : field_value(f, record);
+        if (value == NULL || PyDict_SetItem(attrs, r->name, value) < 0)
+            Py_CLEAR(attrs);
+        Py_XDECREF(value);
+    }
+    return attrs;
+}
+
 /* A record of a known process and kind to its span, appended to the batch's spans. */
 static int decode_span(Batch *b, Shape *s, PyObject *resource, PyObject *data)
 {
@@ -608,7 +705,9 @@ static int decode_span(Batch *b, Shape *s, PyObject *resource, PyObject *data)
     uint64_t flags = read_unsigned(&t->field[t->at.flags], record);
     if (!(endpoint = endpoint_of(b, s, rec, data, flags)))
         goto done;
-    own = PyObject_CallFunctionObjArgs(s->request_attributes, rec, b->with_query, NULL);
+    own = s->rules >= 0 ? rule_attributes(b, s, record, flags)
+                        : PyObject_CallFunctionObjArgs(s->request_attributes, rec, b->with_query,
+                                                       NULL);
     if (own == NULL)
         goto done;
     if (!PyDict_Check(own)) {
@@ -726,6 +825,8 @@ PyObject *fastpath_decode_records(PyObject *module, PyObject *const *args, Py_ss
         return NULL;
     }
     PyObject *spans = NULL;
+    if ((b.queries = PyObject_IsTrue(b.with_query)) < 0)
+        return NULL;
     if (batch_start(&b) == 0) {
         int failed = 0;
         /* The list grows as held records are appended (take_held), and each record is

@@ -12,7 +12,7 @@
     X(shared_attributes) X(encoded) X(items) X(attributes) X(jsonl) \
     X(_scope) X(_strings) X(_int_heads) X(_resource) X(_common_part) X(_string_attribute) \
     X(_int_heads_of) X(_attribute) X(_span_bytes) \
-    X(latest_event_ns) X(extend) X(request_attributes) X(metric)
+    X(latest_event_ns) X(extend) X(request_attributes) X(metric) X(native_rules)
 
 #define FASTPATH_DECLARE(n) PyObject *n;
 struct fastpath_names { FASTPATH_NAMES(FASTPATH_DECLARE) };

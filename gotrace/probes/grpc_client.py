@@ -4,15 +4,15 @@ streaming: three; see bpf/grpc_client.c)."""
 from __future__ import annotations
 
 from gotrace.metrics.red import DurationMetric, RedMetric
+from gotrace.probes.attribute_rules import AttributeRule, RuleAttributes
 from gotrace.probes.base import CLIENT_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
-from gotrace.probes.grpc_server import RPC_METRIC_LABELS, goroutine, rpc_attributes, span_name
+from gotrace.probes.grpc_server import GOROUTINE, RPC_METRIC_LABELS, rpc_attributes, span_name
 from gotrace.probes.http_attributes import (
     connection_attributes,
-    connection_port,
     server_attributes,
     split_host_port,
 )
-from gotrace.records import SpanRecord, text
+from gotrace.records import F_HAS_CONN, SpanRecord, text
 from gotrace.spans import AttributeValue
 
 INVOKE = "google.golang.org/grpc.(*ClientConn).Invoke"
@@ -37,8 +37,8 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     return attrs
 
 
-def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
-    return {**goroutine(rec, with_query), **connection_port(rec, "local")}
+request_attributes = RuleAttributes(
+    GOROUTINE, AttributeRule("network.local.port", "local_port", flags=F_HAS_CONN))
 
 
 PROBE = Probe(

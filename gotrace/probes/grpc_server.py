@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from gotrace.metrics.red import DurationMetric, RedMetric
+from gotrace.probes.attribute_rules import AttributeRule, RuleAttributes
 from gotrace.probes.base import SERVER_REQUEST_FIELDS, Attachment, ErrorRule, Probe, SpanShape
 from gotrace.probes.features import GRPC_TRACEPARENT
 from gotrace.probes.http_attributes import (
     connection_attributes,
-    connection_port,
 )
 from gotrace.records import F_HAS_CONN, SpanRecord, ip_text, text
 from gotrace.spans import AttributeValue
@@ -48,8 +48,7 @@ def rpc_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     }
 
 
-def goroutine(rec: SpanRecord, _with_query: bool) -> dict[str, AttributeValue]:
-    return {"go.goroutine.id": rec.goid}
+GOROUTINE = AttributeRule("go.goroutine.id", "goid")
 
 
 def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
@@ -62,12 +61,11 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     return attrs
 
 
-def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
-    attrs = goroutine(rec, with_query)
-    if rec.flags & F_HAS_CONN:
-        attrs["client.port"] = rec.peer_port
-    attrs.update(connection_port(rec, "peer"))
-    return attrs
+request_attributes = RuleAttributes(
+    GOROUTINE,
+    AttributeRule("client.port", "peer_port", flags=F_HAS_CONN),
+    AttributeRule("network.peer.port", "peer_port", flags=F_HAS_CONN),
+)
 
 
 PROBE = Probe(

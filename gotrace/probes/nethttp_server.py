@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gotrace.probes.attribute_rules import AttributeRule, RuleAttributes, When
 from gotrace.probes.base import (
     HTTP_REQUEST_FIELDS,
     SERVER_REQUEST_FIELDS,
@@ -77,22 +78,17 @@ def endpoint_attributes(rec: SpanRecord) -> dict[str, AttributeValue]:
     return attrs
 
 
-def request_attributes(rec: SpanRecord, with_query: bool) -> dict[str, AttributeValue]:
-    # Every request of every server goes through here: the attributes written out rather than
-    # merged from helpers' dicts (http_attributes.connection_port, stream_attributes).
-    attrs: dict[str, AttributeValue] = {"url.path": text(rec.path), "go.goroutine.id": rec.goid}
-    flags = rec.flags
-    if with_query and flags & F_HAS_QUERY:
-        attrs["url.query"] = text(rec.query)
-    if rec.request_body_size > 0:
-        attrs["http.request.body.size"] = rec.request_body_size
-    if rec.response_body_size >= 0:
-        attrs["http.response.body.size"] = rec.response_body_size
-    if flags & F_HAS_CONN:
-        attrs["client.port"] = attrs["network.peer.port"] = rec.peer_port
-    if rec.stream_id:
-        attrs["http2.stream.id"] = rec.stream_id
-    return attrs
+# Every request of every server: rules, which the compiled decoder applies itself.
+request_attributes = RuleAttributes(
+    AttributeRule("url.path", "path", text=True),
+    AttributeRule("go.goroutine.id", "goid"),
+    AttributeRule("url.query", "query", text=True, flags=F_HAS_QUERY, query=True),
+    AttributeRule("http.request.body.size", "request_body_size", when=When.POSITIVE),
+    AttributeRule("http.response.body.size", "response_body_size", when=When.NON_NEGATIVE),
+    AttributeRule("client.port", "peer_port", flags=F_HAS_CONN),
+    AttributeRule("network.peer.port", "peer_port", flags=F_HAS_CONN),
+    AttributeRule("http2.stream.id", "stream_id", when=When.NON_ZERO),
+)
 
 
 PROBE = Probe(
