@@ -42,12 +42,24 @@ def grpc_threads_cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def _cpu_ticks() -> list[int]:
+    """/proc/stat's clock ticks of every CPU since boot: user nice system idle iowait irq
+    softirq steal (guest time is in user)."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
 def machine_cpu_ticks() -> tuple[int, int]:
-    """(busy, all) clock ticks of every CPU since boot, from /proc/stat; idle and iowait are
-    not busy."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest: in user)
+    """(busy, all) clock ticks of every CPU since boot; idle and iowait are not busy."""
+    values = _cpu_ticks()
+    total = sum(values)
     return total - values[3] - values[4], total
+
+
+def stolen_cpu_ticks() -> tuple[int, int]:
+    """(stolen, all) clock ticks of every CPU since boot: time the hypervisor gave to other
+    machines while this one had work."""
+    values = _cpu_ticks()
+    return values[7], sum(values)
 
 
 def memory_mb(pid: int, key: str) -> float:

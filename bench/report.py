@@ -352,12 +352,15 @@ def _saturation(s: SaturationResult) -> list[str]:
     header = ["Round", "Req/s untraced", "Req/s traced", "Ratio", "Requests served",
               "Spans exported", "Received", "Shed (kernel / gotrace)", "Sampled out",
               "Lost (queue; kernel)", "Accounted", "Kept share at the end (lowest)",
-              "Errors received", "Slow received", "Tracer CPU"]
+              "Errors received", "Slow received", "Tracer CPU",
+              "CPU stolen by the hypervisor (untraced / traced)"]
     return [f"## {SECTIONS[6]}", "", saturation.__doc__.split("\n\n")[0].replace("\n", " "),
             f"Rounds of {s.settings.seconds:g} s, untraced then traced, the flat-out load on "
             f"{s.settings.conns} connections, {s.settings.error_rate:g} errors/s and "
             f"{s.settings.slow_rate:g} slow requests/s beside it; gotrace exports over "
-            "OTLP/HTTP with --slow " f"{saturation.SLOW_MS}ms.", "",
+            "OTLP/HTTP with --slow " f"{saturation.SLOW_MS}ms. CPU stolen: the share of the "
+            "machine's CPU time that the hypervisor gave to other machines during the round "
+            "(/proc/stat), which moves a round's throughput on its own.", "",
             *_table(header, _saturation_rows(s, s.traced)),
             f"- throughput ratio (medians): {s.throughput_ratio:.3f}", "",
             "With --yield-cpu (each pair's untraced round compared with a third round, traced "
@@ -380,7 +383,8 @@ def _saturation_rows(s: SaturationResult, rounds: list[saturation.TracedRound]
                      traced.accounted, f"{st.kept_share:.3g} ({st.lowest_share:.3g})",
                      f"{traced.received_errors} of {traced.served.errors}",
                      f"{traced.received_slow} of {traced.served.slow}",
-                     f"{traced.tracer_cpu_s / s.settings.seconds:.0%}"))
+                     f"{traced.tracer_cpu_s / s.settings.seconds:.0%}",
+                     f"{untraced.stolen:.0%} / {traced.served.stolen:.0%}"))
     return rows
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench.apps import serve
 from bench.otlp_sink import otlp_sink
+from bench.procstat import stolen_cpu_ticks
 from bench.session import Gotrace, TraceStats
 
 SLOW_MS = 100  # gotrace's --slow; the slow requests take a fifth more
@@ -46,6 +47,7 @@ class Served:
     rps: float  # of the flat-out load
     errors: int  # /error requests
     slow: int  # /slow requests
+    stolen: float  # the machine's CPU time the hypervisor took meanwhile, a share
 
 
 @dataclass(frozen=True)
@@ -93,15 +95,18 @@ def _load(loadgen: Path, url: str, rate: float, conns: int, seconds: float
 
 def _serve_round(loadgen: Path, addr: str, settings: Settings) -> Served:
     s = settings
+    stolen_at = stolen_cpu_ticks()
     loads = {"hello": _load(loadgen, f"http://{addr}/hello", 0, s.conns, s.seconds),
              "error": _load(loadgen, f"http://{addr}/error", s.error_rate, 1, s.seconds),
              "slow": _load(loadgen, f"http://{addr}/slow?ms={SLOW_MS * 6 // 5}", s.slow_rate, 1,
                            s.seconds)}
     results = {name: json.loads(load.communicate(timeout=s.seconds + 60)[0])
                for name, load in loads.items()}
+    stolen, ticks = (after - before for after, before in zip(stolen_cpu_ticks(), stolen_at,
+                                                              strict=True))
     return Served(requests=sum(r["requests"] for r in results.values()),
                   rps=results["hello"]["rps"], errors=results["error"]["requests"],
-                  slow=results["slow"]["requests"])
+                  slow=results["slow"]["requests"], stolen=stolen / max(1, ticks))
 
 
 def _traced_round(pid: int, loadgen: Path, addr: str, settings: Settings,
