@@ -88,7 +88,9 @@ class SpanShape:
 
     name, endpoint_attributes and is_error read only the fields outside request_fields, so
     they are computed once for all the spans of an endpoint; request_attributes reads the
-    rest. The two attribute sets never share a key (tests/test_records.py checks both).
+    rest, for every span: best declared as rules (gotrace/probes/attribute_rules.py), which
+    the compiled decoder applies without calling Python. The two attribute sets never share a
+    key (tests/test_records.py checks both).
     """
 
     record_kind: str  # the C's name for it: SPAN_KIND_<record_kind>
