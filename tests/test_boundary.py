@@ -52,7 +52,9 @@ def test_generated_values_are_the_ones_python_decodes_with():
     flags = {n[2:]: v for n, v in vars(records).items() if re.fullmatch(r"F_[A-Z_]+", n)}
     assert flags == {n.removeprefix("SPAN_F_"): v for n, v in macros.items()
                      if n.startswith("SPAN_F_")}
-    assert len(flags) == len(set(flags.values())) == 12
+    assert len(flags) == len(set(flags.values())) == 13
+    # One bit each, within the record's __u16 flags.
+    assert all(0 < v < 1 << 16 and v & (v - 1) == 0 for v in flags.values()), flags
     events = {n: v for n, v in vars(records).items() if n.startswith("EVENT_KIND_")}
     assert events == {n: v for n, v in macros.items() if n.startswith("EVENT_KIND_")}
     assert {f"SPAN_KIND_{k}": v for k, v in SPAN_KINDS.items()} == \
