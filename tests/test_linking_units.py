@@ -132,6 +132,21 @@ def test_a_server_span_the_kernel_found_uncalled_leaves_at_once_with_its_childre
     assert linker.add([late], now_ns=2) == [late]
 
 
+def test_an_uncalled_server_span_continuing_a_renamed_trace_joins_it():
+    """A traced caller's trace was linked into its own caller's here, then its id left this
+    host in a traceparent and came back through a program gotrace does not trace: the server
+    span continuing it takes the id the trace has now."""
+    linker = Linker(LOCAL)
+    client, server, child = chain()
+    linked_away = server.trace_id
+    linker.add([child, server, client], now_ns=0)
+    assert server.trace_id == client.trace_id != linked_away
+    back = span("SERVER", 200, 300, trace=linked_away, conn=reverse(FRONT))
+    back.parent_span_id, back.remote_parent, back.caller_untraced = b"\x01" * 8, True, True
+    assert linker.add([back], now_ns=1) == [back]
+    assert back.trace_id == client.trace_id
+
+
 def test_a_remote_peer_is_never_held():
     linker = Linker(LOCAL)
     server = span("SERVER", 0, 10, conn=("10.0.0.1", 8080, "192.0.2.7", 5555))

@@ -163,8 +163,9 @@ class Linker:
     def add(self, spans: Iterable[Span], now_ns: int) -> list[Span]:
         held, renamed, ready = self._held, self._renamed, self._ready
         for span in spans:
-            if span.caller_untraced and span.trace_id not in held:
-                # Most spans of a busy service: a root with no caller to wait for and no
+            if span.caller_untraced and not span.remote_parent and span.trace_id not in held:
+                # Most spans of a busy service: a root of its own trace (an incoming
+                # traceparent's may have been renamed) with no caller to wait for and no
                 # children held, released here rather than through _add and _place.
                 renamed[span.trace_id] = span.trace_id
                 ready.append(span)
