@@ -161,14 +161,13 @@ class Linker:
     # --- the interface ---------------------------------------------------------------------
 
     def add(self, spans: Iterable[Span], now_ns: int) -> list[Span]:
-        held, renamed, ready = self._held, self._renamed, self._ready
         for span in spans:
-            if span.caller_untraced and not span.remote_parent and span.trace_id not in held:
-                # Most spans of a busy service: a root of its own trace (an incoming
-                # traceparent's may have been renamed) with no caller to wait for and no
-                # children held, released here rather than through _add and _place.
-                renamed[span.trace_id] = span.trace_id
-                ready.append(span)
+            # Most spans of a busy service are roots the kernel knew to have no traced caller:
+            # released at once, without _add's renaming, which only a trace id from an
+            # incoming traceparent can need (one linking renamed here, back through a
+            # program gotrace does not trace).
+            if span.caller_untraced and not span.remote_parent:
+                self._release_root(span)
             else:
                 self._add(span, now_ns)
         ready = self.expire(now_ns)
