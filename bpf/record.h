@@ -45,8 +45,9 @@ struct span_record {
     char method[SPAN_METHOD_LEN];
     char scheme[SPAN_SCHEME_LEN];
     char host[SPAN_HOST_LEN];
-    char path[SPAN_PATH_LEN];  /* URL path, or gRPC full method "/pkg.Service/Method" */
     char route[SPAN_ROUTE_LEN];
+    /* The last fields, so that a record goes out without its trailing zeros (span.h) */
+    char path[SPAN_PATH_LEN];  /* URL path, or gRPC full method "/pkg.Service/Method" */
     char query[SPAN_QUERY_LEN];
     __u64 sched_ns[SCHED_SLOTS];  /* the span's goroutine, during the span (SPAN_F_SCHED) */
 };

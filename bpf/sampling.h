@@ -69,7 +69,9 @@ BPF_ARRAY(shed_bound, __u64, 1);
  * bound falls with the room left, to none at nine tenths, the last tenth kept for the spans
  * of requests already under way and for the errors and slow requests of shed traces. The
  * backlog is the records sent (bpf/span.h counts them) less those gotrace has taken (it
- * writes that count after each read). */
+ * writes that count after each read), in slots of a whole record: records go out without
+ * their trailing zeros (bpf/span.h sent_size), so the buffer is in fact less full than that
+ * says, and shedding begins early rather than late. */
 BPF_ARRAY(records_out, __u64, 1);
 BPF_ARRAY(records_taken, __u64, 1);
 #define RING_SLOTS (RINGBUF_PAGES * 4096ULL / ((sizeof(struct span_record) + 15) & ~7ULL))

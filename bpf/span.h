@@ -19,25 +19,45 @@ BPF_PERCPU_ARRAY(records_sent, __u64, 1);
 BPF_PERCPU_ARRAY(scratch_record, struct span_record, 1);
 BPF_PERCPU_ARRAY(blank_records, struct span_record, 1);  /* zeros, never written */
 
-static __always_inline void random_bytes(__u8 *dst, int words) {
+/* Ids: splitmix64 over a per-CPU state, seeded once from the kernel's generator. Its output is
+ * uniform (the trace-id sampling rule needs that) and never repeats within a CPU's 2^64 steps;
+ * a helper call per 32 random bits cost a span a sixth of a microsecond on this machine's VM
+ * (six calls for a root). */
+BPF_PERCPU_ARRAY(id_state, __u64, 1);
+
+static __always_inline __u64 next_id_word(__u64 *state) {
+    __u64 z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* words random 64-bit words into dst. */
+static __always_inline void random_words(__u8 *dst, int words) {
+    __u32 zero = 0;
+    __u64 *state = id_state.lookup(&zero);
+    if (!state)
+        return;
+    if (!*state)
+        *state = (__u64)bpf_get_prandom_u32() << 32 | bpf_get_prandom_u32();
     #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 2; i++) {
         if (i < words) {
-            __u32 r = bpf_get_prandom_u32();
-            __builtin_memcpy(dst + 4 * i, &r, 4);
+            __u64 r = next_id_word(state);
+            __builtin_memcpy(dst + 8 * i, &r, 8);
         }
     }
 }
 
 /* Start a span's identity: a child of parent, or the root of a new trace. */
 static __always_inline void begin_span_under(struct span_record *rec, struct trace_ctx *parent) {
-    random_bytes(rec->span_id, 2);
+    random_words(rec->span_id, 1);
     if (parent) {
         __builtin_memcpy(rec->trace_id, parent->trace_id, 16);
         __builtin_memcpy(rec->parent_span_id, parent->span_id, 8);
         rec->flags |= SPAN_F_HAS_PARENT | (parent->decision & SPAN_F_DECISION);
     } else {
-        random_bytes(rec->trace_id, 4);
+        random_words(rec->trace_id, 2);
         rec->flags |= root_decision(rec);
     }
 }
@@ -86,6 +106,34 @@ static __always_inline struct span_record *blank_record(void) {
     return blank_records.lookup(&zero);
 }
 
+/* The record's length without its trailing zeros, which gotrace puts back (gotrace/kernel/
+ * ringbuf.py): the ring buffer's copy costs by the byte (bench/REPORT.md), and most records
+ * end in an empty query and sched_ns after a path of a few words. Exact: only zeros are left
+ * out. */
+#define PATH_WORDS (SPAN_PATH_LEN / 8)
+#define TAIL_WORDS ((sizeof(struct span_record) - __builtin_offsetof(struct span_record, query)) / 8)
+_Static_assert(__builtin_offsetof(struct span_record, query) ==
+                   __builtin_offsetof(struct span_record, path) + SPAN_PATH_LEN &&
+               __builtin_offsetof(struct span_record, path) % 8 == 0 &&
+               sizeof(struct span_record) % 8 == 0,
+               "path, then query and the rest, end the record in whole words");
+
+static __always_inline __u32 sent_size(struct span_record *rec) {
+    __u64 *tail = (__u64 *)rec->query, any = 0;
+    #pragma unroll
+    for (int i = 0; i < TAIL_WORDS; i++)
+        any |= tail[i];
+    if (any)
+        return sizeof(*rec);
+    __u64 *path = (__u64 *)rec->path;
+    __u32 words = 0;
+    #pragma unroll
+    for (int i = 0; i < PATH_WORDS; i++)
+        if (path[i])
+            words = i + 1;
+    return __builtin_offsetof(struct span_record, path) + words * 8;
+}
+
 /* A finished span or an event: to gotrace, unless sampled out or shed. */
 static __always_inline void emit(struct span_record *rec) {
     if (IS_SPAN_KIND(rec->kind)) {
@@ -99,7 +147,7 @@ static __always_inline void emit(struct span_record *rec) {
     __u32 zero = 0;
     __u64 *sent = records_sent.lookup(&zero);
     __u64 flags = sent && (++*sent % WAKEUP_EVERY) == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-    if (spans.ringbuf_output(rec, sizeof(*rec), flags) != 0) {
+    if (spans.ringbuf_output(rec, sent_size(rec), flags) != 0) {
         count_drop(DROP_RINGBUF_FULL);
         return;
     }

@@ -86,8 +86,10 @@ KERNEL_DROP_REASONS = (
 # Of those, the decisions: spans not sent on purpose, not lost.
 SAMPLING_REASONS = frozenset({"sampled_out", "shed"})
 
-# The record's text fields and their sizes (SPAN_<NAME>_LEN).
-TEXT_FIELDS = {"method": 16, "scheme": 8, "host": 64, "path": 128, "route": 64, "query": 128}
+# The record's text fields and their sizes (SPAN_<NAME>_LEN). path, query and then sched_ns
+# end the record: the probes send it without its trailing zeros (bpf/span.h sent_size), and
+# most spans have no query, no scheduler's accounting and a path of a few words.
+TEXT_FIELDS = {"method": 16, "scheme": 8, "host": 64, "route": 64, "path": 128, "query": 128}
 
 
 class SpanRecord(ctypes.Structure):

@@ -87,8 +87,8 @@ def consumer_page(position: int) -> bytearray:
 @given(rings())
 def test_ring_take_matches_python(ring: Ring) -> None:
     in_python, in_c = consumer_page(ring.consumer), consumer_page(ring.consumer)
-    assert take_in_python(in_python, ring.data, PAGE, ring.mask) == ring.expected
-    assert _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask) == ring.expected
+    assert take_in_python(in_python, ring.data, PAGE, ring.mask, 0) == ring.expected
+    assert _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask, 0) == ring.expected
     assert in_c == in_python
     assert struct.unpack_from("<Q", in_c)[0] == ring.expected_consumer
 
@@ -103,7 +103,7 @@ def test_ring_take_reads_shared_mappings_as_the_kernels(ring: Ring) -> None:
         consumer = mmap.mmap(fd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         data = mmap.mmap(fd, len(ring.data), mmap.MAP_SHARED, mmap.PROT_READ, offset=PAGE)
         try:
-            assert ringbuf._take(consumer, data, PAGE, ring.mask) == ring.expected
+            assert ringbuf._take(consumer, data, PAGE, ring.mask, 0) == ring.expected
             assert os.pread(fd, 8, 0) == struct.pack("<Q", ring.expected_consumer)
         finally:
             consumer.close()
@@ -112,13 +112,24 @@ def test_ring_take_reads_shared_mappings_as_the_kernels(ring: Ring) -> None:
         os.close(fd)
 
 
+@SETTINGS
+@given(rings(), st.integers(min_value=0, max_value=96))
+def test_ring_take_gives_short_records_their_trailing_zeros(ring: Ring, min_size: int) -> None:
+    """The probes send span records without their trailing zeros (bpf/span.h sent_size)."""
+    expected = [record.ljust(min_size, b"\0") for record in ring.expected]
+    in_python, in_c = consumer_page(ring.consumer), consumer_page(ring.consumer)
+    assert take_in_python(in_python, ring.data, PAGE, ring.mask, min_size) == expected
+    assert _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask, min_size) == expected
+    assert in_c == in_python
+
+
 def test_ring_take_refuses_positions_outside_the_buffers() -> None:
     with pytest.raises(ValueError):
-        _fastpath.ring_take(bytearray(4), bytearray(PAGE + 32), PAGE, 15)
+        _fastpath.ring_take(bytearray(4), bytearray(PAGE + 32), PAGE, 15, 0)
     data = bytearray(PAGE)  # a producer ahead of the consumer, and no data area
     struct.pack_into("<Q", data, 0, 64)
     with pytest.raises(ValueError):
-        _fastpath.ring_take(bytearray(PAGE), data, PAGE, 15)
+        _fastpath.ring_take(bytearray(PAGE), data, PAGE, 15, 0)
 
 
 # --- spans ---------------------------------------------------------------------------------

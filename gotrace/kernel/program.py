@@ -26,7 +26,7 @@ from gotrace.kernel.c_source import BPF_DIR
 from gotrace.kernel.plan import CONN_MISS_REASONS, CONN_STEP_FLAGS, PROBE_IDS, Plan
 from gotrace.kernel.ringbuf import RingBuffer
 from gotrace.probes.base import ErrorRule
-from gotrace.records import F_SAMPLED, KERNEL_DROP_REASONS, SpanRecord
+from gotrace.records import F_SAMPLED, KERNEL_DROP_REASONS, RECORD_SIZE, SpanRecord
 from gotrace.resolve.layout import Layout
 from gotrace.spans import Connection
 
@@ -164,7 +164,7 @@ class Program:
 
     def open_ring_buffer(self, on_records: RecordsCallback) -> None:
         """on_records gets the spans' records, a batch (maybe empty) per poll."""
-        self._ring = open_ring(self.bpf, "spans")
+        self._ring = open_ring(self.bpf, "spans", RECORD_SIZE)
         self._on_records = on_records
 
     def set_host_addresses(self, addresses: Iterable[str]) -> None:
@@ -298,10 +298,11 @@ def _run_time_ns(prog_fd: int) -> int:
     return 0  # a kernel without BPF run-time statistics
 
 
-def open_ring(bpf: object, name: str) -> RingBuffer:
-    """The reader of a BPF_RINGBUF_OUTPUT map of a compiled program."""
+def open_ring(bpf: object, name: str, min_size: int = 0) -> RingBuffer:
+    """The reader of a BPF_RINGBUF_OUTPUT map of a compiled program, its records padded with
+    zeros to min_size."""
     table = bpf[name]  # type: ignore[index]
-    return RingBuffer(table.map_fd, table.max_entries)
+    return RingBuffer(table.map_fd, table.max_entries, min_size)
 
 
 def require_kernel_headers() -> None:

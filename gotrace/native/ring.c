@@ -2,13 +2,14 @@
 #include "fastpath.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #define RING_BUSY (1u << 31)
 #define RING_DISCARD (1u << 30)
 #define RING_HEADER_SIZE 8
 
 static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64_t mask,
-                PyObject *records)
+                uint64_t min_size, PyObject *records)
 {
     if (consumer_page->len < 8 || data->len < 8 || ((uintptr_t)consumer_page->buf & 7)
         || ((uintptr_t)data->buf & 7)) {
@@ -36,10 +37,13 @@ static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64
                 PyErr_SetString(PyExc_ValueError, "ring buffer record outside its data");
                 return -1;
             }
-            PyObject *record = PyBytes_FromStringAndSize((const char *)bytes + start,
-                                                         (Py_ssize_t)size);
+            PyObject *record = PyBytes_FromStringAndSize(
+                NULL, (Py_ssize_t)(size < min_size ? min_size : size));
             if (record == NULL)
                 return -1;
+            memcpy(PyBytes_AS_STRING(record), bytes + start, size);
+            if (size < min_size)
+                memset(PyBytes_AS_STRING(record) + size, 0, min_size - size);
             int failed = PyList_Append(records, record);
             Py_DECREF(record);
             if (failed)
@@ -54,8 +58,8 @@ static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64
 PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "ring_take(consumer_page, data, page, mask)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "ring_take(consumer_page, data, page, mask, min_size)");
         return NULL;
     }
     uint64_t page = PyLong_AsUnsignedLongLong(args[2]);
@@ -63,6 +67,9 @@ PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t
         return NULL;
     uint64_t mask = PyLong_AsUnsignedLongLong(args[3]);
     if (mask == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    uint64_t min_size = PyLong_AsUnsignedLongLong(args[4]);
+    if (min_size == (uint64_t)-1 && PyErr_Occurred())
         return NULL;
     Py_buffer consumer_page, data;
     if (PyObject_GetBuffer(args[0], &consumer_page, PyBUF_WRITABLE) < 0)
@@ -72,7 +79,7 @@ PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     PyObject *records = PyList_New(0);
-    if (records != NULL && take(&consumer_page, &data, page, mask, records) < 0)
+    if (records != NULL && take(&consumer_page, &data, page, mask, min_size, records) < 0)
         Py_CLEAR(records);
     PyBuffer_Release(&data);
     PyBuffer_Release(&consumer_page);
