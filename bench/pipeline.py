@@ -7,6 +7,8 @@ over OTLP/gRPC shows what that exporter's client library adds.
 Each step is a gotrace session tracing the HTTP test server by PID while the load generator
 calls its trivial handler at one rate (or flat out); the tracer's CPU is read from its
 CPU-time clock between the start of the load and the moment its last spans have been exported.
+gotrace runs at normal priority here (--no-yield-cpu): what it can do when it gets the CPU,
+not what it leaves to a saturated machine (bench.saturation).
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ def _step(pid: int, url: str, loadgen: Path, sink: Sink, settings: Settings, rat
 def _traced_step(pid: int, url: str, loadgen: Path, settings: Settings, rate: int,
                  env: dict[str, str], profile: Path | None, protocol: str,
                  outputs: list[str]) -> Step:
-    with Gotrace(["trace", "--pid", str(pid), *outputs], env=env, profile=profile) as session:
+    with Gotrace(["trace", "--pid", str(pid), "--no-yield-cpu", *outputs], env=env,
+                 profile=profile) as session:
         session.ready()
         if profile:
             session.restart_profile()

@@ -363,10 +363,11 @@ def _saturation(s: SaturationResult) -> list[str]:
             "(/proc/stat), which moves a round's throughput on its own.", "",
             *_table(header, _saturation_rows(s, s.traced)),
             f"- throughput ratio (medians): {s.throughput_ratio:.3f}", "",
-            "With --yield-cpu (each pair's untraced round compared with a third round, traced "
-            "with gotrace on idle CPU time only):", "",
-            *_table(header, _saturation_rows(s, s.yielding)),
-            f"- throughput ratio with --yield-cpu (medians): {s.yielding_throughput_ratio:.3f}",
+            "With --no-yield-cpu (each pair's untraced round compared with a third round, "
+            "traced with gotrace competing for CPU at normal priority):", "",
+            *_table(header, _saturation_rows(s, s.competing)),
+            "- throughput ratio with --no-yield-cpu (medians): "
+            f"{s.competing_throughput_ratio:.3f}",
             ""]
 
 

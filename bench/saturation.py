@@ -5,8 +5,9 @@ and slow requests (/slow, past the --slow threshold) at a low rate: with the ove
 (gotrace/pipeline/overload.py) every one of them must be exported, whatever is shed, and
 nothing lost to a full ring buffer or export queue.
 
-Each pair of rounds is followed by a traced round with --yield-cpu (gotrace on idle CPU time
-only, shedding in the kernel when it gets none).
+gotrace runs by default on idle CPU time only (SCHED_IDLE), shedding in the kernel when it
+gets none; each pair of rounds is followed by a traced round with --no-yield-cpu (gotrace
+competing for CPU at normal priority).
 
 Per traced round: requests served (the load generators' counts), spans exported and received,
 spans shed and sampled out, lost by reason, and the kept share the policy ended on and the
@@ -71,7 +72,7 @@ class TracedRound:
 class SaturationResult:
     untraced: list[Served]
     traced: list[TracedRound]
-    yielding: list[TracedRound]  # traced with --yield-cpu
+    competing: list[TracedRound]  # traced with --no-yield-cpu
     settings: Settings
 
     @property
@@ -79,8 +80,8 @@ class SaturationResult:
         return self._ratio(self.traced)
 
     @property
-    def yielding_throughput_ratio(self) -> float:
-        return self._ratio(self.yielding)
+    def competing_throughput_ratio(self) -> float:
+        return self._ratio(self.competing)
 
     def _ratio(self, traced: list[TracedRound]) -> float:
         return statistics.median(t.served.rps for t in traced) / \
@@ -126,11 +127,12 @@ def _traced_round(pid: int, loadgen: Path, addr: str, settings: Settings,
 def measure(server: Path, loadgen: Path, settings: Settings) -> SaturationResult:
     untraced: list[Served] = []
     traced: list[TracedRound] = []
-    yielding: list[TracedRound] = []
+    competing: list[TracedRound] = []
     with serve(server) as srv:
         _load(loadgen, f"http://{srv.addr}/hello", 0, settings.conns, 1).communicate()  # warm
         for _ in range(settings.pairs):
             untraced.append(_serve_round(loadgen, srv.addr, settings))
             traced.append(_traced_round(srv.pid, loadgen, srv.addr, settings))
-            yielding.append(_traced_round(srv.pid, loadgen, srv.addr, settings, "--yield-cpu"))
-    return SaturationResult(untraced, traced, yielding, settings)
+            competing.append(_traced_round(srv.pid, loadgen, srv.addr, settings,
+                                           "--no-yield-cpu"))
+    return SaturationResult(untraced, traced, competing, settings)

@@ -16,7 +16,7 @@ from bench.pipeline import JSON_LINES, PipelineResult, Step
 from bench.probe_hits import PER_ROUTER_LEVEL, RUNTIME_EVENT_PROBES, HitCount
 from bench.profiles import summarize
 from bench.results import Results
-from bench.saturation import SaturationResult
+from bench.saturation import SaturationResult, TracedRound
 from gotrace.export.otlp_config import DEFAULT_PROTOCOL
 from gotrace.pipeline.link_store import FLUSH_INTERVAL_S
 from gotrace.probes import ALL_PROBES
@@ -229,24 +229,28 @@ def _bpf_time(results: Results) -> list[Verdict]:
 
 def _saturation(s: SaturationResult) -> list[Verdict]:
     """The busy node: throughput kept, nothing lost, every error and slow request exported."""
-    ratio, yielding = s.throughput_ratio, s.yielding_throughput_ratio
-    rounds = [*s.traced, *s.yielding]
+    ratio, competing = s.throughput_ratio, s.competing_throughput_ratio
+    rounds = [*s.traced, *s.competing]
     lost = sum(t.stats.lost for t in rounds)
     notable = sum(t.served.errors + t.served.slow for t in rounds)
     kept = sum(min(t.received_errors, t.served.errors) + min(t.received_slow, t.served.slow)
                for t in rounds)
-    cpu = statistics.median(t.tracer_cpu_s / s.settings.seconds for t in s.traced)
-    shares = ", ".join(f"{t.stats.lowest_share:.3g}" for t in s.traced)
+    def cpu(rounds: list[TracedRound]) -> float:
+        return statistics.median(t.tracer_cpu_s / s.settings.seconds for t in rounds)
+
+    def shares(rounds: list[TracedRound]) -> str:
+        return ", ".join(f"{t.stats.lowest_share:.3g}" for t in rounds)
+
     return [
         _at_least("throughput traced / untraced, trivial HTTP handler at saturation, every "
                   "process on any CPU", SATURATION_THROUGHPUT, "", ratio, f"{ratio:.3f}",
-                  f"The tracer used {cpu:.0%} of a core beside the server, the load "
-                  "generators and the receiver on the machine's two; the lowest kept share "
-                  f"per round: {shares}. See the saturation section."),
-        _at_least("throughput traced / untraced, the same with --yield-cpu",
-                  SATURATION_THROUGHPUT, "", yielding, f"{yielding:.3f}",
-                  "gotrace on idle CPU time only; the lowest kept share per round: "
-                  + ", ".join(f"{t.stats.lowest_share:.3g}" for t in s.yielding) + "."),
+                  "gotrace with its defaults, on idle CPU time only (SCHED_IDLE): it used "
+                  f"{cpu(s.traced):.0%} of a core beside the server, the load generators and "
+                  "the receiver on the machine's two; the lowest kept share per round: "
+                  f"{shares(s.traced)}. With --no-yield-cpu (normal priority, complete traces "
+                  f"for as long as it keeps up): {competing:.3f}, gotrace using "
+                  f"{cpu(s.competing):.0%} of a core, the lowest kept share per round "
+                  f"{shares(s.competing)}. See the saturation section."),
         Verdict("spans lost to a full ring buffer or queue at saturation, overload policy on",
                 "0", str(lost), float(lost), lost == 0,
                 "" if lost == 0 else f"{lost} lost over {len(s.traced)} rounds."),

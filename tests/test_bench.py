@@ -180,16 +180,16 @@ def test_pipeline_and_attach(quick_run) -> None:
             assert step.protocol in ("http/protobuf", "jsonl") and step.grpc_cpu_s == 0
     assert spans.received == spans.sent_to_sink
     busy = results.saturation
-    assert len(busy.untraced) == len(busy.traced) == len(busy.yielding) == \
+    assert len(busy.untraced) == len(busy.traced) == len(busy.competing) == \
         QUICK.saturation.pairs
-    for traced in (*busy.traced, *busy.yielding):
+    for traced in (*busy.traced, *busy.competing):
         # Every request is a span exported, shed, sampled out or lost: the counts add up.
         assert traced.accounted == traced.served.requests, traced
         assert traced.received == traced.stats.exported, traced
         assert traced.served.errors > 0 and traced.served.slow > 0, traced
         assert traced.received_errors == traced.served.errors, traced
         assert traced.received_slow >= traced.served.slow, traced
-    assert busy.throughput_ratio > 0 and busy.yielding_throughput_ratio > 0
+    assert busy.throughput_ratio > 0 and busy.competing_throughput_ratio > 0
     attached = results.attach
     assert all(s > 0 for s in attached.seconds) and attached.bare_bcc_mb > 0
     for profile in (spans.profile, attached.profile):

@@ -60,15 +60,24 @@ def _stop_in_bursts(tracer: subprocess.Popen[str], seconds: float) -> None:
         time.sleep(0.5)
 
 
+def _policies(tracer: subprocess.Popen[str]) -> set[int]:
+    """The scheduling policies of gotrace's threads."""
+    return {os.sched_getscheduler(int(task)) for task in os.listdir(f"/proc/{tracer.pid}/task")}
+
+
+def _competing(tracer: subprocess.Popen[str], seconds: float) -> None:
+    """No pressure but the load; gotrace (--no-yield-cpu) at normal priority meanwhile."""
+    assert _policies(tracer) == {os.SCHED_OTHER}
+    time.sleep(seconds)
+
+
 def _busy_cpus(tracer: subprocess.Popen[str], seconds: float) -> None:
-    """Every CPU kept busy at normal priority, which a gotrace running on idle time only
-    (--yield-cpu: each of its threads SCHED_IDLE) leaves to them."""
+    """Every CPU kept busy at normal priority, which gotrace, running on idle time only by
+    default (each of its threads SCHED_IDLE), leaves to them."""
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(os.cpu_count() or 1)]
     try:
-        policies = {os.sched_getscheduler(int(task))
-                    for task in os.listdir(f"/proc/{tracer.pid}/task")}
-        assert policies == {os.SCHED_IDLE}, policies
+        assert _policies(tracer) == {os.SCHED_IDLE}
         time.sleep(seconds)
     finally:
         for spinner in spinners:
@@ -77,7 +86,7 @@ def _busy_cpus(tracer: subprocess.Popen[str], seconds: float) -> None:
 
 
 def _served_under(tmp_path: Path, extra: list[str],
-                  pressure: Callable[[subprocess.Popen[str], float], None] | None
+                  pressure: Callable[[subprocess.Popen[str], float], None]
                   ) -> tuple[Counter, dict, str]:
     """A server traced to JSON lines under more load than gotrace takes (its CPU capped, or
     the pressure put on it while the load lasts), with errors and slow requests among it.
@@ -91,8 +100,7 @@ def _served_under(tmp_path: Path, extra: list[str],
         loads = {"/hello": _load(f"http://{addr}/hello", 0, seconds, conns=8),
                  "/error": _load(f"http://{addr}/error", 40, seconds, conns=1),
                  "/slow": _load(f"http://{addr}/slow?ms={SLOW_MS + 20}", 5, seconds, conns=1)}
-        if pressure is not None:
-            pressure(proc, seconds - 1)
+        pressure(proc, seconds - 1)
         sent = Counter({path: _requests(load) for path, load in loads.items()})
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
@@ -126,14 +134,15 @@ def test_a_starved_tracer_sheds_in_the_kernel_and_keeps_every_error_and_slow_req
 
 
 def test_max_cpu_sheds_to_its_budget_and_keeps_every_error_and_slow_request(tmp_path):
-    """--max-cpu 5: far below what the load needs, so gotrace lowers the kept share."""
-    _check(*_served_under(tmp_path, ["--max-cpu", "5"], None))
+    """--max-cpu 5: far below what the load needs, so gotrace lowers the kept share; at
+    normal priority (--no-yield-cpu), so that the budget alone limits it."""
+    _check(*_served_under(tmp_path, ["--max-cpu", "5", "--no-yield-cpu"], _competing))
 
 
-def test_yield_cpu_leaves_a_busy_machine_to_its_programs_and_sheds_by_decision(tmp_path):
-    """--yield-cpu on a machine whose CPUs are all busy: gotrace gets next to no CPU, so the
+def test_gotrace_leaves_a_busy_machine_to_its_programs_and_sheds_by_decision(tmp_path):
+    """By default, on a machine whose CPUs are all busy: gotrace gets next to no CPU, so the
     kernel sheds, keeping every error and slow request, and nothing is lost."""
-    _check(*_served_under(tmp_path, ["--yield-cpu"], _busy_cpus))
+    _check(*_served_under(tmp_path, [], _busy_cpus))
 
 
 class _Clock:

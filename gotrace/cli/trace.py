@@ -163,11 +163,13 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--max-cpu", metavar="PERCENT",
                      help="keep gotrace's CPU under this share of one core by shedding "
                      "traces in the kernel (errors and slow requests are kept; see README)")
-    run.add_argument("--yield-cpu", action="store_true",
+    run.add_argument("--yield-cpu", action=argparse.BooleanOptionalAction, default=True,
                      help="once attached, run only on CPU time the machine would leave idle "
-                     "(SCHED_IDLE): on a saturated machine the traced programs keep their "
-                     "CPU and the overload policy sheds traces in the kernel (errors and slow "
-                     "requests are kept; see README)")
+                     "(SCHED_IDLE; the default): on a saturated machine the traced programs "
+                     "keep their CPU and the overload policy sheds traces in the kernel "
+                     "(errors and slow requests are kept). --no-yield-cpu: compete for CPU "
+                     "like any process, for complete traces at the traced programs' expense "
+                     "(see README)")
     run.add_argument("--slow", metavar="DURATION|pNN",
                      help="what the overload policy keeps as slow however much it sheds: a "
                      "duration such as 250ms, or a percentile of each span kind (default: "
