@@ -50,25 +50,27 @@ _Static_assert(STREAM_WINDOW <= WINDOW_SIZE, "a window of grpc-go's Stream is to
  * and its creator serves none: with workers, they are read for every RPC. An entry of the
  * parentGoid's for this transport is looked for first, before the option is read: only a
  * connection's goroutine without workers makes one, and its goroutine id and the transport
- * it serves name that connection for good. */
-static __always_inline void rpc_conn(struct span_record *rec, __u64 g, __u64 server,
-                                     __u64 transport) {
+ * it serves name that connection for good. Returns that goroutine's id when the connection
+ * has an entry, else 0. */
+static __always_inline __u64 rpc_conn(struct span_record *rec, __u64 g, __u64 server,
+                                      __u64 transport) {
     __u64 conn = transport + OFF_google_golang_org_grpc_internal_transport_http2Server_conn;
 #ifdef GRPC_SERVED_CONNS
     struct go_key creator = go_key(read_u64(g + OFF_runtime_g_parentGoid));
     int tls;
     if (known_served_conn(rec, &creator, transport, &tls, TCP_END_SERVER))
-        return;
+        return creator.id;
     __u32 workers = 0;
     if (bpf_probe_read_user(&workers, sizeof(workers),
                             (void *)(server + OFF_google_golang_org_grpc_Server_opts +
                                      OFF_google_golang_org_grpc_serverOptions_numServerWorkers))
             == 0 && workers == 0) {
         remember_served_conn(rec, &creator, transport, conn, TCP_END_SERVER);
-        return;
+        return creator.id;
     }
 #endif
     read_conn_as(rec, conn, TCP_END_SERVER, 0);
+    return 0;
 }
 
 /* Whether handleStream's transport (its itab) is grpc-go's serverHandlerTransport: the RPC
@@ -117,9 +119,10 @@ int grpc_server_entry(struct pt_regs *ctx) {
         begin_span_in_context(rec, g);
     } else {
         __u64 transport = GO_ARG3(ctx);
-        if (transport)
-            rpc_conn(rec, g, GO_ARG1(ctx), transport);
+        __u64 conn_goid = transport ? rpc_conn(rec, g, GO_ARG1(ctx), transport) : 0;
+        __u16 flags_before = rec->flags;
         begin_span(rec, g);
+        note_caller_untraced(rec, flags_before, conn_goid, transport);
 #ifdef GRPC_METADATA_TRACEPARENT
         read_traceparent(rec, context_value(
             stream + OFF_google_golang_org_grpc_internal_transport_Stream_ctx,

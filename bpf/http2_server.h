@@ -42,19 +42,21 @@ struct h2_server_layout {
 
 /* The connection's addresses. With g.parentGoid (Go >= 1.21) the goroutine that started
  * this one, the connection's serve loop, keys the connection's entry in served_conns, so
- * they are read once per connection; before, for every request. */
+ * they are read once per connection; before, for every request. *serve_loop: that
+ * goroutine's id, 0 without an entry. */
 static __always_inline int h2_server_conn(struct span_record *rec, __u64 g, __u64 sc,
-                                          __u32 conn_netconn) {
+                                          __u32 conn_netconn, __u64 *serve_loop) {
 #ifdef OFF_runtime_g_parentGoid
-    return read_served_conn(rec, read_u64(g + OFF_runtime_g_parentGoid), sc, sc + conn_netconn,
-                            TCP_END_SERVER);
+    *serve_loop = read_u64(g + OFF_runtime_g_parentGoid);
+    return read_served_conn(rec, *serve_loop, sc, sc + conn_netconn, TCP_END_SERVER);
 #else
+    *serve_loop = 0;
     return read_conn_as(rec, sc + conn_netconn, TCP_END_SERVER, 0);
 #endif
 }
 
-/* The span of the request req that goroutine g serves through writer w begins. */
-static __always_inline void h2_server_begin(__u64 g, __u64 w, __u64 req,
+/* The span of the request req that goroutine g (id goid) serves through writer w begins. */
+static __always_inline void h2_server_begin(__u64 g, __u64 goid, __u64 w, __u64 req,
                                             struct h2_server_layout layout) {
     struct http_server_inflight *st = http_server_prepare(g, req);
     if (!st)
@@ -70,12 +72,15 @@ static __always_inline void h2_server_begin(__u64 g, __u64 w, __u64 req,
     st->state = state;
     struct span_record *rec = &st->rec;
     __u64 header;
-    if (!read_server_request(rec, g, req, &header))
+    if (!read_server_request(rec, goid, req, &header))
         return;
     rec->stream_id = read_u32(stream + layout.stream_id);
-    if (sc && h2_server_conn(rec, g, sc, layout.conn_netconn))
+    __u64 serve_loop = 0;
+    if (sc && h2_server_conn(rec, g, sc, layout.conn_netconn, &serve_loop))
         *(__u64 *)rec->scheme = SCHEME_HTTPS;
+    __u16 flags_before = rec->flags;
     http_server_begin(st, g, header, w);
+    note_caller_untraced(rec, flags_before, serve_loop, sc);
 }
 
 /* handlerDone(w)'s entry on goroutine g: the span ends with the status and size written. */

@@ -21,6 +21,12 @@ struct http_server_inflight {
     __u64 response;  /* the writer the span's end names; 0 until the span began, and after */
     __u64 state;     /* HTTP/2: the writer's *responseWriterState, with the status and size */
     struct route_source route;  /* a router's object with the route, read at the end */
+    /* HTTP/1: what an earlier request told of the connection this g's goroutine serves, so
+     * that the next need not read the writer to know it (bpf/nethttp_server.c): that
+     * goroutine's id, the writer's itab (net/http's *response's) and the *conn. */
+    __u64 conn_goid;
+    __u64 writer_itab;
+    __u64 conn;
 };
 
 /* By g, whose entry stays once its span ended and is rewritten in place by the next span the
@@ -58,19 +64,18 @@ _Static_assert(SERVER_REQUEST_WINDOW <= WINDOW_SIZE && SERVER_URL_WINDOW <= WIND
  * entry runs again when the stack grew first (morestack restarts the function), and the
  * span must not become its own parent. The span is live once http_server_begin names its
  * writer. */
-static __always_inline struct http_server_inflight *http_server_prepare(__u64 g, __u64 req) {
-    struct go_key by_g = go_key(g);
-    struct http_server_inflight *st = http_server_inflight.lookup(&by_g);
+static __always_inline struct http_server_inflight *
+http_server_prepare_found(struct go_key *by_g, struct http_server_inflight *st, __u64 req) {
     if (st && st->request == req)
         return 0;
     if (!st) {
         __u32 zero = 0;
         struct http_server_inflight *blank = http_server_blank.lookup(&zero);
-        if (!blank || http_server_inflight.update(&by_g, blank) != 0) {
+        if (!blank || http_server_inflight.update(by_g, blank) != 0) {
             count_drop(DROP_INFLIGHT_FULL);
             return 0;
         }
-        st = http_server_inflight.lookup(&by_g);
+        st = http_server_inflight.lookup(by_g);
         if (!st)
             return 0;
     }
@@ -81,15 +86,21 @@ static __always_inline struct http_server_inflight *http_server_prepare(__u64 g,
     return st;
 }
 
-/* A new record with the request's facts; the Header map's address in *header (0 when the
- * binary's Request has none we read). False when the request cannot be read. Uses both
- * window slots. */
-static __always_inline int read_server_request(struct span_record *rec, __u64 g, __u64 req,
+/* http_server_prepare_found, looking g's entry up. */
+static __always_inline struct http_server_inflight *http_server_prepare(__u64 g, __u64 req) {
+    struct go_key by_g = go_key(g);
+    return http_server_prepare_found(&by_g, http_server_inflight.lookup(&by_g), req);
+}
+
+/* A new record with the request's facts, for goroutine goid; the Header map's address in
+ * *header (0 when the binary's Request has none we read). False when the request cannot be
+ * read. Uses both window slots. */
+static __always_inline int read_server_request(struct span_record *rec, __u64 goid, __u64 req,
                                                __u64 *header) {
     __u8 *r = read_window(0, req, SERVER_REQUEST_WINDOW);
     if (!r)
         return 0;
-    init_record(rec, SPAN_KIND_HTTP_SERVER, g);
+    init_goroutine_record(rec, SPAN_KIND_HTTP_SERVER, goid);
     rec->request_body_size = (__s64)WINDOW_U64(r, OFF_net_http_Request_ContentLength);
     COPY_GO_STRING(rec->method, WINDOW_STRING(r, OFF_net_http_Request_Method));
     COPY_GO_STRING(rec->host, WINDOW_STRING(r, OFF_net_http_Request_Host));

@@ -46,11 +46,12 @@ _Static_assert(SERVER_RESPONSE_WINDOW <= WINDOW_SIZE && SERVER_RESPONSE_END_WIND
 #define METHOD_PRI 0x495250U  /* "PRI" and its NUL as a little-endian word */
 
 /* ServeHTTP with a writer other than HTTP/1's *response, whose type the itab's hash tells. */
-static __always_inline void serve_other_writer(__u64 g, __u64 itab, __u64 w, __u64 req) {
+static __always_inline void serve_other_writer(__u64 g, __u64 goid, __u64 itab, __u64 w,
+                                               __u64 req) {
     __u32 type = itab_type(itab);
 #ifdef NETHTTP_HTTP2
     if (type == TYPEHASH_ptr_net_http_http2responseWriter) {
-        h2_server_begin(g, w, req, BUNDLED_H2_SERVER);
+        h2_server_begin(g, goid, w, req, BUNDLED_H2_SERVER);
         return;
     }
 #endif
@@ -61,25 +62,46 @@ static __always_inline void serve_other_writer(__u64 g, __u64 itab, __u64 w, __u
     count_drop(DROP_UNSUPPORTED_WRITER);
 }
 
+/* HTTP/1's connection, from the writer w (itab, data): net/http's *response when its req is r.
+ * HTTP/2 brings another writer type, whose memory must not be read as a *response. The
+ * goroutine serving an HTTP/1 connection serves only it, with one *response itab: once an
+ * earlier request on it told them (known), they need not be read. False for another writer;
+ * else the *conn in *conn. */
+static __always_inline int http1_conn(struct http_server_inflight *known, __u64 goid,
+                                      __u64 itab, __u64 w, __u64 req, __u64 *conn) {
+    if (known && itab && known->writer_itab == itab && known->conn_goid == goid) {
+        *conn = known->conn;
+        return 1;
+    }
+    __u8 *window = read_window(1, w, SERVER_RESPONSE_WINDOW);
+    if (!window || WINDOW_U64(window, OFF_net_http_response_req) != req)
+        return 0;
+    *conn = WINDOW_U64(window, OFF_net_http_response_conn);
+    return 1;
+}
+
 int http_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_HTTP_SERVER_ENTRY);
     __u64 g = GO_G(ctx);
     __u64 req = GO_ARG4(ctx);
-    __u64 writer = GO_ARG3(ctx);
-    /* w is net/http's HTTP/1 *response when its req is r; HTTP/2 brings another writer
-     * type, whose memory must not be read as a *response. */
-    __u8 *w = read_window(1, writer, SERVER_RESPONSE_WINDOW);
-    if (!w || WINDOW_U64(w, OFF_net_http_response_req) != req) {
-        serve_other_writer(g, GO_ARG2(ctx), writer, req);
+    __u64 itab = GO_ARG2(ctx), writer = GO_ARG3(ctx);
+    __u64 goid = goroutine_id(g);
+    struct go_key by_g = go_key(g);
+    struct http_server_inflight *known = http_server_inflight.lookup(&by_g);
+    __u64 conn = 0;
+    if (!http1_conn(known, goid, itab, writer, req, &conn)) {
+        serve_other_writer(g, goid, itab, writer, req);
         return 0;
     }
-    __u64 conn = WINDOW_U64(w, OFF_net_http_response_conn);
-    struct http_server_inflight *st = http_server_prepare(g, req);
+    struct http_server_inflight *st = http_server_prepare_found(&by_g, known, req);
     if (!st)
         return 0;
+    st->conn_goid = goid;
+    st->writer_itab = itab;
+    st->conn = conn;
     struct span_record *rec = &st->rec;
     __u64 header;
-    if (!read_server_request(rec, g, req, &header))
+    if (!read_server_request(rec, goid, req, &header))
         return 0;
     /* "PRI *" is HTTP/2's connection preface read as a request: the connection turns to
      * HTTP/2 (h2c with prior knowledge), whose requests have spans of their own. */
@@ -87,7 +109,9 @@ int http_server_entry(struct pt_regs *ctx) {
         return 0;
     if (conn)
         server_conn(rec, conn);
+    __u16 flags_before = rec->flags;
     http_server_begin(st, g, header, writer);
+    note_caller_untraced(rec, flags_before, conn ? goid : 0, conn);
     return 0;
 }
 

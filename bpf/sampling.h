@@ -138,12 +138,17 @@ static __always_inline int peer_may_be_traced(struct span_record *rec) {
 static __always_inline __u16 root_decision(struct span_record *rec) {
     __u16 caller = 0;  /* SPAN_F_CALLER_UNTRACED when the connection's mark says so */
     if (IS_SERVER_KIND(rec->kind) && peer_may_be_traced(rec)) {
-        struct peer_key key = {.peer_port = rec->peer_port, .local_port = rec->local_port};
-        __builtin_memcpy(key.peer_addr, rec->peer_addr, 16);
-        if (rec->flags & SPAN_F_UNIX)  /* the peer's sock names it; its inode may come later */
-            __builtin_memset(key.peer_addr + 8, 0, 8);
-        __u64 *seen = untraced_peers.lookup(&key);
-        int untraced = seen && rec->start_ns - *seen <= (__u64)UNTRACED_PEER_IDLE_NS;
+        /* Set already when the served connection remembers the mark (bpf/served_conn.h). */
+        int untraced = rec->flags & SPAN_F_CALLER_UNTRACED;
+        __u64 *seen = 0;
+        if (!untraced) {
+            struct peer_key key = {.peer_port = rec->peer_port, .local_port = rec->local_port};
+            __builtin_memcpy(key.peer_addr, rec->peer_addr, 16);
+            if (rec->flags & SPAN_F_UNIX)  /* the peer's sock names it; its inode may come later */
+                __builtin_memset(key.peer_addr + 8, 0, 8);
+            seen = untraced_peers.lookup(&key);
+            untraced = seen && rec->start_ns - *seen <= (__u64)UNTRACED_PEER_IDLE_NS;
+        }
         /* Past half full, deciding here beats a ring buffer full of undecided spans: a
          * traced caller's trace may then lack this span, if shed. */
         if (!untraced && !backlog_bound())

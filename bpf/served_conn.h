@@ -11,6 +11,12 @@
  * With KERNEL_TCP_IDENTITY the entry also keeps the connection's ISNs, constant for its life,
  * and its struct sock, from which an HTTP/1 request's position is read (bpf/conn.h): that
  * sock lives as long as the connection's file descriptor, which the serving goroutine holds.
+ *
+ * A connection whose caller a span found untraced by its mark (bpf/sampling.h root_decision,
+ * untraced_peers) has that caller for its whole life, so the entry remembers when, and for
+ * UNTRACED_RECHECK_NS after, the connection's spans take it from here instead of looking the
+ * mark up (a hash look-up per request otherwise; bench/REPORT.md). The look-up that rechecks
+ * also refreshes the mark, well within the idle time after which it lapses.
  */
 #ifndef GOTRACE_SERVED_CONN_H
 #define GOTRACE_SERVED_CONN_H
@@ -27,6 +33,7 @@ struct served_conn {
     __u16 peer_port;
     __u16 tls;
     __u16 flags;  /* SPAN_F_HAS_CONN or SPAN_F_UNIX */
+    __u64 untraced_ns;  /* when a span last found its caller untraced by the mark; 0: never */
 #ifdef KERNEL_TCP_IDENTITY
     __u64 sk;  /* 0 when the TCP identity is not known */
     __u32 isn_client, isn_server;
@@ -34,6 +41,10 @@ struct served_conn {
 };
 
 BPF_TABLE("lru_hash", struct go_key, struct served_conn, served_conns, MAX_INFLIGHT);
+
+#define UNTRACED_RECHECK_NS 1000000000ULL
+_Static_assert(UNTRACED_RECHECK_NS < (__u64)UNTRACED_PEER_IDLE_NS,
+               "a remembered untraced caller is rechecked before its mark lapses");
 
 /* The addresses of the connection served by goroutine conn_goid copied into rec from
  * served_conns, when its entry is owner's; then *tls tells whether it is TLS. end: as
@@ -48,6 +59,8 @@ static __always_inline int known_served_conn(struct span_record *rec, struct go_
     rec->local_port = known->local_port;
     rec->peer_port = known->peer_port;
     rec->flags |= known->flags;
+    if (rec->start_ns - known->untraced_ns <= UNTRACED_RECHECK_NS)
+        rec->flags |= SPAN_F_CALLER_UNTRACED;  /* root_decision takes it as found */
     *tls = known->tls;
 #ifdef KERNEL_TCP_IDENTITY
     if (known->sk) {
@@ -80,6 +93,20 @@ static __always_inline int remember_served_conn(struct span_record *rec, struct 
         served_conns.update(key, &fresh);
     }
     return tls;
+}
+
+/* Once the span's root decision is made (flags_before: its flags until then): when that
+ * found the caller untraced by the mark itself, the entry of the connection that goroutine
+ * conn_goid serves for owner remembers it. */
+static __always_inline void note_caller_untraced(struct span_record *rec, __u16 flags_before,
+                                                 __u64 conn_goid, __u64 owner) {
+    if (!conn_goid || (flags_before & SPAN_F_CALLER_UNTRACED) ||
+        !(rec->flags & SPAN_F_CALLER_UNTRACED))
+        return;
+    struct go_key key = go_key(conn_goid);
+    struct served_conn *known = served_conns.lookup(&key);
+    if (known && known->owner == owner)
+        known->untraced_ns = rec->start_ns;
 }
 
 /* read_conn_as for a connection served by goroutine conn_goid: from served_conns when its

@@ -21,8 +21,7 @@ BPF_PERCPU_ARRAY(blank_records, struct span_record, 1);  /* zeros, never written
 
 /* Ids: splitmix64 over a per-CPU state, seeded once from the kernel's generator. Its output is
  * uniform (the trace-id sampling rule needs that) and never repeats within a CPU's 2^64 steps;
- * a helper call per 32 random bits cost a span a sixth of a microsecond on this machine's VM
- * (six calls for a root). */
+ * a helper call per 32 random bits (six for a root span) cost more (bench/REPORT.md). */
 BPF_PERCPU_ARRAY(id_state, __u64, 1);
 
 static __always_inline __u64 next_id_word(__u64 *state) {
@@ -78,17 +77,23 @@ static __always_inline void begin_span_in_context(struct span_record *rec, __u64
     begin_span_under(rec, goroutine_context(g, rec->goid, &parent));
 }
 
-/* Stamp a zeroed record with what every span has. */
-static __always_inline void init_record(struct span_record *rec, __u16 kind, __u64 g) {
+/* Stamp a zeroed record with what every span has; goid: its goroutine's id. */
+static __always_inline void init_goroutine_record(struct span_record *rec, __u16 kind,
+                                                  __u64 goid) {
     __builtin_memset(rec, 0, sizeof(*rec));
     rec->start_ns = bpf_ktime_get_ns();
     rec->kind = kind;
     rec->pid = bpf_get_current_pid_tgid() >> 32;
-    rec->goid = goroutine_id(g);
+    rec->goid = goid;
     rec->request_body_size = -1;
     rec->response_body_size = -1;
     if (IS_SPAN_KIND(kind))
         sched_span_begin(rec);
+}
+
+/* The same, for the goroutine whose g is g. */
+static __always_inline void init_record(struct span_record *rec, __u16 kind, __u64 g) {
+    init_goroutine_record(rec, kind, goroutine_id(g));
 }
 
 /* A fresh record in per-CPU scratch space (a record is too big for the BPF stack). */

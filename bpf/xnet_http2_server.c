@@ -19,8 +19,8 @@
 
 int xnet_http2_server_entry(struct pt_regs *ctx) {
     count_hit(PROBE_XNET_HTTP2_SERVER_ENTRY);
-    h2_server_begin(GO_G(ctx), GO_ARG2(ctx), GO_ARG3(ctx),
-                    XNET_H2_SERVER);
+    __u64 g = GO_G(ctx);
+    h2_server_begin(g, goroutine_id(g), GO_ARG2(ctx), GO_ARG3(ctx), XNET_H2_SERVER);
     return 0;
 }
 
