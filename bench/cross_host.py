@@ -6,7 +6,9 @@ fixed rate over keep-alive connections: per request one CLIENT span, which the c
 agent publishes, and one SERVER span, which the server's agent holds until it has found its
 caller's key and linked it. Rounds without and with --link-store alternate (bench.rounds);
 the store, and the OTLP sink (a fresh one per round, timing the SERVER spans' arrival) run in
-this process's namespace, where the hosts reach them; every process on any CPU.
+this process's namespace, where the hosts reach them; every process on any CPU, the agents
+at normal priority (--no-yield-cpu): what linking costs them, not what they leave to a busy
+machine.
 
 Per round: each agent's CPU from the start of the load until SETTLE_S after it (when every
 span has been exported), the spans it exported and its --stats counters, the store's among
@@ -118,7 +120,7 @@ def _round(loadgen: Path, net: Network, url: str, server_pid: int, store: str | 
                       seconds=settings.seconds, prefix=net[CLIENT].prefix) as load, \
             contextlib.ExitStack() as stack:
         agents = [stack.enter_context(Gotrace(
-            ["trace", "--pid", str(pid), *sink.otlp_args(), *linking],
+            ["trace", "--pid", str(pid), "--no-yield-cpu", *sink.otlp_args(), *linking],
             prefix=net[host].prefix)) for host, pid in ((CLIENT, load.pid),
                                                          (SERVER, server_pid))]
         for agent in agents:  # started together: they attach at once

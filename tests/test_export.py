@@ -624,6 +624,26 @@ def test_pipeline_queue_is_bounded_and_counts_drops() -> None:
     pipeline.shutdown()
 
 
+def test_room_is_what_the_fullest_queue_can_still_take() -> None:
+    """The tracer takes no more records from the kernel than this (pipeline/session.py): the
+    rest wait in the ring buffer, whose backlog the kernel sheds by trace."""
+    stuck, flowing = Scripted(), Scripted()
+    pipeline = ExportPipeline({"stuck": stuck, "flowing": flowing}, capacity=100,
+                              max_batch_size=10, **FAST)
+    assert pipeline.room() == 100
+    pipeline.submit(numbered_spans(30, "x"))
+    flowing.release(*[True] * 3)
+    wait_until(lambda: pipeline.stats().queue_depth["flowing"] == 0)
+    assert pipeline.room() == 70  # the stuck exporter's queue decides
+    pipeline.submit(numbered_spans(150, "y"))
+    assert pipeline.room() == 0
+    stuck.release(*[True] * 10)
+    flowing.release(*[True] * 10)
+    assert pipeline.flush(LIVENESS_S)
+    assert pipeline.room() == 100
+    pipeline.shutdown()
+
+
 def test_a_full_queue_keeps_errors_and_kept_traces_in_its_reserve() -> None:
     """Overflowing spans are dropped, except errors and the spans of traces the overload
     policy kept for an error or a slow request, up to a tenth more than the capacity."""

@@ -19,7 +19,7 @@ from gotrace.export import jsonl, otlp_wire
 from gotrace.export.jsonl import lines_in_python, span_line
 from gotrace.export.otlp_wire import TraceRequestEncoder
 from gotrace.kernel import ringbuf
-from gotrace.kernel.ringbuf import take_in_python
+from gotrace.kernel.ringbuf import UNLIMITED, take_in_python
 from gotrace.native import _fastpath  # an ImportError (a failed module) when not built
 from gotrace.spans import NO_SHARED_ATTRIBUTES, Resource, SharedAttributes, Span
 
@@ -87,8 +87,8 @@ def consumer_page(position: int) -> bytearray:
 @given(rings())
 def test_ring_take_matches_python(ring: Ring) -> None:
     in_python, in_c = consumer_page(ring.consumer), consumer_page(ring.consumer)
-    assert take_in_python(in_python, ring.data, PAGE, ring.mask, 0) == ring.expected
-    assert _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask, 0) == ring.expected
+    assert take_in_python(in_python, ring.data, PAGE, ring.mask, 0, UNLIMITED) == ring.expected
+    assert _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask, 0, UNLIMITED) == ring.expected
     assert in_c == in_python
     assert struct.unpack_from("<Q", in_c)[0] == ring.expected_consumer
 
@@ -103,7 +103,7 @@ def test_ring_take_reads_shared_mappings_as_the_kernels(ring: Ring) -> None:
         consumer = mmap.mmap(fd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         data = mmap.mmap(fd, len(ring.data), mmap.MAP_SHARED, mmap.PROT_READ, offset=PAGE)
         try:
-            assert ringbuf._take(consumer, data, PAGE, ring.mask, 0) == ring.expected
+            assert ringbuf._take(consumer, data, PAGE, ring.mask, 0, UNLIMITED) == ring.expected
             assert os.pread(fd, 8, 0) == struct.pack("<Q", ring.expected_consumer)
         finally:
             consumer.close()
@@ -118,18 +118,32 @@ def test_ring_take_gives_short_records_their_trailing_zeros(ring: Ring, min_size
     """The probes send span records without their trailing zeros (bpf/span.h sent_size)."""
     expected = [record.ljust(min_size, b"\0") for record in ring.expected]
     in_python, in_c = consumer_page(ring.consumer), consumer_page(ring.consumer)
-    assert take_in_python(in_python, ring.data, PAGE, ring.mask, min_size) == expected
-    assert _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask, min_size) == expected
+    assert take_in_python(in_python, ring.data, PAGE, ring.mask, min_size, UNLIMITED) == expected
+    assert _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask, min_size, UNLIMITED) == expected
     assert in_c == in_python
+
+
+@SETTINGS
+@given(rings(), st.integers(min_value=0, max_value=4))
+def test_ring_take_stops_at_its_limit_and_the_next_take_goes_on(ring: Ring, limit: int) -> None:
+    """gotrace takes no more records than its export queues have room for; the rest wait in
+    the ring buffer (gotrace/pipeline/session.py poll_once)."""
+    in_python, in_c = consumer_page(ring.consumer), consumer_page(ring.consumer)
+    first = take_in_python(in_python, ring.data, PAGE, ring.mask, 0, limit)
+    assert _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask, 0, limit) == first
+    assert in_c == in_python
+    assert first == ring.expected[:limit]
+    rest = _fastpath.ring_take(in_c, ring.data, PAGE, ring.mask, 0, UNLIMITED)
+    assert first + rest == ring.expected
 
 
 def test_ring_take_refuses_positions_outside_the_buffers() -> None:
     with pytest.raises(ValueError):
-        _fastpath.ring_take(bytearray(4), bytearray(PAGE + 32), PAGE, 15, 0)
+        _fastpath.ring_take(bytearray(4), bytearray(PAGE + 32), PAGE, 15, 0, UNLIMITED)
     data = bytearray(PAGE)  # a producer ahead of the consumer, and no data area
     struct.pack_into("<Q", data, 0, 64)
     with pytest.raises(ValueError):
-        _fastpath.ring_take(bytearray(PAGE), data, PAGE, 15, 0)
+        _fastpath.ring_take(bytearray(PAGE), data, PAGE, 15, 0, UNLIMITED)
 
 
 # --- spans ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ lane.py), and whatever does not fit is dropped and counted, never blocked on.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -137,6 +138,11 @@ class ExportPipeline:
         for lane in self._lanes:
             lane.join(_STOP_GRACE_S)
         return flushed
+
+    def room(self) -> int:
+        """Spans every exporter's queue can still take."""
+        return max(0, min((lane.capacity - lane.stats().queue_depth for lane in self._lanes),
+                          default=sys.maxsize))
 
     def fullest_queue(self) -> float:
         """The largest share of its capacity any exporter's queue holds."""

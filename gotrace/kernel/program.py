@@ -24,7 +24,7 @@ from gotrace.gobin.elffile import ElfImage
 from gotrace.kernel import uprobe_multi
 from gotrace.kernel.c_source import BPF_DIR
 from gotrace.kernel.plan import CONN_MISS_REASONS, CONN_STEP_FLAGS, PROBE_IDS, Plan
-from gotrace.kernel.ringbuf import RingBuffer
+from gotrace.kernel.ringbuf import UNLIMITED, RingBuffer
 from gotrace.probes.base import ErrorRule
 from gotrace.records import F_SAMPLED, KERNEL_DROP_REASONS, RECORD_SIZE, SpanRecord
 from gotrace.resolve.layout import Layout
@@ -218,17 +218,18 @@ class Program:
         self.held_taken += len(taken)
         return taken
 
-    def poll(self, timeout_ms: int) -> None:
-        """Wait up to timeout_ms for a wakeup, then take every record: the probes wake
-        gotrace only now and then (bpf/span.h emit), so a wait can end with records that
-        announced nothing."""
+    def poll(self, timeout_ms: int, limit: int = UNLIMITED) -> int:
+        """Wait up to timeout_ms for a wakeup, then take the records, at most limit (how many
+        it took): the probes wake gotrace only now and then (bpf/span.h emit), so a wait can
+        end with records that announced nothing."""
         self._ring.wait(timeout_ms)
+        records = self._ring.take(limit)
         self.ring_fill = self._ring.fill()
-        records = self._ring.take()
         if records:
             self._taken += len(records)  # the kernel's backlog (bpf/sampling.h)
             self.bpf["records_taken"][ctypes.c_int(0)] = ctypes.c_uint64(self._taken)
         self._on_records(records)
+        return len(records)
 
     def hits(self) -> dict[str, int]:
         """Hits per BPF program."""

@@ -27,6 +27,7 @@ from gotrace import native
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
 _HEADER_SIZE = 8
+UNLIMITED = 2**63  # records per take
 _LENGTH = struct.Struct("<I")
 _POSITION = struct.Struct("<Q")
 
@@ -34,16 +35,16 @@ Memory = mmap.mmap | bytearray  # the kernel's mapping, or a ring buffer laid ou
 
 
 def take_in_python(consumer_page: Memory, data: Memory, page: int, mask: int,
-                   min_size: int) -> list[bytes]:
-    """Every committed record, in order (up to one still being written), each padded with
-    zeros to min_size, and the consumer's position moved past them. consumer_page (writable)
-    starts with the consumer's position; data with the producer's, and its data area starts
-    at offset page; mask is its size - 1."""
+                   min_size: int, limit: int) -> list[bytes]:
+    """The committed records, in order (up to one still being written, and at most limit of
+    them), each padded with zeros to min_size, and the consumer's position moved past them.
+    consumer_page (writable) starts with the consumer's position; data with the producer's,
+    and its data area starts at offset page; mask is its size - 1."""
     length_at = _LENGTH.unpack_from
     consumer = _POSITION.unpack_from(consumer_page)[0]
     producer = _POSITION.unpack_from(data)[0]
     records = []
-    while consumer < producer:
+    while consumer < producer and len(records) < limit:
         offset = page + (consumer & mask)
         length = length_at(data, offset)[0]
         if length & _BUSY:
@@ -88,9 +89,10 @@ class RingBuffer:
         producer = _POSITION.unpack_from(self._data)[0]
         return (producer - consumer) / (self._mask + 1)
 
-    def take(self) -> list[bytes]:
-        """Every committed record, in order (up to one still being written)."""
-        return _take(self._consumer_page, self._data, self._page, self._mask, self._min_size)
+    def take(self, limit: int = UNLIMITED) -> list[bytes]:
+        """The committed records, in order (up to one still being written), at most limit."""
+        return _take(self._consumer_page, self._data, self._page, self._mask, self._min_size,
+                     limit)
 
     def close(self) -> None:
         self._epoll.close()

@@ -19,7 +19,7 @@ static int init_names(void)
 
 static PyMethodDef methods[] = {
     {"ring_take", (PyCFunction)(void (*)(void))fastpath_ring_take, METH_FASTCALL,
-     "ring_take(consumer_page, data, page, mask, min_size) -> list[bytes]: the committed records of a "
+     "ring_take(consumer_page, data, page, mask, min_size, limit) -> list[bytes]: the committed records of a "
      "BPF ring buffer, as gotrace.kernel.ringbuf.take_in_python."},
     {"otlp_encode", (PyCFunction)(void (*)(void))fastpath_otlp_encode, METH_FASTCALL,
      "otlp_encode(encoder, spans) -> bytes: an ExportTraceServiceRequest, as "

@@ -9,7 +9,7 @@
 #define RING_HEADER_SIZE 8
 
 static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64_t mask,
-                uint64_t min_size, PyObject *records)
+                uint64_t min_size, uint64_t limit, PyObject *records)
 {
     if (consumer_page->len < 8 || data->len < 8 || ((uintptr_t)consumer_page->buf & 7)
         || ((uintptr_t)data->buf & 7)) {
@@ -21,7 +21,8 @@ static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64
     uint64_t consumer = __atomic_load_n(consumer_at, __ATOMIC_RELAXED);
     uint64_t producer = __atomic_load_n((const uint64_t *)bytes, __ATOMIC_ACQUIRE);
     uint64_t end = (uint64_t)data->len;
-    while (consumer < producer) {
+    uint64_t taken = 0;
+    while (consumer < producer && taken < limit) {
         uint64_t offset = page + (consumer & mask);
         if (offset + RING_HEADER_SIZE > end || (offset & 3)) {
             PyErr_SetString(PyExc_ValueError, "ring buffer record header outside its data");
@@ -48,6 +49,7 @@ static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64
             Py_DECREF(record);
             if (failed)
                 return -1;
+            taken++;
         }
         consumer += (size + RING_HEADER_SIZE + 7) & ~(uint64_t)7;
     }
@@ -58,8 +60,9 @@ static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64
 PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "ring_take(consumer_page, data, page, mask, min_size)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "ring_take(consumer_page, data, page, mask, min_size, limit)");
         return NULL;
     }
     uint64_t page = PyLong_AsUnsignedLongLong(args[2]);
@@ -71,6 +74,9 @@ PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t
     uint64_t min_size = PyLong_AsUnsignedLongLong(args[4]);
     if (min_size == (uint64_t)-1 && PyErr_Occurred())
         return NULL;
+    uint64_t limit = PyLong_AsUnsignedLongLong(args[5]);
+    if (limit == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
     Py_buffer consumer_page, data;
     if (PyObject_GetBuffer(args[0], &consumer_page, PyBUF_WRITABLE) < 0)
         return NULL;
@@ -79,7 +85,7 @@ PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     PyObject *records = PyList_New(0);
-    if (records != NULL && take(&consumer_page, &data, page, mask, min_size, records) < 0)
+    if (records != NULL && take(&consumer_page, &data, page, mask, min_size, limit, records) < 0)
         Py_CLEAR(records);
     PyBuffer_Release(&data);
     PyBuffer_Release(&consumer_page);

@@ -27,6 +27,7 @@ from gotrace.facts.unix_sockets import UnixSockets
 from gotrace.gobin.binary import GoBinary
 from gotrace.kernel.plan import Plan, plan_probes
 from gotrace.kernel.program import Program, compile_program
+from gotrace.kernel.ringbuf import UNLIMITED
 from gotrace.kernel.tcp_events import TcpEventSource
 from gotrace.pipeline.cross_host import CrossHostLinks
 from gotrace.pipeline.decode import MonotonicClock, decode_records
@@ -47,6 +48,8 @@ from gotrace.spans import Connection, Resource, Span
 # requests go to gotrace until it has read the first (bpf/sampling.h), and at 500 ms a
 # quarter of a 100 requests/s connection's first second did.
 POLL_INTERVAL_MS = 250
+QUEUE_FULL_WAIT_MS = 20  # between polls while the export queues have no room
+FINAL_DRAIN_S = 10.0  # at the end, for the records left in the ring buffers
 
 ALL_PROCESSES = -1
 
@@ -395,13 +398,29 @@ class Tracer:
         self.linker.publish_released(released, kept)
         self.pipeline.submit(kept)
 
-    def poll_once(self, timeout_ms: int = POLL_INTERVAL_MS) -> None:
+    def poll_once(self, timeout_ms: int = POLL_INTERVAL_MS, limit: int | None = None) -> None:
+        """Take the ring buffers' records, no more than the export queues have room for
+        (limit, when given, instead): what they cannot take now stays in the kernel's ring
+        buffer, whose backlog makes the kernel shed by trace (bpf/sampling.h) instead of a
+        full queue dropping spans at random."""
         programs = list(self.programs.values())
+        room = self.pipeline.room() if limit is None else limit
+        if not room:  # a wait would return at once: records are waiting
+            time.sleep(max(timeout_ms, QUEUE_FULL_WAIT_MS) / 1000)
         for program in programs:
-            program.poll(max(1, timeout_ms // len(programs)))
+            room -= program.poll(max(1, timeout_ms // len(programs)) if room else 0, room)
         if self.tcp is not None:
             self.tcp.poll()  # after the spans' buffers: see _drain
         self._drain()
+
+    def _take_the_rest(self, seconds: float = FINAL_DRAIN_S) -> None:
+        """At the end: what the ring buffers still hold, as fast as the export queues take it
+        for up to seconds, then the rest at once."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and \
+                any(program.ring_fill for program in self.programs.values()):
+            self.poll_once(0)
+        self.poll_once(0, UNLIMITED)
 
     def _check_replaced_executables(self) -> None:
         """--exe: a new file at the watched path (a redeploy) is traced as well."""
@@ -434,7 +453,7 @@ class Tracer:
                     every_second()
                 if until_pids_exit is not None and not any(map(_alive, until_pids_exit)):
                     break
-        self.poll_once(0)
+        self._take_the_rest()
         self._submit(self.linker.flush())
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
