@@ -57,6 +57,18 @@ static int take(Py_buffer *consumer_page, Py_buffer *data, uint64_t page, uint64
     return 0;
 }
 
+/* The Python integers args[0..n) as unsigned 64-bit numbers; -1 (an exception set) when
+ * one is not. */
+static int u64_args(PyObject *const *args, uint64_t *out, int n)
+{
+    for (int i = 0; i < n; i++) {
+        out[i] = PyLong_AsUnsignedLongLong(args[i]);
+        if (out[i] == (uint64_t)-1 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
 PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
@@ -65,18 +77,11 @@ PyObject *fastpath_ring_take(PyObject *module, PyObject *const *args, Py_ssize_t
                         "ring_take(consumer_page, data, page, mask, min_size, limit)");
         return NULL;
     }
-    uint64_t page = PyLong_AsUnsignedLongLong(args[2]);
-    if (page == (uint64_t)-1 && PyErr_Occurred())
+    uint64_t page_mask_min_limit[4];  /* page, mask, min_size, limit */
+    if (u64_args(args + 2, page_mask_min_limit, 4) < 0)
         return NULL;
-    uint64_t mask = PyLong_AsUnsignedLongLong(args[3]);
-    if (mask == (uint64_t)-1 && PyErr_Occurred())
-        return NULL;
-    uint64_t min_size = PyLong_AsUnsignedLongLong(args[4]);
-    if (min_size == (uint64_t)-1 && PyErr_Occurred())
-        return NULL;
-    uint64_t limit = PyLong_AsUnsignedLongLong(args[5]);
-    if (limit == (uint64_t)-1 && PyErr_Occurred())
-        return NULL;
+    uint64_t page = page_mask_min_limit[0], mask = page_mask_min_limit[1];
+    uint64_t min_size = page_mask_min_limit[2], limit = page_mask_min_limit[3];
     Py_buffer consumer_page, data;
     if (PyObject_GetBuffer(args[0], &consumer_page, PyBUF_WRITABLE) < 0)
         return NULL;
