@@ -223,8 +223,8 @@ class Program:
         it took): the probes wake gotrace only now and then (bpf/span.h emit), so a wait can
         end with records that announced nothing."""
         self._ring.wait(timeout_ms)
-        records = self._ring.take(limit)
         self.ring_fill = self._ring.fill()
+        records = self._ring.take(limit)
         if records:
             self._taken += len(records)  # the kernel's backlog (bpf/sampling.h)
             self.bpf["records_taken"][ctypes.c_int(0)] = ctypes.c_uint64(self._taken)

@@ -398,11 +398,12 @@ class Tracer:
         self.linker.publish_released(released, kept)
         self.pipeline.submit(kept)
 
-    def poll_once(self, timeout_ms: int = POLL_INTERVAL_MS, limit: int | None = None) -> None:
+    def poll_once(self, timeout_ms: int = POLL_INTERVAL_MS, limit: int | None = None) -> bool:
         """Take the ring buffers' records, no more than the export queues have room for
         (limit, when given, instead): what they cannot take now stays in the kernel's ring
         buffer, whose backlog makes the kernel shed by trace (bpf/sampling.h) instead of a
-        full queue dropping spans at random."""
+        full queue dropping spans at random. True when that room ran out, so records may
+        have been left there."""
         programs = list(self.programs.values())
         room = self.pipeline.room() if limit is None else limit
         if not room:  # a wait would return at once: records are waiting
@@ -412,14 +413,15 @@ class Tracer:
         if self.tcp is not None:
             self.tcp.poll()  # after the spans' buffers: see _drain
         self._drain()
+        return not room
 
     def _take_the_rest(self, seconds: float = FINAL_DRAIN_S) -> None:
         """At the end: what the ring buffers still hold, as fast as the export queues take it
-        for up to seconds, then the rest at once."""
+        for up to seconds, then the rest at once. Not until they are empty: the probes still
+        send records meanwhile."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and \
-                any(program.ring_fill for program in self.programs.values()):
-            self.poll_once(0)
+        while self.poll_once(0) and time.monotonic() < deadline:
+            pass
         self.poll_once(0, UNLIMITED)
 
     def _check_replaced_executables(self) -> None:
