@@ -34,10 +34,8 @@ static __always_inline __u64 context_parent(__u32 type, __u64 data) {
 }
 
 /* The data word of the value stored under a key whose type hash is key_hash, in the context
- * at ctx_iface_addr or its ancestors; 0 when none is found. */
-static __always_inline __u64 context_value(__u64 ctx_iface_addr, __u32 key_hash) {
-    struct go_iface c = {};
-    bpf_probe_read_user(&c, sizeof(c), (void *)ctx_iface_addr);
+ * c (a Context interface value, already read) or its ancestors; 0 when none is found. */
+static __always_inline __u64 context_value(struct go_iface c, __u32 key_hash) {
 #pragma unroll
     for (int i = 0; i < CTX_MAX_DEPTH; i++) {
         if (!c.tab || !c.data)

@@ -32,10 +32,18 @@
  * while start_ns is set. */
 BPF_TABLE("lru_hash", struct go_key, struct span_record, grpc_server_inflight, MAX_INFLIGHT);
 
-/* The stream's id and method, read at once (a window, bpf/goabi.h). */
-#define STREAM_WINDOW \
+/* The stream's id and method, and its context when the traceparent is read from it, read at
+ * once (a window, bpf/goabi.h). */
+#define STREAM_ID_METHOD_END \
     MAX2(END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_id, __u32), \
          END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_method, struct go_string))
+#ifdef GRPC_METADATA_TRACEPARENT
+#define STREAM_WINDOW \
+    MAX2(STREAM_ID_METHOD_END, \
+         END_OF(OFF_google_golang_org_grpc_internal_transport_Stream_ctx, struct go_iface))
+#else
+#define STREAM_WINDOW STREAM_ID_METHOD_END
+#endif
 _Static_assert(STREAM_WINDOW <= WINDOW_SIZE, "a window of grpc-go's Stream is too large");
 
 #if defined(OFF_runtime_g_parentGoid) && defined(OFF_google_golang_org_grpc_Server_opts) && \
@@ -94,6 +102,10 @@ int grpc_server_entry(struct pt_regs *ctx) {
     if (!s)
         return 0;
     __u32 stream_id = *(__u32 *)(s + OFF_google_golang_org_grpc_internal_transport_Stream_id);
+#ifdef GRPC_METADATA_TRACEPARENT
+    struct go_iface stream_ctx =
+        *(struct go_iface *)(s + OFF_google_golang_org_grpc_internal_transport_Stream_ctx);
+#endif
     /* The entry runs again when the stack grew first (morestack restarts the function): the
      * span began already, and must not become its own parent. */
     struct span_record *rec = grpc_server_inflight.lookup(&by_g);
@@ -125,8 +137,7 @@ int grpc_server_entry(struct pt_regs *ctx) {
         note_caller_untraced(rec, flags_before, conn_goid, transport);
 #ifdef GRPC_METADATA_TRACEPARENT
         read_traceparent(rec, context_value(
-            stream + OFF_google_golang_org_grpc_internal_transport_Stream_ctx,
-            TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey));
+            stream_ctx, TYPEHASH_google_golang_org_grpc_metadata_mdIncomingKey));
 #endif
     }
     enter_span_context(rec);
@@ -149,6 +160,6 @@ int grpc_server_status(struct pt_regs *ctx) {
     rec->status = (__u32)code;
     emit(rec);
     rec->start_ns = 0;
-    end_span_context(rec->goid, 0);
+    end_span_context(rec->goid);
     return 0;
 }

@@ -91,7 +91,7 @@ static __always_inline void h2_server_end(__u64 g, __u64 w, struct h2_server_lay
     __u8 *s = read_window(0, st->state, layout.state_window);
     __u64 status = s ? WINDOW_U64(s, layout.state_status) : 0;
     http_server_finish(st, status ? (__u32)status : 200,
-                       s ? (__s64)WINDOW_U64(s, layout.state_wrote) : -1, 0);
+                       s ? (__s64)WINDOW_U64(s, layout.state_wrote) : -1);
 }
 
 #endif

@@ -163,10 +163,9 @@ static __always_inline void read_route(struct http_server_inflight *st) {
 }
 
 /* The response is complete: status (0 when none was written), body size and route, then
- * the span goes out. keep_context: the goroutine serves more requests (HTTP/1's connection),
- * its context entry stays for the next. */
+ * the span goes out. */
 static __always_inline void http_server_finish(struct http_server_inflight *st, __u32 status,
-                                               __s64 written, int keep_context) {
+                                               __s64 written) {
     struct span_record *rec = &st->rec;
     rec->end_ns = bpf_ktime_get_ns();
     rec->status = status;
@@ -175,7 +174,7 @@ static __always_inline void http_server_finish(struct http_server_inflight *st, 
     emit(rec);
     st->request = 0;
     st->response = 0;
-    end_span_context(rec->goid, keep_context);
+    end_span_context(rec->goid);
 }
 
 #endif

@@ -124,7 +124,7 @@ static __always_inline int end_request(struct pt_regs *ctx, int hijacked) {
     __u64 status = w ? WINDOW_U64(w, OFF_net_http_response_status) : 0;
     /* No WriteHeader: net/http sends 200, unless the handler took the connection. */
     http_server_finish(st, status || hijacked ? (__u32)status : 200,
-                       w ? (__s64)WINDOW_U64(w, OFF_net_http_response_written) : -1, 1);
+                       w ? (__s64)WINDOW_U64(w, OFF_net_http_response_written) : -1);
     return 0;
 }
 

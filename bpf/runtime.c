@@ -28,7 +28,7 @@ int newproc_return(struct pt_regs *ctx) {
     child.depth++;
     child.version = 0;
     key.id = goroutine_id(GO_ARG1(ctx));
-    goroutine_ctx.update(&key, &child);
+    put_overflow_context(&key, &child);
     return 0;
 }
 #endif
