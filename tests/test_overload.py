@@ -25,6 +25,7 @@ from gotrace.pipeline.overload import (
     Pressure,
 )
 from gotrace.pipeline.sampling import KEEP_ALL, SamplingGate
+from gotrace.pipeline.session import take_while_queues_move
 from gotrace.spans import Resource, Span
 from testapps import matrix
 
@@ -291,3 +292,28 @@ def test_a_shed_trace_with_an_error_is_exported_whole(tmp_path, far_host):
         call = calls.get(server["span_id"])
         assert call is not None and call["trace_id"] == server["trace_id"], server
         assert call["attributes"]["url.full"].endswith("/error"), call
+
+
+def _drain(rooms: list[int]) -> int:
+    """Polls take_while_queues_move makes, each 1/32 s of a fake clock, while the ring buffers
+    always leave records behind and the queues' room is rooms[i] after poll i (then 0)."""
+    clock = _Clock()
+    polls = 0
+
+    def poll() -> bool:
+        nonlocal polls
+        polls += 1
+        clock.tick(1 / 32, 0.0)
+        return True
+
+    def room() -> int:
+        return rooms[polls - 1] if polls <= len(rooms) else 0
+
+    take_while_queues_move(poll, room, seconds=10.0, stall=2.0, clock=lambda: clock.now)
+    return polls
+
+
+def test_the_final_drain_goes_on_while_the_queues_move_and_stops_when_they_stall():
+    assert _drain([]) == 64  # no room ever (an exporter whose endpoint is down): 2 s
+    assert _drain([1] * 128) == 128 + 64  # room for 4 s, then 2 s of none
+    assert _drain([1] * 1000) == 320  # the queues keep up: until the 10 s are over

@@ -50,6 +50,7 @@ from gotrace.spans import Connection, Resource, Span
 POLL_INTERVAL_MS = 250
 QUEUE_FULL_WAIT_MS = 20  # between polls while the export queues have no room
 FINAL_DRAIN_S = 10.0  # at the end, for the records left in the ring buffers
+DRAIN_STALL_S = 2.0  # ... unless the export queues have had no room for this long
 
 ALL_PROCESSES = -1
 
@@ -60,6 +61,22 @@ class TracedBinary:
     layout: Layout
     program: Program
     pids: set[int] = field(default_factory=set)  # PID filters attached (ALL_PROCESSES: all)
+
+
+def take_while_queues_move(poll: Callable[[], bool], room: Callable[[], int],
+                           seconds: float = FINAL_DRAIN_S, stall: float = DRAIN_STALL_S,
+                           clock: Callable[[], float] = time.monotonic) -> None:
+    """Call poll (Session.poll_once: True when the export queues' room ran out) while it
+    leaves records behind, for up to seconds, and no longer once the queues have had no room
+    for stall seconds: an exporter whose endpoint is down frees none, and waiting for it
+    would only delay the exit."""
+    start = no_room_since = clock()
+    while poll():
+        now = clock()
+        if room():
+            no_room_since = now
+        if now - start >= seconds or now - no_room_since >= stall:
+            return
 
 
 def file_identity(path: str) -> tuple[int, int]:
@@ -415,13 +432,11 @@ class Tracer:
         self._drain()
         return not room
 
-    def _take_the_rest(self, seconds: float = FINAL_DRAIN_S) -> None:
+    def _take_the_rest(self) -> None:
         """At the end: what the ring buffers still hold, as fast as the export queues take it
-        for up to seconds, then the rest at once. Not until they are empty: the probes still
-        send records meanwhile."""
-        deadline = time.monotonic() + seconds
-        while self.poll_once(0) and time.monotonic() < deadline:
-            pass
+        (take_while_queues_move), then the rest at once. Not until they are empty: the
+        probes still send records meanwhile."""
+        take_while_queues_move(lambda: self.poll_once(0), self.pipeline.room)
         self.poll_once(0, UNLIMITED)
 
     def _check_replaced_executables(self) -> None:
