@@ -668,6 +668,22 @@ def test_a_full_queue_keeps_errors_and_kept_traces_in_its_reserve() -> None:
     pipeline.shutdown()
 
 
+def test_the_reserve_takes_what_the_tracer_calls_notable() -> None:
+    """The tracer's rule (SamplingGate.notable: errors, and spans slower than their kind's
+    threshold) decides which spans of traces nobody shed the reserve takes."""
+    stuck = Scripted()
+    pipeline = ExportPipeline({"stuck": stuck}, capacity=100, max_batch_size=10, **FAST)
+    pipeline.reserve_for(lambda span: span.name == "slow")
+    pipeline.submit(numbered_spans(100, "x"))
+    pipeline.submit([*numbered_spans(5, "ordinary"), *numbered_spans(5, "slow")])
+    assert pipeline.stats().exporters["stuck"].dropped["queue_full"] == 5
+    stuck.release(*[True] * 11)
+    assert pipeline.flush(LIVENESS_S)
+    names = [span.name for span in stuck.delivered]
+    assert names.count("slow") == 5 and "ordinary" not in names
+    pipeline.shutdown()
+
+
 def test_pipeline_abandons_failed_batch_when_queue_overflows() -> None:
     down = Scripted()
     pipeline = ExportPipeline({"down": down}, capacity=100, max_batch_size=50,

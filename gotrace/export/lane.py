@@ -8,8 +8,9 @@ Accounting, per lane, at every instant:
 where queue_depth counts queued spans plus the batch being exported or retried, and never
 exceeds the capacity and its reserve: memory stays bounded however long the exporter stays
 down. The reserve, a tenth of the capacity, takes only spans worth more than the others
-when the queue is full (errors, and the spans of traces the overload policy kept for an
-error or a slow request): a burst that overflows the queue loses the ordinary ones first.
+when the queue is full (errors and slow spans, and the spans of traces the overload policy
+kept for an error or a slow request): a burst that overflows the queue loses the ordinary
+ones first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Literal
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 DropReason = Literal["queue_full", "export_failed"]
 DROP_REASONS: tuple[DropReason, ...] = ("queue_full", "export_failed")
+
+
+def is_error(span: Span) -> bool:
+    return span.status == "ERROR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,9 @@ class ExportLane:
         self._failing = False
         self._errors = 0
         self._backoff_s = settings.min_backoff_s
+        # Which spans the reserve takes, besides those of rescued traces: errors, and slow
+        # spans once the tracer knows what slow is (ExportPipeline.reserve_for).
+        self.notable: Callable[[Span], bool] = is_error
         self._thread = threading.Thread(target=self._run, name=f"gotrace-export-{name}",
                                         daemon=True)
         self._thread.start()
@@ -115,15 +123,15 @@ class ExportLane:
 
     def _overflowing(self, spans: Sequence[Span], room: int, depth: int) -> Sequence[Span]:
         """What of spans is queued when they do not all fit: the first that fit, then the
-        notable ones (errors, traces kept for an error or a slow request) while the reserve
-        has room."""
+        notable ones (errors, slow spans, traces kept for an error or a slow request) while
+        the reserve has room."""
         capacity = self._settings.capacity
         taken = list(islice(spans, max(room, 0)))
         reserve = capacity + capacity // 10 - max(depth, capacity)
         for span in islice(spans, max(room, 0), None):
             if reserve <= 0:
                 break
-            if span.status == "ERROR" or span.sampling == "rescued":
+            if span.sampling == "rescued" or self.notable(span):
                 taken.append(span)
                 reserve -= 1
         return taken

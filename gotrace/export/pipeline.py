@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from gotrace.errors import GotraceError
@@ -102,6 +102,12 @@ class ExportPipeline:
                        for name, exporter in exporters.items()]
         self._submitted = 0  # written by the one submitting thread only
         self._shutdown_result: bool | None = None
+
+    def reserve_for(self, notable: Callable[[Span], bool]) -> None:
+        """What the queues' reserve takes besides the spans of rescued traces, when they
+        overflow (export/lane.py): the tracer's rule, errors and slow spans."""
+        for lane in self._lanes:
+            lane.notable = notable
 
     def submit(self, spans: Sequence[Span]) -> None:
         """Hand over finished spans; returns at once (call from one thread)."""

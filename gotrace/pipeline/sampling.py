@@ -209,13 +209,14 @@ class SamplingGate:
                 continue
             keep = self.config.keeps_root(trace_id)
             if keep and self._overload is not None and not self._overload.keeps(trace_id) \
-                    and not any(map(self._notable, members)):
+                    and not any(map(self.notable, members)):
                 keep = False
                 shed.add(trace_id)
             self._decided.remember(trace_id, keep)
         return shed
 
-    def _notable(self, span: Span) -> bool:
+    def notable(self, span: Span) -> bool:
+        """An error, or a span slower than its kind's threshold: kept however much is shed."""
         if span.status == "ERROR":
             return True
         slow = self._slow_ns(span.record_kind)

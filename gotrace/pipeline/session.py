@@ -195,6 +195,7 @@ class Tracer:
         self._slow_refreshed = 0.0
         self._kernel_shed = 0  # the kernel's count when last read (its maps go at close)
         self.gate = SamplingGate(sampler, self.overload, self.slow_ns)
+        pipeline.reserve_for(self.gate.notable)
         self.with_query = with_query
         self.routes = routes
         self.opt_in = frozenset(opt_in)
