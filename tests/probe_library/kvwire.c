@@ -46,7 +46,7 @@ int kv_server_return(struct pt_regs *ctx) {
     rec->end_ns = bpf_ktime_get_ns();
     __u64 reply = GO_ARG1(ctx);
     rec->status = reply ? (__u32)read_u64(reply + OFF_main_kvReply_Status) : KV_STATUS_BAD;
-    end_span_context(rec->goid, 0);
+    end_span_context(rec->goid);
     emit(rec);
     kv_server_calls.delete(&by_g);
     return 0;
