@@ -20,7 +20,7 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -78,6 +78,8 @@ class HitCount:
     calls: int
     hits: dict[str, int]  # per BPF program, over all calls
     run_ns: dict[str, int] = field(default_factory=dict)  # per BPF program, over all calls
+    # run_ns of each round, when the workload ran several (count_hits)
+    run_ns_rounds: tuple[dict[str, int], ...] = ()
 
     @property
     def per_call(self) -> float:
@@ -99,6 +101,11 @@ class HitCount:
         """Per call, the time the probe programs ran."""
         return sum(self.run_ns.values()) / self.calls / 1000
 
+    @property
+    def run_us_rounds(self) -> list[float]:
+        """run_us_per_call of each round, when the workload ran several."""
+        return [sum(r.values()) / self.calls / 1000 for r in self.run_ns_rounds]
+
     def run_detail(self) -> str:
         """µs per run of the programs that ran at least once per 200 calls."""
         return ", ".join(f"{k} {ns / self.hits[k] / 1000:.2f}" for k, ns in self.run_ns.items()
@@ -107,9 +114,11 @@ class HitCount:
     def only(self, prefix: str) -> HitCount:
         """The counts of the probe programs whose names start with prefix (a library's own,
         such as sql_ for database/sql's)."""
-        return HitCount(self.label, self.calls,
-                        {k: n for k, n in self.hits.items() if k.startswith(prefix)},
-                        {k: ns for k, ns in self.run_ns.items() if k.startswith(prefix)})
+        def mine(counts: dict[str, int]) -> dict[str, int]:
+            return {k: n for k, n in counts.items() if k.startswith(prefix)}
+
+        return HitCount(self.label, self.calls, mine(self.hits), mine(self.run_ns),
+                        tuple(map(mine, self.run_ns_rounds)))
 
     def detail(self) -> str:
         """Hits per call by probe, those below 0.005 (run-time events such as GC) summed."""
@@ -238,15 +247,31 @@ def bpf_run_times_counted() -> Iterator[None]:
 
 
 def count_hits(apps: Apps, calls: int, only: Collection[str] | None = None,
-               parallel: int = 4) -> list[HitCount]:
+               parallel: int = 4, again: Collection[str] = (), rounds: int = 1
+               ) -> list[HitCount]:
     """Hits per call of every workload (or of those labelled in only), and the probes' run
-    time."""
+    time. The workloads labelled in again run in rounds rounds, and keep the round whose run
+    time is the median: the kernel counts in a program's run time whatever else its CPU did
+    meanwhile (interrupts, time the hypervisor took), which varies from round to round."""
     todo = [w for w in workloads(apps, calls) if only is None or w[0] in only]
+    repeated = [w for w in todo if w[0] in again] * (rounds - 1)
     with bpf_run_times_counted(), \
             concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-        stats = list(pool.map(lambda item: item[1](), todo))
-    return [HitCount(label, calls, s.hits, s.run_ns)
-            for (label, _), s in zip(todo, stats, strict=True)]
+        stats = list(pool.map(lambda item: item[1](), [*todo, *repeated]))
+    counts: dict[str, list[HitCount]] = {}
+    for (label, _), s in zip([*todo, *repeated], stats, strict=True):
+        counts.setdefault(label, []).append(HitCount(label, calls, s.hits, s.run_ns))
+    return [_median_round(counts[label]) for label, _ in todo]
+
+
+def _median_round(rounds: list[HitCount]) -> HitCount:
+    """The round whose run time per call is the median (the lower middle of an even number),
+    with every round's run time."""
+    if len(rounds) == 1:
+        return rounds[0]
+    ordered = sorted(rounds, key=lambda h: h.run_us_per_call)
+    return replace(ordered[(len(ordered) - 1) // 2],
+                   run_ns_rounds=tuple(h.run_ns for h in rounds))
 
 
 def _selected(only: Sequence[str] | None, routes: bool, databases: bool) -> list[str] | None:

@@ -90,7 +90,10 @@ def _hits(results: Results) -> list[str]:
             "included (the runtime's goroutine-creation probe too, where it runs: Go before 1.21, "
             "or --goroutine-ancestry). What the probes cost the target beyond their traps: how "
             "long the kernel ran their BPF programs (kernel.bpf_stats_enabled, on during these "
-            "workloads only), per call and per run of each program.", "",
+            "workloads only), per call and per run of each program. That count takes in "
+            "whatever else the CPU did meanwhile (interrupts, time the hypervisor took), so the "
+            "workloads whose run time has a target ran in rounds, and show the median round "
+            "(every round's figure is in the targets table).", "",
             *_table(["Workload", "Calls", "Hits per call", "By probe",
                      "Probes ran µs per call", "µs per run by probe"],
                     [(h.label, h.calls, f"{h.per_call:.2f}", h.detail(),

@@ -159,10 +159,12 @@ def _db_bpf_time(results: Results) -> list[Verdict]:
         library = h.only(DB_WORKLOADS[h.label].probes)
         if not library.run_ns:
             continue
-        per_query = library.run_us_per_call / QUERIES_PER_REQUEST
+        rounds = library.run_us_rounds or [library.run_us_per_call]
+        per_query = statistics.median_low(rounds) / QUERIES_PER_REQUEST
         verdicts.append(_at_most(
             f"database probes' BPF run time per query, {h.label}", DB_BPF_US_PER_QUERY, " µs",
-            per_query, f"{per_query:.2f} µs ({library.run_detail()} µs per run)",
+            per_query, f"{per_query:.2f} µs ({library.run_detail()} µs per run"
+                       f"{_rounds(library.run_us_rounds, QUERIES_PER_REQUEST)})",
             "The library's probes as the kernel counts their run time "
             "(kernel.bpf_stats_enabled; the Database calls section): at the call's entry the "
             "span record is begun (the statement's first bytes copied), at its RET the "
@@ -222,9 +224,17 @@ def _per_core(step: Step, evidence: str) -> Verdict:
 def _bpf_time(results: Results) -> list[Verdict]:
     return [_at_most(f"probes' BPF run time per request, {h.label}", BPF_US_PER_REQUEST, " µs",
                      h.run_us_per_call, f"{h.run_us_per_call:.2f} µs ({h.run_detail()} µs "
-                     "per run)", "The probe programs' run time as the kernel counts it "
-                     "(kernel.bpf_stats_enabled); see the hits table.")
+                     f"per run{_rounds(h.run_us_rounds)})", "The probe programs' run time as "
+                     "the kernel counts it (kernel.bpf_stats_enabled); see the hits table.")
             for h in results.hits if h.label in BPF_BUDGETED and h.run_ns]
+
+
+def _rounds(run_us: list[float], per: int = 1) -> str:
+    """The run time of each round, when the workload ran several (the median is judged)."""
+    if not run_us:
+        return ""
+    return f"; the median of {len(run_us)} rounds: " + ", ".join(
+        f"{us / per:.2f}" for us in run_us)
 
 
 def _saturation(s: SaturationResult) -> list[Verdict]:

@@ -30,7 +30,7 @@ from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
 from bench.session import CrossHostCounts, parse_stats
-from bench.targets import DB_HITS_PER_QUERY, Verdict
+from bench.targets import BPF_BUDGETED, DB_HITS_PER_QUERY, Verdict
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
 
@@ -111,6 +111,12 @@ def test_calibration_and_hits(quick_run) -> None:
         assert count.run_us_per_call > 0 and count.run_detail(), count
     # --sched-wait: a casgstatus hit for every state change of the request's goroutines.
     assert results.opt_in_hits[0].hits.get("sched_casgstatus", 0) >= results.opt_in_hits[0].calls
+    # The workloads whose run time is judged ran in rounds, and keep the median round's.
+    for count in results.hits:
+        rounds = count.run_us_rounds
+        assert len(rounds) == (QUICK.bpf_rounds if count.label in BPF_BUDGETED else 0), count
+        if rounds:
+            assert count.run_us_per_call == sorted(rounds)[(len(rounds) - 1) // 2]
 
 
 def test_database_calls(quick_run) -> None:
@@ -124,6 +130,7 @@ def test_database_calls(quick_run) -> None:
         assert queries * DB_HITS_PER_QUERY <= sum(library.hits.values()) \
             <= queries * DB_HITS_PER_QUERY * 1.05, count
         assert library.run_us_per_call > 0, count
+        assert len(library.run_us_rounds) == QUICK.bpf_rounds, count
         assert f"| {count.label} |" in text
     assert [p.name for p in results.db_rounds] == [SQL]
     for proto in results.db_rounds:
