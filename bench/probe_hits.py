@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -269,9 +270,9 @@ def _median_round(rounds: list[HitCount]) -> HitCount:
     with every round's run time."""
     if len(rounds) == 1:
         return rounds[0]
-    ordered = sorted(rounds, key=lambda h: h.run_us_per_call)
-    return replace(ordered[(len(ordered) - 1) // 2],
-                   run_ns_rounds=tuple(h.run_ns for h in rounds))
+    median = statistics.median_low(h.run_us_per_call for h in rounds)
+    chosen = next(h for h in rounds if h.run_us_per_call == median)
+    return replace(chosen, run_ns_rounds=tuple(h.run_ns for h in rounds))
 
 
 def _selected(only: Sequence[str] | None, routes: bool, databases: bool) -> list[str] | None:

@@ -62,6 +62,11 @@ static __always_inline int same_key(struct go_key *a, struct go_key *b) {
     return a->id == b->id && a->tgid == b->tgid;
 }
 
+/* Whether the slot, at version, holds key's live context: only key's goroutine writes it. */
+static __always_inline int live_for(struct ctx_slot *slot, __u64 version, struct go_key *key) {
+    return CTX_SLOT_STATE(version) == CTX_SLOT_LIVE && same_key(&slot->key, key);
+}
+
 /* The count of overflow entries, when there may be any; else 0. */
 static __always_inline __s64 *overflow_in_use(void) {
     __u32 zero = 0;
@@ -121,9 +126,7 @@ static __always_inline struct trace_ctx *live_context(struct go_key *key, struct
 static __always_inline int take_slot(struct ctx_slot *slot, struct go_key *key,
                                      __u64 *publish) {
     __u64 version = CTX_VERSION(slot);
-    if (CTX_SLOT_STATE(version) == CTX_SLOT_LIVE) {
-        if (!same_key(&slot->key, key))
-            return 0;
+    if (live_for(slot, version, key)) {
         CTX_VERSION(slot) = version + 1;
         *publish = version + 4;
         return 1;
@@ -189,7 +192,7 @@ static __always_inline void end_span_context(__u64 goid) {
     struct ctx_slot *slot = context_slot(&key);
     if (slot) {
         __u64 version = CTX_VERSION(slot);
-        if (CTX_SLOT_STATE(version) == CTX_SLOT_LIVE && same_key(&slot->key, &key))
+        if (live_for(slot, version, &key))
             CTX_VERSION(slot) = version + 3;
     }
     delete_overflow_context(&key);
