@@ -71,7 +71,7 @@ FULL = Plan(
     pipeline=pipeline.Settings(rates=(1000, 2000, 4000, SATURATION), sampler_rate=2000,
                                seconds=4, conns=Connections(fixed=4, saturation=16),
                                sampler_seconds=8, sampler_pairs=3),
-    saturation=saturation.Settings(seconds=8, pairs=3, conns=16, error_rate=20, slow_rate=5),
+    saturation=saturation.Settings(seconds=6, rounds=4, conns=16, error_rate=20, slow_rate=5),
     databases=overhead.Settings(pairs=3, seconds=4, rate=500, busy_rate=500,
                                 conns=DB_CONNECTIONS),
     # 10,000 spans/s in all: a CLIENT span on one host and a SERVER span on the other.
@@ -89,7 +89,7 @@ QUICK = Plan(
                                conns=Connections(fixed=2, saturation=4)),
     pipeline=pipeline.Settings(rates=(300,), sampler_rate=300, seconds=0.5,
                                conns=Connections(fixed=2, saturation=4), sampler_pairs=1),
-    saturation=saturation.Settings(seconds=1, pairs=1, conns=4, error_rate=5, slow_rate=2),
+    saturation=saturation.Settings(seconds=1, rounds=1, conns=4, error_rate=5, slow_rate=2),
     databases=overhead.Settings(pairs=1, seconds=0.5, rate=200, busy_rate=200,
                                 conns=DB_CONNECTIONS),
     cross_host=cross_host.Settings(rate=300, conns=2, seconds=1, pairs=1),

@@ -134,6 +134,7 @@ def main() -> None:
 class Sink:
     grpc_address: str  # host:port
     http_address: str
+    pid: int  # of the sink's process
     received: int = 0  # spans received, known once the sink has stopped
     errors: int = 0  # ... of them with an ERROR status
     slow: int = 0  # ... of them lasting at least the sink's slow_ns
@@ -162,7 +163,7 @@ def otlp_sink(cpus: frozenset[int] | None = None, slow_ns: int | None = None,
         proc.kill()
         raise RuntimeError(f"the OTLP sink did not start: {line!r}")
     addresses = dict(word.split("=", 1) for word in line.split()[1:])
-    sink = Sink(addresses["grpc"], addresses["http"])
+    sink = Sink(addresses["grpc"], addresses["http"], proc.pid)
     try:
         yield sink
     finally:

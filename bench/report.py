@@ -352,43 +352,47 @@ def _attach(results: Results) -> list[str]:
 
 
 def _saturation(s: SaturationResult) -> list[str]:
-    header = ["Round", "Req/s untraced", "Req/s traced", "Ratio", "Requests served",
-              "Spans exported", "Received", "Shed (kernel / gotrace)", "Sampled out",
-              "Lost (queue; kernel)", "Accounted", "Kept share at the end (lowest)",
-              "Errors received", "Slow received", "Tracer CPU",
-              "CPU stolen by the hypervisor (untraced / traced)"]
+    header = ["Round", "Req/s untraced (before, after)", "Req/s traced", "Ratio",
+              "Requests served", "Spans exported", "Received", "Shed (kernel / gotrace)",
+              "Sampled out", "Lost (queue; kernel)", "Accounted",
+              "Kept share at the end (lowest)", "Errors received", "Slow received",
+              "Tracer CPU", "Receiver CPU",
+              "CPU stolen by the hypervisor (before / traced / after)"]
     return [f"## {SECTIONS[6]}", "", saturation.__doc__.split("\n\n")[0].replace("\n", " "),
-            f"Rounds of {s.settings.seconds:g} s, untraced then traced, the flat-out load on "
-            f"{s.settings.conns} connections, {s.settings.error_rate:g} errors/s and "
-            f"{s.settings.slow_rate:g} slow requests/s beside it; gotrace exports over "
-            "OTLP/HTTP with --slow " f"{saturation.SLOW_MS}ms. CPU stolen: the share of the "
+            "", saturation.BRACKETED.replace("\n", " "),
+            f"Rounds of {s.settings.seconds:g} s, the flat-out load on {s.settings.conns} "
+            f"connections, {s.settings.error_rate:g} errors/s and {s.settings.slow_rate:g} "
+            "slow requests/s beside it; gotrace exports over OTLP/HTTP with --slow "
+            f"{saturation.SLOW_MS}ms to a receiver on this machine (the bench's stand-in for "
+            "a backend elsewhere: its CPU is in the table). CPU stolen: the share of the "
             "machine's CPU time that the hypervisor gave to other machines during the round "
             "(/proc/stat), which moves a round's throughput on its own.", "",
             *_table(header, _saturation_rows(s, s.traced)),
-            f"- throughput ratio (medians): {s.throughput_ratio:.3f}", "",
-            "With --no-yield-cpu (each pair's untraced round compared with a third round, "
-            "traced with gotrace competing for CPU at normal priority):", "",
+            f"- throughput ratio (the median of the rounds'): {s.throughput_ratio:.3f}", "",
+            "With --no-yield-cpu (gotrace competing for CPU at normal priority):", "",
             *_table(header, _saturation_rows(s, s.competing)),
-            "- throughput ratio with --no-yield-cpu (medians): "
+            "- throughput ratio with --no-yield-cpu (the median of the rounds'): "
             f"{s.competing_throughput_ratio:.3f}",
             ""]
 
 
-def _saturation_rows(s: SaturationResult, rounds: list[saturation.TracedRound]
+def _saturation_rows(s: SaturationResult, rounds: list[saturation.Bracketed]
                      ) -> list[tuple[object, ...]]:
     rows = []
-    for n, (untraced, traced) in enumerate(zip(s.untraced, rounds, strict=True), 1):
-        st = traced.stats
+    for n, b in enumerate(rounds, 1):
+        traced, st = b.traced, b.traced.stats
         lost = ", ".join(f"{k} {v}" for k, v in st.kernel_lost.items() if v)
-        rows.append((n, f"{untraced.rps:.0f}", f"{traced.served.rps:.0f}",
-                     f"{traced.served.rps / untraced.rps:.3f}", traced.served.requests,
+        rows.append((n, f"{b.before.rps:.0f}, {b.after.rps:.0f}", f"{traced.served.rps:.0f}",
+                     f"{b.ratio:.3f}", traced.served.requests,
                      st.exported, traced.received, f"{st.shed[0]} / {st.shed[1]}",
                      sum(st.sampled_out), (f"{st.dropped}" + (f"; {lost}" if lost else "")),
                      traced.accounted, f"{st.kept_share:.3g} ({st.lowest_share:.3g})",
                      f"{traced.received_errors} of {traced.served.errors}",
                      f"{traced.received_slow} of {traced.served.slow}",
                      f"{traced.tracer_cpu_s / s.settings.seconds:.0%}",
-                     f"{untraced.stolen:.0%} / {traced.served.stolen:.0%}"))
+                     f"{traced.receiver_cpu_s / s.settings.seconds:.0%}",
+                     f"{b.before.stolen:.0%} / {traced.served.stolen:.0%} / "
+                     f"{b.after.stolen:.0%}"))
     return rows
 
 

@@ -1,13 +1,14 @@
 """A busy node: the HTTP test server's trivial handler at saturation on this machine with every
 process on any CPU (server, load generator, gotrace and the OTLP receiver share the two
-cores), untraced and traced in alternating rounds. Among the load, errors (/error, status 500)
+cores), untraced and traced in alternating rounds, each traced round compared with the
+untraced rounds on either side. Among the load, errors (/error, status 500)
 and slow requests (/slow, past the --slow threshold) at a low rate: with the overload policy
 (gotrace/pipeline/overload.py) every one of them must be exported, whatever is shed, and
 nothing lost to a full ring buffer or export queue.
 
 gotrace runs by default on idle CPU time only (SCHED_IDLE), shedding in the kernel when it
-gets none; each pair of rounds is followed by a traced round with --no-yield-cpu (gotrace
-competing for CPU at normal priority).
+gets none; every other traced round runs it with --no-yield-cpu (gotrace competing for CPU at
+normal priority).
 
 Per traced round: requests served (the load generators' counts), spans exported and received,
 spans shed and sampled out, lost by reason, and the kept share the policy ended on and the
@@ -25,16 +26,23 @@ from pathlib import Path
 
 from bench.apps import serve
 from bench.otlp_sink import otlp_sink
-from bench.procstat import stolen_cpu_ticks
+from bench.procstat import cpu_seconds, stolen_cpu_ticks
 from bench.session import Gotrace, TraceStats
 
 SLOW_MS = 100  # gotrace's --slow; the slow requests take a fifth more
+
+# Why the rounds alternate as they do (the report says it).
+BRACKETED = """The machine's speed drifts over minutes with what the hypervisor's other guests do,
+as the untraced rounds below show, often by more than tracing moves it; so the rounds go
+untraced, traced, untraced, traced with --no-yield-cpu, untraced, and so on, and a traced
+round's throughput is compared with the mean of the untraced rounds just before and just after
+it: a drift that is steady over the three cancels."""
 
 
 @dataclass(frozen=True)
 class Settings:
     seconds: float
-    pairs: int  # untraced/traced round pairs
+    rounds: int  # traced rounds of each kind (defaults, --no-yield-cpu)
     conns: int  # of the flat-out load
     error_rate: float  # /error requests per second
     slow_rate: float  # /slow requests per second
@@ -59,6 +67,7 @@ class TracedRound:
     received_errors: int  # ... with an ERROR status
     received_slow: int  # ... lasting at least SLOW_MS
     tracer_cpu_s: float
+    receiver_cpu_s: float  # the OTLP receiver's, on this machine in place of a remote backend
 
     @property
     def accounted(self) -> int:
@@ -69,23 +78,37 @@ class TracedRound:
 
 
 @dataclass(frozen=True)
+class Bracketed:
+    """A traced round and the untraced rounds just before and just after it."""
+
+    before: Served
+    traced: TracedRound
+    after: Served
+
+    @property
+    def untraced_rps(self) -> float:
+        return (self.before.rps + self.after.rps) / 2
+
+    @property
+    def ratio(self) -> float:
+        return self.traced.served.rps / self.untraced_rps
+
+
+@dataclass(frozen=True)
 class SaturationResult:
-    untraced: list[Served]
-    traced: list[TracedRound]
-    competing: list[TracedRound]  # traced with --no-yield-cpu
+    untraced: list[Served]  # every untraced round, in order
+    traced: list[Bracketed]  # gotrace with its defaults
+    competing: list[Bracketed]  # gotrace with --no-yield-cpu
     settings: Settings
 
     @property
     def throughput_ratio(self) -> float:
-        return self._ratio(self.traced)
+        """The median over the traced rounds of each one's ratio to its untraced neighbours."""
+        return statistics.median(b.ratio for b in self.traced)
 
     @property
     def competing_throughput_ratio(self) -> float:
-        return self._ratio(self.competing)
-
-    def _ratio(self, traced: list[TracedRound]) -> float:
-        return statistics.median(t.served.rps for t in traced) / \
-            statistics.median(u.rps for u in self.untraced)
+        return statistics.median(b.ratio for b in self.competing)
 
 
 def _load(loadgen: Path, url: str, rate: float, conns: int, seconds: float
@@ -116,23 +139,23 @@ def _traced_round(pid: int, loadgen: Path, addr: str, settings: Settings,
             Gotrace(["trace", "--pid", str(pid), "--slow", f"{SLOW_MS}ms", *options,
                      *sink.otlp_args()]) as session:
         session.ready()
-        before = session.cpu()
+        before, receiver_before = session.cpu(), cpu_seconds(sink.pid)
         served = _serve_round(loadgen, addr, settings)
         time.sleep(1.5)  # the last spans exported
-        cpu = session.cpu() - before
+        cpu, receiver_cpu = session.cpu() - before, cpu_seconds(sink.pid) - receiver_before
         stats = session.stop()
-    return TracedRound(served, stats, sink.received, sink.errors, sink.slow, cpu)
+    return TracedRound(served, stats, sink.received, sink.errors, sink.slow, cpu, receiver_cpu)
 
 
 def measure(server: Path, loadgen: Path, settings: Settings) -> SaturationResult:
-    untraced: list[Served] = []
-    traced: list[TracedRound] = []
-    competing: list[TracedRound] = []
+    traced: list[Bracketed] = []
+    competing: list[Bracketed] = []
     with serve(server) as srv:
         _load(loadgen, f"http://{srv.addr}/hello", 0, settings.conns, 1).communicate()  # warm
-        for _ in range(settings.pairs):
-            untraced.append(_serve_round(loadgen, srv.addr, settings))
-            traced.append(_traced_round(srv.pid, loadgen, srv.addr, settings))
-            competing.append(_traced_round(srv.pid, loadgen, srv.addr, settings,
-                                           "--no-yield-cpu"))
+        untraced = [_serve_round(loadgen, srv.addr, settings)]
+        for _ in range(settings.rounds):
+            for rounds, options in ((traced, ()), (competing, ("--no-yield-cpu",))):
+                traced_round = _traced_round(srv.pid, loadgen, srv.addr, settings, *options)
+                untraced.append(_serve_round(loadgen, srv.addr, settings))
+                rounds.append(Bracketed(untraced[-2], traced_round, untraced[-1]))
     return SaturationResult(untraced, traced, competing, settings)

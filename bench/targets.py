@@ -16,7 +16,7 @@ from bench.pipeline import JSON_LINES, PipelineResult, Step
 from bench.probe_hits import PER_ROUTER_LEVEL, RUNTIME_EVENT_PROBES, HitCount
 from bench.profiles import summarize
 from bench.results import Results
-from bench.saturation import SaturationResult, TracedRound
+from bench.saturation import Bracketed, SaturationResult, TracedRound
 from gotrace.export.otlp_config import DEFAULT_PROTOCOL
 from gotrace.pipeline.link_store import FLUSH_INTERVAL_S
 from gotrace.probes import ALL_PROBES
@@ -240,30 +240,32 @@ def _rounds(run_us: list[float], per: int = 1) -> str:
 def _saturation(s: SaturationResult) -> list[Verdict]:
     """The busy node: throughput kept, nothing lost, every error and slow request exported."""
     ratio, competing = s.throughput_ratio, s.competing_throughput_ratio
-    rounds = [*s.traced, *s.competing]
+    rounds = [b.traced for b in (*s.traced, *s.competing)]
     lost = sum(t.stats.lost for t in rounds)
     notable = sum(t.served.errors + t.served.slow for t in rounds)
     kept = sum(min(t.received_errors, t.served.errors) + min(t.received_slow, t.served.slow)
                for t in rounds)
-    def cpu(rounds: list[TracedRound]) -> float:
-        return statistics.median(t.tracer_cpu_s / s.settings.seconds for t in rounds)
 
-    def shares(rounds: list[TracedRound]) -> str:
-        return ", ".join(f"{t.stats.lowest_share:.3g}" for t in rounds)
+    def cpu(rounds: list[Bracketed], of: Callable[[TracedRound], float]) -> float:
+        return statistics.median(of(b.traced) / s.settings.seconds for b in rounds)
+
+    def tracer(rounds: list[Bracketed]) -> str:
+        return (f"gotrace used {cpu(rounds, lambda t: t.tracer_cpu_s):.0%} of a core and the "
+                f"receiver {cpu(rounds, lambda t: t.receiver_cpu_s):.0%}; the rounds' ratios "
+                + ", ".join(f"{b.ratio:.3f}" for b in rounds) + ", their lowest kept shares "
+                + ", ".join(f"{b.traced.stats.lowest_share:.3g}" for b in rounds))
 
     return [
         _at_least("throughput traced / untraced, trivial HTTP handler at saturation, every "
                   "process on any CPU", SATURATION_THROUGHPUT, "", ratio, f"{ratio:.3f}",
-                  "gotrace with its defaults, on idle CPU time only (SCHED_IDLE): it used "
-                  f"{cpu(s.traced):.0%} of a core beside the server, the load generators and "
-                  "the receiver on the machine's two; the lowest kept share per round: "
-                  f"{shares(s.traced)}. With --no-yield-cpu (normal priority, complete traces "
-                  f"for as long as it keeps up): {competing:.3f}, gotrace using "
-                  f"{cpu(s.competing):.0%} of a core, the lowest kept share per round "
-                  f"{shares(s.competing)}. See the saturation section."),
+                  f"The median of {len(s.traced)} traced rounds, each against the mean of the "
+                  "untraced rounds just before and after it. gotrace with its defaults, on idle "
+                  f"CPU time only (SCHED_IDLE): {tracer(s.traced)}. With --no-yield-cpu (normal "
+                  f"priority, complete traces for as long as it keeps up): {competing:.3f}; "
+                  f"{tracer(s.competing)}. See the saturation section."),
         Verdict("spans lost to a full ring buffer or queue at saturation, overload policy on",
                 "0", str(lost), float(lost), lost == 0,
-                "" if lost == 0 else f"{lost} lost over {len(s.traced)} rounds."),
+                "" if lost == 0 else f"{lost} lost over {len(rounds)} rounds."),
         _at_least("errors and slow requests exported at saturation", 1, "",
                   kept / max(1, notable), f"{kept} of {notable}",
                   "Every /error and /slow request must reach the receiver, whatever is shed."),

@@ -30,7 +30,8 @@ from bench.probe_hits import (
 from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
-from bench.session import CrossHostCounts, parse_stats
+from bench.saturation import Bracketed, SaturationResult, Served, Settings, TracedRound
+from bench.session import CrossHostCounts, TraceStats, parse_stats
 from bench.targets import BPF_BUDGETED, DB_HITS_PER_QUERY, Verdict
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
@@ -144,6 +145,25 @@ def test_database_calls(quick_run) -> None:
     assert any(v.target.startswith(f"throughput traced / untraced, {SQL}") for v in verdicts)
 
 
+def test_a_saturated_round_is_judged_against_its_untraced_neighbours() -> None:
+    def served(rps: float) -> Served:
+        return Served(requests=int(rps), rps=rps, errors=0, slow=0, stolen=0.0)
+
+    def traced(rps: float) -> TracedRound:
+        stats = TraceStats(hits={}, exported=int(rps), dropped=0, kernel_lost={})
+        return TracedRound(served(rps), stats, int(rps), 0, 0, 0.1, 0.05)
+
+    # The machine slows down steadily: 100, 80, 60, 40, 20 untraced.
+    untraced = [served(rps) for rps in (100, 80, 60, 40, 20)]
+    rounds = [Bracketed(untraced[n], traced(rps), untraced[n + 1])
+              for n, rps in enumerate((81, 49, 45, 27))]
+    result = SaturationResult(untraced, rounds[0::2], rounds[1::2],
+                              Settings(seconds=1, rounds=2, conns=1, error_rate=1, slow_rate=1))
+    assert [b.ratio for b in rounds] == pytest.approx([0.9, 0.7, 0.9, 0.9])
+    assert result.throughput_ratio == pytest.approx(0.9)
+    assert result.competing_throughput_ratio == pytest.approx(0.8)
+
+
 def test_bpf_run_times_are_counted_only_meanwhile() -> None:
     before = BPF_STATS.read_text()
     with bpf_run_times_counted():
@@ -188,15 +208,22 @@ def test_pipeline_and_attach(quick_run) -> None:
             assert step.protocol in ("http/protobuf", "jsonl") and step.grpc_cpu_s == 0
     assert spans.received == spans.sent_to_sink
     busy = results.saturation
-    assert len(busy.untraced) == len(busy.traced) == len(busy.competing) == \
-        QUICK.saturation.pairs
-    for traced in (*busy.traced, *busy.competing):
+    rounds = QUICK.saturation.rounds
+    assert len(busy.traced) == len(busy.competing) == rounds
+    assert len(busy.untraced) == 2 * rounds + 1
+    # Each traced round between the untraced rounds just before and after it.
+    assert [(b.before, b.after) for b in busy.traced] == \
+        [(busy.untraced[2 * n], busy.untraced[2 * n + 1]) for n in range(rounds)]
+    assert [(b.before, b.after) for b in busy.competing] == \
+        [(busy.untraced[2 * n + 1], busy.untraced[2 * n + 2]) for n in range(rounds)]
+    for traced in (b.traced for b in (*busy.traced, *busy.competing)):
         # Every request is a span exported, shed, sampled out or lost: the counts add up.
         assert traced.accounted == traced.served.requests, traced
         assert traced.received == traced.stats.exported, traced
         assert traced.served.errors > 0 and traced.served.slow > 0, traced
         assert traced.received_errors == traced.served.errors, traced
         assert traced.received_slow >= traced.served.slow, traced
+        assert traced.tracer_cpu_s > 0 and traced.receiver_cpu_s > 0, traced
     assert busy.throughput_ratio > 0 and busy.competing_throughput_ratio > 0
     attached = results.attach
     assert all(s > 0 for s in attached.seconds) and attached.bare_bcc_mb > 0
