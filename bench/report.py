@@ -359,7 +359,7 @@ def _saturation(s: SaturationResult) -> list[str]:
               "Tracer CPU", "Receiver CPU",
               "CPU stolen by the hypervisor (before / traced / after)"]
     return [f"## {SECTIONS[6]}", "", saturation.__doc__.split("\n\n")[0].replace("\n", " "),
-            "", saturation.BRACKETED.replace("\n", " "),
+            "", saturation.BRACKETED.replace("\n", " "), "",
             f"Rounds of {s.settings.seconds:g} s, the flat-out load on {s.settings.conns} "
             f"connections, {s.settings.error_rate:g} errors/s and {s.settings.slow_rate:g} "
             "slow requests/s beside it; gotrace exports over OTLP/HTTP with --slow "

@@ -7,8 +7,8 @@ and slow requests (/slow, past the --slow threshold) at a low rate: with the ove
 nothing lost to a full ring buffer or export queue.
 
 gotrace runs by default on idle CPU time only (SCHED_IDLE), shedding in the kernel when it
-gets none; every other traced round runs it with --no-yield-cpu (gotrace competing for CPU at
-normal priority).
+gets none; a few traced rounds among them run it with --no-yield-cpu (gotrace competing for
+CPU at normal priority).
 
 Per traced round: requests served (the load generators' counts), spans exported and received,
 spans shed and sampled out, lost by reason, and the kept share the policy ended on and the
@@ -33,16 +33,16 @@ SLOW_MS = 100  # gotrace's --slow; the slow requests take a fifth more
 
 # Why the rounds alternate as they do (the report says it).
 BRACKETED = """The machine's speed drifts over minutes with what the hypervisor's other guests do,
-as the untraced rounds below show, often by more than tracing moves it; so the rounds go
-untraced, traced, untraced, traced with --no-yield-cpu, untraced, and so on, and a traced
-round's throughput is compared with the mean of the untraced rounds just before and just after
-it: a drift that is steady over the three cancels."""
+as the untraced rounds below show, often by more than tracing moves it; so every traced round
+comes between two untraced ones, its throughput compared with their mean (a drift that is
+steady over the three cancels), and the judged ratio is the median over many short rounds."""
 
 
 @dataclass(frozen=True)
 class Settings:
     seconds: float
-    rounds: int  # traced rounds of each kind (defaults, --no-yield-cpu)
+    rounds: int  # traced rounds with gotrace's defaults: the judged ones
+    competing_rounds: int  # traced rounds with --no-yield-cpu, spread among them
     conns: int  # of the flat-out load
     error_rate: float  # /error requests per second
     slow_rate: float  # /slow requests per second
@@ -147,15 +147,28 @@ def _traced_round(pid: int, loadgen: Path, addr: str, settings: Settings,
     return TracedRound(served, stats, sink.received, sink.errors, sink.slow, cpu, receiver_cpu)
 
 
+def schedule(settings: Settings) -> list[bool]:
+    """The traced rounds in order, True for those with --no-yield-cpu: one after every
+    so many with the defaults, the first after the first of those."""
+    every = max(1, settings.rounds // max(1, settings.competing_rounds))
+    order: list[bool] = []
+    for n in range(settings.rounds):
+        order.append(False)
+        if n % every == 0 and order.count(True) < settings.competing_rounds:
+            order.append(True)
+    return order + [True] * (settings.competing_rounds - order.count(True))
+
+
 def measure(server: Path, loadgen: Path, settings: Settings) -> SaturationResult:
     traced: list[Bracketed] = []
     competing: list[Bracketed] = []
     with serve(server) as srv:
         _load(loadgen, f"http://{srv.addr}/hello", 0, settings.conns, 1).communicate()  # warm
         untraced = [_serve_round(loadgen, srv.addr, settings)]
-        for _ in range(settings.rounds):
-            for rounds, options in ((traced, ()), (competing, ("--no-yield-cpu",))):
-                traced_round = _traced_round(srv.pid, loadgen, srv.addr, settings, *options)
-                untraced.append(_serve_round(loadgen, srv.addr, settings))
-                rounds.append(Bracketed(untraced[-2], traced_round, untraced[-1]))
+        for compete in schedule(settings):
+            options = ("--no-yield-cpu",) if compete else ()
+            traced_round = _traced_round(srv.pid, loadgen, srv.addr, settings, *options)
+            untraced.append(_serve_round(loadgen, srv.addr, settings))
+            (competing if compete else traced).append(
+                Bracketed(untraced[-2], traced_round, untraced[-1]))
     return SaturationResult(untraced, traced, competing, settings)

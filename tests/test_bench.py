@@ -30,7 +30,14 @@ from bench.probe_hits import (
 from bench.profiles import summarize
 from bench.report import SECTIONS
 from bench.results import Results
-from bench.saturation import Bracketed, SaturationResult, Served, Settings, TracedRound
+from bench.saturation import (
+    Bracketed,
+    SaturationResult,
+    Served,
+    Settings,
+    TracedRound,
+    schedule,
+)
 from bench.session import CrossHostCounts, TraceStats, parse_stats
 from bench.targets import BPF_BUDGETED, DB_HITS_PER_QUERY, Verdict
 
@@ -157,11 +164,21 @@ def test_a_saturated_round_is_judged_against_its_untraced_neighbours() -> None:
     untraced = [served(rps) for rps in (100, 80, 60, 40, 20)]
     rounds = [Bracketed(untraced[n], traced(rps), untraced[n + 1])
               for n, rps in enumerate((81, 49, 45, 27))]
-    result = SaturationResult(untraced, rounds[0::2], rounds[1::2],
-                              Settings(seconds=1, rounds=2, conns=1, error_rate=1, slow_rate=1))
+    settings = Settings(seconds=1, rounds=2, competing_rounds=2, conns=1, error_rate=1,
+                        slow_rate=1)
+    assert schedule(settings) == [False, True, False, True]
+    result = SaturationResult(untraced, rounds[0::2], rounds[1::2], settings)
     assert [b.ratio for b in rounds] == pytest.approx([0.9, 0.7, 0.9, 0.9])
     assert result.throughput_ratio == pytest.approx(0.9)
     assert result.competing_throughput_ratio == pytest.approx(0.8)
+
+
+def test_the_competing_rounds_are_spread_among_the_judged_ones() -> None:
+    settings = Settings(seconds=1, rounds=9, competing_rounds=3, conns=1, error_rate=1,
+                        slow_rate=1)
+    order = schedule(settings)
+    assert order.count(False) == 9 and order.count(True) == 3
+    assert [n for n, compete in enumerate(order) if compete] == [1, 5, 9]
 
 
 def test_bpf_run_times_are_counted_only_meanwhile() -> None:
@@ -208,14 +225,14 @@ def test_pipeline_and_attach(quick_run) -> None:
             assert step.protocol in ("http/protobuf", "jsonl") and step.grpc_cpu_s == 0
     assert spans.received == spans.sent_to_sink
     busy = results.saturation
-    rounds = QUICK.saturation.rounds
-    assert len(busy.traced) == len(busy.competing) == rounds
-    assert len(busy.untraced) == 2 * rounds + 1
-    # Each traced round between the untraced rounds just before and after it.
-    assert [(b.before, b.after) for b in busy.traced] == \
-        [(busy.untraced[2 * n], busy.untraced[2 * n + 1]) for n in range(rounds)]
-    assert [(b.before, b.after) for b in busy.competing] == \
-        [(busy.untraced[2 * n + 1], busy.untraced[2 * n + 2]) for n in range(rounds)]
+    order = schedule(QUICK.saturation)
+    assert len(busy.untraced) == len(order) + 1
+    assert (len(busy.traced), len(busy.competing)) == \
+        (QUICK.saturation.rounds, QUICK.saturation.competing_rounds)
+    kinds = iter(busy.traced), iter(busy.competing)
+    for n, compete in enumerate(order):  # between the untraced rounds just before and after
+        bracketed = next(kinds[compete])
+        assert bracketed.before is busy.untraced[n] and bracketed.after is busy.untraced[n + 1]
     for traced in (b.traced for b in (*busy.traced, *busy.competing)):
         # Every request is a span exported, shed, sampled out or lost: the counts add up.
         assert traced.accounted == traced.served.requests, traced
