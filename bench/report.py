@@ -368,7 +368,9 @@ def _saturation(s: SaturationResult) -> list[str]:
             "machine's CPU time that the hypervisor gave to other machines during the round "
             "(/proc/stat), which moves a round's throughput on its own.", "",
             *_table(header, _saturation_rows(s, s.traced)),
-            f"- throughput ratio (the median of the rounds'): {s.throughput_ratio:.3f}", "",
+            f"- throughput ratio (the median of the rounds'): {s.throughput_ratio:.3f}",
+            "- beside it, the median traced round over the median untraced one (the drift "
+            f"left in): {s.ratio_of_medians:.3f}", "",
             "With --no-yield-cpu (gotrace competing for CPU at normal priority):", "",
             *_table(header, _saturation_rows(s, s.competing)),
             "- throughput ratio with --no-yield-cpu (the median of the rounds'): "

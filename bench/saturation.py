@@ -110,6 +110,13 @@ class SaturationResult:
     def competing_throughput_ratio(self) -> float:
         return statistics.median(b.ratio for b in self.competing)
 
+    @property
+    def ratio_of_medians(self) -> float:
+        """The median traced round over the median untraced one: the drift left in, as this
+        section judged before its rounds were bracketed; shown beside, not judged."""
+        return statistics.median(b.traced.served.rps for b in self.traced) / \
+            statistics.median(u.rps for u in self.untraced)
+
 
 def _load(loadgen: Path, url: str, rate: float, conns: int, seconds: float
           ) -> subprocess.Popen[str]:

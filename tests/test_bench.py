@@ -171,6 +171,7 @@ def test_a_saturated_round_is_judged_against_its_untraced_neighbours() -> None:
     assert [b.ratio for b in rounds] == pytest.approx([0.9, 0.7, 0.9, 0.9])
     assert result.throughput_ratio == pytest.approx(0.9)
     assert result.competing_throughput_ratio == pytest.approx(0.8)
+    assert result.ratio_of_medians == pytest.approx(63 / 60)  # the drift read as a gain
 
 
 def test_the_competing_rounds_are_spread_among_the_judged_ones() -> None:
