@@ -249,7 +249,7 @@ def _saturation(s: SaturationResult) -> list[Verdict]:
     def cpu(rounds: list[Bracketed], of: Callable[[TracedRound], float]) -> float:
         return statistics.median(of(b.traced) / s.settings.seconds for b in rounds)
 
-    def tracer(rounds: list[Bracketed]) -> str:
+    def details(rounds: list[Bracketed]) -> str:
         return (f"gotrace used {cpu(rounds, lambda t: t.tracer_cpu_s):.0%} of a core and the "
                 f"receiver {cpu(rounds, lambda t: t.receiver_cpu_s):.0%}; the rounds' ratios "
                 + ", ".join(f"{b.ratio:.3f}" for b in rounds) + ", their lowest kept shares "
@@ -260,9 +260,9 @@ def _saturation(s: SaturationResult) -> list[Verdict]:
                   "process on any CPU", SATURATION_THROUGHPUT, "", ratio, f"{ratio:.3f}",
                   f"The median of {len(s.traced)} traced rounds, each against the mean of the "
                   "untraced rounds just before and after it. gotrace with its defaults, on idle "
-                  f"CPU time only (SCHED_IDLE): {tracer(s.traced)}. With --no-yield-cpu (normal "
+                  f"CPU time only (SCHED_IDLE): {details(s.traced)}. With --no-yield-cpu (normal "
                   f"priority, complete traces for as long as it keeps up): {competing:.3f}; "
-                  f"{tracer(s.competing)}. See the saturation section."),
+                  f"{details(s.competing)}. See the saturation section."),
         Verdict("spans lost to a full ring buffer or queue at saturation, overload policy on",
                 "0", str(lost), float(lost), lost == 0,
                 "" if lost == 0 else f"{lost} lost over {len(rounds)} rounds."),
