@@ -25,9 +25,10 @@ from bench.cpus import Placement
 from bench.loadgen import SATURATION, Connections, LoadResult, run_load
 from bench.otlp_sink import Sink
 from bench.probe_hits import HitCount
-from bench.procstat import cpu_seconds, machine_cpu_ticks
+from bench.procstat import cpu_seconds
 from bench.rounds import alternation
 from bench.session import Gotrace
+from gotrace.pipeline.overload import machine_cpu_ticks
 
 WORK_US = 200  # CPU the busy handler burns per request
 TRIVIAL, BUSY = "trivial", f"~{WORK_US} µs of work"

@@ -48,13 +48,6 @@ def _cpu_ticks() -> list[int]:
     return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
-def machine_cpu_ticks() -> tuple[int, int]:
-    """(busy, all) clock ticks of every CPU since boot; idle and iowait are not busy."""
-    values = _cpu_ticks()
-    total = sum(values)
-    return total - values[3] - values[4], total
-
-
 def stolen_cpu_ticks() -> tuple[int, int]:
     """(stolen, all) clock ticks of every CPU since boot: time the hypervisor gave to other
     machines while this one had work."""

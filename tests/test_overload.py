@@ -19,6 +19,7 @@ import pytest
 from tracing import go_server, gotrace, read_spans
 
 from gotrace.pipeline.overload import (
+    BUSY_CPU,
     MIN_RATIO,
     OverloadController,
     OverloadSettings,
@@ -200,6 +201,27 @@ def test_max_cpu_cuts_to_the_budget_and_never_below_the_floor():
         control.update(CALM)
     assert control.ratio == MIN_RATIO
     assert control.keeps(bytes(16)) and not control.keeps(b"\xff" * 16)
+
+
+@pytest.mark.parametrize(("others", "max_cpu", "expected"), [
+    (0.9, None, 0.9 * BUSY_CPU / 0.2),  # a busy machine: cut to the busy budget
+    (0.5, None, 1.0),  # a machine with room: no budget
+    (0.9, 0.5, 1.0),  # --max-cpu's 50% wins over the busy budget
+])
+def test_on_a_busy_machine_gotrace_holds_to_the_busy_budget(others, max_cpu, expected):
+    """--yield-cpu's budget applies only while the other processes keep the machine busy."""
+    clock = _Clock()
+    ticks = [0, 0]  # busy, all, of two CPUs
+    control = OverloadController(OverloadSettings(max_cpu=max_cpu, busy_cpu=BUSY_CPU),
+                                 cpu_clock=lambda: clock.cpu, clock=lambda: clock.now,
+                                 machine_ticks=lambda: (ticks[0], ticks[1]), cpus=2)
+    for _ in range(11):  # a second with gotrace at 20% of a core: 10% of the machine
+        clock.tick(0.1, 0.2)
+        ticks[0] += round(20 * (others + 0.1))
+        ticks[1] += 20
+        control.update(CALM)
+    assert control.others_busy == pytest.approx(others)
+    assert control.ratio == pytest.approx(expected)
 
 
 def test_the_gate_keeps_a_rescued_trace_whole_and_counts_what_it_sheds():

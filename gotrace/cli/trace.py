@@ -31,6 +31,7 @@ from gotrace.pipeline.cross_host import (
 from gotrace.pipeline.link_store import LinkStore, parse_store_url
 from gotrace.pipeline.linking import LinkStats
 from gotrace.pipeline.overload import (
+    BUSY_CPU,
     OverloadController,
     OverloadSettings,
     SlowRule,
@@ -207,7 +208,8 @@ def _overload_settings(args: argparse.Namespace, sampler: SamplerConfig) -> Over
         slow = SlowRule(sampler.adaptive.slow_ns, sampler.adaptive.slow_quantile)
     else:
         slow = SlowRule()
-    return OverloadSettings(max_cpu=parse_max_cpu(args.max_cpu), slow=slow)
+    return OverloadSettings(max_cpu=parse_max_cpu(args.max_cpu),
+                            busy_cpu=BUSY_CPU if args.yield_cpu else None, slow=slow)
 
 
 def route_inference(args: argparse.Namespace) -> RouteInference | None:

@@ -18,6 +18,7 @@ Slow: a fixed threshold (--slow 250ms), or a percentile of each span kind's dura
 from __future__ import annotations
 
 import collections
+import os
 import re
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -38,6 +39,11 @@ CUT_EVERY_S = 0.5  # the kept share falls at most this often: a cut takes effect
 DURATIONS_KEPT = 1024  # per span kind, for its percentile
 MIN_DURATIONS = 100  # a kind has no percentile below this many
 SAMPLE_EVERY = 4  # durations learnt from one span in this many
+# --yield-cpu on a busy machine: when the other processes keep this share of its CPUs busy,
+# gotrace holds itself to BUSY_CPU cores. Idle time there is not free: the programs' wakeups
+# must preempt gotrace and find their caches cold (bench/REPORT.md, the saturation section).
+BUSY_FROM = 0.75
+BUSY_CPU = 0.05
 DEFAULT_SLOW_QUANTILE = 0.99
 
 
@@ -52,6 +58,7 @@ class SlowRule:
 @dataclass(frozen=True)
 class OverloadSettings:
     max_cpu: float | None = None  # cores (0.2 for --max-cpu 20); None: no budget
+    busy_cpu: float | None = None  # cores while the machine is busy (BUSY_FROM); None: no budget
     slow: SlowRule = SlowRule()
 
 
@@ -132,12 +139,23 @@ class KindDurations:
         return list(self._windows)
 
 
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU since boot (/proc/stat); idle and iowait are not
+    busy."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:9]]
+    total = sum(values)
+    return total - values[3] - values[4], total
+
+
 class OverloadController:
     """Decides the share of kept traces the kernel sends, from the pipeline's pressure."""
 
     def __init__(self, settings: OverloadSettings,
                  cpu_clock: Callable[[], float] = time.process_time,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 machine_ticks: Callable[[], tuple[int, int]] = machine_cpu_ticks,
+                 cpus: int = os.cpu_count() or 1) -> None:
         self.settings = settings
         self.ratio = 1.0
         self.lowest_ratio = 1.0
@@ -148,6 +166,11 @@ class OverloadController:
         self._raised = now
         self._cut = now - CUT_EVERY_S
         self._window_start = (now, cpu_clock())
+        self._machine_ticks = machine_ticks if settings.busy_cpu is not None else None
+        self._machine_start = machine_ticks() if self._machine_ticks else (0, 0)
+        self._cpus = cpus
+        # The share of the machine's CPUs the other processes kept busy over the last window.
+        self.others_busy = 0.0
         self.cpu = 0.0  # cores, over the last complete window
         self._cpu_fresh = False  # the window was measured at the current ratio
         self._lost = 0
@@ -173,6 +196,7 @@ class OverloadController:
         if now - start >= CPU_WINDOW_S:
             cpu_now = self._cpu_clock()
             self.cpu = (cpu_now - cpu_start) / (now - start)
+            self._measure_machine()
             self._window_start = (now, cpu_now)
             self._cpu_fresh = True
         lost, self._lost = pressure.lost - self._lost, pressure.lost
@@ -183,9 +207,27 @@ class OverloadController:
         self.lowest_ratio = min(self.lowest_ratio, ratio)
         return True
 
+    def _measure_machine(self) -> None:
+        if self._machine_ticks is None:
+            return
+        busy, total = self._machine_ticks()
+        busy_before, total_before = self._machine_start
+        self._machine_start = (busy, total)
+        if total > total_before:
+            share = (busy - busy_before) / (total - total_before)
+            self.others_busy = max(0.0, share - self.cpu / self._cpus)
+
+    def budget(self) -> float | None:
+        """The CPU budget in force, in cores: --max-cpu's, else the busy machine's."""
+        if self.settings.max_cpu is not None:
+            return self.settings.max_cpu
+        if self.settings.busy_cpu is not None and self.others_busy >= BUSY_FROM:
+            return self.settings.busy_cpu
+        return None
+
     def _next_ratio(self, now: float, pressure: Pressure, lost: int) -> float:
         ratio = self.ratio
-        budget = self.settings.max_cpu
+        budget = self.budget()
         fill = max(pressure.ring_fill, pressure.queue_fill)
         over_budget = budget is not None and self._cpu_fresh and self.cpu > budget
         if fill >= PRESSURE or lost > 0 or over_budget:
