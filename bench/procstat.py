@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+from gotrace.pipeline.overload import cpu_ticks
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -42,16 +44,10 @@ def grpc_threads_cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
-def _cpu_ticks() -> list[int]:
-    """/proc/stat's clock ticks of every CPU since boot: user nice system idle iowait irq
-    softirq steal (guest time is in user)."""
-    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-
-
 def stolen_cpu_ticks() -> tuple[int, int]:
     """(stolen, all) clock ticks of every CPU since boot: time the hypervisor gave to other
     machines while this one had work."""
-    values = _cpu_ticks()
+    values = cpu_ticks()
     return values[7], sum(values)
 
 

@@ -139,11 +139,16 @@ class KindDurations:
         return list(self._windows)
 
 
-def machine_cpu_ticks() -> tuple[int, int]:
-    """(busy, all) clock ticks of every CPU since boot (/proc/stat); idle and iowait are not
-    busy."""
+def cpu_ticks() -> list[int]:
+    """/proc/stat's clock ticks of every CPU since boot: user nice system idle iowait irq
+    softirq steal (guest time is in user)."""
     with open("/proc/stat") as stat:
-        values = [int(v) for v in stat.readline().split()[1:9]]
+        return [int(v) for v in stat.readline().split()[1:9]]
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, all) clock ticks of every CPU since boot; idle and iowait are not busy."""
+    values = cpu_ticks()
     total = sum(values)
     return total - values[3] - values[4], total
 
