@@ -21,6 +21,7 @@ from tracing import go_server, gotrace, read_spans
 from gotrace.pipeline.overload import (
     BUSY_CPU,
     MIN_RATIO,
+    MachineLoad,
     OverloadController,
     OverloadSettings,
     Pressure,
@@ -203,24 +204,35 @@ def test_max_cpu_cuts_to_the_budget_and_never_below_the_floor():
     assert control.keeps(bytes(16)) and not control.keeps(b"\xff" * 16)
 
 
-@pytest.mark.parametrize(("others", "max_cpu", "expected"), [
-    (0.9, None, 0.9 * BUSY_CPU / 0.2),  # a busy machine: cut to the busy budget
-    (0.5, None, 1.0),  # a machine with room: no budget
-    (0.9, 0.5, 1.0),  # --max-cpu's 50% wins over the busy budget
+@pytest.mark.parametrize(("others", "traced", "max_cpu", "expected"), [
+    (0.9, 0.4, None, 0.9 * BUSY_CPU / 0.2),  # busy with the traced programs: the busy budget
+    (0.9, 0.2, None, 1.0),  # busy with something else: the traced programs' rate is modest
+    (0.5, 0.4, None, 1.0),  # a machine with room: no budget
+    (0.9, 0.4, 0.5, 1.0),  # --max-cpu's 50% wins over the busy budget
 ])
-def test_on_a_busy_machine_gotrace_holds_to_the_busy_budget(others, max_cpu, expected):
-    """--yield-cpu's budget applies only while the other processes keep the machine busy."""
+def test_on_a_busy_machine_gotrace_holds_to_the_busy_budget(others, traced, max_cpu, expected):
+    """--yield-cpu's budget applies only while the other processes keep the machine busy, a
+    third of it or more the programs gotrace traces; what attaching cost is not judged."""
     clock = _Clock()
     ticks = [0, 0]  # busy, all, of two CPUs
+    programs = {7: 1000, 8: 0}  # a traced program's ticks; PID 8 exits
+    machine = MachineLoad(lambda: (ticks[0], ticks[1]), lambda: dict(programs), cpus=2)
     control = OverloadController(OverloadSettings(max_cpu=max_cpu, busy_cpu=BUSY_CPU),
                                  cpu_clock=lambda: clock.cpu, clock=lambda: clock.now,
-                                 machine_ticks=lambda: (ticks[0], ticks[1]), cpus=2)
+                                 machine=machine)
+    clock.tick(5, 1.0)  # attaching: a core for five seconds
+    ticks[0] += 1000
+    ticks[1] += 1000
+    control.begin()
     for _ in range(11):  # a second with gotrace at 20% of a core: 10% of the machine
         clock.tick(0.1, 0.2)
         ticks[0] += round(20 * (others + 0.1))
         ticks[1] += 20
+        programs[7] += round(20 * traced)
+        programs.pop(8, None)
         control.update(CALM)
-    assert control.others_busy == pytest.approx(others)
+    assert machine.others_busy == pytest.approx(others)
+    assert machine.traced_busy == pytest.approx(traced)
     assert control.ratio == pytest.approx(expected)
 
 

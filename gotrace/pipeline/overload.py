@@ -18,10 +18,9 @@ Slow: a fixed threshold (--slow 250ms), or a percentile of each span kind's dura
 from __future__ import annotations
 
 import collections
-import os
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from gotrace.errors import GotraceError
@@ -40,9 +39,12 @@ DURATIONS_KEPT = 1024  # per span kind, for its percentile
 MIN_DURATIONS = 100  # a kind has no percentile below this many
 SAMPLE_EVERY = 4  # durations learnt from one span in this many
 # --yield-cpu on a busy machine: when the other processes keep this share of its CPUs busy,
-# gotrace holds itself to BUSY_CPU cores. Idle time there is not free: the programs' wakeups
-# must preempt gotrace and find their caches cold (bench/REPORT.md, the saturation section).
+# and the programs gotrace traces do at least TRACED_FROM of that work, gotrace holds itself
+# to BUSY_CPU cores. Idle time there is not free: the programs' wakeups must preempt gotrace
+# and find their caches cold (bench/REPORT.md, the saturation section). A machine kept busy
+# by something else leaves the traced programs' rate modest, and gotrace traces it whole.
 BUSY_FROM = 0.75
+TRACED_FROM = 1 / 3
 BUSY_CPU = 0.05
 DEFAULT_SLOW_QUANTILE = 0.99
 
@@ -153,14 +155,64 @@ def machine_cpu_ticks() -> tuple[int, int]:
     return total - values[3] - values[4], total
 
 
+def process_cpu_ticks(pids: Iterable[int]) -> dict[int, int]:
+    """The clock ticks each live process has run (user and system), by PID."""
+    ticks = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:  # gone
+            continue
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks
+
+
+class MachineLoad:
+    """How busy the machine's CPUs were over the last window, apart from gotrace, and how
+    much of that the traced programs did."""
+
+    def __init__(self, machine_ticks: Callable[[], tuple[int, int]],
+                 traced_ticks: Callable[[], dict[int, int]], cpus: int) -> None:
+        self._machine_ticks = machine_ticks
+        self._traced_ticks = traced_ticks
+        self._cpus = cpus
+        self.others_busy = 0.0  # share of the machine's CPUs, gotrace's own time left out
+        self.traced_busy = 0.0  # share of the machine's CPUs the traced programs used
+        self._machine = machine_ticks()
+        self._traced: dict[int, int] = {}  # the first window counts no traced program
+
+    def begin(self) -> None:
+        """Start a new window here."""
+        self._machine = self._machine_ticks()
+        self._traced = self._traced_ticks()
+
+    def measure(self, own_cores: float) -> None:
+        """End the window (gotrace used own_cores over it) and begin the next."""
+        (busy_before, total_before), traced_before = self._machine, self._traced
+        self.begin()
+        busy, total = self._machine
+        if total <= total_before:
+            return
+        share = (busy - busy_before) / (total - total_before)
+        self.others_busy = max(0.0, share - own_cores / self._cpus)
+        traced = sum(ticks - traced_before[pid] for pid, ticks in self._traced.items()
+                     if pid in traced_before)
+        self.traced_busy = traced / (total - total_before)
+
+    def busy(self) -> bool:
+        """Busy, and mostly by the traced programs: gotrace's CPU would slow them."""
+        return self.others_busy >= BUSY_FROM and self.traced_busy >= TRACED_FROM * self.others_busy
+
+
 class OverloadController:
     """Decides the share of kept traces the kernel sends, from the pipeline's pressure."""
 
     def __init__(self, settings: OverloadSettings,
                  cpu_clock: Callable[[], float] = time.process_time,
                  clock: Callable[[], float] = time.monotonic,
-                 machine_ticks: Callable[[], tuple[int, int]] = machine_cpu_ticks,
-                 cpus: int = os.cpu_count() or 1) -> None:
+                 machine: MachineLoad | None = None) -> None:
+        """machine: how busy the machine is, for the busy budget (settings.busy_cpu)."""
         self.settings = settings
         self.ratio = 1.0
         self.lowest_ratio = 1.0
@@ -171,11 +223,7 @@ class OverloadController:
         self._raised = now
         self._cut = now - CUT_EVERY_S
         self._window_start = (now, cpu_clock())
-        self._machine_ticks = machine_ticks if settings.busy_cpu is not None else None
-        self._machine_start = machine_ticks() if self._machine_ticks else (0, 0)
-        self._cpus = cpus
-        # The share of the machine's CPUs the other processes kept busy over the last window.
-        self.others_busy = 0.0
+        self.machine = machine if settings.busy_cpu is not None else None
         self.cpu = 0.0  # cores, over the last complete window
         self._cpu_fresh = False  # the window was measured at the current ratio
         self._lost = 0
@@ -201,7 +249,8 @@ class OverloadController:
         if now - start >= CPU_WINDOW_S:
             cpu_now = self._cpu_clock()
             self.cpu = (cpu_now - cpu_start) / (now - start)
-            self._measure_machine()
+            if self.machine is not None:
+                self.machine.measure(self.cpu)
             self._window_start = (now, cpu_now)
             self._cpu_fresh = True
         lost, self._lost = pressure.lost - self._lost, pressure.lost
@@ -212,21 +261,18 @@ class OverloadController:
         self.lowest_ratio = min(self.lowest_ratio, ratio)
         return True
 
-    def _measure_machine(self) -> None:
-        if self._machine_ticks is None:
-            return
-        busy, total = self._machine_ticks()
-        busy_before, total_before = self._machine_start
-        self._machine_start = (busy, total)
-        if total > total_before:
-            share = (busy - busy_before) / (total - total_before)
-            self.others_busy = max(0.0, share - self.cpu / self._cpus)
+    def begin(self) -> None:
+        """Tracing begins: what gotrace spent attaching is not judged against a budget."""
+        self._window_start = (self._clock(), self._cpu_clock())
+        if self.machine is not None:
+            self.machine.begin()
 
     def budget(self) -> float | None:
         """The CPU budget in force, in cores: --max-cpu's, else the busy machine's."""
         if self.settings.max_cpu is not None:
             return self.settings.max_cpu
-        if self.settings.busy_cpu is not None and self.others_busy >= BUSY_FROM:
+        if self.settings.busy_cpu is not None and self.machine is not None \
+                and self.machine.busy():
             return self.settings.busy_cpu
         return None
 

@@ -32,7 +32,15 @@ from gotrace.kernel.tcp_events import TcpEventSource
 from gotrace.pipeline.cross_host import CrossHostLinks
 from gotrace.pipeline.decode import MonotonicClock, decode_records
 from gotrace.pipeline.linking import Linker
-from gotrace.pipeline.overload import KindDurations, OverloadController, OverloadSettings, Pressure
+from gotrace.pipeline.overload import (
+    KindDurations,
+    MachineLoad,
+    OverloadController,
+    OverloadSettings,
+    Pressure,
+    machine_cpu_ticks,
+    process_cpu_ticks,
+)
 from gotrace.pipeline.resource import process_resource
 from gotrace.pipeline.routes import RouteInference
 from gotrace.pipeline.sampling import KEEP_ALL, SamplerConfig, SamplingGate
@@ -189,7 +197,10 @@ class Tracer:
         tcp_identity)."""
         self.pipeline = pipeline
         self.sampler = sampler
-        self.overload = OverloadController(overload or OverloadSettings())
+        self.resources: dict[int, Resource] = {}
+        machine = MachineLoad(machine_cpu_ticks, lambda: process_cpu_ticks(self.resources),
+                              os.cpu_count() or 1)
+        self.overload = OverloadController(overload or OverloadSettings(), machine=machine)
         self.durations = KindDurations()
         self._slow_ns: dict[int, int | None] = {}  # the slow thresholds the kernel has
         self._slow_refreshed = 0.0
@@ -203,7 +214,6 @@ class Tracer:
         self.clock = MonotonicClock()
         self.programs: dict[str, Program] = {}
         self.binaries: dict[tuple[int, int], TracedBinary] = {}
-        self.resources: dict[int, Resource] = {}
         self.watched_exes: dict[str, tuple[int, int]] = {}
         self.spans_decoded = 0
         self.records_skipped = 0  # records no process could be found for (counted, not lost)
@@ -459,6 +469,7 @@ class Tracer:
         """
         deadline = None if duration is None else time.monotonic() + duration
         last_check = time.monotonic()
+        self.overload.begin()
         while not self._stop.is_set():
             self.poll_once()
             now = time.monotonic()
