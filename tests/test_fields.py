@@ -16,9 +16,12 @@ def manifest_types() -> frozenset[str]:
 
 @functools.cache
 def dwarf_fields(path: Path) -> dict[str, dict[str, int]]:
-    """DWARF's view of the manifest types (cached: a stripped cell and its twin share it)."""
+    """DWARF's view of the types the manifests' fields name, alternatives included (cached:
+    a stripped cell and its twin share it, and reading DWARF takes seconds)."""
+    types = {name.rpartition(".")[0] for m in load_manifests() for spec in m.fields
+             for name in spec.names}
     with GoBinary(path) as gb:
-        return gb.dwarf_struct_fields(set(manifest_types()))
+        return gb.dwarf_struct_fields(types)
 
 
 def test_typeinfo_offsets_equal_dwarf_of_unstripped_twin(binary, twin):
@@ -49,12 +52,18 @@ def test_every_manifest_field_resolves_from_typeinfo(binary):
     assert "runtime.g.goid" in layout.fields
 
 
-@functools.cache
-def dwarf_resolved_fields(path: Path) -> dict:
-    """The fields resolve() finds through DWARF alone (cached: a plain cell is its stripped
-    cell's twin, and reading DWARF takes seconds)."""
-    with GoBinary(path) as gb:
-        return resolve(gb, field_sources=("dwarf",)).fields
+def dwarf_offsets(path: Path) -> dict[str, int]:
+    """Each manifest field's offset by DWARF, its names tried in order as resolve() does."""
+    fields = dwarf_fields(path)
+    offsets = {}
+    for spec in (spec for m in load_manifests() for spec in m.fields):
+        for name in spec.names:
+            type_name, _, field_name = name.rpartition(".")
+            offset = fields.get(type_name, {}).get(field_name)
+            if offset is not None:
+                offsets[spec.name] = offset
+                break
+    return offsets
 
 
 def test_offsets_db_is_right_or_silent(binary, twin):
@@ -64,10 +73,10 @@ def test_offsets_db_is_right_or_silent(binary, twin):
     with GoBinary(binary) as gb:
         truth = {n: f.offset for n, f in resolve(gb, field_sources=("typeinfo",)).fields.items()}
         recorded = resolve(gb, field_sources=("offsets-db",)).fields
-    dwarf = dwarf_resolved_fields(twin)
+    dwarf = dwarf_offsets(twin)
     assert recorded, "the offsets table knows nothing of this binary"
     for name, field in recorded.items():
-        known = truth.get(name, dwarf[name].offset if name in dwarf else None)
+        known = truth.get(name, dwarf.get(name))
         # Neither knows a struct the program does not use: nothing to be wrong about.
         assert known is None or field.offset == known, name
     with_module = {s.name for m in load_manifests() for s in m.fields if s.module}

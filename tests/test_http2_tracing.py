@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from conftest import FULL
 from google.protobuf import wrappers_pb2
 from otlp_receiver import OtlpReceiver
 from tracing import go_server, gotrace, linked_pairs, otlp_args, probe_hits, stop
@@ -44,12 +45,16 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def h2_runs() -> list[tuple[matrix.Cell, str, str]]:
-    """Every pair on the oldest and newest Go (stripped), one pair on each Go between."""
+    """The oldest and newest Go stripped, the ones between plain. By default one pair on
+    each Go, in turn from the newest, so that every pair runs; with GOTRACE_MATRIX=full
+    every pair on the oldest and newest Go, and one on each Go between."""
     gos = matrix.go_versions()
-    ends = [matrix.Cell("h2", go, "stripped") for go in dict.fromkeys([gos[0], gos[-1]])]
-    middle = [matrix.Cell("h2", go, "plain") for go in gos[1:-1]]
-    runs = [(cell, *pair) for cell in ends for pair in PAIRS]
-    runs += [(cell, *PAIRS[i % len(PAIRS)]) for i, cell in enumerate(middle)]
+    cells = [matrix.Cell("h2", go, "stripped" if go in (gos[0], gos[-1]) else "plain")
+             for go in gos]
+    runs = [(cell, *PAIRS[i % len(PAIRS)]) for i, cell in enumerate(reversed(cells))]
+    if FULL:
+        runs += [(cell, *pair) for cell in dict.fromkeys([cells[0], cells[-1]])
+                 for pair in PAIRS if (cell, *pair) not in runs]
     return runs
 
 

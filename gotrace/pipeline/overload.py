@@ -201,7 +201,7 @@ class MachineLoad:
         self.traced_busy = traced / (total - total_before)
 
     def busy(self) -> bool:
-        """Busy, and mostly by the traced programs: gotrace's CPU would slow them."""
+        """Busy, a third of it or more by the traced programs: gotrace's CPU would slow them."""
         return self.others_busy >= BUSY_FROM and self.traced_busy >= TRACED_FROM * self.others_busy
 
 
