@@ -13,9 +13,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from debian_programs import prometheus
 from tracing import go_server, gotrace, read_spans
 
 from gotrace.pipeline.overload import (
@@ -88,35 +92,62 @@ def _busy_cpus(tracer: subprocess.Popen[str], seconds: float) -> None:
             spinner.wait()
 
 
+@dataclass(frozen=True)
+class Workload:
+    """A server (started in a directory; yields its process and host:port) and what it is
+    sent: a fast path as fast as it goes, errors (status 500 or more) and slow requests
+    (longer than slow_ms) at fixed rates."""
+
+    server: Callable[[Path], AbstractContextManager[tuple[subprocess.Popen, str]]]
+    fast: str
+    error: str
+    slow: str
+    slow_ms: int
+
+
+def _testapp(_workdir: Path) -> AbstractContextManager[tuple[subprocess.Popen, str]]:
+    return go_server(matrix.build(matrix.Cell("httpserver", matrix.go_versions()[-1],
+                                              "stripped")))
+
+
+TESTAPP = Workload(_testapp, "/hello", "/error", f"/slow?ms={SLOW_MS + 20}", SLOW_MS)
+# Debian's prometheus: a query that times out at once answers 503; a subquery of three days
+# at one-second steps takes tens of milliseconds of evaluation.
+DEBIAN_PROMETHEUS = Workload(
+    lambda workdir: prometheus(workdir, "loaded"), "/-/healthy",
+    "/api/v1/query_range?query=up&start=0&end=1&step=1&timeout=0.000000001",
+    "/api/v1/query?query=count_over_time(vector(1)[3d:1s])", 20)
+
+
 def _served_under(tmp_path: Path, extra: list[str],
-                  pressure: Callable[[subprocess.Popen[str], float], None]
-                  ) -> tuple[Counter, dict, str]:
+                  pressure: Callable[[subprocess.Popen[str], float], None],
+                  workload: Workload = TESTAPP) -> tuple[Counter, dict, str]:
     """A server traced to JSON lines under more load than gotrace takes (its CPU capped, or
     the pressure put on it while the load lasts), with errors and slow requests among it.
     Returns the requests sent per path, the exported spans per path, and gotrace's stderr."""
-    binary = matrix.build(matrix.Cell("httpserver", matrix.go_versions()[-1], "stripped"))
     out = tmp_path / "spans.jsonl"
     seconds = 10.0
-    with go_server(binary) as (server, addr), \
+    with workload.server(tmp_path) as (server, addr), \
             gotrace(tmp_path, "trace", "--pid", str(server.pid), "--jsonl", str(out),
-                    "--stats", "--slow", f"{SLOW_MS}ms", *extra) as proc:
-        loads = {"/hello": _load(f"http://{addr}/hello", 0, seconds, conns=8),
-                 "/error": _load(f"http://{addr}/error", 40, seconds, conns=1),
-                 "/slow": _load(f"http://{addr}/slow?ms={SLOW_MS + 20}", 5, seconds, conns=1)}
+                    "--stats", "--slow", f"{workload.slow_ms}ms", *extra) as proc:
+        loads = {"fast": _load(f"http://{addr}{workload.fast}", 0, seconds, conns=8),
+                 "error": _load(f"http://{addr}{workload.error}", 40, seconds, conns=1),
+                 "slow": _load(f"http://{addr}{workload.slow}", 5, seconds, conns=1)}
         pressure(proc, seconds - 1)
-        sent = Counter({path: _requests(load) for path, load in loads.items()})
+        sent = Counter({label: _requests(load) for label, load in loads.items()})
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    exported = Counter(span["attributes"]["url.path"] for span in read_spans(out))
+    labels = {urlsplit(getattr(workload, label)).path: label for label in loads}
+    exported = Counter(labels[span["attributes"]["url.path"]] for span in read_spans(out))
     return sent, dict(exported), err
 
 
 def _check(sent: Counter, exported: dict, err: str) -> None:
     # Every error and every slow request, shed or not.
-    assert exported.get("/error") == sent["/error"] > 0, (sent, exported, err)
-    assert exported.get("/slow") == sent["/slow"] > 0, (sent, exported, err)
+    assert exported.get("error") == sent["error"] > 0, (sent, exported, err)
+    assert exported.get("slow") == sent["slow"] > 0, (sent, exported, err)
     # The policy shed (the load was too much), by decision: nothing lost.
     _share, lowest, shed_kernel, shed_here, _rescued = SHED.search(err).groups()
     assert float(lowest) < 1 and int(shed_kernel) + int(shed_here) > 0, err
@@ -134,6 +165,12 @@ def test_a_starved_tracer_sheds_in_the_kernel_and_keeps_every_error_and_slow_req
     """gotrace stopped for 2.5 s at a time: the ring buffer fills past half, and the kernel
     sheds new traces by itself, keeping the errors and slow ones."""
     _check(*_served_under(tmp_path, [], _stop_in_bursts))
+
+
+def test_debian_prometheus_starved_tracer_keeps_every_error_and_slow_query(tmp_path):
+    """The same, on Debian's prometheus as shipped (stripped, Go 1.19): its health check as
+    fast as it goes, queries that time out (503) and slow ones."""
+    _check(*_served_under(tmp_path, [], _stop_in_bursts, DEBIAN_PROMETHEUS))
 
 
 def test_max_cpu_sheds_to_its_budget_and_keeps_every_error_and_slow_request(tmp_path):
