@@ -38,6 +38,7 @@ from testapps import matrix
 SHED = re.compile(r"overload: kept share (\S+) \(lowest (\S+)\), spans shed (\d+) in the "
                   r"kernel, (\d+) by gotrace; of shed traces, (\d+) spans kept")
 SAMPLED_OUT = re.compile(r"spans sampled out (\d+) in the kernel, (\d+) by gotrace")
+CUT_FOR_MAX_CPU = re.compile(r"the kept share cut for: .*--max-cpu [1-9]")
 SLOW_MS = 80
 
 
@@ -176,7 +177,10 @@ def test_debian_prometheus_starved_tracer_keeps_every_error_and_slow_query(tmp_p
 def test_max_cpu_sheds_to_its_budget_and_keeps_every_error_and_slow_request(tmp_path):
     """--max-cpu 5: far below what the load needs, so gotrace lowers the kept share; at
     normal priority (--no-yield-cpu), so that the budget alone limits it."""
-    _check(*_served_under(tmp_path, ["--max-cpu", "5", "--no-yield-cpu"], _competing))
+    sent, exported, err = _served_under(tmp_path, ["--max-cpu", "5", "--no-yield-cpu"],
+                                        _competing)
+    _check(sent, exported, err)
+    assert CUT_FOR_MAX_CPU.search(err), err
 
 
 def test_gotrace_leaves_a_busy_machine_to_its_programs_and_sheds_by_decision(tmp_path):
@@ -218,6 +222,7 @@ def test_pressure_halves_the_kept_share_at_most_twice_a_second_and_calm_raises_i
     clock.tick(0.6, 0.5)
     control.update(Pressure(0.0, 0.0, lost=5))  # spans lost: shed more
     assert control.ratio == 0.125
+    assert control.cuts == {"backlog": 2, "spans lost": 1}
     for _ in range(50):  # calm: a quarter more a second, up to everything
         clock.tick(0.1, 0.1)
         control.update(Pressure(0.0, 0.0, lost=5))
@@ -234,6 +239,7 @@ def test_max_cpu_cuts_to_the_budget_and_never_below_the_floor():
         clock.tick(0.1, 0.8)
         control.update(CALM)
     assert control.ratio == pytest.approx(0.9 * 0.2 / 0.8)
+    assert control.cuts == {"--max-cpu": 1}
     for _ in range(1000):
         clock.tick(0.1, 1.0)
         control.update(CALM)
@@ -271,6 +277,7 @@ def test_on_a_busy_machine_gotrace_holds_to_the_busy_budget(others, traced, max_
     assert machine.others_busy == pytest.approx(others)
     assert machine.traced_busy == pytest.approx(traced)
     assert control.ratio == pytest.approx(expected)
+    assert control.cuts == ({"busy machine": 1} if expected < 1 else {})
 
 
 def test_the_gate_keeps_a_rescued_trace_whole_and_counts_what_it_sheds():

@@ -246,10 +246,11 @@ def _report(counters: tuple[dict[str, int], dict[str, int]], run_ns: dict[str, i
         f"{k}={v}" for k, v in conn_misses.items()), file=sys.stderr)
     print(f"gotrace: sampler {sampler}: spans sampled out {sampled_out[0]} in the kernel, "
           f"{sampled_out[1]} by gotrace", file=sys.stderr)
+    cuts = ", ".join(f"{reason} {n}" for reason, n in overload.cuts.most_common())
     print(f"gotrace: overload: kept share {overload.ratio:.4g} (lowest "
           f"{overload.lowest_ratio:.4g}), spans shed {shed[0]} in the kernel, {shed[1]} by "
-          f"gotrace; of shed traces, {rescued} spans kept for an error or a slow request",
-          file=sys.stderr)
+          f"gotrace; of shed traces, {rescued} spans kept for an error or a slow request"
+          + (f"; the kept share cut for: {cuts}" if cuts else ""), file=sys.stderr)
     print(f"gotrace: same-host links {links.linked}, server spans with a local peer not "
           f"traced {links.unmatched}, released unlinked for lack of room {links.overflow}",
           file=sys.stderr)

@@ -227,6 +227,9 @@ class OverloadController:
         self.cpu = 0.0  # cores, over the last complete window
         self._cpu_fresh = False  # the window was measured at the current ratio
         self._lost = 0
+        # Cuts of the kept share by reason: spans lost, backlog (a ring buffer or export
+        # queue past PRESSURE), --max-cpu, busy machine (the busy budget).
+        self.cuts: collections.Counter[str] = collections.Counter()
 
     @property
     def bound(self) -> int:
@@ -276,6 +279,14 @@ class OverloadController:
             return self.settings.busy_cpu
         return None
 
+    def _cut_reason(self, lost: int, fill: float) -> str:
+        """Why the kept share is cut now (the first that applies)."""
+        if lost > 0:
+            return "spans lost"
+        if fill >= PRESSURE:
+            return "backlog"
+        return "--max-cpu" if self.settings.max_cpu is not None else "busy machine"
+
     def _next_ratio(self, now: float, pressure: Pressure, lost: int) -> float:
         ratio = self.ratio
         budget = self.budget()
@@ -287,6 +298,7 @@ class OverloadController:
             cut = 0.5
             if over_budget and budget is not None:
                 cut = min(cut, 0.9 * budget / self.cpu)
+            self.cuts[self._cut_reason(lost, fill)] += 1
             self._window_start = (now, self._cpu_clock())  # judge the new ratio afresh
             self._cpu_fresh = False
             self._cut = self._raised = now
