@@ -259,7 +259,14 @@ def test_on_a_busy_machine_gotrace_holds_to_the_busy_budget(others, traced, max_
     clock = _Clock()
     ticks = [0, 0]  # busy, all, of two CPUs
     programs = {7: 1000, 8: 0}  # a traced program's ticks; PID 8 exits
-    machine = MachineLoad(lambda: (ticks[0], ticks[1]), lambda: dict(programs), cpus=2)
+    asked: list[set[int]] = []
+
+    def process_ticks(pids):
+        asked.append(set(pids))
+        return {pid: programs[pid] for pid in pids if pid in programs}
+
+    machine = MachineLoad(lambda: (ticks[0], ticks[1]), lambda: [7, 8], cpus=2,
+                          process_ticks=process_ticks)
     control = OverloadController(OverloadSettings(max_cpu=max_cpu, busy_cpu=BUSY_CPU),
                                  cpu_clock=lambda: clock.cpu, clock=lambda: clock.now,
                                  machine=machine)
@@ -278,6 +285,8 @@ def test_on_a_busy_machine_gotrace_holds_to_the_busy_budget(others, traced, max_
     assert machine.traced_busy == pytest.approx(traced)
     assert control.ratio == pytest.approx(expected)
     assert control.cuts == ({"busy machine": 1} if expected < 1 else {})
+    machine.begin()
+    assert asked == [{7, 8}, {7, 8}, {7}]  # a process found gone is not looked for again
 
 
 def test_the_gate_keeps_a_rescued_trace_whole_and_counts_what_it_sheds():

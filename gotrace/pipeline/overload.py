@@ -173,19 +173,27 @@ class MachineLoad:
     much of that the traced programs did."""
 
     def __init__(self, machine_ticks: Callable[[], tuple[int, int]],
-                 traced_ticks: Callable[[], dict[int, int]], cpus: int) -> None:
+                 traced_pids: Callable[[], Collection[int]], cpus: int,
+                 process_ticks: Callable[[Iterable[int]], dict[int, int]] = process_cpu_ticks
+                 ) -> None:
         self._machine_ticks = machine_ticks
-        self._traced_ticks = traced_ticks
+        self._traced_pids = traced_pids
+        self._process_ticks = process_ticks
         self._cpus = cpus
         self.others_busy = 0.0  # share of the machine's CPUs, gotrace's own time left out
         self.traced_busy = 0.0  # share of the machine's CPUs the traced programs used
         self._machine = machine_ticks()
         self._traced: dict[int, int] = {}  # the first window counts no traced program
+        # Traced processes found gone: not looked for again (the tracer remembers every
+        # process it traced, and a PID used again is another program's).
+        self._gone: set[int] = set()
 
     def begin(self) -> None:
         """Start a new window here."""
         self._machine = self._machine_ticks()
-        self._traced = self._traced_ticks()
+        pids = [pid for pid in self._traced_pids() if pid not in self._gone]
+        self._traced = self._process_ticks(pids)
+        self._gone.update(pid for pid in pids if pid not in self._traced)
 
     def measure(self, own_cores: float) -> None:
         """End the window (gotrace used own_cores over it) and begin the next."""

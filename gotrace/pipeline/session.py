@@ -39,7 +39,6 @@ from gotrace.pipeline.overload import (
     OverloadSettings,
     Pressure,
     machine_cpu_ticks,
-    process_cpu_ticks,
 )
 from gotrace.pipeline.resource import process_resource
 from gotrace.pipeline.routes import RouteInference
@@ -198,7 +197,7 @@ class Tracer:
         self.pipeline = pipeline
         self.sampler = sampler
         self.resources: dict[int, Resource] = {}
-        machine = MachineLoad(machine_cpu_ticks, lambda: process_cpu_ticks(self.resources),
+        machine = MachineLoad(machine_cpu_ticks, lambda: self.resources.keys(),
                               os.cpu_count() or 1)
         self.overload = OverloadController(overload or OverloadSettings(), machine=machine)
         self.durations = KindDurations()
